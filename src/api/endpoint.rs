@@ -1,0 +1,329 @@
+//! `TwinEndpoint`: the tuned model served by an inference engine behind a RAG gateway with an
+//! OpenAI-compatible API, autoscaled and monitored.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    BaseModel, HTTP_URL_MESSAGE, HTTP_URL_RULE, LocalObjectRef, MODEL_URI_MESSAGE, MODEL_URI_RULE,
+    PodOverrides, SecretKeyRef,
+};
+
+/// The default vLLM image for the `vllm` engine.
+pub const DEFAULT_VLLM_IMAGE: &str = "vllm/vllm-openai:v0.11.0";
+
+/// A served twin: an inference engine with the tuned adapter, behind a RAG gateway that
+/// answers OpenAI-compatible requests with the author's own passages as context.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "llmtwin.dev",
+    version = "v1alpha1",
+    kind = "TwinEndpoint",
+    namespaced,
+    status = "TwinEndpointStatus",
+    shortname = "tep",
+    category = "twin",
+    doc = "A TwinEndpoint serves a tuned twin: an inference engine (vLLM by default) with the LoRA adapter loaded, behind a RAG gateway with an OpenAI-compatible API, autoscaled and monitored.",
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Pending, Deploying, Ready, Degraded or Failed"
+    ),
+    printcolumn(
+        name = "URL",
+        type_ = "string",
+        json_path = ".status.url",
+        description = "The OpenAI-compatible base URL"
+    ),
+    printcolumn(
+        name = "Engine",
+        type_ = "string",
+        json_path = ".status.replicas.engine",
+        description = "Ready/desired engine replicas"
+    ),
+    printcolumn(
+        name = "Gateway",
+        type_ = "string",
+        json_path = ".status.replicas.gateway",
+        description = "Ready/desired gateway replicas"
+    ),
+    printcolumn(
+        name = "Adapter",
+        type_ = "string",
+        json_path = ".status.model.adapterUri",
+        priority = 1,
+        description = "The adapter served"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.engine.kind != 'embedded' || !has(self.autoscaling) || self.autoscaling.maxReplicas == 1").message("the embedded engine runs in the gateway process and cannot be autoscaled: set autoscaling.maxReplicas to 1 or use vllm"))]
+pub struct TwinEndpointSpec {
+    /// The model to serve: `trainingJobRef` (a Succeeded TwinTrainingJob's adapter) or
+    /// `baseModel` with an optional `adapterUri`.
+    pub model: EndpointModel,
+    /// The TwinDataset whose passages the gateway retrieves for every request. Unset serves the
+    /// model without retrieval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_ref: Option<LocalObjectRef>,
+    /// The inference engine.
+    #[serde(default)]
+    pub engine: Engine,
+    /// Horizontal autoscaling of the engine on in-flight requests. Unset runs one replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    /// The RAG gateway in front of the engine.
+    #[serde(default)]
+    pub gateway: Gateway,
+    /// Prometheus scraping.
+    #[serde(default)]
+    pub monitoring: Monitoring,
+}
+
+/// The model to serve. Exactly one of `trainingJobRef` or `baseModel` is set.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.trainingJobRef) != has(self.baseModel)").message("set exactly one of model.trainingJobRef or model.baseModel"),
+    validation = Rule::new("!has(self.adapterUri) || has(self.baseModel)").message("adapterUri goes with baseModel; a trainingJobRef brings its own adapter")
+)]
+pub struct EndpointModel {
+    /// A TwinTrainingJob in the same namespace; its adapter and base model are served once it
+    /// has Succeeded, and a newer run is rolled out when it succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_job_ref: Option<LocalObjectRef>,
+    /// A base model served as is, or with `adapterUri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_model: Option<BaseModel>,
+    /// A PEFT adapter for `baseModel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(MODEL_URI_RULE).message(MODEL_URI_MESSAGE))]
+    pub adapter_uri: Option<String>,
+}
+
+/// The inference engine.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(self.kind == 'external') == has(self.url)").message("url is required for, and only for, the external engine"),
+    validation = Rule::new("self.kind == 'vllm' || !(has(self.image) || has(self.gpus) || has(self.maxModelLen) || has(self.extraArgs))").message("image, gpus, maxModelLen and extraArgs apply only to the vllm engine")
+)]
+pub struct Engine {
+    /// `vllm` runs vLLM on GPUs; `external` uses an existing OpenAI-compatible URL;
+    /// `embedded` runs a small CPU model inside the gateway (local mode and demos).
+    #[serde(default)]
+    pub kind: EngineKind,
+    /// vLLM image. Unset means the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// GPUs per engine replica (tensor parallel size). Unset means 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 16))]
+    pub gpus: Option<u32>,
+    /// Resources, node selector, tolerations and service account of the engine pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodOverrides>,
+    /// Longest context (prompt plus answer) in tokens. Unset means the model's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 128, max = 1048576))]
+    pub max_model_len: Option<u32>,
+    /// Extra command-line arguments for vLLM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub extra_args: Option<Vec<String>>,
+    /// The external engine's OpenAI-compatible base URL, up to and including `/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(HTTP_URL_RULE).message(HTTP_URL_MESSAGE))]
+    pub url: Option<String>,
+}
+
+/// The kinds of inference engine.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// vLLM on GPUs, with the LoRA adapter loaded.
+    #[default]
+    Vllm,
+    /// An existing OpenAI-compatible endpoint.
+    External,
+    /// A small CPU model inside the gateway.
+    Embedded,
+}
+
+/// Horizontal autoscaling of the engine.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
+pub struct Autoscaling {
+    /// Fewest engine replicas.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1, max = 100))]
+    pub min_replicas: i32,
+    /// Most engine replicas.
+    #[serde(default = "default_max_replicas")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_replicas: i32,
+    /// In-flight requests per engine replica the autoscaler aims for.
+    #[serde(default = "default_target_requests")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub target_requests_per_replica: i32,
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+fn default_max_replicas() -> i32 {
+    4
+}
+fn default_target_requests() -> i32 {
+    8
+}
+
+/// The RAG gateway (`twin serve`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Gateway {
+    /// Gateway replicas.
+    #[serde(default = "default_gateway_replicas")]
+    #[schemars(range(min = 1, max = 100))]
+    pub replicas: i32,
+    /// Retrieval settings.
+    #[serde(default)]
+    pub rag: Rag,
+    /// System prompt. Unset means one that asks the model to answer as the author, grounded in
+    /// the retrieved passages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16384))]
+    pub system_prompt: Option<String>,
+    /// A Secret key holding the API key clients must send as a bearer token. Unset means no
+    /// authentication (keep the Service internal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
+    /// Resources, node selector, tolerations and service account of the gateway pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodOverrides>,
+}
+
+fn default_gateway_replicas() -> i32 {
+    2
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Self {
+            replicas: default_gateway_replicas(),
+            rag: Rag::default(),
+            system_prompt: None,
+            api_key_secret_ref: None,
+            pod: None,
+        }
+    }
+}
+
+/// Retrieval-augmented generation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rag {
+    /// Passages retrieved per request; 0 turns retrieval off.
+    #[serde(default = "default_top_k")]
+    #[schemars(range(min = 0, max = 64))]
+    pub top_k: u32,
+}
+
+fn default_top_k() -> u32 {
+    4
+}
+
+impl Default for Rag {
+    fn default() -> Self {
+        Self {
+            top_k: default_top_k(),
+        }
+    }
+}
+
+/// Prometheus scraping.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Monitoring {
+    /// Create Prometheus Operator ServiceMonitors for the engine and gateway (needs the
+    /// ServiceMonitor CRD in the cluster).
+    #[serde(default)]
+    pub service_monitor: bool,
+}
+
+/// The phase of a TwinEndpoint.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum EndpointPhase {
+    /// Accepted; waiting for its model.
+    Pending,
+    /// Rolling out the engine and gateway.
+    Deploying,
+    /// Serving at `status.url`.
+    Ready,
+    /// Serving, but fewer replicas are ready than desired.
+    Degraded,
+    /// Cannot serve; see the Ready condition.
+    Failed,
+}
+
+/// The observed state of a TwinEndpoint.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TwinEndpointStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// One-word summary: Pending, Deploying, Ready, Degraded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<EndpointPhase>,
+    /// The OpenAI-compatible base URL inside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// What is served: lineage from dataset revision to adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ServedModel>,
+    /// Ready/desired replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<ReplicaStatus>,
+    /// Standard conditions; `Ready` is always present.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// What an endpoint serves.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServedModel {
+    /// The base model.
+    pub base_model: String,
+    /// The adapter, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_uri: Option<String>,
+    /// The TwinTrainingJob that produced the adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_job: Option<String>,
+    /// The dataset revision the adapter was trained on and the gateway retrieves from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_revision: Option<String>,
+}
+
+/// Ready/desired replicas, as `"ready/desired"`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct ReplicaStatus {
+    /// Engine replicas.
+    pub engine: String,
+    /// Gateway replicas.
+    pub gateway: String,
+}

@@ -1,0 +1,23 @@
+//! The twin resources (group `llmtwin.dev`, version `v1alpha1`) and their CRDs.
+
+pub mod common;
+pub mod dataset;
+pub mod endpoint;
+pub mod training;
+
+pub use common::*;
+pub use dataset::{TwinDataset, TwinDatasetSpec, TwinDatasetStatus};
+pub use endpoint::{TwinEndpoint, TwinEndpointSpec, TwinEndpointStatus};
+pub use training::{TwinTrainingJob, TwinTrainingJobSpec, TwinTrainingJobStatus};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// The three CRDs, in the order they are printed and installed.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![
+        TwinDataset::crd(),
+        TwinTrainingJob::crd(),
+        TwinEndpoint::crd(),
+    ]
+}

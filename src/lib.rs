@@ -1,0 +1,9 @@
+//! twin-operator: a Kubernetes operator that builds, trains and serves LLM Twins.
+//!
+//! The library behind the `twin` binary: the API types of the three resources, CRD
+//! generation, and (in later modules) the operator, the dataset pipeline and the gateway.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod crdgen;

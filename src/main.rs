@@ -1,0 +1,119 @@
+//! `twin`: the one binary of twin-operator. Parses the command line and dispatches.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use twin_operator::crdgen;
+
+#[derive(Parser)]
+#[command(
+    name = "twin",
+    version,
+    about = "Build, train and serve LLM Twins on Kubernetes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controllers for TwinDataset, TwinTrainingJob and TwinEndpoint.
+    Operator {
+        /// Address of the /metrics, /healthz and /readyz server.
+        #[arg(long, default_value = "0.0.0.0:8080", env = "TWIN_METRICS_ADDR")]
+        metrics_addr: String,
+    },
+    /// Print the CustomResourceDefinitions as YAML, or write them to a folder.
+    Crd {
+        /// Write one file per CRD into this folder instead of printing (as `crds/`).
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+        /// Write one Helm template per CRD into this folder (as the chart's `templates/crds/`).
+        #[arg(long, value_name = "DIR")]
+        helm_templates_dir: Option<PathBuf>,
+    },
+    /// The dataset pipeline.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Run the RAG gateway (OpenAI-compatible API).
+    Serve,
+    /// Run TwinDataset, TwinTrainingJob and TwinEndpoint YAML on this machine.
+    Up {
+        /// Folder or file of resource YAML.
+        #[arg(short = 'f', long = "filename")]
+        path: PathBuf,
+    },
+    /// Chat with a twin endpoint from the terminal.
+    Chat {
+        /// Base URL of the endpoint, e.g. http://localhost:8080/v1.
+        url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// Collect, clean, chunk, embed and publish a TwinDataset (what its Job runs).
+    Build {
+        /// A file holding the TwinDataset, YAML or JSON.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd {
+            output_dir,
+            helm_templates_dir,
+        } => crd(output_dir, helm_templates_dir),
+        Command::Operator { .. } => not_in_this_release("twin operator", "the controllers"),
+        Command::Dataset(DatasetCommand::Build { .. }) => {
+            not_in_this_release("twin dataset build", "the dataset pipeline")
+        }
+        Command::Serve => not_in_this_release("twin serve", "the RAG gateway"),
+        Command::Up { .. } => not_in_this_release("twin up", "local mode"),
+        Command::Chat { .. } => not_in_this_release("twin chat", "the chat client"),
+    }
+}
+
+fn crd(output_dir: Option<PathBuf>, helm_templates_dir: Option<PathBuf>) -> ExitCode {
+    let result = if output_dir.is_none() && helm_templates_dir.is_none() {
+        crdgen::all_crds_yaml().map(|yaml| print!("{yaml}"))
+    } else {
+        let mut written = Vec::new();
+        let mut write = || -> Result<(), crdgen::CrdGenError> {
+            if let Some(dir) = &output_dir {
+                written.extend(crdgen::write_all(dir, crdgen::crd_file)?);
+            }
+            if let Some(dir) = &helm_templates_dir {
+                written.extend(crdgen::write_all(dir, crdgen::chart_template)?);
+            }
+            Ok(())
+        };
+        let result = write();
+        for path in &written {
+            eprintln!("wrote {path}");
+        }
+        result
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Subcommands whose work ships in a later release say so and exit non-zero, so that no
+/// script mistakes them for success.
+fn not_in_this_release(command: &str, what: &str) -> ExitCode {
+    eprintln!(
+        "error: `{command}` is not available in this release of twin-operator: {what} ship in a \
+         later release. Today `twin crd` works; see README.md."
+    );
+    ExitCode::from(2)
+}

@@ -1,0 +1,233 @@
+//! The Argo CD health checks in `manifests/argocd/argocd-cm.yaml`, run by a real Lua
+//! interpreter (Lua 5.1, the dialect of Argo CD's gopher-lua) on objects of every phase.
+
+use mlua::serde::SerializeOptions;
+use mlua::{Lua, LuaSerdeExt, Table};
+use serde_json::{Value, json};
+
+use crate::support::repo;
+
+fn script(kind: &str) -> String {
+    let configmap: Value =
+        serde_saphyr::from_str(&repo::read("manifests/argocd/argocd-cm.yaml")).unwrap();
+    configmap["data"][format!("resource.customizations.health.llmtwin.dev_{kind}")]
+        .as_str()
+        .unwrap_or_else(|| panic!("argocd-cm.yaml has no health check for {kind}"))
+        .to_string()
+}
+
+/// Runs a health script as Argo CD does: `obj` is a global, the script returns `hs`.
+fn health(kind: &str, object: &Value) -> (String, String) {
+    let lua = Lua::new();
+    let options = SerializeOptions::new()
+        .serialize_none_to_null(false)
+        .serialize_unit_to_null(false);
+    lua.globals()
+        .set("obj", lua.to_value_with(object, options).unwrap())
+        .unwrap();
+    let hs: Table = lua
+        .load(script(kind))
+        .set_name(kind)
+        .eval()
+        .unwrap_or_else(|e| panic!("{kind}: {e}"));
+    (
+        hs.get("status").unwrap(),
+        hs.get::<Option<String>>("message")
+            .unwrap()
+            .unwrap_or_default(),
+    )
+}
+
+fn object(kind: &str, generation: i64, status: Value) -> Value {
+    let mut object = json!({
+        "apiVersion": "llmtwin.dev/v1alpha1", "kind": kind,
+        "metadata": {"name": "paul", "namespace": "twins", "generation": generation},
+        "spec": {}
+    });
+    if !status.is_null() {
+        object["status"] = status;
+    }
+    object
+}
+
+fn ready(status: &str, reason: &str, message: &str) -> Value {
+    json!([{"type": "Ready", "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": "2026-11-28T06:00:00Z", "observedGeneration": 2}])
+}
+
+#[test]
+fn every_kind_and_phase_maps_to_the_expected_health() {
+    let cases = [
+        // kind, status, expected health, words the message must contain
+        (
+            "TwinDataset",
+            Value::Null,
+            "Progressing",
+            "Waiting for the operator",
+        ),
+        (
+            "TwinDataset",
+            json!({"observedGeneration": 1, "phase": "Ready"}),
+            "Progressing",
+            "latest spec",
+        ),
+        (
+            "TwinDataset",
+            json!({"observedGeneration": 2, "phase": "Pending", "conditions": ready("False", "Pending", "Build not started")}),
+            "Progressing",
+            "Build not started",
+        ),
+        (
+            "TwinDataset",
+            json!({"observedGeneration": 2, "phase": "Running", "conditions": ready("False", "BuildRunning", "Job paul-build-1a2b is running")}),
+            "Progressing",
+            "is running",
+        ),
+        (
+            "TwinDataset",
+            json!({"observedGeneration": 2, "phase": "Ready", "revision": "r-9f3c", "conditions": ready("True", "RevisionPublished", "")}),
+            "Healthy",
+            "r-9f3c",
+        ),
+        (
+            "TwinDataset",
+            json!({"observedGeneration": 2, "phase": "Ready", "conditions": ready("False", "RefreshFailed", "the nightly refresh failed")}),
+            "Degraded",
+            "nightly refresh",
+        ),
+        (
+            "TwinDataset",
+            json!({"observedGeneration": 2, "phase": "Failed", "conditions": ready("False", "NoDocuments", "no source yielded a document")}),
+            "Degraded",
+            "no source",
+        ),
+        (
+            "TwinDataset",
+            json!({"observedGeneration": 2, "phase": "Pending", "conditions": ready("False", "WaitingForConfigMap", "ConfigMap notes does not exist yet")}),
+            "Suspended",
+            "notes",
+        ),
+        (
+            "TwinTrainingJob",
+            Value::Null,
+            "Progressing",
+            "Waiting for the operator",
+        ),
+        (
+            "TwinTrainingJob",
+            json!({"observedGeneration": 2, "phase": "Pending"}),
+            "Progressing",
+            "Pending",
+        ),
+        (
+            "TwinTrainingJob",
+            json!({"observedGeneration": 2, "phase": "WaitingForDataset", "conditions": ready("False", "WaitingForDataset", "TwinDataset paul is Running")}),
+            "Suspended",
+            "paul is Running",
+        ),
+        (
+            "TwinTrainingJob",
+            json!({"observedGeneration": 2, "phase": "Running", "conditions": ready("False", "Training", "SFT epoch 2 of 3")}),
+            "Progressing",
+            "epoch 2",
+        ),
+        (
+            "TwinTrainingJob",
+            json!({"observedGeneration": 2, "phase": "Succeeded", "model": {"baseModel": "hf://meta-llama/Llama-3.1-8B", "adapterUri": "s3://b/twins/models/paul-v1/1/adapter"}}),
+            "Healthy",
+            "s3://b/twins/models/paul-v1/1/adapter",
+        ),
+        (
+            "TwinTrainingJob",
+            json!({"observedGeneration": 2, "phase": "Failed", "conditions": ready("False", "TrainerFailed", "CUDA out of memory")}),
+            "Degraded",
+            "out of memory",
+        ),
+        (
+            "TwinTrainingJob",
+            json!({"observedGeneration": 1, "phase": "Succeeded"}),
+            "Progressing",
+            "latest spec",
+        ),
+        (
+            "TwinEndpoint",
+            Value::Null,
+            "Progressing",
+            "Waiting for the operator",
+        ),
+        (
+            "TwinEndpoint",
+            json!({"observedGeneration": 2, "phase": "Pending", "conditions": ready("False", "WaitingForModel", "TwinTrainingJob paul-v1 has not succeeded")}),
+            "Suspended",
+            "paul-v1",
+        ),
+        (
+            "TwinEndpoint",
+            json!({"observedGeneration": 2, "phase": "Deploying", "conditions": ready("False", "RollingOut", "engine 0/1 ready")}),
+            "Progressing",
+            "engine 0/1",
+        ),
+        (
+            "TwinEndpoint",
+            json!({"observedGeneration": 2, "phase": "Ready", "url": "http://paul.twins.svc:8080/v1", "conditions": ready("True", "Serving", "")}),
+            "Healthy",
+            "http://paul.twins.svc:8080/v1",
+        ),
+        (
+            "TwinEndpoint",
+            json!({"observedGeneration": 2, "phase": "Degraded", "conditions": ready("False", "ReplicasUnavailable", "engine 1/3 ready")}),
+            "Degraded",
+            "engine 1/3",
+        ),
+        (
+            "TwinEndpoint",
+            json!({"observedGeneration": 2, "phase": "Failed", "conditions": ready("False", "ModelNotFound", "TwinTrainingJob paul-v9 does not exist")}),
+            "Degraded",
+            "paul-v9",
+        ),
+    ];
+    for (kind, status, expected, words) in cases {
+        let (health, message) = health(kind, &object(kind, 2, status.clone()));
+        assert_eq!(
+            health, expected,
+            "{kind} with status {status}: message {message:?}"
+        );
+        assert!(
+            message.contains(words),
+            "{kind} with status {status}: message {message:?} lacks {words:?}"
+        );
+    }
+}
+
+#[test]
+fn the_application_installs_the_chart_of_this_repository() {
+    let app: Value =
+        serde_saphyr::from_str(&repo::read("manifests/argocd/application.yaml")).unwrap();
+    assert_eq!(app["kind"], "Application");
+    assert_eq!(app["spec"]["source"]["path"], "charts/twin-operator");
+    assert!(repo::path("charts/twin-operator/Chart.yaml").is_file());
+    let options: Vec<&str> = app["spec"]["syncPolicy"]["syncOptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        options.contains(&"ServerSideApply=true"),
+        "the CRDs are too large for client-side apply's annotation"
+    );
+    // The values it sets are accepted by the chart's values.schema.json.
+    let values = serde_json::to_string(&app["spec"]["source"]["helm"]["valuesObject"]).unwrap();
+    let values_file =
+        std::env::temp_dir().join(format!("twin-argocd-values-{}.json", std::process::id()));
+    std::fs::write(&values_file, values).unwrap();
+    let rendered = repo::run_helm(&[
+        "template",
+        "twin-operator",
+        "charts/twin-operator",
+        "-f",
+        values_file.to_str().unwrap(),
+    ]);
+    assert!(rendered.contains("replicas: 2"));
+    std::fs::remove_file(values_file).ok();
+}

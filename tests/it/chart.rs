@@ -1,0 +1,331 @@
+//! The Helm chart: `helm lint` passes, every rendered object parses into its k8s-openapi type
+//! with no unknown field, the operator runs locked down, RBAC lists exactly the verbs used,
+//! and `values.schema.json` refuses bad values.
+
+use std::process::Command;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::support::repo;
+
+const CHART: &str = "charts/twin-operator";
+
+fn render(set: &[&str]) -> Vec<Value> {
+    let mut args = vec!["template", "twin", CHART, "--namespace", "twin-system"];
+    for value in set {
+        args.extend(["--set", value]);
+    }
+    let text = repo::run_helm(&args);
+    let documents: Vec<Value> = serde_saphyr::from_str_multiple(&text).expect("helm renders YAML");
+    documents.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+/// Parses into `T` and back: equal JSON means every field is known to the Kubernetes type.
+fn typed<T: DeserializeOwned + Serialize>(document: &Value) -> T {
+    let typed: T = serde_json::from_value(document.clone())
+        .unwrap_or_else(|e| panic!("{} does not parse: {e}", document["kind"]));
+    let back = serde_json::to_value(&typed).unwrap();
+    assert_eq!(
+        &back, document,
+        "{} {} has fields its type does not know",
+        document["kind"], document["metadata"]["name"]
+    );
+    typed
+}
+
+/// Every object parses into its type; returns the kinds in order.
+fn check_all_typed(documents: &[Value]) -> Vec<String> {
+    let mut kinds = Vec::new();
+    for document in documents {
+        let kind = document["kind"].as_str().expect("every object has a kind");
+        match kind {
+            "Namespace" => drop(typed::<Namespace>(document)),
+            "ServiceAccount" => drop(typed::<ServiceAccount>(document)),
+            "CustomResourceDefinition" => drop(typed::<CustomResourceDefinition>(document)),
+            "ClusterRole" => drop(typed::<ClusterRole>(document)),
+            "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(document)),
+            "Role" => drop(typed::<Role>(document)),
+            "RoleBinding" => drop(typed::<RoleBinding>(document)),
+            "Service" => drop(typed::<Service>(document)),
+            "Deployment" => drop(typed::<Deployment>(document)),
+            "NetworkPolicy" => drop(typed::<NetworkPolicy>(document)),
+            "ServiceMonitor" => {
+                assert_eq!(document["apiVersion"], "monitoring.coreos.com/v1");
+                assert_eq!(document["spec"]["endpoints"][0]["port"], "http-metrics");
+            }
+            other => panic!("the chart renders an unexpected kind {other}"),
+        }
+        kinds.push(kind.to_string());
+    }
+    kinds
+}
+
+fn find<'a>(documents: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    documents.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+#[test]
+fn helm_lint_passes() {
+    let output = repo::run_helm(&["lint", "--strict", CHART]);
+    assert!(output.contains("0 chart(s) failed"), "{output}");
+    repo::run_helm(&[
+        "lint",
+        "--strict",
+        CHART,
+        "--set",
+        "rbac.clusterWide=false,serviceMonitor.enabled=true,networkPolicy.enabled=true",
+    ]);
+}
+
+#[test]
+fn default_render_parses_into_kubernetes_types() {
+    let documents = render(&[]);
+    let mut kinds = check_all_typed(&documents);
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+    for crd in find(&documents, "CustomResourceDefinition") {
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+            "CRDs survive helm uninstall"
+        );
+    }
+}
+
+#[test]
+fn every_optional_object_renders_and_parses() {
+    let documents = render(&[
+        "rbac.clusterWide=false",
+        "serviceMonitor.enabled=true",
+        "networkPolicy.enabled=true",
+        "namespace.create=true",
+    ]);
+    let kinds = check_all_typed(&documents);
+    for kind in ["ServiceMonitor", "NetworkPolicy", "Namespace"] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+    assert!(
+        !kinds.iter().any(|k| k.starts_with("Cluster")),
+        "namespaced mode grants nothing cluster-wide: {kinds:?}"
+    );
+    let policy: NetworkPolicy = typed(find(&documents, "NetworkPolicy")[0]);
+    assert_eq!(
+        policy.spec.unwrap().policy_types.unwrap(),
+        ["Ingress", "Egress"]
+    );
+    let without_crds = render(&["crds.install=false"]);
+    assert!(find(&without_crds, "CustomResourceDefinition").is_empty());
+}
+
+#[test]
+fn the_operator_runs_locked_down() {
+    let documents = render(&[]);
+    let deployment: Deployment = typed(find(&documents, "Deployment")[0]);
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let pod_security = pod.security_context.unwrap();
+    assert_eq!(pod_security.run_as_non_root, Some(true));
+    assert_eq!(
+        pod_security.seccomp_profile.unwrap().type_,
+        "RuntimeDefault"
+    );
+    assert!(pod_security.run_as_user.is_some_and(|uid| uid != 0));
+    let [container] = &pod.containers[..] else {
+        panic!("one container expected")
+    };
+    assert_eq!(container.args.as_ref().unwrap()[0], "operator");
+    let security = container.security_context.clone().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.capabilities.unwrap().drop.unwrap(), ["ALL"]);
+    let resources = container.resources.clone().unwrap();
+    for kind in ["cpu", "memory"] {
+        assert!(
+            resources.requests.as_ref().unwrap().contains_key(kind),
+            "request for {kind}"
+        );
+    }
+    assert!(
+        resources.limits.as_ref().unwrap().contains_key("memory"),
+        "memory limit"
+    );
+    let liveness = container.liveness_probe.clone().unwrap().http_get.unwrap();
+    let readiness = container.readiness_probe.clone().unwrap().http_get.unwrap();
+    assert_eq!(liveness.path.as_deref(), Some("/healthz"));
+    assert_eq!(readiness.path.as_deref(), Some("/readyz"));
+    let service: Service = typed(find(&documents, "Service")[0]);
+    let port = &service.spec.unwrap().ports.unwrap()[0];
+    assert_eq!(port.name.as_deref(), Some("http-metrics"));
+    assert!(
+        container
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|p| p.name.as_deref() == Some("http-metrics"))
+    );
+}
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    let strings = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect());
+    PolicyRule {
+        api_groups: strings(groups),
+        resources: strings(resources),
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// Widening RBAC must be a deliberate change of this list.
+fn expected_rules(read_secrets: bool) -> Vec<PolicyRule> {
+    let manage = ["get", "list", "watch", "create", "patch", "delete"];
+    let mut rules = vec![
+        rule(
+            &["llmtwin.dev"],
+            &["twindatasets", "twintrainingjobs", "twinendpoints"],
+            &["get", "list", "watch", "patch"],
+        ),
+        rule(
+            &["llmtwin.dev"],
+            &[
+                "twindatasets/status",
+                "twintrainingjobs/status",
+                "twinendpoints/status",
+            ],
+            &["get", "patch"],
+        ),
+        rule(
+            &["llmtwin.dev"],
+            &[
+                "twindatasets/finalizers",
+                "twintrainingjobs/finalizers",
+                "twinendpoints/finalizers",
+            ],
+            &["update"],
+        ),
+        rule(&["batch"], &["jobs", "cronjobs"], &manage),
+        rule(&[""], &["configmaps", "services"], &manage),
+        rule(&[""], &["pods"], &["get", "list", "watch"]),
+        rule(&["apps"], &["deployments"], &manage),
+        rule(&["autoscaling"], &["horizontalpodautoscalers"], &manage),
+        rule(&["policy"], &["poddisruptionbudgets"], &manage),
+        rule(&["monitoring.coreos.com"], &["servicemonitors"], &manage),
+        rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
+    ];
+    if read_secrets {
+        rules.push(rule(&[""], &["secrets"], &["get"]));
+    }
+    rules
+}
+
+#[test]
+fn rbac_grants_exactly_the_verbs_the_operator_uses() {
+    let documents = render(&[]);
+    let cluster_role: ClusterRole = typed(find(&documents, "ClusterRole")[0]);
+    assert_eq!(cluster_role.rules.unwrap(), expected_rules(true));
+    let lease_role: Role = typed(find(&documents, "Role")[0]);
+    assert_eq!(
+        lease_role.metadata.namespace.as_deref(),
+        Some("twin-system")
+    );
+    assert_eq!(
+        lease_role.rules.unwrap(),
+        [rule(
+            &["coordination.k8s.io"],
+            &["leases"],
+            &["get", "create", "update"]
+        )]
+    );
+    let binding: ClusterRoleBinding = typed(find(&documents, "ClusterRoleBinding")[0]);
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.kind.as_str(), subject.namespace.as_deref()),
+        ("ServiceAccount", Some("twin-system"))
+    );
+    assert!(
+        !serde_json::to_string(&documents).unwrap().contains("\"*\""),
+        "no wildcard in any rule"
+    );
+
+    let namespaced = render(&[
+        "rbac.clusterWide=false",
+        "rbac.readSecrets=false",
+        "watchNamespace=twins",
+    ]);
+    let roles: Vec<Role> = find(&namespaced, "Role").into_iter().map(typed).collect();
+    let twins_role = roles
+        .iter()
+        .find(|r| r.metadata.namespace.as_deref() == Some("twins"))
+        .expect("a Role in the watched namespace");
+    assert_eq!(twins_role.rules.clone().unwrap(), expected_rules(false));
+    let deployment = find(&namespaced, "Deployment")[0];
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "TWIN_WATCH_NAMESPACE" && e["value"] == "twins")
+    );
+}
+
+#[test]
+fn values_schema_refuses_bad_values() {
+    for bad in [
+        "replicaCount=-1",
+        "operator.logFormat=xml",
+        "image.pullPolicy=Sometimes",
+        "rbac.clusterwide=false",
+        "crawler.allowNetworks[0]=10.0.0.0",
+    ] {
+        let output = Command::new(repo::helm())
+            .args(["template", "twin", CHART, "--set", bad])
+            .current_dir(repo::root())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "helm accepted --set {bad}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("values don't meet the specifications of the schema"),
+            "--set {bad}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn notes_tell_the_user_what_to_do_next() {
+    let notes = repo::run_helm(&[
+        "install",
+        "twin",
+        CHART,
+        "--dry-run=client",
+        "--namespace",
+        "twin-system",
+    ]);
+    assert!(notes.contains("kubectl get twin"), "{notes}");
+    assert!(
+        notes.contains("rollout status deployment/twin-twin-operator"),
+        "{notes}"
+    );
+}

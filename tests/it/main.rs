@@ -1,0 +1,10 @@
+//! The integration tests, linked into one binary so the dependency graph is linked once.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod argocd;
+mod chart;
+mod crds;
+mod examples;
+mod validation;

@@ -1,0 +1,7 @@
+//! Test harnesses shared by the integration tests: the CRD schema checker (OpenAPI + CEL, as
+//! the API server applies them) and helpers to find repository files and tools.
+
+#![allow(dead_code)]
+
+pub mod crd_schema;
+pub mod repo;
