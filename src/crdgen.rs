@@ -73,9 +73,7 @@ pub fn chart_template(crd: &CustomResourceDefinition) -> Result<String, CrdGenEr
         .insert("helm.sh/resource-policy".into(), "keep".into());
     Ok(format!(
         "{}{{{{- if .Values.crds.install }}}}\n---\n{}{{{{- end }}}}\n",
-        GENERATED_HEADER
-            .replace('#', "{{- /*")
-            .replace('\n', " */}}\n"),
+        GENERATED_HEADER.replace('#', "{{- /*").replace('\n', " */}}\n"),
         crd_yaml(&crd)?
     ))
 }
@@ -86,16 +84,12 @@ pub fn write_all(
     render: fn(&CustomResourceDefinition) -> Result<String, CrdGenError>,
 ) -> Result<Vec<String>, CrdGenError> {
     let mut written = Vec::new();
-    std::fs::create_dir_all(dir).map_err(|source| CrdGenError::Write {
-        path: dir.display().to_string(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|source| CrdGenError::Write { path: dir.display().to_string(), source })?;
     for crd in api::crds() {
         let path = dir.join(file_name(&crd));
-        std::fs::write(&path, render(&crd)?).map_err(|source| CrdGenError::Write {
-            path: path.display().to_string(),
-            source,
-        })?;
+        std::fs::write(&path, render(&crd)?)
+            .map_err(|source| CrdGenError::Write { path: path.display().to_string(), source })?;
         written.push(path.display().to_string());
     }
     Ok(written)

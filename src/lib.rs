@@ -6,4 +6,5 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod apidoc;
 pub mod crdgen;

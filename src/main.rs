@@ -7,11 +7,7 @@ use clap::{Parser, Subcommand};
 use twin_operator::crdgen;
 
 #[derive(Parser)]
-#[command(
-    name = "twin",
-    version,
-    about = "Build, train and serve LLM Twins on Kubernetes"
-)]
+#[command(name = "twin", version, about = "Build, train and serve LLM Twins on Kubernetes")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,6 +29,9 @@ enum Command {
         /// Write one Helm template per CRD into this folder (as the chart's `templates/crds/`).
         #[arg(long, value_name = "DIR")]
         helm_templates_dir: Option<PathBuf>,
+        /// Print the Markdown field reference of the three resources instead (README.md's).
+        #[arg(long, conflicts_with_all = ["output_dir", "helm_templates_dir"])]
+        reference: bool,
     },
     /// The dataset pipeline.
     #[command(subcommand)]
@@ -65,10 +64,11 @@ enum DatasetCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd {
-            output_dir,
-            helm_templates_dir,
-        } => crd(output_dir, helm_templates_dir),
+        Command::Crd { reference: true, .. } => {
+            print!("{}", twin_operator::apidoc::api_reference());
+            ExitCode::SUCCESS
+        }
+        Command::Crd { output_dir, helm_templates_dir, .. } => crd(output_dir, helm_templates_dir),
         Command::Operator { .. } => not_in_this_release("twin operator", "the controllers"),
         Command::Dataset(DatasetCommand::Build { .. }) => {
             not_in_this_release("twin dataset build", "the dataset pipeline")

@@ -23,7 +23,8 @@ pub const STORAGE_URI_MESSAGE: &str =
 /// CEL: a model URI (`hf://org/name` besides the storage schemes).
 pub const MODEL_URI_RULE: &str = r"self.matches('^(hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._/-]+)?|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?|file:///.*)$')";
 /// The message shown when [`MODEL_URI_RULE`] fails.
-pub const MODEL_URI_MESSAGE: &str = "must be hf://org/name[@revision], s3://bucket/prefix, pvc://claim/sub/path or file:///absolute/path";
+pub const MODEL_URI_MESSAGE: &str =
+    "must be hf://org/name[@revision], s3://bucket/prefix, pvc://claim/sub/path or file:///absolute/path";
 /// CEL: an HTTP(S) URL.
 pub const HTTP_URL_RULE: &str = r"self.matches('^https?://[^\\s/$.?#][^\\s]*$')";
 /// The message shown when [`HTTP_URL_RULE`] fails.

@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    HTTP_URL_MESSAGE, HTTP_URL_RULE, MODEL_URI_MESSAGE, MODEL_URI_RULE, PodOverrides,
-    STORAGE_URI_RULE, SecretKeyRef, StorageLocation,
+    HTTP_URL_MESSAGE, HTTP_URL_RULE, MODEL_URI_MESSAGE, MODEL_URI_RULE, PodOverrides, STORAGE_URI_RULE,
+    SecretKeyRef, StorageLocation,
 };
 
 /// The default embedding model: all-MiniLM-L6-v2 (384 dimensions).
@@ -57,11 +57,7 @@ pub const DEFAULT_EMBEDDING_MODEL: &str = "hf://sentence-transformers/all-MiniLM
         priority = 1,
         description = "Whose writing this is"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.output.uri == oldSelf.output.uri").message("output.uri is immutable: published revisions live there; create a new TwinDataset to write elsewhere"))]
@@ -111,10 +107,7 @@ pub struct Author {
 #[x_kube(validation = Rule::new("(has(self.feed) ? 1 : 0) + (has(self.git) ? 1 : 0) + (has(self.web) ? 1 : 0) + (has(self.archive) ? 1 : 0) + (has(self.configMap) ? 1 : 0) + (has(self.files) ? 1 : 0) == 1").message("each source sets exactly one of feed, git, web, archive, configMap or files"))]
 pub struct DataSource {
     /// A short name for the source, unique in this dataset (a DNS label); status reports per name.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
     /// An RSS or Atom feed (Substack, Medium, any blog).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,12 +178,7 @@ fn default_git_ref() -> String {
 }
 
 fn default_git_include() -> Vec<String> {
-    vec![
-        "**/*.md".into(),
-        "**/*.markdown".into(),
-        "**/*.rst".into(),
-        "**/*.txt".into(),
-    ]
+    vec!["**/*.md".into(), "**/*.markdown".into(), "**/*.rst".into(), "**/*.txt".into()]
 }
 
 /// Web pages, crawled within their own site.
@@ -278,12 +266,7 @@ pub struct FilesSource {
 }
 
 fn default_files_include() -> Vec<String> {
-    vec![
-        "**/*.md".into(),
-        "**/*.markdown".into(),
-        "**/*.txt".into(),
-        "**/*.html".into(),
-    ]
+    vec!["**/*.md".into(), "**/*.markdown".into(), "**/*.txt".into(), "**/*.html".into()]
 }
 
 /// Token-aware chunking.
@@ -311,10 +294,7 @@ fn default_overlap_tokens() -> u32 {
 
 impl Default for Chunking {
     fn default() -> Self {
-        Self {
-            max_tokens: default_max_tokens(),
-            overlap_tokens: default_overlap_tokens(),
-        }
+        Self { max_tokens: default_max_tokens(), overlap_tokens: default_overlap_tokens() }
     }
 }
 
@@ -344,10 +324,7 @@ fn default_embedding_batch() -> u32 {
 
 impl Default for Embedding {
     fn default() -> Self {
-        Self {
-            model: default_embedding_model(),
-            batch_size: default_embedding_batch(),
-        }
+        Self { model: default_embedding_model(), batch_size: default_embedding_batch() }
     }
 }
 

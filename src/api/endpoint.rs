@@ -57,11 +57,7 @@ pub const DEFAULT_VLLM_IMAGE: &str = "vllm/vllm-openai:v0.11.0";
         priority = 1,
         description = "The adapter served"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.engine.kind != 'embedded' || !has(self.autoscaling) || self.autoscaling.maxReplicas == 1").message("the embedded engine runs in the gateway process and cannot be autoscaled: set autoscaling.maxReplicas to 1 or use vllm"))]
@@ -246,9 +242,7 @@ fn default_top_k() -> u32 {
 
 impl Default for Rag {
     fn default() -> Self {
-        Self {
-            top_k: default_top_k(),
-        }
+        Self { top_k: default_top_k() }
     }
 }
 

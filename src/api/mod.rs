@@ -1,5 +1,9 @@
 //! The twin resources (group `llmtwin.dev`, version `v1alpha1`) and their CRDs.
 
+// `#[kube(printcolumn(..))]` repeats keys such as `type_` by design; clippy reads them as
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod common;
 pub mod dataset;
 pub mod endpoint;
@@ -15,9 +19,5 @@ use kube::CustomResourceExt;
 
 /// The three CRDs, in the order they are printed and installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
-        TwinDataset::crd(),
-        TwinTrainingJob::crd(),
-        TwinEndpoint::crd(),
-    ]
+    vec![TwinDataset::crd(), TwinTrainingJob::crd(), TwinEndpoint::crd()]
 }

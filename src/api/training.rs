@@ -64,11 +64,7 @@ pub const DEFAULT_TRAINER_IMAGE: &str = "ghcr.io/twin-operator/twin-trainer:0.1.
         priority = 1,
         description = "Where the trained adapter is"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -300,23 +296,14 @@ fn default_gpu_resource() -> String {
 )]
 pub struct SageMakerBackend {
     /// AWS region of the training job.
-    #[schemars(
-        length(min = 1, max = 32),
-        regex(pattern = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
-    )]
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"))]
     pub region: String,
     /// IAM role SageMaker assumes (reads the dataset, writes the adapter).
-    #[schemars(
-        length(min = 20, max = 2048),
-        regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$")
-    )]
+    #[schemars(length(min = 20, max = 2048), regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"))]
     pub role_arn: String,
     /// Training instance type.
     #[serde(default = "default_instance_type")]
-    #[schemars(
-        length(min = 4, max = 64),
-        regex(pattern = r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
-    )]
+    #[schemars(length(min = 4, max = 64), regex(pattern = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"))]
     pub instance_type: String,
     /// Training image in ECR (TRL + PEFT, the same trainer as the kubernetes backend).
     #[schemars(length(min = 1, max = 512))]

@@ -8,8 +8,7 @@ use serde_json::{Value, json};
 use crate::support::repo;
 
 fn script(kind: &str) -> String {
-    let configmap: Value =
-        serde_saphyr::from_str(&repo::read("manifests/argocd/argocd-cm.yaml")).unwrap();
+    let configmap: Value = serde_saphyr::from_str(&repo::read("manifests/argocd/argocd-cm.yaml")).unwrap();
     configmap["data"][format!("resource.customizations.health.llmtwin.dev_{kind}")]
         .as_str()
         .unwrap_or_else(|| panic!("argocd-cm.yaml has no health check for {kind}"))
@@ -19,23 +18,10 @@ fn script(kind: &str) -> String {
 /// Runs a health script as Argo CD does: `obj` is a global, the script returns `hs`.
 fn health(kind: &str, object: &Value) -> (String, String) {
     let lua = Lua::new();
-    let options = SerializeOptions::new()
-        .serialize_none_to_null(false)
-        .serialize_unit_to_null(false);
-    lua.globals()
-        .set("obj", lua.to_value_with(object, options).unwrap())
-        .unwrap();
-    let hs: Table = lua
-        .load(script(kind))
-        .set_name(kind)
-        .eval()
-        .unwrap_or_else(|e| panic!("{kind}: {e}"));
-    (
-        hs.get("status").unwrap(),
-        hs.get::<Option<String>>("message")
-            .unwrap()
-            .unwrap_or_default(),
-    )
+    let options = SerializeOptions::new().serialize_none_to_null(false).serialize_unit_to_null(false);
+    lua.globals().set("obj", lua.to_value_with(object, options).unwrap()).unwrap();
+    let hs: Table = lua.load(script(kind)).set_name(kind).eval().unwrap_or_else(|e| panic!("{kind}: {e}"));
+    (hs.get("status").unwrap(), hs.get::<Option<String>>("message").unwrap().unwrap_or_default())
 }
 
 fn object(kind: &str, generation: i64, status: Value) -> Value {
@@ -59,18 +45,8 @@ fn ready(status: &str, reason: &str, message: &str) -> Value {
 fn every_kind_and_phase_maps_to_the_expected_health() {
     let cases = [
         // kind, status, expected health, words the message must contain
-        (
-            "TwinDataset",
-            Value::Null,
-            "Progressing",
-            "Waiting for the operator",
-        ),
-        (
-            "TwinDataset",
-            json!({"observedGeneration": 1, "phase": "Ready"}),
-            "Progressing",
-            "latest spec",
-        ),
+        ("TwinDataset", Value::Null, "Progressing", "Waiting for the operator"),
+        ("TwinDataset", json!({"observedGeneration": 1, "phase": "Ready"}), "Progressing", "latest spec"),
         (
             "TwinDataset",
             json!({"observedGeneration": 2, "phase": "Pending", "conditions": ready("False", "Pending", "Build not started")}),
@@ -107,18 +83,8 @@ fn every_kind_and_phase_maps_to_the_expected_health() {
             "Suspended",
             "notes",
         ),
-        (
-            "TwinTrainingJob",
-            Value::Null,
-            "Progressing",
-            "Waiting for the operator",
-        ),
-        (
-            "TwinTrainingJob",
-            json!({"observedGeneration": 2, "phase": "Pending"}),
-            "Progressing",
-            "Pending",
-        ),
+        ("TwinTrainingJob", Value::Null, "Progressing", "Waiting for the operator"),
+        ("TwinTrainingJob", json!({"observedGeneration": 2, "phase": "Pending"}), "Progressing", "Pending"),
         (
             "TwinTrainingJob",
             json!({"observedGeneration": 2, "phase": "WaitingForDataset", "conditions": ready("False", "WaitingForDataset", "TwinDataset paul is Running")}),
@@ -149,12 +115,7 @@ fn every_kind_and_phase_maps_to_the_expected_health() {
             "Progressing",
             "latest spec",
         ),
-        (
-            "TwinEndpoint",
-            Value::Null,
-            "Progressing",
-            "Waiting for the operator",
-        ),
+        ("TwinEndpoint", Value::Null, "Progressing", "Waiting for the operator"),
         (
             "TwinEndpoint",
             json!({"observedGeneration": 2, "phase": "Pending", "conditions": ready("False", "WaitingForModel", "TwinTrainingJob paul-v1 has not succeeded")}),
@@ -188,21 +149,14 @@ fn every_kind_and_phase_maps_to_the_expected_health() {
     ];
     for (kind, status, expected, words) in cases {
         let (health, message) = health(kind, &object(kind, 2, status.clone()));
-        assert_eq!(
-            health, expected,
-            "{kind} with status {status}: message {message:?}"
-        );
-        assert!(
-            message.contains(words),
-            "{kind} with status {status}: message {message:?} lacks {words:?}"
-        );
+        assert_eq!(health, expected, "{kind} with status {status}: message {message:?}");
+        assert!(message.contains(words), "{kind} with status {status}: message {message:?} lacks {words:?}");
     }
 }
 
 #[test]
 fn the_application_installs_the_chart_of_this_repository() {
-    let app: Value =
-        serde_saphyr::from_str(&repo::read("manifests/argocd/application.yaml")).unwrap();
+    let app: Value = serde_saphyr::from_str(&repo::read("manifests/argocd/application.yaml")).unwrap();
     assert_eq!(app["kind"], "Application");
     assert_eq!(app["spec"]["source"]["path"], "charts/twin-operator");
     assert!(repo::path("charts/twin-operator/Chart.yaml").is_file());
@@ -218,8 +172,7 @@ fn the_application_installs_the_chart_of_this_repository() {
     );
     // The values it sets are accepted by the chart's values.schema.json.
     let values = serde_json::to_string(&app["spec"]["source"]["helm"]["valuesObject"]).unwrap();
-    let values_file =
-        std::env::temp_dir().join(format!("twin-argocd-values-{}.json", std::process::id()));
+    let values_file = std::env::temp_dir().join(format!("twin-argocd-values-{}.json", std::process::id()));
     std::fs::write(&values_file, values).unwrap();
     let rendered = repo::run_helm(&[
         "template",

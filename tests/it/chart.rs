@@ -122,20 +122,14 @@ fn every_optional_object_renders_and_parses() {
     ]);
     let kinds = check_all_typed(&documents);
     for kind in ["ServiceMonitor", "NetworkPolicy", "Namespace"] {
-        assert!(
-            kinds.iter().any(|k| k == kind),
-            "{kind} missing from {kinds:?}"
-        );
+        assert!(kinds.iter().any(|k| k == kind), "{kind} missing from {kinds:?}");
     }
     assert!(
         !kinds.iter().any(|k| k.starts_with("Cluster")),
         "namespaced mode grants nothing cluster-wide: {kinds:?}"
     );
     let policy: NetworkPolicy = typed(find(&documents, "NetworkPolicy")[0]);
-    assert_eq!(
-        policy.spec.unwrap().policy_types.unwrap(),
-        ["Ingress", "Egress"]
-    );
+    assert_eq!(policy.spec.unwrap().policy_types.unwrap(), ["Ingress", "Egress"]);
     let without_crds = render(&["crds.install=false"]);
     assert!(find(&without_crds, "CustomResourceDefinition").is_empty());
 }
@@ -147,14 +141,9 @@ fn the_operator_runs_locked_down() {
     let pod = deployment.spec.unwrap().template.spec.unwrap();
     let pod_security = pod.security_context.unwrap();
     assert_eq!(pod_security.run_as_non_root, Some(true));
-    assert_eq!(
-        pod_security.seccomp_profile.unwrap().type_,
-        "RuntimeDefault"
-    );
+    assert_eq!(pod_security.seccomp_profile.unwrap().type_, "RuntimeDefault");
     assert!(pod_security.run_as_user.is_some_and(|uid| uid != 0));
-    let [container] = &pod.containers[..] else {
-        panic!("one container expected")
-    };
+    let [container] = &pod.containers[..] else { panic!("one container expected") };
     assert_eq!(container.args.as_ref().unwrap()[0], "operator");
     let security = container.security_context.clone().unwrap();
     assert_eq!(security.read_only_root_filesystem, Some(true));
@@ -162,15 +151,9 @@ fn the_operator_runs_locked_down() {
     assert_eq!(security.capabilities.unwrap().drop.unwrap(), ["ALL"]);
     let resources = container.resources.clone().unwrap();
     for kind in ["cpu", "memory"] {
-        assert!(
-            resources.requests.as_ref().unwrap().contains_key(kind),
-            "request for {kind}"
-        );
+        assert!(resources.requests.as_ref().unwrap().contains_key(kind), "request for {kind}");
     }
-    assert!(
-        resources.limits.as_ref().unwrap().contains_key("memory"),
-        "memory limit"
-    );
+    assert!(resources.limits.as_ref().unwrap().contains_key("memory"), "memory limit");
     let liveness = container.liveness_probe.clone().unwrap().http_get.unwrap();
     let readiness = container.readiness_probe.clone().unwrap().http_get.unwrap();
     assert_eq!(liveness.path.as_deref(), Some("/healthz"));
@@ -178,14 +161,7 @@ fn the_operator_runs_locked_down() {
     let service: Service = typed(find(&documents, "Service")[0]);
     let port = &service.spec.unwrap().ports.unwrap()[0];
     assert_eq!(port.name.as_deref(), Some("http-metrics"));
-    assert!(
-        container
-            .ports
-            .as_ref()
-            .unwrap()
-            .iter()
-            .any(|p| p.name.as_deref() == Some("http-metrics"))
-    );
+    assert!(container.ports.as_ref().unwrap().iter().any(|p| p.name.as_deref() == Some("http-metrics")));
 }
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
@@ -209,20 +185,12 @@ fn expected_rules(read_secrets: bool) -> Vec<PolicyRule> {
         ),
         rule(
             &["llmtwin.dev"],
-            &[
-                "twindatasets/status",
-                "twintrainingjobs/status",
-                "twinendpoints/status",
-            ],
+            &["twindatasets/status", "twintrainingjobs/status", "twinendpoints/status"],
             &["get", "patch"],
         ),
         rule(
             &["llmtwin.dev"],
-            &[
-                "twindatasets/finalizers",
-                "twintrainingjobs/finalizers",
-                "twinendpoints/finalizers",
-            ],
+            &["twindatasets/finalizers", "twintrainingjobs/finalizers", "twinendpoints/finalizers"],
             &["update"],
         ),
         rule(&["batch"], &["jobs", "cronjobs"], &manage),
@@ -246,17 +214,10 @@ fn rbac_grants_exactly_the_verbs_the_operator_uses() {
     let cluster_role: ClusterRole = typed(find(&documents, "ClusterRole")[0]);
     assert_eq!(cluster_role.rules.unwrap(), expected_rules(true));
     let lease_role: Role = typed(find(&documents, "Role")[0]);
-    assert_eq!(
-        lease_role.metadata.namespace.as_deref(),
-        Some("twin-system")
-    );
+    assert_eq!(lease_role.metadata.namespace.as_deref(), Some("twin-system"));
     assert_eq!(
         lease_role.rules.unwrap(),
-        [rule(
-            &["coordination.k8s.io"],
-            &["leases"],
-            &["get", "create", "update"]
-        )]
+        [rule(&["coordination.k8s.io"], &["leases"], &["get", "create", "update"])]
     );
     let binding: ClusterRoleBinding = typed(find(&documents, "ClusterRoleBinding")[0]);
     let subject = &binding.subjects.unwrap()[0];
@@ -264,16 +225,9 @@ fn rbac_grants_exactly_the_verbs_the_operator_uses() {
         (subject.kind.as_str(), subject.namespace.as_deref()),
         ("ServiceAccount", Some("twin-system"))
     );
-    assert!(
-        !serde_json::to_string(&documents).unwrap().contains("\"*\""),
-        "no wildcard in any rule"
-    );
+    assert!(!serde_json::to_string(&documents).unwrap().contains("\"*\""), "no wildcard in any rule");
 
-    let namespaced = render(&[
-        "rbac.clusterWide=false",
-        "rbac.readSecrets=false",
-        "watchNamespace=twins",
-    ]);
+    let namespaced = render(&["rbac.clusterWide=false", "rbac.readSecrets=false", "watchNamespace=twins"]);
     let roles: Vec<Role> = find(&namespaced, "Role").into_iter().map(typed).collect();
     let twins_role = roles
         .iter()
@@ -281,13 +235,8 @@ fn rbac_grants_exactly_the_verbs_the_operator_uses() {
         .expect("a Role in the watched namespace");
     assert_eq!(twins_role.rules.clone().unwrap(), expected_rules(false));
     let deployment = find(&namespaced, "Deployment")[0];
-    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()
-        .unwrap();
-    assert!(
-        env.iter()
-            .any(|e| e["name"] == "TWIN_WATCH_NAMESPACE" && e["value"] == "twins")
-    );
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
+    assert!(env.iter().any(|e| e["name"] == "TWIN_WATCH_NAMESPACE" && e["value"] == "twins"));
 }
 
 #[test]
@@ -315,17 +264,7 @@ fn values_schema_refuses_bad_values() {
 
 #[test]
 fn notes_tell_the_user_what_to_do_next() {
-    let notes = repo::run_helm(&[
-        "install",
-        "twin",
-        CHART,
-        "--dry-run=client",
-        "--namespace",
-        "twin-system",
-    ]);
+    let notes = repo::run_helm(&["install", "twin", CHART, "--dry-run=client", "--namespace", "twin-system"]);
     assert!(notes.contains("kubectl get twin"), "{notes}");
-    assert!(
-        notes.contains("rollout status deployment/twin-twin-operator"),
-        "{notes}"
-    );
+    assert!(notes.contains("rollout status deployment/twin-twin-operator"), "{notes}");
 }

@@ -17,16 +17,9 @@ fn every_example_is_valid() {
         assert!(!documents.is_empty(), "{} holds no object", file.display());
         for document in documents {
             let kind = document["kind"].as_str().unwrap_or_default().to_string();
-            if document["apiVersion"]
-                .as_str()
-                .is_some_and(|v| v.starts_with("llmtwin.dev/"))
-            {
+            if document["apiVersion"].as_str().is_some_and(|v| v.starts_with("llmtwin.dev/")) {
                 let defaulted = catalog.check(&document, None).unwrap_or_else(|errors| {
-                    panic!(
-                        "{} ({kind}) is invalid:\n{}",
-                        file.display(),
-                        errors.join("\n")
-                    )
+                    panic!("{} ({kind}) is invalid:\n{}", file.display(), errors.join("\n"))
                 });
                 deserialises(&kind, defaulted);
                 kinds_seen.insert(kind);

@@ -5,6 +5,7 @@ mod support;
 
 mod argocd;
 mod chart;
+mod cli;
 mod crds;
 mod examples;
 mod validation;

@@ -74,87 +74,38 @@ struct Case {
 }
 
 fn accept(kind: &'static str, rule_message: &'static str, patch: Value) -> Case {
-    Case {
-        kind,
-        rule_message,
-        patch,
-        old_patch: None,
-        accepts: true,
-    }
+    Case { kind, rule_message, patch, old_patch: None, accepts: true }
 }
 
 fn reject(kind: &'static str, rule_message: &'static str, patch: Value) -> Case {
-    Case {
-        kind,
-        rule_message,
-        patch,
-        old_patch: None,
-        accepts: false,
-    }
+    Case { kind, rule_message, patch, old_patch: None, accepts: false }
 }
 
-fn update(
-    kind: &'static str,
-    rule_message: &'static str,
-    old: Value,
-    new: Value,
-    accepts: bool,
-) -> Case {
-    Case {
-        kind,
-        rule_message,
-        patch: new,
-        old_patch: Some(old),
-        accepts,
-    }
+fn update(kind: &'static str, rule_message: &'static str, old: Value, new: Value, accepts: bool) -> Case {
+    Case { kind, rule_message, patch: new, old_patch: Some(old), accepts }
 }
 
-const STORAGE_URI: &str =
-    "must be s3://bucket/prefix, pvc://claim/sub/path or file:///absolute/path";
-const STORAGE_S3_ONLY: &str =
-    "endpointUrl, region and credentialsSecretRef apply only to s3:// URIs";
+const STORAGE_URI: &str = "must be s3://bucket/prefix, pvc://claim/sub/path or file:///absolute/path";
+const STORAGE_S3_ONLY: &str = "endpointUrl, region and credentialsSecretRef apply only to s3:// URIs";
 const HTTP_URL: &str = "must be an http:// or https:// URL";
-const MODEL_URI: &str = "must be hf://org/name[@revision], s3://bucket/prefix, pvc://claim/sub/path or file:///absolute/path";
+const MODEL_URI: &str =
+    "must be hf://org/name[@revision], s3://bucket/prefix, pvc://claim/sub/path or file:///absolute/path";
 
 /// Cases for the rules of `StorageLocation` under `spec.output`, shared by two kinds.
 fn storage_cases(kind: &'static str) -> Vec<Case> {
     let output = |o: Value| json!({"spec": {"output": o}});
     vec![
-        reject(
-            kind,
-            STORAGE_URI,
-            output(json!({"uri": "https://bucket.example.com/twins"})),
-        ),
-        reject(
-            kind,
-            STORAGE_URI,
-            output(json!({"uri": "file://relative/path"})),
-        ),
-        accept(
-            kind,
-            STORAGE_URI,
-            output(json!({"uri": "s3://twins-bucket/a/b"})),
-        ),
-        reject(
-            kind,
-            STORAGE_S3_ONLY,
-            output(json!({"uri": "pvc://twins-claim/out", "region": "eu-west-1"})),
-        ),
+        reject(kind, STORAGE_URI, output(json!({"uri": "https://bucket.example.com/twins"}))),
+        reject(kind, STORAGE_URI, output(json!({"uri": "file://relative/path"}))),
+        accept(kind, STORAGE_URI, output(json!({"uri": "s3://twins-bucket/a/b"}))),
+        reject(kind, STORAGE_S3_ONLY, output(json!({"uri": "pvc://twins-claim/out", "region": "eu-west-1"}))),
         accept(
             kind,
             STORAGE_S3_ONLY,
             output(json!({"region": "eu-west-1", "credentialsSecretRef": {"name": "aws"}})),
         ),
-        reject(
-            kind,
-            HTTP_URL,
-            output(json!({"endpointUrl": "minio.minio.svc:9000"})),
-        ),
-        accept(
-            kind,
-            HTTP_URL,
-            output(json!({"endpointUrl": "http://minio.minio.svc:9000"})),
-        ),
+        reject(kind, HTTP_URL, output(json!({"endpointUrl": "minio.minio.svc:9000"}))),
+        accept(kind, HTTP_URL, output(json!({"endpointUrl": "http://minio.minio.svc:9000"}))),
     ]
 }
 
@@ -250,23 +201,14 @@ fn training_cases() -> Vec<Case> {
 fn endpoint_cases() -> Vec<Case> {
     const K: &str = "TwinEndpoint";
     let model_one_of = "set exactly one of model.trainingJobRef or model.baseModel";
-    let adapter_with_base =
-        "adapterUri goes with baseModel; a trainingJobRef brings its own adapter";
+    let adapter_with_base = "adapterUri goes with baseModel; a trainingJobRef brings its own adapter";
     let external_url = "url is required for, and only for, the external engine";
     let vllm_only = "image, gpus, maxModelLen and extraArgs apply only to the vllm engine";
     let embedded = "the embedded engine runs in the gateway process and cannot be autoscaled: set autoscaling.maxReplicas to 1 or use vllm";
     let base_model = json!({"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct"});
     vec![
-        reject(
-            K,
-            model_one_of,
-            json!({"spec": {"model": {"baseModel": base_model.clone()}}}),
-        ),
-        reject(
-            K,
-            model_one_of,
-            json!({"spec": {"model": {"trainingJobRef": null}}}),
-        ),
+        reject(K, model_one_of, json!({"spec": {"model": {"baseModel": base_model.clone()}}})),
+        reject(K, model_one_of, json!({"spec": {"model": {"trainingJobRef": null}}})),
         accept(
             K,
             model_one_of,
@@ -297,26 +239,14 @@ fn endpoint_cases() -> Vec<Case> {
             MODEL_URI,
             json!({"spec": {"model": {"trainingJobRef": null, "baseModel": {"uri": "file:///models/smollm2.gguf"}}}}),
         ),
-        reject(
-            K,
-            external_url,
-            json!({"spec": {"engine": {"kind": "external"}}}),
-        ),
-        reject(
-            K,
-            external_url,
-            json!({"spec": {"engine": {"kind": "vllm", "url": "http://vllm:8000/v1"}}}),
-        ),
+        reject(K, external_url, json!({"spec": {"engine": {"kind": "external"}}})),
+        reject(K, external_url, json!({"spec": {"engine": {"kind": "vllm", "url": "http://vllm:8000/v1"}}})),
         accept(
             K,
             external_url,
             json!({"spec": {"engine": {"kind": "external", "url": "https://llm.internal.example/v1"}}}),
         ),
-        reject(
-            K,
-            HTTP_URL,
-            json!({"spec": {"engine": {"kind": "external", "url": "llm.internal:8000"}}}),
-        ),
+        reject(K, HTTP_URL, json!({"spec": {"engine": {"kind": "external", "url": "llm.internal:8000"}}})),
         accept(
             K,
             HTTP_URL,
@@ -357,11 +287,7 @@ fn endpoint_cases() -> Vec<Case> {
             embedded,
             json!({"spec": {"engine": {"kind": "embedded"}, "autoscaling": {"maxReplicas": 1}}}),
         ),
-        accept(
-            K,
-            embedded,
-            json!({"spec": {"engine": {"kind": "embedded"}}}),
-        ),
+        accept(K, embedded, json!({"spec": {"engine": {"kind": "embedded"}}})),
     ]
 }
 
@@ -380,12 +306,9 @@ fn every_case_gets_the_expected_verdict() {
         let new = patched(case.kind, &case.patch);
         let old = case.old_patch.as_ref().map(|p| patched(case.kind, p));
         if let Some(old) = &old {
-            catalog.check(old, None).unwrap_or_else(|e| {
-                panic!(
-                    "the stored object of a {} case is invalid: {e:?}",
-                    case.kind
-                )
-            });
+            catalog
+                .check(old, None)
+                .unwrap_or_else(|e| panic!("the stored object of a {} case is invalid: {e:?}", case.kind));
         }
         let result = catalog.check(&new, old.as_ref());
         match (case.accepts, &result) {
@@ -396,20 +319,11 @@ fn every_case_gets_the_expected_verdict() {
                 case.kind,
                 case.patch,
                 case.rule_message,
-                if case.accepts {
-                    "acceptance"
-                } else {
-                    "rejection with the rule's message"
-                }
+                if case.accepts { "acceptance" } else { "rejection with the rule's message" }
             )),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
@@ -418,17 +332,13 @@ fn every_cel_rule_has_a_rejecting_and_an_accepting_case() {
     let cases = all_cases();
     let mut missing = Vec::new();
     for schema in &catalog.schemas {
-        let messages: BTreeSet<String> = schema
-            .rules()
-            .into_iter()
-            .map(|(_, message)| message)
-            .collect();
+        let messages: BTreeSet<String> = schema.rules().into_iter().map(|(_, message)| message).collect();
         assert!(!messages.is_empty(), "{} has no CEL rules", schema.kind);
         for message in messages {
             for accepts in [true, false] {
-                let covered = cases.iter().any(|c| {
-                    c.kind == schema.kind && c.rule_message == message && c.accepts == accepts
-                });
+                let covered = cases
+                    .iter()
+                    .any(|c| c.kind == schema.kind && c.rule_message == message && c.accepts == accepts);
                 if !covered {
                     missing.push(format!(
                         "{}: no {} case for rule {message:?}",
@@ -439,11 +349,7 @@ fn every_cel_rule_has_a_rejecting_and_an_accepting_case() {
             }
         }
         for (rule, message) in schema.rules() {
-            assert!(
-                !message.is_empty(),
-                "{}: rule {rule:?} has no message",
-                schema.kind
-            );
+            assert!(!message.is_empty(), "{}: rule {rule:?} has no message", schema.kind);
         }
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
@@ -457,16 +363,12 @@ fn cel_rules_fit_the_api_servers_cost_budget() {
             let warnings = kube_cel::estimate_rule_cost(&rule, schema.compiled());
             assert!(warnings.is_empty(), "{}: {rule}: {warnings:?}", schema.kind);
             // kube-cel's scope check does not know comprehension variables (`self.all(u, ...)`).
-            let scope: Vec<_> =
-                kube_cel::check_rule_scope(&rule, kube_cel::ScopeContext::CrdValidation)
-                    .into_iter()
-                    .filter(|w| {
-                        !w.message
-                            .split('\'')
-                            .nth(1)
-                            .is_some_and(|var| rule.contains(&format!("({var}, ")))
-                    })
-                    .collect();
+            let scope: Vec<_> = kube_cel::check_rule_scope(&rule, kube_cel::ScopeContext::CrdValidation)
+                .into_iter()
+                .filter(|w| {
+                    !w.message.split('\'').nth(1).is_some_and(|var| rule.contains(&format!("({var}, ")))
+                })
+                .collect();
             assert!(scope.is_empty(), "{}: {rule}: {scope:?}", schema.kind);
         }
     }
@@ -478,11 +380,7 @@ fn openapi_schema_refuses_malformed_objects() {
     let catalog = CrdCatalog::generated();
     let refused = [
         ("TwinDataset", json!({"spec": {"author": null}}), "spec"),
-        (
-            "TwinDataset",
-            json!({"spec": {"sources": []}}),
-            "spec.sources",
-        ),
+        ("TwinDataset", json!({"spec": {"sources": []}}), "spec.sources"),
         (
             "TwinDataset",
             json!({"spec": {"sources": [{"name": "Blog!", "feed": {"url": "https://a.example/feed"}}]}}),
@@ -500,36 +398,12 @@ fn openapi_schema_refuses_malformed_objects() {
             json!({"spec": {"sources": [{"name": "li", "archive": {"uri": "s3://b/x.zip", "format": "facebook"}}]}}),
             "spec.sources[0].archive.format",
         ),
-        (
-            "TwinDataset",
-            json!({"spec": {"chunking": {"maxTokens": "many"}}}),
-            "spec.chunking.maxTokens",
-        ),
-        (
-            "TwinDataset",
-            json!({"spec": {"chunking": {"maxTokens": 100000}}}),
-            "spec.chunking.maxTokens",
-        ),
-        (
-            "TwinDataset",
-            json!({"spec": {"chunkking": {"maxTokens": 128}}}),
-            "spec",
-        ),
-        (
-            "TwinDataset",
-            json!({"spec": {"instruct": {"testFraction": 0.9}}}),
-            "spec.instruct.testFraction",
-        ),
-        (
-            "TwinTrainingJob",
-            json!({"spec": {"sft": {"method": "full"}}}),
-            "spec.sft.method",
-        ),
-        (
-            "TwinTrainingJob",
-            json!({"spec": {"sft": {"loraRank": 0}}}),
-            "spec.sft.loraRank",
-        ),
+        ("TwinDataset", json!({"spec": {"chunking": {"maxTokens": "many"}}}), "spec.chunking.maxTokens"),
+        ("TwinDataset", json!({"spec": {"chunking": {"maxTokens": 100000}}}), "spec.chunking.maxTokens"),
+        ("TwinDataset", json!({"spec": {"chunkking": {"maxTokens": 128}}}), "spec"),
+        ("TwinDataset", json!({"spec": {"instruct": {"testFraction": 0.9}}}), "spec.instruct.testFraction"),
+        ("TwinTrainingJob", json!({"spec": {"sft": {"method": "full"}}}), "spec.sft.method"),
+        ("TwinTrainingJob", json!({"spec": {"sft": {"loraRank": 0}}}), "spec.sft.loraRank"),
         (
             "TwinTrainingJob",
             json!({"spec": {"backend": {"kubernetes": null, "sagemaker": {"region": "eu-west-1", "roleArn": "not-an-arn", "image": "x"}}}}),
@@ -540,32 +414,18 @@ fn openapi_schema_refuses_malformed_objects() {
             json!({"spec": {"backend": {"kubernetes": {"gpus": 64}}}}),
             "spec.backend.kubernetes.gpus",
         ),
-        (
-            "TwinEndpoint",
-            json!({"spec": {"engine": {"kind": "tgi"}}}),
-            "spec.engine.kind",
-        ),
-        (
-            "TwinEndpoint",
-            json!({"spec": {"gateway": {"rag": {"topK": -1}}}}),
-            "spec.gateway.rag.topK",
-        ),
+        ("TwinEndpoint", json!({"spec": {"engine": {"kind": "tgi"}}}), "spec.engine.kind"),
+        ("TwinEndpoint", json!({"spec": {"gateway": {"rag": {"topK": -1}}}}), "spec.gateway.rag.topK"),
         (
             "TwinEndpoint",
             json!({"spec": {"model": {"trainingJobRef": {"name": ""}}}}),
             "spec.model.trainingJobRef.name",
         ),
-        (
-            "TwinEndpoint",
-            json!({"apiVersion": "llmtwin.dev/v1"}),
-            "apiVersion",
-        ),
+        ("TwinEndpoint", json!({"apiVersion": "llmtwin.dev/v1"}), "apiVersion"),
     ];
     for (kind, patch, expected_path) in refused {
         let object = patched(kind, &patch);
-        let errors = catalog
-            .check(&object, None)
-            .expect_err(&format!("{kind} {patch} must be refused"));
+        let errors = catalog.check(&object, None).expect_err(&format!("{kind} {patch} must be refused"));
         assert!(
             errors.iter().any(|e| e.contains(expected_path)),
             "{kind} {patch}: errors {errors:?} do not name {expected_path}"
@@ -576,32 +436,17 @@ fn openapi_schema_refuses_malformed_objects() {
 #[test]
 fn defaults_are_filled_in_as_the_api_server_would() {
     let catalog = CrdCatalog::generated();
-    let dataset = catalog
-        .check(&base("TwinDataset"), None)
-        .expect("base dataset is valid");
-    assert_eq!(
-        dataset["spec"]["chunking"],
-        json!({"maxTokens": 256, "overlapTokens": 32})
-    );
-    assert_eq!(
-        dataset["spec"]["embedding"]["model"],
-        "hf://sentence-transformers/all-MiniLM-L6-v2"
-    );
+    let dataset = catalog.check(&base("TwinDataset"), None).expect("base dataset is valid");
+    assert_eq!(dataset["spec"]["chunking"], json!({"maxTokens": 256, "overlapTokens": 32}));
+    assert_eq!(dataset["spec"]["embedding"]["model"], "hf://sentence-transformers/all-MiniLM-L6-v2");
     assert_eq!(dataset["spec"]["sources"][0]["feed"]["maxItems"], 500);
-    let training = catalog
-        .check(&base("TwinTrainingJob"), None)
-        .expect("base training job is valid");
+    let training = catalog.check(&base("TwinTrainingJob"), None).expect("base training job is valid");
     assert_eq!(training["spec"]["sft"]["method"], "lora");
     assert_eq!(training["spec"]["sft"]["epochs"], 3);
     assert_eq!(training["spec"]["dpo"]["enabled"], true);
     assert_eq!(training["spec"]["backend"]["kubernetes"]["gpus"], 1);
-    assert_eq!(
-        training["spec"]["backend"]["kubernetes"]["gpuResourceName"],
-        "nvidia.com/gpu"
-    );
-    let endpoint = catalog
-        .check(&base("TwinEndpoint"), None)
-        .expect("base endpoint is valid");
+    assert_eq!(training["spec"]["backend"]["kubernetes"]["gpuResourceName"], "nvidia.com/gpu");
+    let endpoint = catalog.check(&base("TwinEndpoint"), None).expect("base endpoint is valid");
     assert_eq!(endpoint["spec"]["engine"]["kind"], "vllm");
     assert_eq!(endpoint["spec"]["gateway"]["rag"]["topK"], 4);
     // The defaulted objects still deserialise into the Rust types the operator uses.

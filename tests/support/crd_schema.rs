@@ -29,35 +29,20 @@ impl CrdSchema {
     /// Reads the first served version of a CRD. Panics when a CEL rule does not compile: such
     /// a CRD would be refused by the API server.
     pub fn from_crd(crd: &CustomResourceDefinition) -> Self {
-        let version = crd
-            .spec
-            .versions
-            .iter()
-            .find(|v| v.served)
-            .expect("a served version");
+        let version = crd.spec.versions.iter().find(|v| v.served).expect("a served version");
         let openapi_schema = serde_json::to_value(
-            version
-                .schema
-                .as_ref()
-                .and_then(|s| s.open_api_v3_schema.as_ref())
-                .expect("an openAPIV3Schema"),
+            version.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).expect("an openAPIV3Schema"),
         )
         .expect("schema serialises");
         let mut strict = to_strict_json_schema(&openapi_schema);
         // The API server always accepts the object envelope, whatever the schema lists.
         let envelope = serde_json::json!({"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}});
-        let properties = strict["properties"]
-            .as_object_mut()
-            .expect("root properties");
+        let properties = strict["properties"].as_object_mut().expect("root properties");
         for (name, schema) in envelope.as_object().unwrap() {
             properties.entry(name.clone()).or_insert(schema.clone());
         }
-        let strict_json_schema = jsonschema::draft4::new(&strict).unwrap_or_else(|e| {
-            panic!(
-                "{}: schema is not valid JSON Schema: {e}",
-                crd.spec.names.kind
-            )
-        });
+        let strict_json_schema = jsonschema::draft4::new(&strict)
+            .unwrap_or_else(|e| panic!("{}: schema is not valid JSON Schema: {e}", crd.spec.names.kind));
         let cel = compile_schema(&openapi_schema);
         let mut compile_errors = Vec::new();
         collect_compile_errors(&cel, &mut compile_errors);
@@ -111,11 +96,7 @@ impl CrdSchema {
                 errors.extend(failures.iter().map(ToString::to_string));
             }
         }
-        if errors.is_empty() {
-            Ok(defaulted)
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(defaulted) } else { Err(errors) }
     }
 
     /// Every CEL rule in the schema with the message it reports, walking the whole tree.
@@ -140,28 +121,17 @@ pub struct CrdCatalog {
 impl CrdCatalog {
     /// The CRDs generated from the Rust types (`crds/` is checked against them elsewhere).
     pub fn generated() -> Self {
-        Self {
-            schemas: twin_operator::api::crds()
-                .iter()
-                .map(CrdSchema::from_crd)
-                .collect(),
-        }
+        Self { schemas: twin_operator::api::crds().iter().map(CrdSchema::from_crd).collect() }
     }
 
     /// The CRD of a kind.
     pub fn by_kind(&self, kind: &str) -> &CrdSchema {
-        self.schemas
-            .iter()
-            .find(|s| s.kind == kind)
-            .unwrap_or_else(|| panic!("no CRD for kind {kind}"))
+        self.schemas.iter().find(|s| s.kind == kind).unwrap_or_else(|| panic!("no CRD for kind {kind}"))
     }
 
     /// Checks an object against the CRD named by its `kind`.
     pub fn check(&self, object: &Value, old: Option<&Value>) -> Result<Value, Vec<String>> {
-        let kind = object
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
         match self.schemas.iter().find(|s| s.kind == kind) {
             Some(schema) => schema.check(object, old),
             None => Err(vec![format!("kind: no CRD serves kind {kind:?}")]),
@@ -182,20 +152,12 @@ fn to_strict_json_schema(schema: &Value) -> Value {
             "properties" => Value::Object(
                 value
                     .as_object()
-                    .map(|props| {
-                        props
-                            .iter()
-                            .map(|(k, v)| (k.clone(), to_strict_json_schema(v)))
-                            .collect()
-                    })
+                    .map(|props| props.iter().map(|(k, v)| (k.clone(), to_strict_json_schema(v))).collect())
                     .unwrap_or_default(),
             ),
             "items" | "additionalProperties" if value.is_object() => to_strict_json_schema(value),
             "allOf" | "anyOf" | "oneOf" => Value::Array(
-                value
-                    .as_array()
-                    .map(|a| a.iter().map(to_strict_json_schema).collect())
-                    .unwrap_or_default(),
+                value.as_array().map(|a| a.iter().map(to_strict_json_schema).collect()).unwrap_or_default(),
             ),
             "not" => to_strict_json_schema(value),
             // Descriptions and Kubernetes extensions do not validate anything by themselves.
@@ -227,9 +189,7 @@ fn check_list_types(schema: &Value, value: &Value, path: &str, errors: &mut Vec<
             for (name, field) in fields {
                 if let Some(sub) = schema.get("properties").and_then(|p| p.get(name)) {
                     check_list_types(sub, field, &join(path, name), errors);
-                } else if let Some(sub) =
-                    schema.get("additionalProperties").filter(|s| s.is_object())
-                {
+                } else if let Some(sub) = schema.get("additionalProperties").filter(|s| s.is_object()) {
                     check_list_types(sub, field, &join(path, name), errors);
                 }
             }
@@ -268,11 +228,7 @@ fn check_list_types(schema: &Value, value: &Value, path: &str, errors: &mut Vec<
 }
 
 fn join(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_string()
-    } else {
-        format!("{path}.{name}")
-    }
+    if path.is_empty() { name.to_string() } else { format!("{path}.{name}") }
 }
 
 /// `/spec/sources/0/name` -> `spec.sources[0].name`.

@@ -22,8 +22,7 @@ pub fn read(relative: &str) -> String {
 /// Every file under a repository folder with the given extension, sorted.
 pub fn files_with_extension(relative_dir: &str, extension: &str) -> Vec<PathBuf> {
     fn walk(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) {
-        let entries =
-            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
         for entry in entries {
             let path = entry.expect("directory entry").path();
             if path.is_dir() {
@@ -50,11 +49,7 @@ pub fn helm() -> PathBuf {
     if cached.is_file() {
         return cached;
     }
-    if Command::new("helm")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
+    if Command::new("helm").arg("version").output().is_ok_and(|o| o.status.success()) {
         return PathBuf::from("helm");
     }
     panic!("helm not found: run scripts/install-tools (or set HELM=/path/to/helm)");
@@ -62,11 +57,7 @@ pub fn helm() -> PathBuf {
 
 /// Runs helm with the arguments in the repository root; returns stdout, panics with stderr.
 pub fn run_helm(args: &[&str]) -> String {
-    let output = Command::new(helm())
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("failed to start helm");
+    let output = Command::new(helm()).args(args).current_dir(root()).output().expect("failed to start helm");
     assert!(
         output.status.success(),
         "helm {} failed:\n{}{}",

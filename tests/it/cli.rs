@@ -1,0 +1,41 @@
+//! The `twin` command line: every documented subcommand exists, and those whose work ships in
+//! a later release fail loudly instead of pretending to succeed.
+
+use std::process::Command;
+
+fn twin(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_twin")).args(args).output().expect("twin runs")
+}
+
+#[test]
+fn help_lists_every_role_of_the_binary() {
+    let output = twin(&["--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for command in ["operator", "crd", "dataset", "serve", "up", "chat"] {
+        assert!(help.contains(command), "`twin --help` does not list {command}:\n{help}");
+    }
+}
+
+#[test]
+fn subcommands_of_later_releases_exit_non_zero_and_say_why() {
+    for args in [
+        &["operator"][..],
+        &["dataset", "build", "-f", "manifests/examples/twindataset.yaml"],
+        &["serve"],
+        &["up", "-f", "manifests/examples"],
+        &["chat", "http://localhost:8080/v1"],
+    ] {
+        let output = twin(args);
+        assert_eq!(output.status.code(), Some(2), "twin {args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("is not available in this release"), "twin {args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn crd_reports_an_unwritable_folder() {
+    let output = twin(&["crd", "--output-dir", "/proc/twin-cannot-write-here"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("failed to write /proc/twin-cannot-write-here"));
+}
