@@ -11,9 +11,6 @@ use super::common::{
     PodOverrides, SecretKeyRef,
 };
 
-/// The default vLLM image for the `vllm` engine.
-pub const DEFAULT_VLLM_IMAGE: &str = "vllm/vllm-openai:v0.11.0";
-
 /// A served twin: an inference engine with the tuned adapter, behind a RAG gateway that
 /// answers OpenAI-compatible requests with the author's own passages as context.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -1,18 +1,12 @@
 //! `TwinTrainingJob`: LoRA/QLoRA supervised fine-tuning then DPO of an open base model on a
 //! TwinDataset, on the cluster's GPUs or on AWS SageMaker.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{BaseModel, LocalObjectRef, SecretRef, StorageLocation};
-
-/// The default trainer image (TRL + PEFT), built from `trainer/`.
-pub const DEFAULT_TRAINER_IMAGE: &str = "ghcr.io/twin-operator/twin-trainer:0.1.0";
+use super::common::{BaseModel, LocalObjectRef, PodOverrides, SecretRef, StorageLocation};
 
 /// A fine-tuning run: SFT (LoRA or QLoRA) on a TwinDataset revision, then optionally DPO,
 /// producing a LoRA adapter.
@@ -245,10 +239,6 @@ pub struct TrainingBackend {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KubernetesBackend {
-    /// Trainer image (TRL + PEFT).
-    #[serde(default = "default_trainer_image")]
-    #[schemars(length(min = 1, max = 512))]
-    pub image: String,
     /// GPUs for the training pod.
     #[serde(default = "default_gpus")]
     #[schemars(range(min = 0, max = 16))]
@@ -257,29 +247,17 @@ pub struct KubernetesBackend {
     #[serde(default = "default_gpu_resource")]
     #[schemars(length(min = 1, max = 253))]
     pub gpu_resource_name: String,
-    /// Labels a node must have to run the trainer.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub node_selector: BTreeMap<String, String>,
-    /// Taints the trainer tolerates (GPU nodes are often tainted).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32))]
-    pub tolerations: Vec<Toleration>,
-    /// CPU and memory of the trainer; GPUs come from `gpus`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    /// ServiceAccount of the trainer pod (for IRSA or Workload Identity to reach storage).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
-    pub service_account_name: Option<String>,
     /// Longest the trainer may run before it is stopped and the run fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 60, max = 2419200))]
     pub active_deadline_seconds: Option<i64>,
+    /// Image (unset means the operator's trainer image, TRL + PEFT), CPU and memory (GPUs come
+    /// from `gpus`), node selector, tolerations (GPU nodes are often tainted) and service
+    /// account (for IRSA or Workload Identity to reach storage) of the trainer pod.
+    #[serde(flatten)]
+    pub pod: PodOverrides,
 }
 
-fn default_trainer_image() -> String {
-    DEFAULT_TRAINER_IMAGE.into()
-}
 fn default_gpus() -> u32 {
     1
 }
