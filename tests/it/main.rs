@@ -8,4 +8,5 @@ mod chart;
 mod cli;
 mod crds;
 mod examples;
+mod fake_apiserver;
 mod validation;

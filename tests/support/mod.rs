@@ -4,4 +4,5 @@
 #![allow(dead_code)]
 
 pub mod crd_schema;
+pub mod fake_apiserver;
 pub mod repo;

@@ -55,6 +55,20 @@ pub fn helm() -> PathBuf {
     panic!("helm not found: run scripts/install-tools (or set HELM=/path/to/helm)");
 }
 
+/// The `kubectl` binary: `$KUBECTL`, then `.cache/tools/bin/kubectl` (from
+/// `scripts/install-tools`). Panics with the fix when it is missing.
+pub fn kubectl() -> PathBuf {
+    if let Some(explicit) = std::env::var_os("KUBECTL") {
+        return PathBuf::from(explicit);
+    }
+    let cached = path(".cache/tools/bin/kubectl");
+    assert!(
+        cached.is_file(),
+        "kubectl not found: run scripts/install-tools (or set KUBECTL=/path/to/kubectl)"
+    );
+    cached
+}
+
 /// Runs helm with the arguments in the repository root; returns stdout, panics with stderr.
 pub fn run_helm(args: &[&str]) -> String {
     let output = Command::new(helm()).args(args).current_dir(root()).output().expect("failed to start helm");

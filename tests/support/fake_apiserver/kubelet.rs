@@ -1,0 +1,127 @@
+//! Helpers that play the Job controller, the Deployment controller and the kubelet, for the
+//! controller tests of later issues: a Job that succeeded or failed with a termination
+//! message on its pod, a Deployment whose replicas became available.
+
+use serde_json::{Value, json};
+
+use super::FakeApiServer;
+use super::fields::Scope;
+use super::store::{ApiError, ObjectKey, Ownership};
+
+const CONTROLLER: &str = "kube-controller-manager";
+
+impl FakeApiServer {
+    fn key(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> ObjectKey {
+        let store = self.shared.store.lock().unwrap();
+        let type_index = store.type_of_kind(api_version, kind).expect("a served kind");
+        ObjectKey { type_index, namespace: namespace.into(), name: name.into() }
+    }
+
+    fn write_status(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        status: Value,
+    ) -> Result<Value, ApiError> {
+        let key = self.key(api_version, kind, namespace, name);
+        let mut store = self.shared.store.lock().unwrap();
+        let mut object = store.get(&key)?;
+        object["status"] = status;
+        object["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+        store.write(&key, object, Scope::Status, Ownership::Update(CONTROLLER))
+    }
+
+    /// Creates the Job's finished pod, whose container ended with `exit_code` and wrote
+    /// `message` to its termination-message path.
+    fn finished_pod(
+        &self,
+        job: &Value,
+        phase: &str,
+        exit_code: i32,
+        reason: &str,
+        message: &str,
+    ) -> Result<Value, ApiError> {
+        let namespace = job["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = job["metadata"]["name"].as_str().unwrap_or_default();
+        let container = job["spec"]["template"]["spec"]["containers"][0]["name"].as_str().unwrap_or("main");
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": format!("{name}-{:05}", job["metadata"]["generation"].as_i64().unwrap_or(1)),
+                "namespace": namespace,
+                "labels": {"batch.kubernetes.io/job-name": name, "job-name": name},
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name,
+                    "uid": job["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}],
+            },
+            "spec": job["spec"]["template"]["spec"],
+        });
+        let type_index = self.key("v1", "Pod", namespace, "").type_index;
+        let created =
+            self.shared.store.lock().unwrap().create(type_index, namespace, pod, CONTROLLER, "Update")?;
+        let pod_name = created["metadata"]["name"].as_str().unwrap().to_string();
+        self.write_status("v1", "Pod", namespace, &pod_name, json!({
+            "phase": phase,
+            "containerStatuses": [{"name": container, "ready": false, "restartCount": 0, "image": "twin", "imageID": "", 
+                "state": {"terminated": {"exitCode": exit_code, "reason": reason, "message": message,
+                    "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:01:00Z"}}}],
+        }))
+    }
+
+    /// Marks a Job succeeded; its pod's termination message is `termination_message`.
+    pub fn mark_job_succeeded(
+        &self,
+        namespace: &str,
+        name: &str,
+        termination_message: &str,
+    ) -> Result<Value, ApiError> {
+        let job = self
+            .get("batch/v1", "Job", namespace, name)
+            .ok_or_else(|| ApiError::NotFound(format!("job {name}")))?;
+        self.finished_pod(&job, "Succeeded", 0, "Completed", termination_message)?;
+        self.write_status("batch/v1", "Job", namespace, name, json!({
+            "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:01:00Z", "succeeded": 1,
+            "conditions": [
+                {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastTransitionTime": "2026-01-01T00:01:00Z", "lastProbeTime": "2026-01-01T00:01:00Z"},
+                {"type": "Complete", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastTransitionTime": "2026-01-01T00:01:00Z", "lastProbeTime": "2026-01-01T00:01:00Z"},
+            ],
+        }))
+    }
+
+    /// Marks a Job failed; its pod ended with exit code 1 and `termination_message`.
+    pub fn mark_job_failed(
+        &self,
+        namespace: &str,
+        name: &str,
+        termination_message: &str,
+    ) -> Result<Value, ApiError> {
+        let job = self
+            .get("batch/v1", "Job", namespace, name)
+            .ok_or_else(|| ApiError::NotFound(format!("job {name}")))?;
+        self.finished_pod(&job, "Failed", 1, "Error", termination_message)?;
+        self.write_status("batch/v1", "Job", namespace, name, json!({
+            "startTime": "2026-01-01T00:00:00Z", "failed": 1,
+            "conditions": [
+                {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": "2026-01-01T00:01:00Z", "lastProbeTime": "2026-01-01T00:01:00Z"},
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": "2026-01-01T00:01:00Z", "lastProbeTime": "2026-01-01T00:01:00Z"},
+            ],
+        }))
+    }
+
+    /// Marks every replica of a Deployment ready and available.
+    pub fn mark_deployment_available(&self, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        let deployment = self
+            .get("apps/v1", "Deployment", namespace, name)
+            .ok_or_else(|| ApiError::NotFound(format!("deployment {name}")))?;
+        let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+        self.write_status("apps/v1", "Deployment", namespace, name, json!({
+            "observedGeneration": deployment["metadata"]["generation"], "replicas": replicas, "updatedReplicas": replicas,
+            "readyReplicas": replicas, "availableReplicas": replicas,
+            "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability.", "lastTransitionTime": "2026-01-01T00:01:00Z", "lastUpdateTime": "2026-01-01T00:01:00Z"},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": "ReplicaSet has successfully progressed.", "lastTransitionTime": "2026-01-01T00:01:00Z", "lastUpdateTime": "2026-01-01T00:01:00Z"},
+            ],
+        }))
+    }
+}

@@ -1,0 +1,213 @@
+//! An in-process fake Kubernetes API server on 127.0.0.1 that `kube::Client` and `kubectl` talk
+//! to over HTTP: CRUD, list and watch with resource versions, JSON merge / JSON / strategic
+//! patches, server-side apply with field managers, the status subresource, generation,
+//! finalizers and deletion, owner-reference garbage collection, label selectors, Leases,
+//! validation of the twin CRDs (OpenAPI + CEL) with 422s, discovery and Tables for kubectl,
+//! fault injection, and helpers that play the Job controller and the kubelet.
+
+mod fields;
+mod http;
+mod kubelet;
+mod patch;
+mod registry;
+mod selector;
+mod store;
+mod table;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use store::{ObjectKey, Store};
+
+/// The verbs, for fault injection and the request log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    List,
+    Watch,
+    Create,
+    Update,
+    Patch,
+    Delete,
+    DeleteCollection,
+}
+
+/// One request the server received.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub verb: Verb,
+    pub plural: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+struct FaultRule {
+    verb: Option<Verb>,
+    plural: Option<String>,
+    code: u16,
+    remaining: usize,
+}
+
+/// State shared by the HTTP handlers and the test.
+pub struct Shared {
+    pub store: Mutex<Store>,
+    faults: Mutex<Vec<FaultRule>>,
+    delay: Mutex<Duration>,
+    close_watches: tokio::sync::watch::Sender<u64>,
+    requests: Mutex<Vec<RequestRecord>>,
+}
+
+impl Shared {
+    fn record(
+        &self,
+        verb: Verb,
+        plural: &str,
+        namespace: Option<&str>,
+        name: Option<&str>,
+        subresource: Option<&str>,
+    ) {
+        self.requests.lock().unwrap().push(RequestRecord {
+            verb,
+            plural: plural.into(),
+            namespace: namespace.map(String::from),
+            name: name.map(String::from),
+            subresource: subresource.map(String::from),
+        });
+    }
+
+    fn take_fault(&self, verb: Verb, plural: &str) -> Option<u16> {
+        let mut faults = self.faults.lock().unwrap();
+        let rule = faults.iter_mut().find(|r| {
+            r.remaining > 0
+                && r.verb.is_none_or(|v| v == verb)
+                && r.plural.as_deref().is_none_or(|p| p == plural)
+        })?;
+        rule.remaining -= 1;
+        Some(rule.code)
+    }
+}
+
+pub(crate) fn object_labels(object: &Value) -> BTreeMap<String, String> {
+    object["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+/// A running fake API server. Dropping it stops the server.
+pub struct FakeApiServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl FakeApiServer {
+    /// Starts on a free port of 127.0.0.1.
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts on a given address (port 0 picks a free one).
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new(registry::default_types())),
+            faults: Mutex::new(Vec::new()),
+            delay: Mutex::new(Duration::ZERO),
+            close_watches: tokio::sync::watch::channel(0).0,
+            requests: Mutex::new(Vec::new()),
+        });
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the fake API server");
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(http::handle).with_state(shared.clone());
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    stopped.await.ok();
+                })
+                .await
+                .ok();
+        });
+        Self { url: format!("http://{addr}"), addr, shared, shutdown: Some(shutdown) }
+    }
+
+    /// A client for this server, with `default` as its namespace.
+    pub fn client(&self) -> kube::Client {
+        let mut config = kube::Config::new(self.url.parse().unwrap());
+        config.default_namespace = "default".into();
+        config.read_timeout = Some(Duration::from_secs(330));
+        kube::Client::try_from(config).expect("a client for the fake API server")
+    }
+
+    /// A kubeconfig for kubectl and for `twin operator`.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: twin-fake\n  cluster:\n    server: {url}\ncontexts:\n- name: twin-fake\n  context:\n    cluster: twin-fake\n    user: twin-fake\n    namespace: default\ncurrent-context: twin-fake\nusers:\n- name: twin-fake\n  user:\n    token: fake\n",
+            url = self.url
+        )
+    }
+
+    /// Fails the next `count` requests of a verb (any verb when `None`) on a resource (any when
+    /// `None`) with an HTTP status (500 or 409 in the tests).
+    pub fn fail_next(&self, verb: Option<Verb>, plural: Option<&str>, code: u16, count: usize) {
+        self.shared.faults.lock().unwrap().push(FaultRule {
+            verb,
+            plural: plural.map(String::from),
+            code,
+            remaining: count,
+        });
+    }
+
+    /// Ends every open watch stream (clients must re-watch).
+    pub fn close_watches(&self) {
+        self.shared.close_watches.send_modify(|generation| *generation += 1);
+    }
+
+    /// Delays every response.
+    pub fn set_delay(&self, delay: Duration) {
+        *self.shared.delay.lock().unwrap() = delay;
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// An object, as stored.
+    pub fn get(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let store = self.shared.store.lock().unwrap();
+        let type_index = store.type_of_kind(api_version, kind)?;
+        let namespace = if store.types[type_index].namespaced { namespace } else { "" };
+        store.get(&ObjectKey { type_index, namespace: namespace.into(), name: name.into() }).ok()
+    }
+
+    /// Every stored object of a kind.
+    pub fn list(&self, api_version: &str, kind: &str) -> Vec<Value> {
+        let store = self.shared.store.lock().unwrap();
+        let Some(type_index) = store.type_of_kind(api_version, kind) else { return Vec::new() };
+        store.list(type_index, None, &selector::LabelSelector::default(), "")
+    }
+
+    /// Stops serving; open watches end.
+    pub fn stop(&mut self) {
+        self.close_watches();
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
