@@ -8,3 +8,4 @@
 pub mod api;
 pub mod apidoc;
 pub mod crdgen;
+pub mod operator;

@@ -16,11 +16,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controllers for TwinDataset, TwinTrainingJob and TwinEndpoint.
-    Operator {
-        /// Address of the /metrics, /healthz and /readyz server.
-        #[arg(long, default_value = "0.0.0.0:8080", env = "TWIN_METRICS_ADDR")]
-        metrics_addr: String,
-    },
+    Operator(Box<twin_operator::operator::OperatorSettings>),
     /// Print the CustomResourceDefinitions as YAML, or write them to a folder.
     Crd {
         /// Write one file per CRD into this folder instead of printing (as `crds/`).
@@ -69,7 +65,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Crd { output_dir, helm_templates_dir, .. } => crd(output_dir, helm_templates_dir),
-        Command::Operator { .. } => not_in_this_release("twin operator", "the controllers"),
+        Command::Operator(settings) => runtime().block_on(twin_operator::operator::main(*settings)),
         Command::Dataset(DatasetCommand::Build { .. }) => {
             not_in_this_release("twin dataset build", "the dataset pipeline")
         }
@@ -77,6 +73,10 @@ fn main() -> ExitCode {
         Command::Up { .. } => not_in_this_release("twin up", "local mode"),
         Command::Chat { .. } => not_in_this_release("twin chat", "the chat client"),
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the async runtime")
 }
 
 fn crd(output_dir: Option<PathBuf>, helm_templates_dir: Option<PathBuf>) -> ExitCode {

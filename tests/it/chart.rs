@@ -268,3 +268,17 @@ fn notes_tell_the_user_what_to_do_next() {
     assert!(notes.contains("kubectl get twin"), "{notes}");
     assert!(notes.contains("rollout status deployment/twin-twin-operator"), "{notes}");
 }
+
+/// Every variable the chart sets on the operator is one `twin operator` reads.
+#[test]
+fn the_deployment_sets_only_variables_the_operator_reads() {
+    let documents = render(&[]);
+    let deployment = find(&documents, "Deployment")[0];
+    let help = Command::new(env!("CARGO_BIN_EXE_twin")).args(["operator", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
+    for variable in env.iter().map(|e| e["name"].as_str().unwrap()) {
+        let known = variable == "RUST_LOG" || help.contains(&format!("[env: {variable}="));
+        assert!(known, "the chart sets {variable}, which `twin operator` does not read:\n{help}");
+    }
+}

@@ -20,8 +20,7 @@ fn help_lists_every_role_of_the_binary() {
 #[test]
 fn subcommands_of_later_releases_exit_non_zero_and_say_why() {
     for args in [
-        &["operator"][..],
-        &["dataset", "build", "-f", "manifests/examples/twindataset.yaml"],
+        &["dataset", "build", "-f", "manifests/examples/twindataset.yaml"][..],
         &["serve"],
         &["up", "-f", "manifests/examples"],
         &["chat", "http://localhost:8080/v1"],

@@ -9,4 +9,5 @@ mod cli;
 mod crds;
 mod examples;
 mod fake_apiserver;
+mod operator;
 mod validation;

@@ -109,7 +109,7 @@ pub async fn handle(
         route.name.as_deref(),
         route.subresource.as_deref(),
     );
-    if let Some(code) = shared.take_fault(verb, &plural) {
+    if let Some(code) = shared.take_fault(verb, &plural, route.subresource.as_deref()) {
         return error_response(&ApiError::Injected(code), &plural, route.name.as_deref());
     }
     let wants_table =

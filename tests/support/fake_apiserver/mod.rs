@@ -49,6 +49,7 @@ pub struct RequestRecord {
 struct FaultRule {
     verb: Option<Verb>,
     plural: Option<String>,
+    subresource: Option<String>,
     code: u16,
     remaining: usize,
 }
@@ -80,12 +81,13 @@ impl Shared {
         });
     }
 
-    fn take_fault(&self, verb: Verb, plural: &str) -> Option<u16> {
+    fn take_fault(&self, verb: Verb, plural: &str, subresource: Option<&str>) -> Option<u16> {
         let mut faults = self.faults.lock().unwrap();
         let rule = faults.iter_mut().find(|r| {
             r.remaining > 0
                 && r.verb.is_none_or(|v| v == verb)
                 && r.plural.as_deref().is_none_or(|p| p == plural)
+                && r.subresource.as_deref().is_none_or(|s| Some(s) == subresource)
         })?;
         rule.remaining -= 1;
         Some(rule.code)
@@ -162,6 +164,25 @@ impl FakeApiServer {
         self.shared.faults.lock().unwrap().push(FaultRule {
             verb,
             plural: plural.map(String::from),
+            subresource: None,
+            code,
+            remaining: count,
+        });
+    }
+
+    /// Like [`Self::fail_next`], for requests to one subresource (`status`).
+    pub fn fail_next_subresource(
+        &self,
+        verb: Verb,
+        plural: &str,
+        subresource: &str,
+        code: u16,
+        count: usize,
+    ) {
+        self.shared.faults.lock().unwrap().push(FaultRule {
+            verb: Some(verb),
+            plural: Some(plural.into()),
+            subresource: Some(subresource.into()),
             code,
             remaining: count,
         });

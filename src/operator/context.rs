@@ -1,0 +1,77 @@
+//! The state every reconcile shares: the client, settings, metrics, the Event recorder, and
+//! per-object failure counts for backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+use super::metrics::Metrics;
+use super::settings::OperatorSettings;
+
+/// The field manager of every server-side apply the operator makes, children and status alike.
+pub const FIELD_MANAGER: &str = "twin-operator";
+
+/// Shared by the controllers.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// The operator's settings.
+    pub settings: OperatorSettings,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context for one operator replica.
+    pub fn new(client: Client, settings: OperatorSettings, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: Some(settings.identity()) };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self { client, settings, metrics, recorder, failures: Mutex::new(HashMap::new()) }
+    }
+
+    /// The API of a kind across the watched namespaces (one, or all).
+    pub fn watched_api<K>(&self) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + DeserializeOwned
+            + Clone
+            + std::fmt::Debug,
+    {
+        if self.settings.watch_namespace.is_empty() {
+            Api::all(self.client.clone())
+        } else {
+            Api::namespaced(self.client.clone(), &self.settings.watch_namespace)
+        }
+    }
+
+    /// The API of a kind in one namespace.
+    pub fn namespaced_api<K>(&self, namespace: &str) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + DeserializeOwned
+            + Clone
+            + std::fmt::Debug,
+    {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Counts a transient failure of an object; returns how many in a row.
+    pub fn record_failure(&self, key: &str) -> u32 {
+        let mut failures = self.failures.lock().expect("failure counts lock");
+        let count = failures.entry(key.to_string()).or_default();
+        *count += 1;
+        *count
+    }
+
+    /// Forgets an object's failures after a successful reconcile.
+    pub fn clear_failures(&self, key: &str) {
+        self.failures.lock().expect("failure counts lock").remove(key);
+    }
+}

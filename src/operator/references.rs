@@ -1,0 +1,22 @@
+//! Checks the schema cannot express, shared by the controllers: URIs that only work in local
+//! mode.
+
+/// Whether a storage URI can be used by workloads in a cluster.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StorageCheck {
+    /// `s3://` or `pvc://`.
+    Usable,
+    /// Why not, for the Ready condition.
+    Unusable(String),
+}
+
+/// `file://` URIs name a folder on one machine: fine for `twin up`, meaningless in a cluster.
+pub fn check_storage_uri(field: &str, uri: &str) -> StorageCheck {
+    if uri.starts_with("file://") {
+        StorageCheck::Unusable(format!(
+            "{field}: {uri} is a local path, which works only in local mode (twin up); in a cluster use s3://bucket/prefix or pvc://claim/path"
+        ))
+    } else {
+        StorageCheck::Usable
+    }
+}

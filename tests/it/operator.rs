@@ -1,0 +1,419 @@
+//! The real controllers against the fake API server: examples reach their phases, references
+//! are followed across kinds, bad references settle without a hot loop, faults do not lose
+//! updates, one replica of two reconciles, and the process starts and stops cleanly.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
+use twin_operator::operator::{Operator, OperatorSettings};
+
+use crate::support::fake_apiserver::{FakeApiServer, Verb};
+use crate::support::repo;
+
+const NS: &str = "twins";
+
+async fn start(server: &FakeApiServer, identity: &str) -> Operator {
+    Operator::start(server.client(), &server.url, OperatorSettings::for_tests(identity))
+        .await
+        .expect("the operator starts")
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn status_of(server: &FakeApiServer, kind: &str, name: &str) -> Value {
+    server.get("llmtwin.dev/v1alpha1", kind, NS, name).map(|o| o["status"].clone()).unwrap_or(Value::Null)
+}
+
+/// Waits until an object's status shows its current generation with this phase and reason.
+async fn wait_for_phase(server: &FakeApiServer, kind: &str, name: &str, phase: &str, reason: &str) -> Value {
+    eventually(
+        &format!("{kind} {name} to be {phase}/{reason} (now {})", status_of(server, kind, name)),
+        Duration::from_secs(15),
+        || async {
+            let object = server.get("llmtwin.dev/v1alpha1", kind, NS, name)?;
+            let status = &object["status"];
+            let ready = status["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?.clone();
+            (status["phase"] == phase
+                && ready["reason"] == reason
+                && status["observedGeneration"] == object["metadata"]["generation"])
+                .then_some(object)
+        },
+    )
+    .await
+}
+
+/// Applies every example as kubectl would.
+async fn apply_examples(server: &FakeApiServer) {
+    let client = server.client();
+    for file in repo::files_with_extension("manifests/examples", "yaml") {
+        let documents: Vec<Value> =
+            serde_saphyr::from_str_multiple(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        for document in documents {
+            let name = document["metadata"]["name"].as_str().unwrap().to_string();
+            let params = PatchParams::apply("kubectl");
+            match document["kind"].as_str().unwrap() {
+                "TwinDataset" => drop(
+                    Api::<TwinDataset>::namespaced(client.clone(), NS)
+                        .patch(&name, &params, &Patch::Apply(&document))
+                        .await
+                        .unwrap(),
+                ),
+                "TwinTrainingJob" => drop(
+                    Api::<TwinTrainingJob>::namespaced(client.clone(), NS)
+                        .patch(&name, &params, &Patch::Apply(&document))
+                        .await
+                        .unwrap(),
+                ),
+                "TwinEndpoint" => drop(
+                    Api::<TwinEndpoint>::namespaced(client.clone(), NS)
+                        .patch(&name, &params, &Patch::Apply(&document))
+                        .await
+                        .unwrap(),
+                ),
+                other => panic!("unexpected kind {other}"),
+            }
+        }
+    }
+}
+
+async fn create_drafts_config_map(server: &FakeApiServer) {
+    let cm: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "paul-drafts"}, "data": {"draft.md": "# A draft"}}),
+    )
+    .unwrap();
+    Api::<ConfigMap>::namespaced(server.client(), NS).create(&PostParams::default(), &cm).await.unwrap();
+}
+
+/// What the dataset's build Job reports, written as the Job's result would be.
+async fn publish_dataset_revision(server: &FakeApiServer, name: &str, revision: &str) {
+    let status = json!({"status": {"phase": "Ready", "revision": revision, "stats": {"documents": 12, "chunks": 80, "instructSamples": 160, "preferenceSamples": 0}}});
+    Api::<TwinDataset>::namespaced(server.client(), NS)
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn examples_reach_their_expected_phases_and_conditions() {
+    let server = FakeApiServer::start().await;
+    create_drafts_config_map(&server).await;
+    let operator = start(&server, "replica-a").await;
+    apply_examples(&server).await;
+    wait_for_phase(&server, "TwinDataset", "paul", "Pending", "BuildPending").await;
+    let job =
+        wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "WaitingForDataset", "WaitingForDataset").await;
+    let ready = &job["status"]["conditions"][0];
+    assert_eq!((ready["type"].as_str(), ready["status"].as_str()), (Some("Ready"), Some("False")));
+    assert!(ready["message"].as_str().unwrap().contains("TwinDataset \"paul\" is Pending"), "{ready}");
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v1-sagemaker", "WaitingForDataset", "WaitingForDataset")
+        .await;
+    wait_for_phase(&server, "TwinEndpoint", "paul", "Pending", "WaitingForModel").await;
+    wait_for_phase(&server, "TwinEndpoint", "paul-external", "Pending", "WaitingForDataset").await;
+    // Status is written by the operator's field manager, through the status subresource.
+    let dataset = server.get("llmtwin.dev/v1alpha1", "TwinDataset", NS, "paul").unwrap();
+    let managers: Vec<(&str, &str)> = dataset["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["manager"].as_str().unwrap(), m["subresource"].as_str().unwrap_or("")))
+        .collect();
+    assert!(managers.contains(&("twin-operator", "status")), "{managers:?}");
+    // Phase changes are Events on the objects.
+    let events = eventually("an Event for paul-v1", Duration::from_secs(5), || async {
+        let list = Api::<Event>::namespaced(server.client(), NS).list(&ListParams::default()).await.ok()?;
+        let found: Vec<Event> = list
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("paul-v1"))
+            .collect();
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
+    assert_eq!(events[0].reason.as_deref(), Some("WaitingForDataset"));
+    assert_eq!(events[0].reporting_controller.as_deref(), Some("twin-operator"));
+    operator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_training_job_waiting_for_its_dataset_moves_on_when_it_turns_ready() {
+    let server = FakeApiServer::start().await;
+    create_drafts_config_map(&server).await;
+    let operator = start(&server, "replica-a").await;
+    apply_examples(&server).await;
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "WaitingForDataset", "WaitingForDataset").await;
+    publish_dataset_revision(&server, "paul", "rev-3f9a").await;
+    let job = wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Pending", "DatasetReady").await;
+    assert_eq!(job["status"]["datasetRevision"], "rev-3f9a");
+    // The endpoint over a base model and the dataset resolves, with lineage.
+    let endpoint = wait_for_phase(&server, "TwinEndpoint", "paul-external", "Pending", "ModelResolved").await;
+    assert_eq!(endpoint["status"]["model"]["datasetRevision"], "rev-3f9a");
+    assert_eq!(endpoint["status"]["model"]["baseModel"], "hf://meta-llama/Llama-3.1-8B-Instruct");
+    // A training job that succeeds wakes the endpoint that serves it.
+    let trained = json!({"status": {"phase": "Succeeded", "model": {"baseModel": "hf://meta-llama/Llama-3.1-8B", "adapterUri": "s3://twins-bucket/twins/models/paul-v1/1/adapter"}}});
+    Api::<TwinTrainingJob>::namespaced(server.client(), NS)
+        .patch_status("paul-v1", &PatchParams::default(), &Patch::Merge(&trained))
+        .await
+        .unwrap();
+    let endpoint = wait_for_phase(&server, "TwinEndpoint", "paul", "Pending", "ModelResolved").await;
+    assert_eq!(endpoint["status"]["model"]["adapterUri"], "s3://twins-bucket/twins/models/paul-v1/1/adapter");
+    assert_eq!(endpoint["status"]["model"]["trainingJob"], "paul-v1");
+    operator.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_invalid_reference_gives_a_clear_condition_and_no_hot_loop() {
+    let server = FakeApiServer::start().await;
+    let operator = start(&server, "replica-a").await;
+    let job: TwinTrainingJob = serde_json::from_value(json!({
+        "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinTrainingJob", "metadata": {"name": "orphan"},
+        "spec": {"datasetRef": {"name": "nobody"}, "baseModel": {"uri": "hf://a/b"}, "backend": {"kubernetes": {}}, "output": {"uri": "s3://bucket/x"}}
+    }))
+    .unwrap();
+    Api::<TwinTrainingJob>::namespaced(server.client(), NS)
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap();
+    let object = wait_for_phase(&server, "TwinTrainingJob", "orphan", "Pending", "DatasetNotFound").await;
+    let message = object["status"]["conditions"][0]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("TwinDataset \"nobody\" not found in namespace \"twins\"")
+            && message.contains("spec.datasetRef.name"),
+        "{message}"
+    );
+    let settled = operator.metrics.reconcile_count("twintrainingjob");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = operator.metrics.reconcile_count("twintrainingjob");
+    assert!(later <= settled + 1, "a bad reference keeps reconciling: {settled} then {later} reconciles");
+    let status_writes = server
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.verb == Verb::Patch
+                && r.subresource.as_deref() == Some("status")
+                && r.name.as_deref() == Some("orphan")
+        })
+        .count();
+    assert_eq!(status_writes, 1, "one status write, not a loop");
+    // A local-only URI is a permanent error with an actionable message.
+    let local: TwinTrainingJob = serde_json::from_value(json!({
+        "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinTrainingJob", "metadata": {"name": "local"},
+        "spec": {"datasetRef": {"name": "nobody"}, "baseModel": {"uri": "hf://a/b"}, "backend": {"kubernetes": {}}, "output": {"uri": "file:///tmp/twins"}}
+    }))
+    .unwrap();
+    Api::<TwinTrainingJob>::namespaced(server.client(), NS)
+        .create(&PostParams::default(), &local)
+        .await
+        .unwrap();
+    let failed = wait_for_phase(&server, "TwinTrainingJob", "local", "Failed", "InvalidSpec").await;
+    assert!(failed["status"]["conditions"][0]["message"].as_str().unwrap().contains("twin up"));
+    // Creating the dataset wakes the orphan: the reference resolves.
+    let dataset: TwinDataset = serde_json::from_value(json!({"apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinDataset", "metadata": {"name": "nobody"},
+        "spec": {"author": {"name": "N"}, "sources": [{"name": "blog", "feed": {"url": "https://example.com/feed"}}], "output": {"uri": "s3://bucket/x"}}})).unwrap();
+    Api::<TwinDataset>::namespaced(server.client(), NS)
+        .create(&PostParams::default(), &dataset)
+        .await
+        .unwrap();
+    wait_for_phase(&server, "TwinTrainingJob", "orphan", "WaitingForDataset", "WaitingForDataset").await;
+    operator.shutdown().await;
+}
+
+#[tokio::test]
+async fn faults_do_not_stop_convergence_or_lose_updates() {
+    let server = FakeApiServer::start().await;
+    create_drafts_config_map(&server).await;
+    apply_examples(&server).await;
+    // Status writes fail, reads of referenced datasets conflict, watches break.
+    server.fail_next(Some(Verb::Patch), None, 500, 4);
+    server.fail_next(Some(Verb::Get), Some("twindatasets"), 409, 2);
+    server.fail_next(Some(Verb::List), Some("twintrainingjobs"), 500, 1);
+    let operator = start(&server, "replica-a").await;
+    server.close_watches();
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "WaitingForDataset", "WaitingForDataset").await;
+    // Spec changes made while watches break and requests fail are all seen.
+    server.fail_next_subresource(Verb::Patch, "twintrainingjobs", "status", 500, 2);
+    server.fail_next_subresource(Verb::Patch, "twintrainingjobs", "status", 409, 1);
+    let jobs = Api::<TwinTrainingJob>::namespaced(server.client(), NS);
+    for epochs in [4, 5, 6] {
+        let mut edited: Value =
+            serde_saphyr::from_str(&repo::read("manifests/examples/twintrainingjob.yaml")).unwrap();
+        edited["spec"]["sft"]["epochs"] = json!(epochs);
+        jobs.patch("paul-v1", &PatchParams::apply("kubectl"), &Patch::Apply(&edited)).await.unwrap();
+        server.close_watches();
+    }
+    let job =
+        wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "WaitingForDataset", "WaitingForDataset").await;
+    assert_eq!(job["metadata"]["generation"], 4);
+    assert_eq!(job["spec"]["sft"]["epochs"], 6);
+    publish_dataset_revision(&server, "paul", "rev-1").await;
+    server.close_watches();
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Pending", "DatasetReady").await;
+    wait_for_phase(&server, "TwinEndpoint", "paul-external", "Pending", "ModelResolved").await;
+    assert!(
+        operator.metrics.encode().contains("twin_reconcile_failures_total{controller="),
+        "failures are counted"
+    );
+    operator.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_of_two_replicas_reconciles_and_the_other_takes_over() {
+    let server = FakeApiServer::start().await;
+    let first = start(&server, "replica-a").await;
+    eventually("replica-a to lead", Duration::from_secs(10), || async { first.is_leader().then_some(()) })
+        .await;
+    let second = start(&server, "replica-b").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!second.is_leader());
+    assert_eq!(second.health.ready(), Ok("standing by"));
+    create_drafts_config_map(&server).await;
+    apply_examples(&server).await;
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "WaitingForDataset", "WaitingForDataset").await;
+    assert!(first.metrics.reconcile_count("twintrainingjob") > 0);
+    assert_eq!(second.metrics.reconcile_count("twintrainingjob"), 0, "the stand-by must not reconcile");
+    // The leader dies without releasing the Lease: the stand-by takes over once it expires.
+    let died = Instant::now();
+    first.abort();
+    eventually("replica-b to lead", Duration::from_secs(10), || async { second.is_leader().then_some(()) })
+        .await;
+    let takeover = died.elapsed();
+    assert!(takeover <= Duration::from_secs(3 + 2), "takeover took {takeover:?} with a 3 s lease");
+    publish_dataset_revision(&server, "paul", "rev-2").await;
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Pending", "DatasetReady").await;
+    assert!(second.metrics.reconcile_count("twintrainingjob") > 0);
+    let lease = Api::<Lease>::namespaced(server.client(), "twin-system").get("twin-operator").await.unwrap();
+    assert_eq!(lease.spec.as_ref().unwrap().holder_identity.as_deref(), Some("replica-b"));
+    assert_eq!(lease.spec.unwrap().lease_transitions, Some(1));
+    // A clean shutdown releases the Lease at once.
+    second.shutdown().await;
+    let lease = Api::<Lease>::namespaced(server.client(), "twin-system").get("twin-operator").await.unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity, None);
+}
+
+/// A minimal HTTP/1.1 GET, for the operator's own endpoints.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let code = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn metrics_health_and_readiness_are_served() {
+    let server = FakeApiServer::start().await;
+    create_drafts_config_map(&server).await;
+    let operator = start(&server, "replica-a").await;
+    assert_eq!(http_get(operator.metrics_addr, "/healthz").await.0, 200);
+    eventually("/readyz to pass", Duration::from_secs(10), || async {
+        (http_get(operator.metrics_addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    apply_examples(&server).await;
+    wait_for_phase(&server, "TwinEndpoint", "paul", "Pending", "WaitingForModel").await;
+    let (code, body) = http_get(operator.metrics_addr, "/metrics").await;
+    assert_eq!(code, 200);
+    for line in [
+        "twin_reconciliations_total{controller=\"twintrainingjob\"}",
+        "twin_reconcile_duration_seconds_bucket{le=\"0.005\",controller=\"twindataset\"}",
+        "twin_objects{kind=\"TwinTrainingJob\",phase=\"WaitingForDataset\"} 2",
+        "twin_objects{kind=\"TwinEndpoint\",phase=\"Pending\"} 2",
+        "twin_leader 1",
+    ] {
+        assert!(body.contains(line), "/metrics lacks {line}:\n{body}");
+    }
+    operator.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_operator_exits_with_a_clear_message_when_the_api_server_is_unreachable() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let kubeconfig = std::env::temp_dir().join(format!("twin-unreachable-{port}.kubeconfig"));
+    std::fs::write(&kubeconfig, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n")).unwrap();
+    let started = Instant::now();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_twin"))
+        .args(["operator", "--metrics-addr", "127.0.0.1:0"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot reach the Kubernetes API server at http://127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_operator_gracefully_and_releases_the_lease() {
+    let server = FakeApiServer::start().await;
+    let kubeconfig = std::env::temp_dir().join(format!("twin-sigterm-{}.kubeconfig", server.addr.port()));
+    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_twin"))
+        .args([
+            "operator",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--lease-namespace",
+            "twin-system",
+            "--identity",
+            "process-a",
+            "--lease-duration-seconds",
+            "3",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("TWIN_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let leases = Api::<Lease>::namespaced(server.client(), "twin-system");
+    eventually("the process to take the Lease", Duration::from_secs(15), || async {
+        let lease = leases.get_opt("twin-operator").await.ok()??;
+        (lease.spec?.holder_identity.as_deref() == Some("process-a")).then_some(())
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("stops within 10 s")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let lease = leases.get("twin-operator").await.unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity, None, "the Lease is released on SIGTERM");
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).await.unwrap();
+    let first_line: Value = serde_json::from_str(stderr.lines().next().unwrap()).expect("JSON log lines");
+    assert!(first_line.get("level").is_some() && first_line.get("timestamp").is_some(), "{first_line}");
+    assert!(stderr.contains("released the leader Lease"), "{stderr}");
+}
