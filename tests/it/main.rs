@@ -7,6 +7,8 @@ mod argocd;
 mod chart;
 mod cli;
 mod crds;
+#[path = "../e2e/mod.rs"]
+mod e2e;
 mod examples;
 mod fake_apiserver;
 mod operator;

@@ -1,0 +1,245 @@
+//! The operator's scenarios against a real cluster where the chart is installed (kind in the
+//! GitHub workflow). They are ignored unless asked for, and then need `TWIN_E2E_KUBECONFIG`:
+//!
+//!   TWIN_E2E_KUBECONFIG=$HOME/.kube/config cargo test --test it e2e -- --ignored
+//!
+//! Each test works in a namespace of its own and deletes it afterwards.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, Config};
+use serde_json::{Value, json};
+use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
+
+use crate::support::repo;
+
+/// A client for the e2e cluster named by `TWIN_E2E_KUBECONFIG`.
+async fn cluster() -> Option<Client> {
+    let path = std::env::var_os("TWIN_E2E_KUBECONFIG")
+        .expect("set TWIN_E2E_KUBECONFIG to the kubeconfig of the e2e cluster");
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(&path).expect("TWIN_E2E_KUBECONFIG is a readable kubeconfig");
+    let config =
+        Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("a usable kubeconfig");
+    Some(Client::try_from(config).expect("a client for the e2e cluster"))
+}
+
+/// A fresh namespace, deleted when the guard drops.
+struct TestNamespace {
+    client: Client,
+    name: String,
+}
+
+impl TestNamespace {
+    async fn create(client: &Client, prefix: &str) -> Self {
+        let name = format!(
+            "{prefix}-{}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+                % 1_000_000_000
+        );
+        let namespace: Namespace = serde_json::from_value(
+            json!({"metadata": {"name": name, "labels": {"twin-operator/e2e": "true"}}}),
+        )
+        .unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("create the test namespace");
+        Self { client: client.clone(), name }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let (client, name) = (self.client.clone(), self.name.clone());
+        // Deletion is asynchronous in Kubernetes anyway; fire it and go.
+        tokio::spawn(async move {
+            let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await;
+        });
+    }
+}
+
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn wait_for_phase<K>(api: &Api<K>, name: &str, phase: &str, reason: &str) -> Value
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
+{
+    eventually(&format!("{name} to be {phase}/{reason}"), Duration::from_secs(60), || async {
+        let object = serde_json::to_value(api.get_opt(name).await.ok()??).ok()?;
+        let status = &object["status"];
+        let ready = status["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?.clone();
+        (status["phase"] == phase
+            && ready["reason"] == reason
+            && status["observedGeneration"] == object["metadata"]["generation"])
+            .then_some(object)
+    })
+    .await
+}
+
+async fn apply_example(client: &Client, namespace: &str, file: &str) {
+    let text = repo::read(file);
+    let documents: Vec<Value> = serde_saphyr::from_str_multiple(&text).unwrap();
+    for mut document in documents {
+        document["metadata"]["namespace"] = json!(namespace);
+        let name = document["metadata"]["name"].as_str().unwrap().to_string();
+        let params = PatchParams::apply("twin-e2e");
+        match document["kind"].as_str().unwrap() {
+            "TwinDataset" => drop(
+                Api::<TwinDataset>::namespaced(client.clone(), namespace)
+                    .patch(&name, &params, &Patch::Apply(&document))
+                    .await
+                    .unwrap(),
+            ),
+            "TwinTrainingJob" => drop(
+                Api::<TwinTrainingJob>::namespaced(client.clone(), namespace)
+                    .patch(&name, &params, &Patch::Apply(&document))
+                    .await
+                    .unwrap(),
+            ),
+            "TwinEndpoint" => drop(
+                Api::<TwinEndpoint>::namespaced(client.clone(), namespace)
+                    .patch(&name, &params, &Patch::Apply(&document))
+                    .await
+                    .unwrap(),
+            ),
+            other => panic!("unexpected kind {other}"),
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: see the module documentation"]
+async fn e2e_examples_reach_their_phases() {
+    let Some(client) = cluster().await else { return };
+    let ns = TestNamespace::create(&client, "twin-e2e-examples").await;
+    for file in
+        ["twindataset.yaml", "twintrainingjob.yaml", "twinendpoint.yaml", "twinendpoint-external.yaml"]
+    {
+        apply_example(&client, &ns.name, &format!("manifests/examples/{file}")).await;
+    }
+    wait_for_phase(
+        &Api::<TwinDataset>::namespaced(client.clone(), &ns.name),
+        "paul",
+        "Pending",
+        "ConfigMapNotFound",
+    )
+    .await;
+    wait_for_phase(
+        &Api::<TwinTrainingJob>::namespaced(client.clone(), &ns.name),
+        "paul-v1",
+        "WaitingForDataset",
+        "WaitingForDataset",
+    )
+    .await;
+    wait_for_phase(
+        &Api::<TwinEndpoint>::namespaced(client.clone(), &ns.name),
+        "paul",
+        "Pending",
+        "WaitingForModel",
+    )
+    .await;
+    wait_for_phase(
+        &Api::<TwinEndpoint>::namespaced(client.clone(), &ns.name),
+        "paul-external",
+        "Pending",
+        "WaitingForDataset",
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: see the module documentation"]
+async fn e2e_invalid_reference_and_recovery() {
+    let Some(client) = cluster().await else { return };
+    let ns = TestNamespace::create(&client, "twin-e2e-refs").await;
+    let jobs = Api::<TwinTrainingJob>::namespaced(client.clone(), &ns.name);
+    let job: TwinTrainingJob = serde_json::from_value(json!({
+        "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinTrainingJob", "metadata": {"name": "orphan"},
+        "spec": {"datasetRef": {"name": "nobody"}, "baseModel": {"uri": "hf://a/b"}, "backend": {"kubernetes": {}}, "output": {"uri": "s3://bucket/x"}}
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    wait_for_phase(&jobs, "orphan", "Pending", "DatasetNotFound").await;
+    let dataset: TwinDataset = serde_json::from_value(json!({"apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinDataset", "metadata": {"name": "nobody"},
+        "spec": {"author": {"name": "N"}, "sources": [{"name": "blog", "feed": {"url": "https://example.com/feed"}}], "output": {"uri": "s3://bucket/x"}}})).unwrap();
+    Api::<TwinDataset>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &dataset)
+        .await
+        .unwrap();
+    wait_for_phase(&jobs, "orphan", "WaitingForDataset", "WaitingForDataset").await;
+}
+
+/// The real API server evaluates the CRDs' CEL rules as the tests' checker does.
+#[tokio::test]
+#[ignore = "needs a cluster: see the module documentation"]
+async fn e2e_the_api_server_refuses_invalid_twins() {
+    let Some(client) = cluster().await else { return };
+    let ns = TestNamespace::create(&client, "twin-e2e-cel").await;
+    let jobs = Api::<TwinTrainingJob>::namespaced(client.clone(), &ns.name);
+    let bad: TwinTrainingJob = serde_json::from_value(json!({
+        "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinTrainingJob", "metadata": {"name": "bad"},
+        "spec": {"datasetRef": {"name": "paul"}, "baseModel": {"uri": "hf://a/b"}, "backend": {}, "output": {"uri": "s3://bucket/x"}}
+    }))
+    .unwrap();
+    match jobs.create(&PostParams::default(), &bad).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422);
+            assert!(
+                status.message.contains("set exactly one backend: kubernetes or sagemaker"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("expected a 422, got {other:?}"),
+    }
+    let good = serde_json::from_value::<TwinTrainingJob>(json!({
+        "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinTrainingJob", "metadata": {"name": "good"},
+        "spec": {"datasetRef": {"name": "paul"}, "baseModel": {"uri": "hf://a/b"}, "backend": {"kubernetes": {}}, "output": {"uri": "s3://bucket/x"}}
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &good).await.unwrap();
+    let moved = jobs
+        .patch(
+            "good",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"datasetRef": {"name": "other"}}})),
+        )
+        .await;
+    assert!(
+        matches!(moved, Err(kube::Error::Api(ref s)) if s.code == 422 && s.message.contains("datasetRef is immutable")),
+        "{moved:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: see the module documentation"]
+async fn e2e_one_replica_holds_the_lease() {
+    let Some(client) = cluster().await else { return };
+    let namespace = std::env::var("TWIN_E2E_OPERATOR_NAMESPACE").unwrap_or_else(|_| "twin-system".into());
+    let lease = eventually("the operator's Lease", Duration::from_secs(60), || async {
+        let lease =
+            Api::<Lease>::namespaced(client.clone(), &namespace).get_opt("twin-operator").await.ok()??;
+        lease.spec.as_ref()?.holder_identity.is_some().then_some(lease)
+    })
+    .await;
+    let holder = lease.spec.unwrap().holder_identity.unwrap();
+    assert!(holder.starts_with("twin-operator"), "the Lease is held by {holder}");
+}
