@@ -281,6 +281,7 @@ async fn finalizers_hold_deletion_until_removed() {
     cms.delete("held", &DeleteParams::default()).await.unwrap();
     let marked = cms.get("held").await.unwrap();
     assert!(marked.metadata.deletion_timestamp.is_some());
+    assert_eq!(marked.metadata.generation, Some(2), "marking for deletion bumps the generation");
     let (code, _, message) = api_status(
         cms.patch(
             "held",

@@ -486,6 +486,9 @@ impl Store {
             let mut marked = object.clone();
             marked["metadata"]["deletionTimestamp"] = json!(now());
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            // As in Kubernetes, marking for deletion bumps the generation, so controllers that
+            // filter on generation still see it.
+            marked["metadata"]["generation"] = json!(object["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
             let rv = self.next_version();
             marked["metadata"]["resourceVersion"] = json!(rv.to_string());
             self.objects.insert(key.clone(), marked.clone());
