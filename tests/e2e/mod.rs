@@ -6,7 +6,7 @@
 //! Each test works in a namespace of its own and deletes it afterwards.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
@@ -15,7 +15,7 @@ use kube::{Client, Config};
 use serde_json::{Value, json};
 use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 
-use crate::support::repo;
+use crate::support::{repo, wait};
 
 /// A client for the e2e cluster named by `TWIN_E2E_KUBECONFIG`.
 async fn cluster() -> Option<Client> {
@@ -63,19 +63,12 @@ impl Drop for TestNamespace {
     }
 }
 
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait::eventually(what, timeout, Duration::from_millis(500), check).await
 }
 
 async fn wait_for_phase<K>(api: &Api<K>, name: &str, phase: &str, reason: &str) -> Value

@@ -14,7 +14,7 @@ use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use twin_operator::operator::{Operator, OperatorSettings};
 
 use crate::support::fake_apiserver::{FakeApiServer, Verb};
-use crate::support::repo;
+use crate::support::{repo, wait};
 
 const NS: &str = "twins";
 
@@ -24,20 +24,12 @@ async fn start(server: &FakeApiServer, identity: &str) -> Operator {
         .expect("the operator starts")
 }
 
-/// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::eventually(what, timeout, Duration::from_millis(50), check).await
 }
 
 fn status_of(server: &FakeApiServer, kind: &str, name: &str) -> Value {

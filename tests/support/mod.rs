@@ -6,3 +6,4 @@
 pub mod crd_schema;
 pub mod fake_apiserver;
 pub mod repo;
+pub mod wait;

@@ -361,7 +361,7 @@ fn watch_response(shared: Arc<Shared>, route: Route, query: &HashMap<String, Str
     let namespace = route.namespace.clone();
     let matches = move |event: &super::store::WatchEvent| {
         namespace.as_ref().is_none_or(|ns| &event.key.namespace == ns)
-            && selector.matches(&super::object_labels(&event.object))
+            && selector.matches_object(&event.object)
             && field_selector_matches(&fields, &event.object)
     };
     tokio::spawn(async move {

@@ -14,7 +14,6 @@ mod selector;
 mod store;
 mod table;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -92,15 +91,6 @@ impl Shared {
         rule.remaining -= 1;
         Some(rule.code)
     }
-}
-
-pub(crate) fn object_labels(object: &Value) -> BTreeMap<String, String> {
-    object["metadata"]["labels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-        .collect()
 }
 
 /// A running fake API server. Dropping it stops the server.

@@ -52,6 +52,17 @@ impl LabelSelector {
         Ok(Self(requirements))
     }
 
+    /// Whether an object's `metadata.labels` satisfy every requirement.
+    pub fn matches_object(&self, object: &serde_json::Value) -> bool {
+        let labels: BTreeMap<String, String> = object["metadata"]["labels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        self.matches(&labels)
+    }
+
     /// Whether labels satisfy every requirement.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.0.iter().all(|r| match r {

@@ -107,15 +107,6 @@ fn now() -> String {
     k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap().to_string()
 }
 
-fn labels(object: &Value) -> BTreeMap<String, String> {
-    object["metadata"]["labels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-        .collect()
-}
-
 /// `metadata.name=x,metadata.namespace=y` field selectors.
 pub fn field_selector_matches(selector: &str, object: &Value) -> bool {
     selector.split(',').filter(|p| !p.is_empty()).all(|part| {
@@ -175,7 +166,7 @@ impl Store {
         self.objects
             .iter()
             .filter(|(k, _)| k.type_index == type_index && namespace.is_none_or(|ns| k.namespace == ns))
-            .filter(|(_, o)| labels_sel.matches(&labels(o)) && field_selector_matches(fields_sel, o))
+            .filter(|(_, o)| labels_sel.matches_object(o) && field_selector_matches(fields_sel, o))
             .map(|(_, o)| o.clone())
             .collect()
     }
@@ -488,7 +479,8 @@ impl Store {
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             // As in Kubernetes, marking for deletion bumps the generation, so controllers that
             // filter on generation still see it.
-            marked["metadata"]["generation"] = json!(object["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
+            marked["metadata"]["generation"] =
+                json!(object["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
             let rv = self.next_version();
             marked["metadata"]["resourceVersion"] = json!(rv.to_string());
             self.objects.insert(key.clone(), marked.clone());
