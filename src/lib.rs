@@ -9,3 +9,5 @@ pub mod api;
 pub mod apidoc;
 pub mod crdgen;
 pub mod operator;
+pub mod pipeline;
+pub mod storage;

@@ -50,11 +50,7 @@ enum Command {
 #[derive(Subcommand)]
 enum DatasetCommand {
     /// Collect, clean, chunk, embed and publish a TwinDataset (what its Job runs).
-    Build {
-        /// A file holding the TwinDataset, YAML or JSON.
-        #[arg(short = 'f', long = "filename")]
-        file: PathBuf,
-    },
+    Build(twin_operator::pipeline::command::BuildArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,8 +62,8 @@ fn main() -> ExitCode {
         }
         Command::Crd { output_dir, helm_templates_dir, .. } => crd(output_dir, helm_templates_dir),
         Command::Operator(settings) => runtime().block_on(twin_operator::operator::main(*settings)),
-        Command::Dataset(DatasetCommand::Build { .. }) => {
-            not_in_this_release("twin dataset build", "the dataset pipeline")
+        Command::Dataset(DatasetCommand::Build(args)) => {
+            runtime().block_on(twin_operator::pipeline::command::run(args))
         }
         Command::Serve => not_in_this_release("twin serve", "the RAG gateway"),
         Command::Up { .. } => not_in_this_release("twin up", "local mode"),

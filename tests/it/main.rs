@@ -12,4 +12,5 @@ mod e2e;
 mod examples;
 mod fake_apiserver;
 mod operator;
+mod pipeline;
 mod validation;

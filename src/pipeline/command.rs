@@ -1,0 +1,101 @@
+//! `twin dataset build`: reads a TwinDataset (YAML or JSON), runs the pipeline, prints the
+//! result as JSON on stdout and writes it to the termination-message path, where the operator
+//! reads it from the Job's pod.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use super::collect::CollectOptions;
+use super::{BuildError, BuildOptions, build};
+use crate::api::TwinDataset;
+
+/// Kubernetes keeps at most this much of a termination message.
+const TERMINATION_MESSAGE_LIMIT: usize = 4096;
+
+/// Flags of `twin dataset build`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BuildArgs {
+    /// A file holding the TwinDataset, YAML or JSON (as mounted from a ConfigMap).
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// Where `hf://` models are found: `<dir>/<name>` or `<dir>/<org>/<name>`.
+    #[arg(long, env = "TWIN_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Where `pvc://claim/...` volumes are mounted.
+    #[arg(long, env = "TWIN_PVC_ROOT", default_value = "/mnt/twin/pvc")]
+    pub pvc_root: PathBuf,
+    /// Where ConfigMap sources are mounted (`<dir>/<name>/<key>`).
+    #[arg(long, env = "TWIN_CONFIGMAP_ROOT", default_value = "/etc/twin/configmaps")]
+    pub configmap_root: PathBuf,
+    /// Also write the result here (the Job sets the container's termination-message path).
+    #[arg(long, env = "TWIN_TERMINATION_MESSAGE_PATH")]
+    pub termination_message_path: Option<PathBuf>,
+}
+
+fn read_dataset(path: &PathBuf) -> Result<TwinDataset, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .or_else(|_| serde_saphyr::from_str(&text))
+        .map_err(|e| format!("{} does not hold a TwinDataset: {e}", path.display()))
+}
+
+/// Keeps a JSON result under the termination-message limit by shortening per-source errors.
+fn compact(mut value: serde_json::Value) -> String {
+    let mut text = value.to_string();
+    let mut limit = 400;
+    while text.len() > TERMINATION_MESSAGE_LIMIT && limit > 20 {
+        for source in value["sources"].as_array_mut().into_iter().flatten() {
+            if let Some(error) = source["error"].as_str() {
+                let short: String = error.chars().take(limit).collect();
+                source["error"] = json!(short);
+            }
+        }
+        value.as_object_mut().map(|m| m.remove("timings"));
+        text = value.to_string();
+        limit /= 2;
+    }
+    text
+}
+
+/// Runs the command; returns the process exit code.
+pub async fn run(args: BuildArgs) -> ExitCode {
+    crate::operator::telemetry::init(None);
+    let dataset = match read_dataset(&args.file) {
+        Ok(dataset) => dataset,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = BuildOptions {
+        collect: CollectOptions {
+            pvc_root: args.pvc_root,
+            configmap_root: args.configmap_root,
+            ..Default::default()
+        },
+        models_dir: args.models_dir,
+    };
+    let (code, value) = match build(&dataset, &options).await {
+        Ok(result) => (ExitCode::SUCCESS, serde_json::to_value(&result).expect("the result serialises")),
+        Err(error) => {
+            eprintln!("error: {error}");
+            let sources = match &error {
+                BuildError::NoDocuments { sources } => serde_json::to_value(sources).unwrap_or_default(),
+                _ => json!([]),
+            };
+            (
+                ExitCode::FAILURE,
+                json!({"error": error.to_string(), "reason": error.reason(), "sources": sources}),
+            )
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&value).expect("JSON"));
+    if let Some(path) = &args.termination_message_path
+        && let Err(error) = std::fs::write(path, compact(value))
+    {
+        eprintln!("warning: cannot write the termination message to {}: {error}", path.display());
+    }
+    code
+}

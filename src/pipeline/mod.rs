@@ -1,0 +1,329 @@
+//! The dataset pipeline that a TwinDataset's Job runs (`twin dataset build`): collect → clean →
+//! chunk → embed → fine-tuning datasets → artifacts, published as a content-addressed revision.
+
+pub mod artifacts;
+pub mod chunk;
+pub mod clean;
+pub mod collect;
+pub mod command;
+pub mod document;
+pub mod embed;
+pub mod instruct;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::json;
+use tracing::info;
+
+use crate::api::TwinDataset;
+use crate::api::dataset::{DatasetArtifacts, DatasetStats, SourceStatus};
+use crate::storage::{ObjectStore, StorageError, StorageUri};
+use artifacts::{MANIFEST, RevisionContent, embeddings_safetensors, read_embeddings, write_revision};
+use clean::CleanStats;
+use collect::CollectOptions;
+use document::sha256_hex;
+use embed::{EmbedError, Embedder};
+
+/// Bumped whenever a change of the pipeline changes its output for the same input: part of
+/// every revision hash.
+pub const PIPELINE_VERSION: &str = "twin-dataset/1";
+
+/// How a build runs on this machine.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Where sources are mounted.
+    pub collect: CollectOptions,
+    /// Where `hf://` models are found.
+    pub models_dir: Option<PathBuf>,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The spec cannot be built as written.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    /// No source yielded a usable document.
+    #[error("no source yielded a usable document")]
+    NoDocuments {
+        /// What each source did.
+        sources: Vec<SourceStatus>,
+    },
+    /// The embedding model failed.
+    #[error(transparent)]
+    Model(#[from] EmbedError),
+    /// Chunking failed.
+    #[error("chunking failed: {0}")]
+    Chunking(String),
+    /// Reading or writing artifacts failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl BuildError {
+    /// A CamelCase reason for the dataset's condition.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BuildError::InvalidSpec(_) => "InvalidSpec",
+            BuildError::NoDocuments { .. } => "NoDocuments",
+            BuildError::Model(_) => "EmbeddingModelFailed",
+            BuildError::Chunking(_) => "ChunkingFailed",
+            BuildError::Storage(_) => "StorageFailed",
+        }
+    }
+}
+
+/// Seconds spent per stage.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    /// Collecting.
+    pub collect: f64,
+    /// Cleaning.
+    pub clean: f64,
+    /// Loading the model.
+    pub load_model: f64,
+    /// Chunking.
+    pub chunk: f64,
+    /// Embedding.
+    pub embed: f64,
+    /// Writing artifacts.
+    pub write: f64,
+}
+
+/// What a build produced: printed as JSON and returned to the operator through the Job's
+/// termination message.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildResult {
+    /// The content hash of the revision.
+    pub revision: String,
+    /// True when the revision already existed and nothing was written.
+    pub unchanged: bool,
+    /// Counts of the revision.
+    pub stats: DatasetStats,
+    /// What each source yielded.
+    pub sources: Vec<SourceStatus>,
+    /// Where the artifacts are.
+    pub artifacts: DatasetArtifacts,
+    /// What cleaning dropped.
+    pub clean: CleanStats,
+    /// Chunks embedded in this run (the rest came from the cache).
+    pub embedded_chunks: usize,
+    /// Seconds per stage.
+    pub timings: Timings,
+}
+
+fn revision_of(dataset: &TwinDataset, documents: &[document::Document]) -> String {
+    let spec = &dataset.spec;
+    let instruct = spec.instruct.as_ref();
+    let params = json!({
+        "pipeline": PIPELINE_VERSION,
+        "author": spec.author.name,
+        "chunking": spec.chunking,
+        "embedding": spec.embedding.model,
+        "samplesPerChunk": instruct.map(|i| i.samples_per_chunk).unwrap_or(2),
+        "testFraction": instruct.map(|i| i.test_fraction).unwrap_or(0.1),
+    });
+    let mut hasher_input = params.to_string();
+    for document in documents {
+        hasher_input.push('\n');
+        hasher_input.push_str(&document.id);
+        hasher_input.push('\n');
+        hasher_input.push_str(document.title.as_deref().unwrap_or_default());
+        hasher_input.push('\n');
+        hasher_input.push_str(&document.text);
+    }
+    sha256_hex(hasher_input.as_bytes())[..16].to_string()
+}
+
+fn artifacts_of(root: &StorageUri) -> DatasetArtifacts {
+    DatasetArtifacts {
+        root: root.to_string(),
+        documents: root.join("documents.jsonl").to_string(),
+        chunks: root.join("chunks.jsonl").to_string(),
+        embeddings: root.join("embeddings.safetensors").to_string(),
+        instruct: Some(root.join("instruct").to_string()),
+        preference: None,
+    }
+}
+
+/// Runs the whole pipeline for a dataset.
+pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<BuildResult, BuildError> {
+    let spec = &dataset.spec;
+    let name = dataset
+        .metadata
+        .name
+        .clone()
+        .ok_or_else(|| BuildError::InvalidSpec("metadata.name is required".into()))?;
+    if spec.instruct.as_ref().is_some_and(|i| i.generator.is_some() || i.preference) {
+        return Err(BuildError::InvalidSpec(
+            "instruct.generator and instruct.preference are not supported by this build of twin yet: remove them to derive instructions from titles and headings".into(),
+        ));
+    }
+    let output: StorageUri = spec.output.uri.parse()?;
+    let store = ObjectStore::open(&output, &options.collect.pvc_root)?;
+    let mut timings = Timings::default();
+
+    let started = Instant::now();
+    let mut documents = Vec::new();
+    let mut sources = Vec::new();
+    for source in &spec.sources {
+        let collected = collect::collect(source, &options.collect);
+        match collected.result {
+            Ok(found) => {
+                info!(source = %collected.source, documents = found.len(), "collected");
+                sources.push(SourceStatus {
+                    name: collected.source,
+                    documents: found.len() as u64,
+                    error: None,
+                });
+                documents.extend(found);
+            }
+            Err(error) => {
+                tracing::warn!(source = %collected.source, "source failed: {error}");
+                sources.push(SourceStatus { name: collected.source, documents: 0, error: Some(error) });
+            }
+        }
+    }
+    timings.collect = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let (documents, clean_stats) = clean::clean(documents);
+    timings.clean = started.elapsed().as_secs_f64();
+    // Per-source counts are of the documents that survived cleaning.
+    let mut kept: HashMap<&str, u64> = HashMap::new();
+    for document in &documents {
+        *kept.entry(document.source.as_str()).or_default() += 1;
+    }
+    for source in &mut sources {
+        source.documents = kept.get(source.name.as_str()).copied().unwrap_or(0);
+    }
+    info!(kept = documents.len(), dropped = clean_stats.input - documents.len(), "cleaned");
+    if documents.is_empty() {
+        return Err(BuildError::NoDocuments { sources });
+    }
+
+    let revision = revision_of(dataset, &documents);
+    let prefix = format!("datasets/{name}/{revision}");
+    let root = output.join(&prefix);
+    if let Some(manifest) = store.read(&format!("{prefix}/{MANIFEST}")).await? {
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap_or_default();
+        let stats = serde_json::from_value(manifest["stats"].clone()).unwrap_or_default();
+        info!(%revision, "revision already published: nothing to write");
+        return Ok(BuildResult {
+            revision,
+            unchanged: true,
+            stats,
+            sources,
+            artifacts: artifacts_of(&root),
+            clean: clean_stats,
+            embedded_chunks: 0,
+            timings,
+        });
+    }
+
+    let started = Instant::now();
+    let model_dir = embed::resolve_model(&spec.embedding.model, options.models_dir.as_deref())
+        .map_err(BuildError::InvalidSpec)?;
+    let embedder = Embedder::load(&model_dir)?;
+    timings.load_model = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let max_tokens =
+        (spec.chunking.max_tokens as usize).min(embedder.max_seq_length).saturating_sub(2).max(8);
+    let overlap = (spec.chunking.overlap_tokens as usize).min(max_tokens / 2);
+    let chunks = chunk::chunk_documents(&documents, &embedder.tokenizer_for_counting(), max_tokens, overlap)
+        .map_err(BuildError::Chunking)?;
+    timings.chunk = started.elapsed().as_secs_f64();
+    info!(chunks = chunks.len(), max_tokens, overlap, "chunked");
+
+    let started = Instant::now();
+    let cache_key = format!(
+        "datasets/{name}/cache/embeddings-{}.safetensors",
+        &sha256_hex(spec.embedding.model.as_bytes())[..12]
+    );
+    let mut cache: HashMap<String, Vec<f32>> = load_cache(&store, &cache_key).await;
+    let hashes: Vec<String> = chunks.iter().map(chunk::Chunk::content_hash).collect();
+    let missing: Vec<usize> = (0..chunks.len()).filter(|i| !cache.contains_key(&hashes[*i])).collect();
+    let texts: Vec<&str> = missing.iter().map(|i| chunks[*i].text.as_str()).collect();
+    let fresh = embedder.embed(&texts, spec.embedding.batch_size as usize)?;
+    for (index, vector) in missing.iter().zip(fresh) {
+        cache.insert(hashes[*index].clone(), vector);
+    }
+    let embeddings: Vec<Vec<f32>> = hashes.iter().map(|h| cache[h].clone()).collect();
+    timings.embed = started.elapsed().as_secs_f64();
+    info!(embedded = missing.len(), cached = chunks.len() - missing.len(), "embedded");
+
+    let instruct = spec.instruct.as_ref();
+    let samples_per_chunk = instruct.map(|i| i.samples_per_chunk).unwrap_or(2) as usize;
+    let test_fraction = instruct.map(|i| i.test_fraction).unwrap_or(0.1);
+    let sft = instruct::derive_sft(&spec.author.name, &documents, &chunks, samples_per_chunk, test_fraction);
+
+    let stats = DatasetStats {
+        documents: documents.len() as u64,
+        chunks: chunks.len() as u64,
+        instruct_samples: sft.len() as u64,
+        preference_samples: 0,
+    };
+    let source_counts: BTreeMap<&str, u64> = sources.iter().map(|s| (s.name.as_str(), s.documents)).collect();
+    let manifest = json!({
+        "revision": revision,
+        "dataset": name,
+        "author": spec.author.name,
+        "pipeline": PIPELINE_VERSION,
+        "created": k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap().to_string(),
+        "params": {"chunking": spec.chunking, "embedding": {"model": spec.embedding.model, "dimension": embedder.dimension},
+                   "instruct": {"samplesPerChunk": samples_per_chunk, "testFraction": test_fraction}},
+        "stats": stats,
+        "sources": sources,
+        "sourceDocuments": source_counts,
+    });
+    let started = Instant::now();
+    let content = RevisionContent {
+        documents: &documents,
+        chunks: &chunks,
+        embeddings: &embeddings,
+        dimension: embedder.dimension,
+        sft: &sft,
+        manifest: &manifest,
+    };
+    write_revision(&store, &prefix, &content).await?;
+    // Keep only this revision's vectors: the cache grows with the corpus, not with history.
+    let metadata = HashMap::from([("hashes".to_string(), hashes.join(","))]);
+    store
+        .write(&cache_key, &embeddings_safetensors("vectors", &embeddings, embedder.dimension, metadata))
+        .await?;
+    timings.write = started.elapsed().as_secs_f64();
+    info!(%revision, root = %root, "published");
+    Ok(BuildResult {
+        revision,
+        unchanged: false,
+        stats,
+        sources,
+        artifacts: artifacts_of(&root),
+        clean: clean_stats,
+        embedded_chunks: missing.len(),
+        timings,
+    })
+}
+
+/// The embedding cache: vectors by chunk content hash. A missing or unreadable cache is empty.
+async fn load_cache(store: &ObjectStore, key: &str) -> HashMap<String, Vec<f32>> {
+    let Ok(Some(bytes)) = store.read(key).await else { return HashMap::new() };
+    let Ok(tensors) = safetensors::SafeTensors::deserialize(&bytes) else { return HashMap::new() };
+    let Ok((_, metadata)) = safetensors::SafeTensors::read_metadata(&bytes) else { return HashMap::new() };
+    let _ = tensors;
+    let hashes: Vec<String> = metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("hashes"))
+        .map(|h| h.split(',').map(String::from).collect())
+        .unwrap_or_default();
+    match read_embeddings(&bytes, "vectors") {
+        Ok(vectors) if vectors.len() == hashes.len() => hashes.into_iter().zip(vectors).collect(),
+        _ => HashMap::new(),
+    }
+}
