@@ -5,6 +5,7 @@
 //! not), then campaigns for the Lease; the leader runs the controllers until it stops leading
 //! or is asked to shut down, and releases the Lease on the way out.
 
+pub mod build;
 pub mod conditions;
 pub mod context;
 pub mod dataset;

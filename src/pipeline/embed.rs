@@ -81,11 +81,17 @@ impl Embedder {
         tokenizer
     }
 
-    /// Embeds texts in batches of `batch_size`; returns one L2-normalised vector per text.
+    /// Embeds texts in batches of `batch_size`; returns one L2-normalised vector per text, in
+    /// the order of `texts`. Texts are batched by length, so that little is padding.
     pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut out = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(batch_size.max(1)) {
-            out.extend(self.embed_batch(batch)?);
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        for batch in order.chunks(batch_size.max(1)) {
+            let batch_texts: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
+            for (&i, vector) in batch.iter().zip(self.embed_batch(&batch_texts)?) {
+                out[i] = vector;
+            }
         }
         Ok(out)
     }

@@ -54,10 +54,14 @@ async fn wait_for_phase(server: &FakeApiServer, kind: &str, name: &str, phase: &
     .await
 }
 
-/// Applies every example as kubectl would.
+/// Applies every cluster example as `kubectl apply -f manifests/examples/` would (the
+/// quickstart folder below it is the local-mode example).
 async fn apply_examples(server: &FakeApiServer) {
     let client = server.client();
-    for file in repo::files_with_extension("manifests/examples", "yaml") {
+    for file in repo::files_with_extension("manifests/examples", "yaml")
+        .into_iter()
+        .filter(|f| f.parent() == Some(&repo::path("manifests/examples")))
+    {
         let documents: Vec<Value> =
             serde_saphyr::from_str_multiple(&std::fs::read_to_string(&file).unwrap()).unwrap();
         for document in documents {
@@ -96,13 +100,28 @@ async fn create_drafts_config_map(server: &FakeApiServer) {
     Api::<ConfigMap>::namespaced(server.client(), NS).create(&PostParams::default(), &cm).await.unwrap();
 }
 
-/// What the dataset's build Job reports, written as the Job's result would be.
+/// The result `twin dataset build` leaves in its termination message.
+fn build_result(dataset: &str, revision: &str) -> String {
+    let root = format!("s3://twins-bucket/twins/datasets/{dataset}/{revision}");
+    json!({
+        "revision": revision, "unchanged": false,
+        "stats": {"documents": 12, "chunks": 80, "instructSamples": 160, "preferenceSamples": 0},
+        "sources": [{"name": "newsletter", "documents": 12}, {"name": "course", "documents": 0, "error": "git sources are not supported"}],
+        "artifacts": {"root": root, "documents": format!("{root}/documents.jsonl"), "chunks": format!("{root}/chunks.jsonl"),
+                      "embeddings": format!("{root}/embeddings.safetensors"), "instruct": format!("{root}/instruct")},
+    })
+    .to_string()
+}
+
+/// Plays the Job controller and kubelet: the dataset's first build Job succeeds with a result
+/// for `revision`.
 async fn publish_dataset_revision(server: &FakeApiServer, name: &str, revision: &str) {
-    let status = json!({"status": {"phase": "Ready", "revision": revision, "stats": {"documents": 12, "chunks": 80, "instructSamples": 160, "preferenceSamples": 0}}});
-    Api::<TwinDataset>::namespaced(server.client(), NS)
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
+    let job = format!("{name}-build-1");
+    eventually(&format!("Job {job}"), Duration::from_secs(15), || async {
+        server.get("batch/v1", "Job", NS, &job)
+    })
+    .await;
+    server.mark_job_succeeded(NS, &job, &build_result(name, revision)).unwrap();
 }
 
 #[tokio::test]
@@ -111,12 +130,12 @@ async fn examples_reach_their_expected_phases_and_conditions() {
     create_drafts_config_map(&server).await;
     let operator = start(&server, "replica-a").await;
     apply_examples(&server).await;
-    wait_for_phase(&server, "TwinDataset", "paul", "Pending", "BuildPending").await;
+    wait_for_phase(&server, "TwinDataset", "paul", "Running", "Building").await;
     let job =
         wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "WaitingForDataset", "WaitingForDataset").await;
     let ready = &job["status"]["conditions"][0];
     assert_eq!((ready["type"].as_str(), ready["status"].as_str()), (Some("Ready"), Some("False")));
-    assert!(ready["message"].as_str().unwrap().contains("TwinDataset \"paul\" is Pending"), "{ready}");
+    assert!(ready["message"].as_str().unwrap().contains("TwinDataset \"paul\" is Running"), "{ready}");
     wait_for_phase(&server, "TwinTrainingJob", "paul-v1-sagemaker", "WaitingForDataset", "WaitingForDataset")
         .await;
     wait_for_phase(&server, "TwinEndpoint", "paul", "Pending", "WaitingForModel").await;
@@ -141,7 +160,7 @@ async fn examples_reach_their_expected_phases_and_conditions() {
         (!found.is_empty()).then_some(found)
     })
     .await;
-    assert_eq!(events[0].reason.as_deref(), Some("WaitingForDataset"));
+    assert!(events.iter().any(|e| e.reason.as_deref() == Some("WaitingForDataset")), "{events:?}");
     assert_eq!(events[0].reporting_controller.as_deref(), Some("twin-operator"));
     operator.shutdown().await;
 }
@@ -408,4 +427,96 @@ async fn sigterm_stops_the_operator_gracefully_and_releases_the_lease() {
     let first_line: Value = serde_json::from_str(stderr.lines().next().unwrap()).expect("JSON log lines");
     assert!(first_line.get("level").is_some() && first_line.get("timestamp").is_some(), "{first_line}");
     assert!(stderr.contains("released the leader Lease"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_dataset_runs_a_build_job_whose_result_becomes_its_status() {
+    let server = FakeApiServer::start().await;
+    create_drafts_config_map(&server).await;
+    let operator = start(&server, "replica-a").await;
+    apply_examples(&server).await;
+    wait_for_phase(&server, "TwinDataset", "paul", "Running", "Building").await;
+    // The Job runs `twin dataset build` on the spec, locked down, with the sources mounted.
+    let job = server.get("batch/v1", "Job", NS, "paul-build-1").expect("the build Job");
+    let pod = &job["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], "twin:test");
+    assert_eq!(
+        container["args"],
+        json!([
+            "dataset",
+            "build",
+            "-f",
+            "/etc/twin/spec/twindataset.json",
+            "--termination-message-path",
+            "/dev/termination-log"
+        ])
+    );
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["serviceAccountName"], "twin-datasets");
+    assert_eq!(container["resources"]["limits"]["memory"], "4Gi");
+    let mounts: Vec<&str> = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap())
+        .collect();
+    assert!(
+        mounts.contains(&"/etc/twin/spec") && mounts.contains(&"/etc/twin/configmaps/paul-drafts"),
+        "{mounts:?}"
+    );
+    assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "TwinDataset");
+    assert_eq!(job["metadata"]["labels"]["app.kubernetes.io/managed-by"], "twin-operator");
+    let spec_map = server.get("v1", "ConfigMap", NS, "paul-spec").expect("the spec ConfigMap");
+    let spec: Value = serde_json::from_str(spec_map["data"]["twindataset.json"].as_str().unwrap()).unwrap();
+    assert_eq!(spec["spec"]["author"]["name"], "Paul Iusztin");
+    // The example's schedule makes a CronJob running the same build.
+    let cron = server.get("batch/v1", "CronJob", NS, "paul-refresh").expect("the refresh CronJob");
+    assert_eq!(cron["spec"]["schedule"], "0 4 * * *");
+    assert_eq!(
+        cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"],
+        container["args"]
+    );
+
+    // Success: the termination message becomes the status.
+    server.mark_job_succeeded(NS, "paul-build-1", &build_result("paul", "rev-77")).unwrap();
+    let ready = wait_for_phase(&server, "TwinDataset", "paul", "Ready", "RevisionPublished").await;
+    let status = &ready["status"];
+    assert_eq!(status["revision"], "rev-77");
+    assert_eq!(status["stats"]["chunks"], 80);
+    assert_eq!(status["artifacts"]["root"], "s3://twins-bucket/twins/datasets/paul/rev-77");
+    assert_eq!(status["sources"][1]["error"], "git sources are not supported");
+    assert!(status["conditions"][0]["message"].as_str().unwrap().contains("sources that failed: course"));
+
+    // A spec change starts the next generation's Job; dropping the schedule drops the CronJob.
+    let mut edited: Value =
+        serde_saphyr::from_str(&repo::read("manifests/examples/twindataset.yaml")).unwrap();
+    edited["spec"]["chunking"]["maxTokens"] = json!(384);
+    edited["spec"].as_object_mut().unwrap().remove("schedule");
+    Api::<TwinDataset>::namespaced(server.client(), NS)
+        .patch("paul", &PatchParams::apply("kubectl"), &Patch::Apply(&edited))
+        .await
+        .unwrap();
+    wait_for_phase(&server, "TwinDataset", "paul", "Running", "Building").await;
+    assert!(server.get("batch/v1", "Job", NS, "paul-build-2").is_some());
+    eventually("the CronJob to go", Duration::from_secs(10), || async {
+        server.get("batch/v1", "CronJob", NS, "paul-refresh").is_none().then_some(())
+    })
+    .await;
+
+    // Failure: the reason and message come from the termination message.
+    let failure = json!({"error": "no source yielded a usable document", "reason": "NoDocuments",
+        "sources": [{"name": "newsletter", "documents": 0, "error": "HTTP 404 from https://decodingml.substack.com/feed"}]});
+    server.mark_job_failed(NS, "paul-build-2", &failure.to_string()).unwrap();
+    let failed = wait_for_phase(&server, "TwinDataset", "paul", "Failed", "NoDocuments").await;
+    let message = failed["status"]["conditions"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no source yielded a usable document") && message.contains("HTTP 404"),
+        "{message}"
+    );
+    // Nothing was created twice.
+    let jobs = server.list("batch/v1", "Job");
+    assert_eq!(jobs.len(), 2, "{:?}", jobs.iter().map(|j| j["metadata"]["name"].clone()).collect::<Vec<_>>());
+    operator.shutdown().await;
 }
