@@ -313,9 +313,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
 /// The embedding cache: vectors by chunk content hash. A missing or unreadable cache is empty.
 async fn load_cache(store: &ObjectStore, key: &str) -> HashMap<String, Vec<f32>> {
     let Ok(Some(bytes)) = store.read(key).await else { return HashMap::new() };
-    let Ok(tensors) = safetensors::SafeTensors::deserialize(&bytes) else { return HashMap::new() };
     let Ok((_, metadata)) = safetensors::SafeTensors::read_metadata(&bytes) else { return HashMap::new() };
-    let _ = tensors;
     let hashes: Vec<String> = metadata
         .metadata()
         .as_ref()
