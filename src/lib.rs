@@ -8,6 +8,7 @@
 pub mod api;
 pub mod apidoc;
 pub mod crdgen;
+pub mod net;
 pub mod operator;
 pub mod pipeline;
 pub mod storage;

@@ -1,0 +1,5 @@
+//! Outbound requests of the dataset crawlers: which addresses they may reach.
+
+pub mod guard;
+
+pub use guard::{AddressClass, NetworkGuard, Refusal};
