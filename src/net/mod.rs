@@ -1,5 +1,6 @@
 //! Outbound requests of the dataset crawlers: which addresses they may reach.
 
 pub mod guard;
+pub mod http;
 
 pub use guard::{AddressClass, NetworkGuard, Refusal};

@@ -10,6 +10,8 @@ use serde_json::json;
 use super::collect::CollectOptions;
 use super::{BuildError, BuildOptions, build};
 use crate::api::TwinDataset;
+use crate::net::NetworkGuard;
+use crate::net::http::FetchOptions;
 
 /// Kubernetes keeps at most this much of a termination message.
 const TERMINATION_MESSAGE_LIMIT: usize = 4096;
@@ -29,6 +31,18 @@ pub struct BuildArgs {
     /// Where ConfigMap sources are mounted (`<dir>/<name>/<key>`).
     #[arg(long, env = "TWIN_CONFIGMAP_ROOT", default_value = "/etc/twin/configmaps")]
     pub configmap_root: PathBuf,
+    /// A network crawlers may reach although it is private (CIDR; repeat for more). Comma
+    /// separated in the environment variable, which the operator sets from its Helm values.
+    #[arg(
+        long = "allow-network",
+        value_name = "CIDR",
+        env = "TWIN_CRAWLER_ALLOW_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub allow_networks: Vec<String>,
+    /// The crawlers' User-Agent.
+    #[arg(long, env = "TWIN_CRAWLER_USER_AGENT")]
+    pub user_agent: Option<String>,
     /// Also write the result here (the Job sets the container's termination-message path).
     #[arg(long, env = "TWIN_TERMINATION_MESSAGE_PATH")]
     pub termination_message_path: Option<PathBuf>,
@@ -69,6 +83,17 @@ pub async fn run(args: BuildArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let guard = match NetworkGuard::new(&args.allow_networks.join(",")) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut fetch = FetchOptions { guard, ..Default::default() };
+    if let Some(user_agent) = args.user_agent.filter(|u| !u.is_empty()) {
+        fetch.user_agent = user_agent;
+    }
     let options = BuildOptions {
         collect: CollectOptions {
             pvc_root: args.pvc_root,
@@ -76,6 +101,7 @@ pub async fn run(args: BuildArgs) -> ExitCode {
             ..Default::default()
         },
         models_dir: args.models_dir,
+        fetch,
     };
     let (code, value) = match build(&dataset, &options).await {
         Ok(result) => (ExitCode::SUCCESS, serde_json::to_value(&result).expect("the result serialises")),

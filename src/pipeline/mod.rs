@@ -20,6 +20,7 @@ use tracing::info;
 
 use crate::api::TwinDataset;
 use crate::api::dataset::{DatasetArtifacts, DatasetStats, SourceStatus};
+use crate::net::http::{FetchOptions, Fetcher};
 use crate::storage::{ObjectStore, StorageError, StorageUri};
 use artifacts::{MANIFEST, RevisionContent, embeddings_safetensors, read_embeddings, write_revision};
 use clean::CleanStats;
@@ -38,6 +39,8 @@ pub struct BuildOptions {
     pub collect: CollectOptions,
     /// Where `hf://` models are found.
     pub models_dir: Option<PathBuf>,
+    /// How crawlers fetch: the address guard, User-Agent, timeouts and limits.
+    pub fetch: FetchOptions,
 }
 
 /// Why a build failed.
@@ -167,11 +170,12 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
     let store = ObjectStore::open(&output, &options.collect.pvc_root)?;
     let mut timings = Timings::default();
 
+    let fetcher = Fetcher::new(options.fetch.clone()).map_err(BuildError::InvalidSpec)?;
     let started = Instant::now();
     let mut documents = Vec::new();
     let mut sources = Vec::new();
     for source in &spec.sources {
-        let collected = collect::collect(source, &options.collect);
+        let collected = collect::collect(source, &options.collect, &fetcher).await;
         match collected.result {
             Ok(found) => {
                 info!(source = %collected.source, documents = found.len(), "collected");

@@ -273,3 +273,92 @@ fn twin_dataset_build_prints_the_result_and_writes_the_termination_message() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("does not hold a TwinDataset"));
 }
+
+/// Feeds, pages and a broken feed served from 127.0.0.1, as fixtures.
+async fn feed_server() -> std::net::SocketAddr {
+    use axum::http::header::CONTENT_TYPE;
+    use axum::routing::get;
+    let long_post = "<p>Shipping a twin means shipping two things that age differently: the adapter, which captures a voice and changes rarely, and the index, which captures what was said and changes every week.</p><p>Treat them as two artifacts with two release trains. Retrain the adapter when your style drifts, which is rarely; rebuild the index nightly, which is cheap, because only new posts need embedding.</p><p>The operator encodes exactly this split: datasets refresh on a schedule, training jobs pin a revision, endpoints roll when either moves.</p>";
+    let rss = format!(
+        r#"<?xml version="1.0"?><rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>Paul's newsletter</title><link>http://twin.test/</link>
+        <item><title>Two release trains</title><link>http://twin.test/posts/a</link><pubDate>Mon, 02 Nov 2026 08:00:00 GMT</pubDate><content:encoded><![CDATA[{long_post}]]></content:encoded></item>
+        <item><title>Teaser only</title><link>LINK_B</link><pubDate>Sun, 01 Nov 2026 08:00:00 GMT</pubDate><description>Read the full post on the site.</description></item>
+        </channel></rss>"#
+    );
+    let atom = r#"<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Paul on Medium</title><id>urn:medium:paul</id><updated>2026-10-01T00:00:00Z</updated>
+        <entry><title>Evaluate before you fine-tune</title><id>urn:medium:1</id><updated>2026-10-01T00:00:00Z</updated><link href="http://twin.test/medium/1"/>
+        <content type="html">&lt;p&gt;Before I fine-tune anything I write twenty questions my readers actually asked and the answers I actually gave. If the base model with retrieval already answers them in my voice, I stop there and save the GPU hours for something that needs them. It usually does not, and the list of questions becomes the evaluation set of the first adapter, which makes the second one honest.&lt;/p&gt;&lt;p&gt;The list lives next to the dataset spec, in git, where it is reviewed like code.&lt;/p&gt;</content></entry></feed>"#;
+    let page_b = "<html><head><title>Teaser only</title></head><body><nav>Home | Archive | Subscribe</nav><article><h1>Teaser only</h1><p>The full post lives on the site: feeds that carry only a teaser are common on Medium and on self-hosted blogs, so the collector follows the link and extracts the article from the page itself.</p><p>Menus, footers and subscribe boxes are left behind; headings and paragraphs become Markdown the chunker understands.</p></article><footer>© Paul</footer></body></html>";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let rss = rss.replace("LINK_B", &format!("http://{addr}/posts/b.html"));
+    let app = axum::Router::new()
+        .route("/feed.xml", get(move || async move { ([(CONTENT_TYPE, "application/rss+xml")], rss) }))
+        .route("/atom.xml", get(move || async move { ([(CONTENT_TYPE, "application/atom+xml")], atom) }))
+        .route(
+            "/broken.xml",
+            get(|| async {
+                ([(CONTENT_TYPE, "application/rss+xml")], "<rss><channel><item><title>unclosed")
+            }),
+        )
+        .route("/posts/b.html", get(move || async move { ([(CONTENT_TYPE, "text/html")], page_b) }));
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    addr
+}
+
+fn feed_dataset(scratch: &Scratch, addr: std::net::SocketAddr) -> TwinDataset {
+    serde_json::from_value(json!({
+        "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinDataset", "metadata": {"name": "feeds"},
+        "spec": {"author": {"name": "Paul"}, "sources": [
+                    {"name": "newsletter", "feed": {"url": format!("http://{addr}/feed.xml")}},
+                    {"name": "medium", "feed": {"url": format!("http://{addr}/atom.xml")}},
+                    {"name": "broken", "feed": {"url": format!("http://{addr}/broken.xml")}},
+                    {"name": "notes", "configMap": {"name": "notes"}}],
+                 "chunking": {"maxTokens": 128, "overlapTokens": 16},
+                 "embedding": {"model": format!("file://{}", model_dir().display())},
+                 "output": {"uri": format!("file://{}", scratch.0.join("out").display())}}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn feeds_yield_full_content_or_the_linked_article_and_a_broken_feed_fails_alone() {
+    let scratch = Scratch::new("feeds");
+    corpus(&scratch);
+    let addr = feed_server().await;
+    let mut options = options(&scratch);
+    options.fetch.guard = twin_operator::net::NetworkGuard::new("127.0.0.1/32").unwrap();
+    let result = build(&feed_dataset(&scratch, addr), &options).await.unwrap();
+    let by_name = |name: &str| result.sources.iter().find(|s| s.name == name).unwrap().clone();
+    assert_eq!((by_name("newsletter").documents, by_name("newsletter").error), (2, None));
+    assert_eq!(by_name("medium").documents, 1);
+    assert!(by_name("broken").error.unwrap().contains("is not an RSS or Atom feed"));
+    assert_eq!(by_name("notes").documents, 1);
+    let documents = lines(&scratch.0.join(format!("out/datasets/feeds/{}/documents.jsonl", result.revision)));
+    let teaser = documents.iter().find(|d| d["title"] == "Teaser only").unwrap();
+    let text = teaser["text"].as_str().unwrap();
+    assert!(text.contains("the collector follows the link") && !text.contains("Subscribe"), "{text}");
+    let full = documents.iter().find(|d| d["title"] == "Two release trains").unwrap();
+    assert_eq!(full["url"], "http://twin.test/posts/a");
+    assert!(full["published"].as_str().unwrap().starts_with("2026-11-02T08:00:00"));
+}
+
+#[tokio::test]
+async fn crawlers_refuse_private_addresses_unless_the_operator_allows_them() {
+    let scratch = Scratch::new("guard");
+    corpus(&scratch);
+    let addr = feed_server().await;
+    // No allow-list: 127.0.0.1 is loopback, refused; the ConfigMap source still lands.
+    let result = build(&feed_dataset(&scratch, addr), &options(&scratch)).await.unwrap();
+    let newsletter = result.sources.iter().find(|s| s.name == "newsletter").unwrap();
+    let error = newsletter.error.as_deref().unwrap();
+    assert!(error.contains("refusing to connect to 127.0.0.1") && error.contains("loopback"), "{error}");
+    assert_eq!(result.stats.documents, 1);
+    // A name that resolves to a private address is refused after resolution too.
+    let fetcher = twin_operator::net::http::Fetcher::new(Default::default()).unwrap();
+    let refused =
+        fetcher.get(&format!("http://localhost:{}/feed.xml", addr.port())).await.unwrap_err().to_string();
+    assert!(refused.contains("refusing to connect"), "{refused}");
+    let metadata = fetcher.get("http://169.254.169.254/latest/meta-data/").await.unwrap_err().to_string();
+    assert!(metadata.contains("cloud metadata endpoint"), "{metadata}");
+}

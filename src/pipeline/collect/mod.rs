@@ -1,12 +1,14 @@
 //! Collection: each source of a TwinDataset yields documents, or an error that is reported for
 //! that source alone while the others still land.
 
+pub mod feed;
 pub mod files;
 pub mod html;
 
 use std::path::PathBuf;
 
 use crate::api::dataset::DataSource;
+use crate::net::http::Fetcher;
 
 use super::document::Document;
 
@@ -41,15 +43,15 @@ pub struct Collected {
 }
 
 /// Collects one source.
-pub fn collect(source: &DataSource, options: &CollectOptions) -> Collected {
-    let result = if let Some(files) = &source.files {
+pub async fn collect(source: &DataSource, options: &CollectOptions, fetcher: &Fetcher) -> Collected {
+    let result = if let Some(feed) = &source.feed {
+        feed::collect_feed(&source.name, feed, fetcher).await
+    } else if let Some(files) = &source.files {
         files::collect_files(&source.name, files, options)
     } else if let Some(config_map) = &source.config_map {
         files::collect_config_map(&source.name, config_map, options)
     } else {
-        let kind = if source.feed.is_some() {
-            "feed"
-        } else if source.git.is_some() {
+        let kind = if source.git.is_some() {
             "git"
         } else if source.web.is_some() {
             "web"

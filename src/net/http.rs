@@ -1,0 +1,223 @@
+//! The crawlers' HTTP client: every resolved address passes the [`NetworkGuard`] (redirects
+//! re-resolve, so they pass it too), a clear User-Agent, per-request timeouts, a size limit on
+//! bodies, and retries with backoff on transient failures.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use super::guard::NetworkGuard;
+
+/// How the crawlers fetch.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Networks allowed besides public addresses.
+    pub guard: NetworkGuard,
+    /// The User-Agent header.
+    pub user_agent: String,
+    /// Time limit of one request, connection included.
+    pub timeout: Duration,
+    /// Largest body read, in bytes.
+    pub max_bytes: u64,
+    /// Attempts for transient failures (timeouts, 5xx, 429).
+    pub attempts: u32,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            guard: NetworkGuard::default(),
+            user_agent: concat!(
+                "twin-operator/",
+                env!("CARGO_PKG_VERSION"),
+                " (+https://github.com/twin-operator/twin-operator)"
+            )
+            .into(),
+            timeout: Duration::from_secs(20),
+            max_bytes: 10 * 1024 * 1024,
+            attempts: 3,
+        }
+    }
+}
+
+/// Resolves with the system resolver, then drops every address the guard refuses; a name
+/// with none left fails with the guard's reason.
+struct GuardedResolver {
+    guard: NetworkGuard,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let guard = self.guard.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refusal = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|addr| match guard.check(addr.ip()) {
+                    Ok(()) => true,
+                    Err(refused) => {
+                        refusal = Some(refused);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let reason = refusal
+                    .map(|r| format!("{host}: {r}"))
+                    .unwrap_or_else(|| format!("{host} has no address"));
+                return Err(reason.into());
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Why a fetch failed: said so that a person can act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The URL is not http(s), or names an address the guard refuses.
+    #[error("{0}")]
+    Refused(String),
+    /// The server answered with an error status.
+    #[error("HTTP {status} from {url}")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The URL.
+        url: String,
+    },
+    /// The body is larger than the limit.
+    #[error("{url} is larger than the {limit}-byte limit")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// The request failed (connection, timeout, redirect loop).
+    #[error("cannot fetch {url}: {reason}")]
+    Request {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A fetched resource.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The final URL, after redirects.
+    pub url: String,
+    /// The Content-Type header.
+    pub content_type: String,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// The crawlers' client.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    options: FetchOptions,
+}
+
+impl Fetcher {
+    /// A client with the guard as its resolver.
+    pub fn new(options: FetchOptions) -> Result<Self, String> {
+        // rustls needs a process-wide crypto provider; ring is the one kube uses too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .user_agent(options.user_agent.clone())
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .dns_resolver(Arc::new(GuardedResolver { guard: options.guard.clone() }))
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self { client, options })
+    }
+
+    /// GETs a URL, with retries on transient failures and the body limit enforced while reading.
+    pub async fn get(&self, url: &str) -> Result<Fetched, FetchError> {
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| FetchError::Refused(format!("invalid URL {url:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(FetchError::Refused(format!("{url}: only http and https URLs are fetched")));
+        }
+        // A literal IP address is checked here: the resolver only sees names.
+        if let Some(host) = parsed.host_str()
+            && let Ok(ip) = host.trim_matches(['[', ']']).parse()
+        {
+            self.options.guard.check(ip).map_err(|r| FetchError::Refused(format!("{url}: {r}")))?;
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_get(parsed.clone()).await {
+                Err(error) if attempt < self.options.attempts && is_transient(&error) => {
+                    tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt - 1))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_get(&self, url: reqwest::Url) -> Result<Fetched, FetchError> {
+        let shown = url.to_string();
+        let request_error = |e: reqwest::Error| {
+            // The guard's refusal surfaces as a resolver error deep in the chain.
+            let mut reason = e.to_string();
+            let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+            while let Some(inner) = source {
+                reason = inner.to_string();
+                source = inner.source();
+            }
+            if reason.contains("refusing to connect") {
+                FetchError::Refused(reason)
+            } else {
+                FetchError::Request {
+                    url: shown.clone(),
+                    reason: if e.is_timeout() { "timed out".into() } else { reason },
+                }
+            }
+        };
+        let mut response = self.client.get(url.clone()).send().await.map_err(request_error)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(FetchError::Status { status: status.as_u16(), url: shown });
+        }
+        let limit = self.options.max_bytes;
+        if response.content_length().is_some_and(|length| length > limit) {
+            return Err(FetchError::TooLarge { url: shown, limit });
+        }
+        let final_url = response.url().to_string();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(request_error)? {
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                return Err(FetchError::TooLarge { url: shown, limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched { url: final_url, content_type, body })
+    }
+}
+
+fn is_transient(error: &FetchError) -> bool {
+    match error {
+        FetchError::Status { status, .. } => *status == 429 || *status >= 500,
+        FetchError::Request { .. } => true,
+        FetchError::Refused(_) | FetchError::TooLarge { .. } => false,
+    }
+}
