@@ -15,7 +15,7 @@ use kube::{Client, Config};
 use serde_json::{Value, json};
 use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 
-use crate::support::{repo, wait};
+use crate::support::{repo, twins, wait};
 
 /// A client for the e2e cluster named by `TWIN_E2E_KUBECONFIG`.
 async fn cluster() -> Option<Client> {
@@ -88,34 +88,7 @@ where
 }
 
 async fn apply_example(client: &Client, namespace: &str, file: &str) {
-    let text = repo::read(file);
-    let documents: Vec<Value> = serde_saphyr::from_str_multiple(&text).unwrap();
-    for mut document in documents {
-        document["metadata"]["namespace"] = json!(namespace);
-        let name = document["metadata"]["name"].as_str().unwrap().to_string();
-        let params = PatchParams::apply("twin-e2e");
-        match document["kind"].as_str().unwrap() {
-            "TwinDataset" => drop(
-                Api::<TwinDataset>::namespaced(client.clone(), namespace)
-                    .patch(&name, &params, &Patch::Apply(&document))
-                    .await
-                    .unwrap(),
-            ),
-            "TwinTrainingJob" => drop(
-                Api::<TwinTrainingJob>::namespaced(client.clone(), namespace)
-                    .patch(&name, &params, &Patch::Apply(&document))
-                    .await
-                    .unwrap(),
-            ),
-            "TwinEndpoint" => drop(
-                Api::<TwinEndpoint>::namespaced(client.clone(), namespace)
-                    .patch(&name, &params, &Patch::Apply(&document))
-                    .await
-                    .unwrap(),
-            ),
-            other => panic!("unexpected kind {other}"),
-        }
-    }
+    twins::apply_file(client, namespace, &repo::path(file), "twin-e2e").await;
 }
 
 #[tokio::test]

@@ -10,11 +10,11 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
+use twin_operator::api::{TwinDataset, TwinTrainingJob};
 use twin_operator::operator::{Operator, OperatorSettings};
 
 use crate::support::fake_apiserver::{FakeApiServer, Verb};
-use crate::support::{repo, wait};
+use crate::support::{repo, twins, wait};
 
 const NS: &str = "twins";
 
@@ -62,33 +62,7 @@ async fn apply_examples(server: &FakeApiServer) {
         .into_iter()
         .filter(|f| f.parent() == Some(&repo::path("manifests/examples")))
     {
-        let documents: Vec<Value> =
-            serde_saphyr::from_str_multiple(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        for document in documents {
-            let name = document["metadata"]["name"].as_str().unwrap().to_string();
-            let params = PatchParams::apply("kubectl");
-            match document["kind"].as_str().unwrap() {
-                "TwinDataset" => drop(
-                    Api::<TwinDataset>::namespaced(client.clone(), NS)
-                        .patch(&name, &params, &Patch::Apply(&document))
-                        .await
-                        .unwrap(),
-                ),
-                "TwinTrainingJob" => drop(
-                    Api::<TwinTrainingJob>::namespaced(client.clone(), NS)
-                        .patch(&name, &params, &Patch::Apply(&document))
-                        .await
-                        .unwrap(),
-                ),
-                "TwinEndpoint" => drop(
-                    Api::<TwinEndpoint>::namespaced(client.clone(), NS)
-                        .patch(&name, &params, &Patch::Apply(&document))
-                        .await
-                        .unwrap(),
-                ),
-                other => panic!("unexpected kind {other}"),
-            }
-        }
+        twins::apply_file(&client, NS, &file, "kubectl").await;
     }
 }
 

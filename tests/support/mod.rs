@@ -6,4 +6,5 @@
 pub mod crd_schema;
 pub mod fake_apiserver;
 pub mod repo;
+pub mod twins;
 pub mod wait;
