@@ -3,6 +3,7 @@
 //! refresh embeds only what changed, and a failing source does not stop the others.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use twin_operator::api::TwinDataset;
@@ -283,6 +284,7 @@ async fn feed_server() -> std::net::SocketAddr {
         r#"<?xml version="1.0"?><rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>Paul's newsletter</title><link>http://twin.test/</link>
         <item><title>Two release trains</title><link>http://twin.test/posts/a</link><pubDate>Mon, 02 Nov 2026 08:00:00 GMT</pubDate><content:encoded><![CDATA[{long_post}]]></content:encoded></item>
         <item><title>Teaser only</title><link>LINK_B</link><pubDate>Sun, 01 Nov 2026 08:00:00 GMT</pubDate><description>Read the full post on the site.</description></item>
+        <item><title>Slides</title><link>LINK_PDF</link><pubDate>Sat, 31 Oct 2026 08:00:00 GMT</pubDate><description>Slides.</description></item>
         </channel></rss>"#
     );
     let atom = r#"<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Paul on Medium</title><id>urn:medium:paul</id><updated>2026-10-01T00:00:00Z</updated>
@@ -291,7 +293,9 @@ async fn feed_server() -> std::net::SocketAddr {
     let page_b = "<html><head><title>Teaser only</title></head><body><nav>Home | Archive | Subscribe</nav><article><h1>Teaser only</h1><p>The full post lives on the site: feeds that carry only a teaser are common on Medium and on self-hosted blogs, so the collector follows the link and extracts the article from the page itself.</p><p>Menus, footers and subscribe boxes are left behind; headings and paragraphs become Markdown the chunker understands.</p></article><footer>© Paul</footer></body></html>";
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let rss = rss.replace("LINK_B", &format!("http://{addr}/posts/b.html"));
+    let rss = rss
+        .replace("LINK_B", &format!("http://{addr}/posts/b.html"))
+        .replace("LINK_PDF", &format!("http://{addr}/posts/slides.html"));
     let app = axum::Router::new()
         .route("/feed.xml", get(move || async move { ([(CONTENT_TYPE, "application/rss+xml")], rss) }))
         .route("/atom.xml", get(move || async move { ([(CONTENT_TYPE, "application/atom+xml")], atom) }))
@@ -301,7 +305,23 @@ async fn feed_server() -> std::net::SocketAddr {
                 ([(CONTENT_TYPE, "application/rss+xml")], "<rss><channel><item><title>unclosed")
             }),
         )
-        .route("/posts/b.html", get(move || async move { ([(CONTENT_TYPE, "text/html")], page_b) }));
+        .route("/posts/b.html", get(move || async move { ([(CONTENT_TYPE, "text/html")], page_b) }))
+        // A page that is really a PDF, whatever its name says.
+        .route(
+            "/posts/slides.html",
+            get(|| async {
+                ([(CONTENT_TYPE, "application/pdf")], b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj".to_vec())
+            }),
+        )
+        // A server that never answers, and a page larger than any limit a test sets.
+        .route(
+            "/hang.xml",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                "late"
+            }),
+        )
+        .route("/huge.xml", get(|| async { "x".repeat(256 * 1024) }));
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
     addr
 }
@@ -361,4 +381,36 @@ async fn crawlers_refuse_private_addresses_unless_the_operator_allows_them() {
     assert!(refused.contains("refusing to connect"), "{refused}");
     let metadata = fetcher.get("http://169.254.169.254/latest/meta-data/").await.unwrap_err().to_string();
     assert!(metadata.contains("cloud metadata endpoint"), "{metadata}");
+}
+
+#[tokio::test]
+async fn binary_pages_hanging_servers_and_oversized_bodies_fail_their_source_alone() {
+    let scratch = Scratch::new("bad-inputs");
+    corpus(&scratch);
+    let addr = feed_server().await;
+    let mut options = options(&scratch);
+    options.fetch.guard = twin_operator::net::NetworkGuard::new("127.0.0.1/32").unwrap();
+    options.fetch.timeout = Duration::from_secs(1);
+    options.fetch.attempts = 1;
+    options.fetch.max_bytes = 64 * 1024;
+    let mut spec = feed_dataset(&scratch, addr);
+    let extra: Vec<twin_operator::api::dataset::DataSource> = serde_json::from_value(json!([
+        {"name": "hanging", "feed": {"url": format!("http://{addr}/hang.xml")}},
+        {"name": "huge", "feed": {"url": format!("http://{addr}/huge.xml")}}]))
+    .unwrap();
+    spec.spec.sources.extend(extra);
+    let started = std::time::Instant::now();
+    let result = build(&spec, &options).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30), "a hanging server must not hang the build");
+    let error = |name: &str| {
+        result.sources.iter().find(|s| s.name == name).unwrap().error.clone().unwrap_or_default()
+    };
+    assert!(error("hanging").contains("timed out"), "{}", error("hanging"));
+    assert!(error("huge").contains("larger than the 65536-byte limit"), "{}", error("huge"));
+    // The PDF entry is skipped; the feed's other entries land.
+    let newsletter = result.sources.iter().find(|s| s.name == "newsletter").unwrap();
+    assert_eq!((newsletter.documents, newsletter.error.as_deref()), (2, None));
+    let documents = lines(&scratch.0.join(format!("out/datasets/feeds/{}/documents.jsonl", result.revision)));
+    assert!(!documents.iter().any(|d| d["title"] == "Slides"));
+    assert_eq!(result.stats.documents, 4, "2 newsletter + 1 medium + 1 ConfigMap key");
 }

@@ -3,7 +3,7 @@
 
 use super::html::extract_article;
 use crate::api::dataset::FeedSource;
-use crate::net::http::Fetcher;
+use crate::net::http::{Fetched, Fetcher};
 use crate::pipeline::document::Document;
 
 /// Feed content shorter than this (as text) is a teaser: the article page is fetched instead.
@@ -13,6 +13,17 @@ const FULL_CONTENT_CHARS: usize = 400;
 fn fragment_to_markdown(html: &str, url: Option<&str>) -> Option<String> {
     let page = format!("<html><body><article>{html}</article></body></html>");
     extract_article(&page, url).ok().map(|a| a.markdown).filter(|m| !m.trim().is_empty())
+}
+
+/// Refuses what is not an HTML page, whatever the link promised: a PDF, an image, a binary.
+pub fn ensure_html(page: Fetched) -> Result<Fetched, String> {
+    let declared = page.content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let binary = page.body.starts_with(b"%PDF") || page.body.iter().take(4096).any(|b| *b == 0);
+    if binary || !(declared.is_empty() || declared.contains("html") || declared.starts_with("text/")) {
+        let kind = if declared.is_empty() { "binary content".to_string() } else { declared };
+        return Err(format!("{} is not an HTML page ({kind})", page.url));
+    }
+    Ok(page)
 }
 
 /// A `feed` source.
@@ -41,25 +52,29 @@ pub async fn collect_feed(
             .and_then(|html| fragment_to_markdown(&html, link.as_deref()));
         let text = match (inline, &link) {
             (Some(text), _) if text.chars().count() >= FULL_CONTENT_CHARS => text,
-            (inline, Some(link)) => match fetcher.get(link).await {
-                Ok(page) => match extract_article(&String::from_utf8_lossy(&page.body), Some(&page.url)) {
-                    Ok(article) => article.markdown,
+            (inline, Some(link)) => {
+                match fetcher.get(link).await.map_err(|e| e.to_string()).and_then(ensure_html) {
+                    Ok(page) => {
+                        match extract_article(&String::from_utf8_lossy(&page.body), Some(&page.url)) {
+                            Ok(article) => article.markdown,
+                            Err(error) => {
+                                failures.push(format!("{link}: {error}"));
+                                match inline {
+                                    Some(text) => text,
+                                    None => continue,
+                                }
+                            }
+                        }
+                    }
                     Err(error) => {
-                        failures.push(format!("{link}: {error}"));
+                        failures.push(error);
                         match inline {
                             Some(text) => text,
                             None => continue,
                         }
                     }
-                },
-                Err(error) => {
-                    failures.push(error.to_string());
-                    match inline {
-                        Some(text) => text,
-                        None => continue,
-                    }
                 }
-            },
+            }
             (Some(text), None) => text,
             (None, None) => continue,
         };
