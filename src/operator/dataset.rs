@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
+use kube::runtime::{Controller, reflector, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -20,7 +20,7 @@ use super::build::dataset_job::{self, COMPONENT};
 use super::conditions::Assessment;
 use super::context::{Context, FIELD_MANAGER};
 use super::error::{Error, Result};
-use super::reconcile::{TwinKind, error_policy, instrumented, publish_status};
+use super::reconcile::{TwinKind, error_policy, instrumented, primary_stream, publish_status};
 use super::references::{StorageCheck, check_storage_uri};
 use crate::api::TwinDataset;
 use crate::api::dataset::{DatasetArtifacts, DatasetPhase, DatasetStats, SourceStatus};
@@ -260,7 +260,7 @@ async fn reconcile(dataset: Arc<TwinDataset>, ctx: Arc<Context>) -> Result<Actio
         let mut status = if previous.is_null() { json!({}) } else { previous.clone() };
         if assessment.reason == "BuildPending" {
             let children = dataset_job::build(&dataset, &ctx.settings);
-            apply_children(&ctx, &namespace, &children).await?;
+            apply_children(&ctx, &dataset, &namespace, &children).await?;
             let observed = observe_latest_build(&ctx, &dataset, &namespace).await?;
             let (build_assessment, outcome) = assess_build(&observed);
             assessment = build_assessment;
@@ -286,6 +286,7 @@ async fn reconcile(dataset: Arc<TwinDataset>, ctx: Arc<Context>) -> Result<Actio
 /// generation gets a Job of its own.
 async fn apply_children(
     ctx: &Context,
+    dataset: &TwinDataset,
     namespace: &str,
     children: &dataset_job::DatasetChildren,
 ) -> Result<()> {
@@ -305,16 +306,7 @@ async fn apply_children(
         }
         None => {
             // A schedule that was removed: its CronJob goes too.
-            let owner = children
-                .spec_config_map
-                .metadata
-                .owner_references
-                .as_ref()
-                .and_then(|o| o.first())
-                .map(|o| o.name.clone())
-                .unwrap_or_default();
-            let selector =
-                format!("app.kubernetes.io/instance={owner},app.kubernetes.io/component={COMPONENT}");
+            let selector = dataset_job::build_selector(dataset);
             for cron_job in cron_jobs.list(&ListParams::default().labels(&selector)).await? {
                 cron_jobs.delete(&cron_job.name_any(), &DeleteParams::background()).await?;
             }
@@ -339,8 +331,7 @@ async fn observe_latest_build(
     dataset: &TwinDataset,
     namespace: &str,
 ) -> Result<ObservedBuild> {
-    let selector =
-        format!("app.kubernetes.io/instance={},app.kubernetes.io/component={COMPONENT}", dataset.name_any());
+    let selector = dataset_job::build_selector(dataset);
     let jobs = ctx.namespaced_api::<Job>(namespace).list(&ListParams::default().labels(&selector)).await?;
     let generation_job = dataset_job::job_name(dataset);
     // Refreshes run the current spec too; the generation's own Job is preferred while it is the
@@ -378,12 +369,7 @@ pub fn run(
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> (reflector::Store<TwinDataset>, impl Future<Output = ()>) {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(ctx.watched_api::<TwinDataset>(), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let (reader, stream) = primary_stream::<TwinDataset>(&ctx);
     // Build Jobs wake their dataset, found by label: Jobs of scheduled refreshes belong to the
     // CronJob, not to the dataset.
     let jobs = watcher::Config::default().labels(&format!("app.kubernetes.io/component={COMPONENT}"));

@@ -10,13 +10,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
+use kube::runtime::{Controller, reflector, watcher};
 use serde_json::json;
 
 use super::conditions::Assessment;
 use super::context::Context;
 use super::error::{Error, Result};
-use super::reconcile::{TwinKind, error_policy, instrumented, publish_status};
+use super::reconcile::{TwinKind, error_policy, instrumented, primary_stream, publish_status};
+use super::references::{StorageCheck, check_model_uri};
 use crate::api::dataset::DatasetPhase;
 use crate::api::endpoint::{EndpointPhase, ServedModel};
 use crate::api::training::TrainingPhase;
@@ -60,10 +61,7 @@ pub fn assess(
         model.adapter_uri.as_deref().map(|a| ("spec.model.adapterUri", a)),
     ];
     for (field, uri) in local_only.into_iter().flatten() {
-        if uri.starts_with("file://") {
-            let message = format!(
-                "{field}: {uri} is a local path, which works only in local mode (twin up); in a cluster use hf://, s3:// or pvc://"
-            );
+        if let StorageCheck::Unusable(message) = check_model_uri(field, uri) {
             return (Assessment::not_ready(EndpointPhase::Failed, "InvalidSpec", message), None);
         }
     }
@@ -182,12 +180,7 @@ pub fn run(
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> (reflector::Store<TwinEndpoint>, impl Future<Output = ()>) {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(ctx.watched_api::<TwinEndpoint>(), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let (reader, stream) = primary_stream::<TwinEndpoint>(&ctx);
     let by_training_job = reader.clone();
     let by_dataset = reader.clone();
     let controller = Controller::for_stream(stream, reader.clone())

@@ -12,6 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -43,6 +45,21 @@ pub trait TwinKind:
     fn current_conditions(&self) -> &[Condition];
     /// Whether a phase deserves a Warning Event.
     fn is_warning(phase: Self::Phase) -> bool;
+}
+
+/// A controller's own objects: watched across the watched namespaces, cached in the returned
+/// store, and filtered to spec changes (`metadata.generation`), so that a status write does not
+/// wake its own reconcile.
+pub fn primary_stream<K: TwinKind>(
+    ctx: &Context,
+) -> (Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static) {
+    let (reader, writer) = reflector::store();
+    let stream = watcher(ctx.watched_api::<K>(), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    (reader, stream)
 }
 
 /// The identity of an object in logs and failure counts.

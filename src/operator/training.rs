@@ -9,14 +9,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
+use kube::runtime::{Controller, reflector, watcher};
 use serde_json::json;
 
 use super::conditions::Assessment;
 use super::context::Context;
 use super::error::{Error, Result};
-use super::reconcile::{TwinKind, error_policy, instrumented, publish_status};
-use super::references::{StorageCheck, check_storage_uri};
+use super::reconcile::{TwinKind, error_policy, instrumented, primary_stream, publish_status};
+use super::references::{StorageCheck, check_model_uri, check_storage_uri};
 use crate::api::dataset::DatasetPhase;
 use crate::api::training::TrainingPhase;
 use crate::api::{TwinDataset, TwinTrainingJob};
@@ -58,12 +58,8 @@ pub fn assess(job: &TwinTrainingJob, dataset: Option<&TwinDataset>) -> TrainingA
     if let StorageCheck::Unusable(message) = check_storage_uri("spec.output.uri", &job.spec.output.uri) {
         return waiting(Assessment::not_ready(TrainingPhase::Failed, "InvalidSpec", message));
     }
-    if job.spec.base_model.uri.starts_with("file://") {
-        return waiting(Assessment::not_ready(
-            TrainingPhase::Failed,
-            "InvalidSpec",
-            "spec.baseModel.uri: file:// works only in local mode (twin up); in a cluster use hf://, s3:// or pvc://",
-        ));
+    if let StorageCheck::Unusable(message) = check_model_uri("spec.baseModel.uri", &job.spec.base_model.uri) {
+        return waiting(Assessment::not_ready(TrainingPhase::Failed, "InvalidSpec", message));
     }
     let name = &job.spec.dataset_ref.name;
     let Some(dataset) = dataset else {
@@ -141,12 +137,7 @@ pub fn run(
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> (reflector::Store<TwinTrainingJob>, impl Future<Output = ()>) {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(ctx.watched_api::<TwinTrainingJob>(), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let (reader, stream) = primary_stream::<TwinTrainingJob>(&ctx);
     let jobs = reader.clone();
     let controller = Controller::for_stream(stream, reader.clone())
         .watches(ctx.watched_api::<TwinDataset>(), watcher::Config::default(), move |dataset: TwinDataset| {

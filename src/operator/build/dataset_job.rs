@@ -44,6 +44,15 @@ pub fn job_name(dataset: &TwinDataset) -> String {
     bounded_name(&dataset.name_any(), &format!("-build-{}", dataset.metadata.generation.unwrap_or(1)))
 }
 
+/// The label selector of a dataset's build Jobs and CronJob (scheduled Jobs carry it too).
+pub fn build_selector(dataset: &TwinDataset) -> String {
+    let labels = child_labels("twin-dataset", &dataset.name_any(), COMPONENT);
+    format!(
+        "app.kubernetes.io/instance={},app.kubernetes.io/component={COMPONENT}",
+        labels["app.kubernetes.io/instance"]
+    )
+}
+
 /// Name of the spec ConfigMap.
 pub fn spec_config_map_name(dataset: &TwinDataset) -> String {
     bounded_name(&dataset.name_any(), "-spec")
