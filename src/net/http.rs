@@ -44,8 +44,9 @@ impl Default for FetchOptions {
 
 /// Resolves with the system resolver, then drops every address the guard refuses; a name
 /// with none left fails with the guard's reason.
-struct GuardedResolver {
-    guard: NetworkGuard,
+pub struct GuardedResolver {
+    /// The networks allowed.
+    pub guard: NetworkGuard,
 }
 
 impl Resolve for GuardedResolver {
@@ -145,6 +146,16 @@ impl Fetcher {
 
     /// GETs a URL, with retries on transient failures and the body limit enforced while reading.
     pub async fn get(&self, url: &str) -> Result<Fetched, FetchError> {
+        self.get_limited(url, self.options.max_bytes).await
+    }
+
+    /// The options this client was built with.
+    pub fn options(&self) -> &FetchOptions {
+        &self.options
+    }
+
+    /// GETs a URL like [`Fetcher::get`], with its own body limit (archives are larger than pages).
+    pub async fn get_limited(&self, url: &str, limit: u64) -> Result<Fetched, FetchError> {
         let parsed =
             reqwest::Url::parse(url).map_err(|e| FetchError::Refused(format!("invalid URL {url:?}: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
@@ -159,7 +170,7 @@ impl Fetcher {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_get(parsed.clone()).await {
+            match self.try_get(parsed.clone(), limit).await {
                 Err(error) if attempt < self.options.attempts && is_transient(&error) => {
                     tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt - 1))).await;
                 }
@@ -168,7 +179,7 @@ impl Fetcher {
         }
     }
 
-    async fn try_get(&self, url: reqwest::Url) -> Result<Fetched, FetchError> {
+    async fn try_get(&self, url: reqwest::Url, limit: u64) -> Result<Fetched, FetchError> {
         let shown = url.to_string();
         let request_error = |e: reqwest::Error| {
             // The guard's refusal surfaces as a resolver error deep in the chain.
@@ -192,7 +203,6 @@ impl Fetcher {
         if !status.is_success() {
             return Err(FetchError::Status { status: status.as_u16(), url: shown });
         }
-        let limit = self.options.max_bytes;
         if response.content_length().is_some_and(|length| length > limit) {
             return Err(FetchError::TooLarge { url: shown, limit });
         }

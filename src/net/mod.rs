@@ -2,5 +2,6 @@
 
 pub mod guard;
 pub mod http;
+pub mod robots;
 
 pub use guard::{AddressClass, NetworkGuard, Refusal};

@@ -167,7 +167,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
         ));
     }
     let output: StorageUri = spec.output.uri.parse()?;
-    let store = ObjectStore::open(&output, &options.collect.pvc_root)?;
+    let store = ObjectStore::open(&output, &options.collect.pvc_root).await?;
     let mut timings = Timings::default();
 
     let fetcher = Fetcher::new(options.fetch.clone()).map_err(BuildError::InvalidSpec)?;

@@ -133,7 +133,7 @@ pub enum ObjectStore {
 
 impl ObjectStore {
     /// Opens the store of a root URI.
-    pub fn open(root: &StorageUri, pvc_root: &Path) -> Result<Self, StorageError> {
+    pub async fn open(root: &StorageUri, pvc_root: &Path) -> Result<Self, StorageError> {
         match root {
             StorageUri::S3 { .. } => Err(StorageError::Unsupported(format!(
                 "{root}: S3 output is not supported by this build of twin yet; use pvc:// or file://"

@@ -13,4 +13,5 @@ mod examples;
 mod fake_apiserver;
 mod operator;
 mod pipeline;
+mod sources;
 mod validation;

@@ -12,7 +12,7 @@ use twin_operator::pipeline::{BuildError, BuildOptions, build};
 
 use crate::support::repo;
 
-fn model_dir() -> PathBuf {
+pub(crate) fn model_dir() -> PathBuf {
     let dir = repo::path(".cache/models/all-MiniLM-L6-v2");
     assert!(
         dir.join("model.safetensors").is_file(),
@@ -53,17 +53,17 @@ fn embeddings_match_sentence_transformers_within_1e_4_cosine() {
 }
 
 /// A scratch folder, removed at the end of the test.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Scratch {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("twin-pipeline-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
 
-    fn write(&self, relative: &str, content: impl AsRef<[u8]>) {
+    pub(crate) fn write(&self, relative: &str, content: impl AsRef<[u8]>) {
         let path = self.0.join(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content).unwrap();
@@ -97,7 +97,7 @@ const ARTICLE: &str = r#"<html><head><title>Why I write every day</title><meta p
 <p>It also builds a corpus. Ten years of daily notes is the best training set my twin could have: it is in my voice, about my topics, with my mistakes.</p></article>
 <footer>© 2026 Paul. All rights reserved. Follow me on LinkedIn.</footer></body></html>"#;
 
-fn corpus(scratch: &Scratch) {
+pub(crate) fn corpus(scratch: &Scratch) {
     for (path, text) in POSTS {
         scratch.write(&format!("corpus/{path}"), text);
     }
@@ -110,7 +110,7 @@ fn corpus(scratch: &Scratch) {
     scratch.write("configmaps/notes/..data", "");
 }
 
-fn dataset(scratch: &Scratch, extra_source: Option<Value>) -> TwinDataset {
+pub(crate) fn dataset(scratch: &Scratch, extra_source: Option<Value>) -> TwinDataset {
     let mut sources = vec![
         json!({"name": "blog", "files": {"uri": format!("file://{}", scratch.0.join("corpus").display()), "include": ["**/*.md", "**/*.txt", "**/*.html", "**/*.png"], "exclude": ["**/draft.md"]}}),
         json!({"name": "notes", "configMap": {"name": "notes"}}),
@@ -127,13 +127,13 @@ fn dataset(scratch: &Scratch, extra_source: Option<Value>) -> TwinDataset {
     .unwrap()
 }
 
-fn options(scratch: &Scratch) -> BuildOptions {
+pub(crate) fn options(scratch: &Scratch) -> BuildOptions {
     let mut options = BuildOptions::default();
     options.collect.configmap_root = scratch.0.join("configmaps");
     options
 }
 
-fn lines(path: &Path) -> Vec<Value> {
+pub(crate) fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
@@ -276,7 +276,7 @@ fn twin_dataset_build_prints_the_result_and_writes_the_termination_message() {
 }
 
 /// Feeds, pages and a broken feed served from 127.0.0.1, as fixtures.
-async fn feed_server() -> std::net::SocketAddr {
+pub(crate) async fn feed_server() -> std::net::SocketAddr {
     use axum::http::header::CONTENT_TYPE;
     use axum::routing::get;
     let long_post = "<p>Shipping a twin means shipping two things that age differently: the adapter, which captures a voice and changes rarely, and the index, which captures what was said and changes every week.</p><p>Treat them as two artifacts with two release trains. Retrain the adapter when your style drifts, which is rarely; rebuild the index nightly, which is cheap, because only new posts need embedding.</p><p>The operator encodes exactly this split: datasets refresh on a schedule, training jobs pin a revision, endpoints roll when either moves.</p>";

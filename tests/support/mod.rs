@@ -5,6 +5,7 @@
 
 pub mod crd_schema;
 pub mod fake_apiserver;
+pub mod git_http;
 pub mod repo;
 pub mod twins;
 pub mod wait;

@@ -1,19 +1,13 @@
 //! RSS and Atom feeds (Substack, Medium, any blog): the entries, newest first, with their full
 //! content when the feed carries it, else the article page fetched and its text extracted.
 
-use super::html::extract_article;
+use super::html::{extract_article, fragment_to_markdown};
 use crate::api::dataset::FeedSource;
 use crate::net::http::{Fetched, Fetcher};
 use crate::pipeline::document::Document;
 
 /// Feed content shorter than this (as text) is a teaser: the article page is fetched instead.
 const FULL_CONTENT_CHARS: usize = 400;
-
-/// An HTML fragment as Markdown, through the same article extraction as pages.
-fn fragment_to_markdown(html: &str, url: Option<&str>) -> Option<String> {
-    let page = format!("<html><body><article>{html}</article></body></html>");
-    extract_article(&page, url).ok().map(|a| a.markdown).filter(|m| !m.trim().is_empty())
-}
 
 /// Refuses what is not an HTML page, whatever the link promised: a PDF, an image, a binary.
 pub fn ensure_html(page: Fetched) -> Result<Fetched, String> {

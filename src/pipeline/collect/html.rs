@@ -28,6 +28,13 @@ pub fn extract_article(html: &str, url: Option<&str>) -> Result<Article, String>
     })
 }
 
+/// An HTML fragment (a feed entry's content, a post body from an export) as Markdown, through
+/// the same article extraction as pages; `None` when it holds no text.
+pub fn fragment_to_markdown(html: &str, url: Option<&str>) -> Option<String> {
+    let page = format!("<html><body><article>{html}</article></body></html>");
+    extract_article(&page, url).ok().map(|a| a.markdown).filter(|m| !m.trim().is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,12 @@
 //! Collection: each source of a TwinDataset yields documents, or an error that is reported for
 //! that source alone while the others still land.
 
+pub mod archive;
 pub mod feed;
 pub mod files;
+pub mod git;
 pub mod html;
+pub mod web;
 
 use std::path::PathBuf;
 
@@ -21,6 +24,8 @@ pub struct CollectOptions {
     pub configmap_root: PathBuf,
     /// Largest single file or page read, in bytes.
     pub max_document_bytes: u64,
+    /// Limits on export archives.
+    pub archive: archive::ArchiveLimits,
 }
 
 impl Default for CollectOptions {
@@ -29,6 +34,7 @@ impl Default for CollectOptions {
             pvc_root: PathBuf::from("/mnt/twin/pvc"),
             configmap_root: PathBuf::from("/etc/twin/configmaps"),
             max_document_bytes: 10 * 1024 * 1024,
+            archive: archive::ArchiveLimits::default(),
         }
     }
 }
@@ -50,17 +56,14 @@ pub async fn collect(source: &DataSource, options: &CollectOptions, fetcher: &Fe
         files::collect_files(&source.name, files, options)
     } else if let Some(config_map) = &source.config_map {
         files::collect_config_map(&source.name, config_map, options)
+    } else if let Some(web) = &source.web {
+        web::collect_web(&source.name, web, fetcher).await
+    } else if let Some(archive) = &source.archive {
+        archive::collect_archive(&source.name, archive, options, fetcher).await
+    } else if let Some(git) = &source.git {
+        git::collect_git(&source.name, git, options, fetcher).await
     } else {
-        let kind = if source.git.is_some() {
-            "git"
-        } else if source.web.is_some() {
-            "web"
-        } else {
-            "archive"
-        };
-        Err(format!(
-            "{kind} sources are not supported by this build of twin yet; files and configMap sources are"
-        ))
+        Err("the source names no kind (feed, git, web, archive, configMap or files)".to_string())
     };
     Collected { source: source.name.clone(), result }
 }
