@@ -156,17 +156,7 @@ impl Fetcher {
 
     /// GETs a URL like [`Fetcher::get`], with its own body limit (archives are larger than pages).
     pub async fn get_limited(&self, url: &str, limit: u64) -> Result<Fetched, FetchError> {
-        let parsed =
-            reqwest::Url::parse(url).map_err(|e| FetchError::Refused(format!("invalid URL {url:?}: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(FetchError::Refused(format!("{url}: only http and https URLs are fetched")));
-        }
-        // A literal IP address is checked here: the resolver only sees names.
-        if let Some(host) = parsed.host_str()
-            && let Ok(ip) = host.trim_matches(['[', ']']).parse()
-        {
-            self.options.guard.check(ip).map_err(|r| FetchError::Refused(format!("{url}: {r}")))?;
-        }
+        let parsed = self.check_url(url)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -179,25 +169,69 @@ impl Fetcher {
         }
     }
 
+    /// POSTs JSON (an API call, not a crawl) through the same guard, with its own time limit,
+    /// an optional bearer token, and retries on transient failures; returns the JSON answer.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+        bearer: Option<&str>,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, FetchError> {
+        let parsed = self.check_url(url)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self
+                .client
+                .post(parsed.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string())
+                .timeout(timeout);
+            if let Some(token) = bearer {
+                request = request.bearer_auth(token);
+            }
+            let result = async {
+                let response = request.send().await.map_err(|e| request_error(&parsed, e))?;
+                let status = response.status();
+                if !status.is_success() {
+                    return Err(FetchError::Status { status: status.as_u16(), url: parsed.to_string() });
+                }
+                let bytes = response.bytes().await.map_err(|e| request_error(&parsed, e))?;
+                serde_json::from_slice(&bytes).map_err(|e| FetchError::Request {
+                    url: parsed.to_string(),
+                    reason: format!("the answer is not JSON: {e}"),
+                })
+            }
+            .await;
+            match result {
+                Err(error) if attempt < self.options.attempts && is_transient(&error) => {
+                    tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt - 1))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Parses a URL, refusing other schemes and literal addresses the guard refuses (the
+    /// resolver only sees names).
+    fn check_url(&self, url: &str) -> Result<reqwest::Url, FetchError> {
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| FetchError::Refused(format!("invalid URL {url:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(FetchError::Refused(format!("{url}: only http and https URLs are fetched")));
+        }
+        if let Some(host) = parsed.host_str()
+            && let Ok(ip) = host.trim_matches(['[', ']']).parse()
+        {
+            self.options.guard.check(ip).map_err(|r| FetchError::Refused(format!("{url}: {r}")))?;
+        }
+        Ok(parsed)
+    }
+
     async fn try_get(&self, url: reqwest::Url, limit: u64) -> Result<Fetched, FetchError> {
         let shown = url.to_string();
-        let request_error = |e: reqwest::Error| {
-            // The guard's refusal surfaces as a resolver error deep in the chain.
-            let mut reason = e.to_string();
-            let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-            while let Some(inner) = source {
-                reason = inner.to_string();
-                source = inner.source();
-            }
-            if reason.contains("refusing to connect") {
-                FetchError::Refused(reason)
-            } else {
-                FetchError::Request {
-                    url: shown.clone(),
-                    reason: if e.is_timeout() { "timed out".into() } else { reason },
-                }
-            }
-        };
+        let request_error = |e| request_error(&url, e);
         let mut response = self.client.get(url.clone()).send().await.map_err(request_error)?;
         let status = response.status();
         if !status.is_success() {
@@ -221,6 +255,25 @@ impl Fetcher {
             body.extend_from_slice(&chunk);
         }
         Ok(Fetched { url: final_url, content_type, body })
+    }
+}
+
+/// A request error as a [`FetchError`]: the guard's refusal (which surfaces as a resolver error
+/// deep in the chain) as such, a timeout said plainly.
+fn request_error(url: &reqwest::Url, e: reqwest::Error) -> FetchError {
+    let mut reason = e.to_string();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+    while let Some(inner) = source {
+        reason = inner.to_string();
+        source = inner.source();
+    }
+    if reason.contains("refusing to connect") {
+        FetchError::Refused(reason)
+    } else {
+        FetchError::Request {
+            url: url.to_string(),
+            reason: if e.is_timeout() { "timed out".into() } else { reason },
+        }
     }
 }
 

@@ -64,6 +64,8 @@ pub struct RevisionContent<'a> {
     pub dimension: usize,
     /// SFT samples.
     pub sft: &'a [SftSample],
+    /// DPO preference triples (none without a generator).
+    pub preference: &'a [SftSample],
     /// The manifest, written last.
     pub manifest: &'a Value,
 }
@@ -95,10 +97,13 @@ pub async fn write_revision(
             &embeddings_safetensors("embeddings", content.embeddings, content.dimension, metadata),
         )
         .await?;
-    for (split, file) in [(Split::Train, "train"), (Split::Test, "test")] {
-        let records: Vec<&Value> =
-            content.sft.iter().filter(|s| s.split == split).map(|s| &s.record).collect();
-        store.write(&format!("{prefix}/instruct/{file}.jsonl"), &jsonl(records)).await?;
+    let sets = [("instruct", content.sft), ("preference", content.preference)];
+    for (folder, samples) in sets.into_iter().filter(|(folder, s)| *folder == "instruct" || !s.is_empty()) {
+        for (split, file) in [(Split::Train, "train"), (Split::Test, "test")] {
+            let records: Vec<&Value> =
+                samples.iter().filter(|s| s.split == split).map(|s| &s.record).collect();
+            store.write(&format!("{prefix}/{folder}/{file}.jsonl"), &jsonl(records)).await?;
+        }
     }
     let manifest = serde_json::to_vec_pretty(content.manifest).expect("the manifest serialises");
     store.write(&format!("{prefix}/{MANIFEST}"), &manifest).await

@@ -1,9 +1,10 @@
 //! Fine-tuning datasets in the TRL formats: SFT conversations (`messages`) whose answers are the
 //! author's own passages, and a deterministic train/test split.
 //!
-//! Without a generator, instructions are derived from each passage's heading and the
-//! document's title, so the pipeline still yields a usable SFT set. (Generator-written
-//! instructions and DPO preference triples come with the generator client.)
+//! With a generator, its instructions are used, and DPO triples pair the author's passage
+//! (chosen) with the generator's generic answer (rejected). Without one, instructions are
+//! derived from each passage's heading and the document's title, so the pipeline still yields
+//! a usable SFT set.
 
 use serde_json::{Value, json};
 
@@ -38,6 +39,59 @@ pub fn split_of(id: &str, test_fraction: f64) -> Split {
     if fraction < test_fraction { Split::Test } else { Split::Train }
 }
 
+/// The system prompt of every sample.
+fn system_prompt(author: &str) -> String {
+    format!("You are {author}. Write in {author}'s voice.")
+}
+
+/// The id of the `index`-th sample made from a chunk.
+fn sample_id(chunk: &Chunk, index: usize) -> String {
+    sha256_hex(format!("{}\n{index}", chunk.content_hash()).as_bytes())[..16].to_string()
+}
+
+/// An SFT conversation: the instruction, answered by the author's passage.
+fn sft_record(author: &str, instruction: &str, answer: &str) -> Value {
+    json!({"messages": [
+        {"role": "system", "content": system_prompt(author)},
+        {"role": "user", "content": instruction},
+        {"role": "assistant", "content": answer},
+    ]})
+}
+
+/// SFT samples whose instructions the generator wrote, and DPO triples (TRL's conversational
+/// preference format) where it also wrote the rejected answers. Each sample's split follows
+/// its id, so an SFT sample and its DPO triple land in the same split.
+pub fn from_generated(
+    author: &str,
+    chunks: &[Chunk],
+    generated: &std::collections::BTreeMap<String, super::generate::Generated>,
+    test_fraction: f64,
+) -> (Vec<SftSample>, Vec<SftSample>) {
+    let mut sft = Vec::new();
+    let mut preference = Vec::new();
+    for chunk in chunks {
+        let Some(written) = generated.get(&chunk.content_hash()) else { continue };
+        for (index, instruction) in written.instructions.iter().enumerate() {
+            let id = sample_id(chunk, index);
+            let split = split_of(&id, test_fraction);
+            sft.push(SftSample {
+                id: id.clone(),
+                record: sft_record(author, instruction, &chunk.text),
+                split,
+            });
+            if let Some(rejected) = written.rejected.get(index) {
+                let record = json!({
+                    "prompt": [{"role": "system", "content": system_prompt(author)}, {"role": "user", "content": instruction}],
+                    "chosen": [{"role": "assistant", "content": chunk.text}],
+                    "rejected": [{"role": "assistant", "content": rejected}],
+                });
+                preference.push(SftSample { id, record, split });
+            }
+        }
+    }
+    (sft, preference)
+}
+
 /// Instruction templates, used in order up to `samples_per_chunk`.
 fn instructions(author: &str, topic: &str) -> Vec<String> {
     vec![
@@ -70,12 +124,8 @@ pub fn derive_sft(
         for (index, instruction) in
             instructions(author, &topic).into_iter().take(samples_per_chunk).enumerate()
         {
-            let id = sha256_hex(format!("{}\n{index}", chunk.content_hash()).as_bytes())[..16].to_string();
-            let record = json!({"messages": [
-                {"role": "system", "content": format!("You are {author}. Write in {author}'s voice.")},
-                {"role": "user", "content": instruction},
-                {"role": "assistant", "content": chunk.text},
-            ]});
+            let id = sample_id(chunk, index);
+            let record = sft_record(author, &instruction, &chunk.text);
             samples.push(SftSample { split: split_of(&id, test_fraction), id, record });
         }
     }

@@ -8,6 +8,7 @@ pub mod collect;
 pub mod command;
 pub mod document;
 pub mod embed;
+pub mod generate;
 pub mod instruct;
 
 use std::collections::{BTreeMap, HashMap};
@@ -64,6 +65,9 @@ pub enum BuildError {
     /// Reading or writing artifacts failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The generator API failed: nothing is published rather than a dataset missing samples.
+    #[error("{0}")]
+    Generator(String),
 }
 
 impl BuildError {
@@ -75,6 +79,7 @@ impl BuildError {
             BuildError::Model(_) => "EmbeddingModelFailed",
             BuildError::Chunking(_) => "ChunkingFailed",
             BuildError::Storage(_) => "StorageFailed",
+            BuildError::Generator(_) => "GeneratorFailed",
         }
     }
 }
@@ -92,6 +97,8 @@ pub struct Timings {
     pub chunk: f64,
     /// Embedding.
     pub embed: f64,
+    /// Writing instructions and rejected answers with the generator.
+    pub generate: f64,
     /// Writing artifacts.
     pub write: f64,
 }
@@ -129,6 +136,8 @@ fn revision_of(dataset: &TwinDataset, documents: &[document::Document]) -> Strin
         "embedding": spec.embedding.model,
         "samplesPerChunk": instruct.map(|i| i.samples_per_chunk).unwrap_or(2),
         "testFraction": instruct.map(|i| i.test_fraction).unwrap_or(0.1),
+        "generator": instruct.and_then(|i| i.generator.as_ref()).map(|g| json!({"url": g.url, "model": g.model})),
+        "preference": instruct.is_some_and(|i| i.preference),
     });
     let mut hasher_input = params.to_string();
     for document in documents {
@@ -142,14 +151,14 @@ fn revision_of(dataset: &TwinDataset, documents: &[document::Document]) -> Strin
     sha256_hex(hasher_input.as_bytes())[..16].to_string()
 }
 
-fn artifacts_of(root: &StorageUri) -> DatasetArtifacts {
+fn artifacts_of(root: &StorageUri, preference: bool) -> DatasetArtifacts {
     DatasetArtifacts {
         root: root.to_string(),
         documents: root.join("documents.jsonl").to_string(),
         chunks: root.join("chunks.jsonl").to_string(),
         embeddings: root.join("embeddings.safetensors").to_string(),
         instruct: Some(root.join("instruct").to_string()),
-        preference: None,
+        preference: preference.then(|| root.join("preference").to_string()),
     }
 }
 
@@ -161,9 +170,11 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
         .name
         .clone()
         .ok_or_else(|| BuildError::InvalidSpec("metadata.name is required".into()))?;
-    if spec.instruct.as_ref().is_some_and(|i| i.generator.is_some() || i.preference) {
+    let instruct = spec.instruct.as_ref();
+    let preference = instruct.is_some_and(|i| i.preference);
+    if preference && instruct.is_some_and(|i| i.generator.is_none()) {
         return Err(BuildError::InvalidSpec(
-            "instruct.generator and instruct.preference are not supported by this build of twin yet: remove them to derive instructions from titles and headings".into(),
+            "instruct.preference needs instruct.generator: it writes the rejected answers".into(),
         ));
     }
     let output: StorageUri = spec.output.uri.parse()?;
@@ -171,6 +182,12 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
     let mut timings = Timings::default();
 
     let fetcher = Fetcher::new(options.fetch.clone()).map_err(BuildError::InvalidSpec)?;
+    let generator = match instruct.and_then(|i| i.generator.as_ref()) {
+        Some(generator) => Some(
+            generate::GeneratorClient::new(generator, fetcher.clone()).map_err(BuildError::InvalidSpec)?,
+        ),
+        None => None,
+    };
     let started = Instant::now();
     let mut documents = Vec::new();
     let mut sources = Vec::new();
@@ -222,7 +239,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
             unchanged: true,
             stats,
             sources,
-            artifacts: artifacts_of(&root),
+            artifacts: artifacts_of(&root, preference),
             clean: clean_stats,
             embedded_chunks: 0,
             timings,
@@ -261,16 +278,38 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
     timings.embed = started.elapsed().as_secs_f64();
     info!(embedded = missing.len(), cached = chunks.len() - missing.len(), "embedded");
 
-    let instruct = spec.instruct.as_ref();
     let samples_per_chunk = instruct.map(|i| i.samples_per_chunk).unwrap_or(2) as usize;
     let test_fraction = instruct.map(|i| i.test_fraction).unwrap_or(0.1);
-    let sft = instruct::derive_sft(&spec.author.name, &documents, &chunks, samples_per_chunk, test_fraction);
+    let started = Instant::now();
+    let (sft, preference_samples) = match (&generator, instruct.and_then(|i| i.generator.as_ref())) {
+        (Some(client), Some(generator_spec)) => {
+            let key = generate::cache_key(&name, generator_spec, samples_per_chunk, preference);
+            let (generated, asked) = generate::generate(
+                client,
+                &store,
+                &key,
+                &spec.author.name,
+                &chunks,
+                samples_per_chunk,
+                preference,
+            )
+            .await
+            .map_err(BuildError::Generator)?;
+            info!(asked, "generated instructions");
+            instruct::from_generated(&spec.author.name, &chunks, &generated, test_fraction)
+        }
+        _ => (
+            instruct::derive_sft(&spec.author.name, &documents, &chunks, samples_per_chunk, test_fraction),
+            Vec::new(),
+        ),
+    };
+    timings.generate = started.elapsed().as_secs_f64();
 
     let stats = DatasetStats {
         documents: documents.len() as u64,
         chunks: chunks.len() as u64,
         instruct_samples: sft.len() as u64,
-        preference_samples: 0,
+        preference_samples: preference_samples.len() as u64,
     };
     let source_counts: BTreeMap<&str, u64> = sources.iter().map(|s| (s.name.as_str(), s.documents)).collect();
     let manifest = json!({
@@ -280,7 +319,9 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
         "pipeline": PIPELINE_VERSION,
         "created": k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap().to_string(),
         "params": {"chunking": spec.chunking, "embedding": {"model": spec.embedding.model, "dimension": embedder.dimension},
-                   "instruct": {"samplesPerChunk": samples_per_chunk, "testFraction": test_fraction}},
+                   "instruct": {"samplesPerChunk": samples_per_chunk, "testFraction": test_fraction,
+                                "generator": instruct.and_then(|i| i.generator.as_ref()).map(|g| json!({"url": g.url, "model": g.model})),
+                                "preference": preference}},
         "stats": stats,
         "sources": sources,
         "sourceDocuments": source_counts,
@@ -292,6 +333,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
         embeddings: &embeddings,
         dimension: embedder.dimension,
         sft: &sft,
+        preference: &preference_samples,
         manifest: &manifest,
     };
     write_revision(&store, &prefix, &content).await?;
@@ -307,7 +349,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
         unchanged: false,
         stats,
         sources,
-        artifacts: artifacts_of(&root),
+        artifacts: artifacts_of(&root, preference),
         clean: clean_stats,
         embedded_chunks: missing.len(),
         timings,

@@ -80,7 +80,7 @@ fn build_result(dataset: &str, revision: &str) -> String {
     json!({
         "revision": revision, "unchanged": false,
         "stats": {"documents": 12, "chunks": 80, "instructSamples": 160, "preferenceSamples": 0},
-        "sources": [{"name": "newsletter", "documents": 12}, {"name": "course", "documents": 0, "error": "git sources are not supported"}],
+        "sources": [{"name": "newsletter", "documents": 12}, {"name": "course", "documents": 0, "error": "cannot clone https://git.example.com/course.git at main: HTTP 404"}],
         "artifacts": {"root": root, "documents": format!("{root}/documents.jsonl"), "chunks": format!("{root}/chunks.jsonl"),
                       "embeddings": format!("{root}/embeddings.safetensors"), "instruct": format!("{root}/instruct")},
     })
@@ -460,7 +460,10 @@ async fn a_dataset_runs_a_build_job_whose_result_becomes_its_status() {
     assert_eq!(status["revision"], "rev-77");
     assert_eq!(status["stats"]["chunks"], 80);
     assert_eq!(status["artifacts"]["root"], "s3://twins-bucket/twins/datasets/paul/rev-77");
-    assert_eq!(status["sources"][1]["error"], "git sources are not supported");
+    assert_eq!(
+        status["sources"][1]["error"],
+        "cannot clone https://git.example.com/course.git at main: HTTP 404"
+    );
     assert!(status["conditions"][0]["message"].as_str().unwrap().contains("sources that failed: course"));
 
     // A spec change starts the next generation's Job; dropping the schedule drops the CronJob.

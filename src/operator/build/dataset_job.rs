@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
-    SeccompProfile, SecretEnvSource, SecurityContext, Volume, VolumeMount,
+    EnvVarSource, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -16,7 +17,10 @@ use serde_json::json;
 
 use super::labels::{bounded_name, child_labels, owner_reference};
 use crate::api::TwinDataset;
+use crate::api::common::SecretKeyRef;
 use crate::operator::settings::OperatorSettings;
+use crate::pipeline::collect::git::token_env;
+use crate::pipeline::generate::GENERATOR_API_KEY_ENV;
 use crate::storage::StorageUri;
 
 /// Where the build container finds the spec.
@@ -157,7 +161,7 @@ fn pod_template(dataset: &TwinDataset, settings: &OperatorSettings) -> PodTempla
             ..Default::default()
         });
     }
-    let env = vec![
+    let mut env = vec![
         EnvVar {
             name: "TWIN_CRAWLER_ALLOW_NETWORKS".into(),
             value: Some(settings.crawler_allow_networks.clone()),
@@ -175,6 +179,33 @@ fn pod_template(dataset: &TwinDataset, settings: &OperatorSettings) -> PodTempla
         },
         EnvVar { name: "TWIN_LOG_FORMAT".into(), value: Some("json".into()), ..Default::default() },
     ];
+    // Secrets by reference: each token or key reaches the build as one environment variable.
+    let secret_env = |name: String, secret: &SecretKeyRef| EnvVar {
+        name,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.name.clone(),
+                key: secret.key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    for source in &dataset.spec.sources {
+        if let Some(secret) = source.git.as_ref().and_then(|g| g.token_secret_ref.as_ref()) {
+            env.push(secret_env(token_env(&source.name), secret));
+        }
+    }
+    if let Some(secret) = dataset
+        .spec
+        .instruct
+        .as_ref()
+        .and_then(|i| i.generator.as_ref())
+        .and_then(|g| g.api_key_secret_ref.as_ref())
+    {
+        env.push(secret_env(GENERATOR_API_KEY_ENV.into(), secret));
+    }
     let env_from = dataset.spec.output.credentials_secret_ref.as_ref().map(|secret| {
         vec![EnvFromSource {
             secret_ref: Some(SecretEnvSource { name: secret.name.clone(), optional: Some(false) }),
@@ -343,5 +374,31 @@ mod tests {
         assert_eq!(mount("/etc/twin/configmaps/notes").read_only, Some(true));
         assert!(children.cron_job.is_none());
         assert_eq!(children.job.metadata.owner_references.unwrap()[0].uid, "u-1");
+    }
+
+    #[test]
+    fn tokens_and_api_keys_reach_the_build_as_secret_references_only() {
+        let mut spec = dataset(
+            "paul",
+            json!({"instruct": {"preference": true, "generator": {
+            "url": "https://api.example.com/v1", "model": "m", "apiKeySecretRef": {"name": "openai", "key": "api-key"}}}}),
+        );
+        spec.spec.sources.push(
+            serde_json::from_value(
+                json!({"name": "my-talks", "git": {"url": "https://git.example.com/t.git",
+                "tokenSecretRef": {"name": "git", "key": "token"}}}),
+            )
+            .unwrap(),
+        );
+        let children = build(&spec, &OperatorSettings::for_tests("t"));
+        let env = children.job.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
+        let secret = |name: &str| {
+            let var = env.iter().find(|e| e.name == name).unwrap_or_else(|| panic!("no {name}"));
+            assert!(var.value.is_none(), "{name} must not carry the secret's value");
+            let selector = var.value_from.clone().unwrap().secret_key_ref.unwrap();
+            (selector.name, selector.key)
+        };
+        assert_eq!(secret("TWIN_GIT_TOKEN_MY_TALKS"), ("git".to_string(), "token".to_string()));
+        assert_eq!(secret(GENERATOR_API_KEY_ENV), ("openai".to_string(), "api-key".to_string()));
     }
 }
