@@ -22,7 +22,7 @@ use tracing::info;
 use crate::api::TwinDataset;
 use crate::api::dataset::{DatasetArtifacts, DatasetStats, SourceStatus};
 use crate::net::http::{FetchOptions, Fetcher};
-use crate::storage::{ObjectStore, StorageError, StorageUri};
+use crate::storage::{ObjectStore, S3Options, StorageError, StorageUri};
 use artifacts::{MANIFEST, RevisionContent, embeddings_safetensors, read_embeddings, write_revision};
 use clean::CleanStats;
 use collect::CollectOptions;
@@ -178,7 +178,9 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
         ));
     }
     let output: StorageUri = spec.output.uri.parse()?;
-    let store = ObjectStore::open(&output, &options.collect.pvc_root).await?;
+    let s3 = S3Options { endpoint_url: spec.output.endpoint_url.clone(), region: spec.output.region.clone() };
+    let collect_options = CollectOptions { s3: s3.clone(), ..options.collect.clone() };
+    let store = ObjectStore::open(&output, &options.collect.pvc_root, &s3).await?;
     let mut timings = Timings::default();
 
     let fetcher = Fetcher::new(options.fetch.clone()).map_err(BuildError::InvalidSpec)?;
@@ -192,7 +194,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
     let mut documents = Vec::new();
     let mut sources = Vec::new();
     for source in &spec.sources {
-        let collected = collect::collect(source, &options.collect, &fetcher).await;
+        let collected = collect::collect(source, &collect_options, &fetcher).await;
         match collected.result {
             Ok(found) => {
                 info!(source = %collected.source, documents = found.len(), "collected");

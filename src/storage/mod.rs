@@ -2,12 +2,14 @@
 //! pipeline writes artifacts to, with atomic writes.
 
 pub mod local;
+pub mod s3;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use local::LocalStore;
+pub use s3::{S3Options, S3Store};
 
 /// Errors of storage access.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,16 @@ pub enum StorageError {
     /// The URI's scheme cannot be used here.
     #[error("{0}")]
     Unsupported(String),
+    /// A request to a remote store failed.
+    #[error("cannot {op} {uri}: {reason}")]
+    Remote {
+        /// What was being done.
+        op: &'static str,
+        /// The object.
+        uri: String,
+        /// What the store said.
+        reason: String,
+    },
     /// A file operation failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -129,15 +141,15 @@ impl StorageUri {
 pub enum ObjectStore {
     /// A local folder (`file://`, or a mounted `pvc://`).
     Local(LocalStore),
+    /// An S3 bucket.
+    S3(S3Store),
 }
 
 impl ObjectStore {
     /// Opens the store of a root URI.
-    pub async fn open(root: &StorageUri, pvc_root: &Path) -> Result<Self, StorageError> {
+    pub async fn open(root: &StorageUri, pvc_root: &Path, s3: &S3Options) -> Result<Self, StorageError> {
         match root {
-            StorageUri::S3 { .. } => Err(StorageError::Unsupported(format!(
-                "{root}: S3 output is not supported by this build of twin yet; use pvc:// or file://"
-            ))),
+            StorageUri::S3 { bucket, prefix } => Ok(ObjectStore::S3(S3Store::new(bucket, prefix, s3).await)),
             _ => Ok(ObjectStore::Local(LocalStore::new(root.local_path(pvc_root)?))),
         }
     }
@@ -146,6 +158,7 @@ impl ObjectStore {
     pub async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         match self {
             ObjectStore::Local(store) => store.read(key),
+            ObjectStore::S3(store) => store.read(key).await,
         }
     }
 
@@ -153,6 +166,7 @@ impl ObjectStore {
     pub async fn write(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
         match self {
             ObjectStore::Local(store) => store.write(key, bytes),
+            ObjectStore::S3(store) => store.write(key, bytes).await,
         }
     }
 }

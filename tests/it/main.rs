@@ -14,5 +14,6 @@ mod fake_apiserver;
 mod generator;
 mod operator;
 mod pipeline;
+mod s3;
 mod sources;
 mod validation;

@@ -6,6 +6,7 @@
 pub mod crd_schema;
 pub mod fake_apiserver;
 pub mod git_http;
+pub mod moto;
 pub mod repo;
 pub mod twins;
 pub mod wait;

@@ -136,9 +136,10 @@ async fn load(spec: &ArchiveSource, options: &CollectOptions, fetcher: &Fetcher)
     }
     // An object in S3: the parent is the store, the last segment the key.
     let (parent, key) = spec.uri.rsplit_once('/').ok_or_else(|| format!("{}: no object key", spec.uri))?;
-    let store = ObjectStore::open(&parent.parse().map_err(|e| format!("{e}"))?, &options.pvc_root)
-        .await
-        .map_err(|e| e.to_string())?;
+    let store =
+        ObjectStore::open(&parent.parse().map_err(|e| format!("{e}"))?, &options.pvc_root, &options.s3)
+            .await
+            .map_err(|e| e.to_string())?;
     let bytes = store
         .read(key)
         .await

@@ -26,6 +26,8 @@ pub struct CollectOptions {
     pub max_document_bytes: u64,
     /// Limits on export archives.
     pub archive: archive::ArchiveLimits,
+    /// How `s3://` archives are reached: the output's endpoint and region.
+    pub s3: crate::storage::S3Options,
 }
 
 impl Default for CollectOptions {
@@ -35,6 +37,7 @@ impl Default for CollectOptions {
             configmap_root: PathBuf::from("/etc/twin/configmaps"),
             max_document_bytes: 10 * 1024 * 1024,
             archive: archive::ArchiveLimits::default(),
+            s3: crate::storage::S3Options::default(),
         }
     }
 }

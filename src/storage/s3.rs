@@ -1,0 +1,123 @@
+//! An S3 bucket (or an S3-compatible store: MinIO, Ceph, moto) as an object store, through the
+//! AWS SDK. Credentials come from the usual AWS chain: environment variables (which a Secret
+//! given as `credentialsSecretRef` sets), web identity (IRSA), EKS Pod Identity, the instance
+//! profile. Each object is written by one PUT, which S3 makes visible whole or not at all.
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+
+use super::StorageError;
+
+/// Where and how to reach S3.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Options {
+    /// An S3-compatible endpoint; unset means AWS S3 (or `AWS_ENDPOINT_URL_S3`).
+    pub endpoint_url: Option<String>,
+    /// The bucket's region; unset means the AWS configuration chain's.
+    pub region: Option<String>,
+}
+
+/// A bucket and a key prefix.
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+}
+
+/// An SDK error said with the service's code and message, which name the actual problem
+/// (`NoSuchBucket`, `AccessDenied`, ...), not just "service error".
+fn describe<E, R>(error: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match error {
+        SdkError::ServiceError(service) => {
+            let inner = service.err();
+            format!(
+                "{}: {}",
+                inner.code().unwrap_or("error"),
+                inner.message().unwrap_or("the service refused the request")
+            )
+        }
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(inner) = source {
+                text = format!("{text}: {inner}");
+                source = inner.source();
+            }
+            text
+        }
+    }
+}
+
+impl S3Store {
+    /// A store for `s3://bucket/prefix`.
+    pub async fn new(bucket: &str, prefix: &str, options: &S3Options) -> Self {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+        if let Some(region) = &options.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        let shared = loader.load().await;
+        let mut config = aws_sdk_s3::config::Builder::from(&shared);
+        if shared.region().is_none() {
+            // S3 needs a region to sign; us-east-1 reaches any bucket through redirects.
+            config = config.region(Region::new("us-east-1"));
+        }
+        if let Some(endpoint) = &options.endpoint_url {
+            // Compatible stores rarely serve virtual-hosted buckets.
+            config = config.endpoint_url(endpoint).force_path_style(true);
+        }
+        Self { client: Client::from_conf(config.build()), bucket: bucket.into(), prefix: prefix.into() }
+    }
+
+    fn key(&self, key: &str) -> String {
+        if self.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", self.prefix) }
+    }
+
+    fn uri(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.key(key))
+    }
+
+    /// Reads a key, `None` when absent.
+    pub async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let result = self.client.get_object().bucket(&self.bucket).key(self.key(key)).send().await;
+        let output = match result {
+            Ok(output) => output,
+            Err(SdkError::ServiceError(service)) if service.err().is_no_such_key() => return Ok(None),
+            Err(error) => {
+                return Err(StorageError::Remote {
+                    op: "read",
+                    uri: self.uri(key),
+                    reason: describe(&error),
+                });
+            }
+        };
+        let bytes = output.body.collect().await.map_err(|e| StorageError::Remote {
+            op: "read",
+            uri: self.uri(key),
+            reason: e.to_string(),
+        })?;
+        Ok(Some(bytes.into_bytes().to_vec()))
+    }
+
+    /// Writes a key with one PUT.
+    pub async fn write(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .body(ByteStream::from(bytes.to_vec()))
+            .send()
+            .await
+            .map_err(|e| StorageError::Remote { op: "write", uri: self.uri(key), reason: describe(&e) })?;
+        Ok(())
+    }
+}
