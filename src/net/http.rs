@@ -169,6 +169,57 @@ impl Fetcher {
         }
     }
 
+    /// Streams a URL into a file (a model's weights: too large to hold in memory), with an
+    /// optional bearer token and the body limit; returns the bytes written. Retries transient
+    /// failures from the start.
+    pub async fn download(
+        &self,
+        url: &str,
+        destination: &std::path::Path,
+        limit: u64,
+        bearer: Option<&str>,
+    ) -> Result<u64, FetchError> {
+        use tokio::io::AsyncWriteExt;
+        let parsed = self.check_url(url)?;
+        let file_error = |e: std::io::Error| FetchError::Request {
+            url: parsed.to_string(),
+            reason: format!("cannot write {}: {e}", destination.display()),
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = async {
+                let mut request = self.client.get(parsed.clone()).timeout(Duration::from_secs(3600));
+                if let Some(token) = bearer {
+                    request = request.bearer_auth(token);
+                }
+                let mut response = request.send().await.map_err(|e| request_error(&parsed, e))?;
+                let status = response.status();
+                if !status.is_success() {
+                    return Err(FetchError::Status { status: status.as_u16(), url: parsed.to_string() });
+                }
+                let mut file = tokio::fs::File::create(destination).await.map_err(file_error)?;
+                let mut written = 0u64;
+                while let Some(chunk) = response.chunk().await.map_err(|e| request_error(&parsed, e))? {
+                    written += chunk.len() as u64;
+                    if written > limit {
+                        return Err(FetchError::TooLarge { url: parsed.to_string(), limit });
+                    }
+                    file.write_all(&chunk).await.map_err(file_error)?;
+                }
+                file.sync_all().await.map_err(file_error)?;
+                Ok(written)
+            }
+            .await;
+            match result {
+                Err(error) if attempt < self.options.attempts && is_transient(&error) => {
+                    tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt - 1))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// POSTs JSON (an API call, not a crawl) through the same guard, with its own time limit,
     /// an optional bearer token, and retries on transient failures; returns the JSON answer.
     pub async fn post_json(

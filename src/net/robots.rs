@@ -47,7 +47,7 @@ impl Robots {
                         continue;
                     }
                     let rule = (key == "allow", value.to_string());
-                    if group_agents.iter().any(|a| *a == agent) {
+                    if group_agents.contains(&agent) {
                         found_mine = true;
                         mine.push(rule.clone());
                     }

@@ -22,7 +22,8 @@ pub struct BuildArgs {
     /// A file holding the TwinDataset, YAML or JSON (as mounted from a ConfigMap).
     #[arg(short = 'f', long = "filename")]
     pub file: PathBuf,
-    /// Where `hf://` models are found: `<dir>/<name>` or `<dir>/<org>/<name>`.
+    /// Where `hf://` models are kept (`<dir>/<org>/<name>`, or `<dir>/<name>`) and downloaded
+    /// to from the Hub (`HF_ENDPOINT`, `HF_TOKEN`). Default: ~/.cache/twin/models.
     #[arg(long, env = "TWIN_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
     /// Where `pvc://claim/...` volumes are mounted.
@@ -102,6 +103,7 @@ pub async fn run(args: BuildArgs) -> ExitCode {
         },
         models_dir: args.models_dir,
         fetch,
+        hub: crate::storage::hub::HubOptions::from_env(),
     };
     let (code, value) = match build(&dataset, &options).await {
         Ok(result) => (ExitCode::SUCCESS, serde_json::to_value(&result).expect("the result serialises")),

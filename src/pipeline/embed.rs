@@ -4,6 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::net::http::Fetcher;
+use crate::storage::hub::{HubModel, HubOptions, download};
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
@@ -84,6 +87,17 @@ impl Embedder {
     /// Embeds texts in batches of `batch_size`; returns one L2-normalised vector per text, in
     /// the order of `texts`. Texts are batched by length, so that little is padding.
     pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_with_progress(texts, batch_size, |_| {})
+    }
+
+    /// [`Embedder::embed`], calling `progress` with the number of texts done after each batch.
+    pub fn embed_with_progress(
+        &self,
+        texts: &[&str],
+        batch_size: usize,
+        progress: impl Fn(usize),
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut done = 0;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
@@ -92,6 +106,8 @@ impl Embedder {
             for (&i, vector) in batch.iter().zip(self.embed_batch(&batch_texts)?) {
                 out[i] = vector;
             }
+            done += batch.len();
+            progress(done);
         }
         Ok(out)
     }
@@ -133,27 +149,36 @@ impl Embedder {
     }
 }
 
-/// Where a model URI points on this machine: `file:///folder`, or `hf://org/name` found in the
-/// models folder as `<models_dir>/<name>` or `<models_dir>/<org>/<name>`.
-pub fn resolve_model(uri: &str, models_dir: Option<&Path>) -> Result<PathBuf, String> {
+/// The models folder when none is given: `$XDG_CACHE_HOME/twin/models` or
+/// `~/.cache/twin/models`.
+pub fn default_models_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("twin/models")
+}
+
+/// Where a model URI points on this machine: `file:///folder`, or `hf://org/name[@revision]`
+/// found in the models folder (as `<dir>/<org>/<name>`, or `<dir>/<name>` as
+/// `scripts/fetch-models` lays it out), else downloaded there from the Hub.
+pub async fn resolve_model(
+    uri: &str,
+    models_dir: Option<&Path>,
+    hub: &HubOptions,
+    fetcher: &Fetcher,
+) -> Result<PathBuf, String> {
     if let Some(path) = uri.strip_prefix("file://") {
         return Ok(PathBuf::from(path));
     }
-    if let Some(repo) = uri.strip_prefix("hf://") {
-        let repo = repo.split('@').next().unwrap_or(repo);
-        let name = repo.rsplit('/').next().unwrap_or(repo);
-        if let Some(dir) = models_dir {
-            for candidate in [dir.join(repo), dir.join(name)] {
-                if candidate.join("config.json").is_file() {
-                    return Ok(candidate);
-                }
-            }
+    if uri.starts_with("hf://") {
+        let model = HubModel::parse(uri)?;
+        let dir = models_dir.map(Path::to_path_buf).unwrap_or_else(default_models_dir);
+        let name = model.repo.rsplit('/').next().unwrap_or(&model.repo);
+        if model.revision == "main" && dir.join(name).join("config.json").is_file() {
+            return Ok(dir.join(name));
         }
-        return Err(format!(
-            "model {uri} is not in the models folder{}: put its files (config.json, model.safetensors, tokenizer.json) in {}, or use a file:// URI",
-            models_dir.map(|d| format!(" {}", d.display())).unwrap_or_default(),
-            models_dir.map(|d| d.join(name).display().to_string()).unwrap_or_else(|| "--models-dir".into())
-        ));
+        return download(&model, &dir, hub, fetcher).await;
     }
     Err(format!("model {uri} cannot be loaded here: use hf:// or file://"))
 }

@@ -42,6 +42,8 @@ pub struct BuildOptions {
     pub models_dir: Option<PathBuf>,
     /// How crawlers fetch: the address guard, User-Agent, timeouts and limits.
     pub fetch: FetchOptions,
+    /// Where `hf://` models are downloaded from.
+    pub hub: crate::storage::hub::HubOptions,
 }
 
 /// Why a build failed.
@@ -59,6 +61,9 @@ pub enum BuildError {
     /// The embedding model failed.
     #[error(transparent)]
     Model(#[from] EmbedError),
+    /// The embedding model could not be found or downloaded.
+    #[error("{0}")]
+    ModelDownload(String),
     /// Chunking failed.
     #[error("chunking failed: {0}")]
     Chunking(String),
@@ -77,6 +82,7 @@ impl BuildError {
             BuildError::InvalidSpec(_) => "InvalidSpec",
             BuildError::NoDocuments { .. } => "NoDocuments",
             BuildError::Model(_) => "EmbeddingModelFailed",
+            BuildError::ModelDownload(_) => "EmbeddingModelUnavailable",
             BuildError::Chunking(_) => "ChunkingFailed",
             BuildError::Storage(_) => "StorageFailed",
             BuildError::Generator(_) => "GeneratorFailed",
@@ -193,7 +199,9 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
     let started = Instant::now();
     let mut documents = Vec::new();
     let mut sources = Vec::new();
+    let bar = progress_bar(spec.sources.len() as u64, "collecting");
     for source in &spec.sources {
+        bar.inc(1);
         let collected = collect::collect(source, &collect_options, &fetcher).await;
         match collected.result {
             Ok(found) => {
@@ -211,6 +219,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
             }
         }
     }
+    bar.finish_and_clear();
     timings.collect = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
@@ -249,8 +258,10 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
     }
 
     let started = Instant::now();
-    let model_dir = embed::resolve_model(&spec.embedding.model, options.models_dir.as_deref())
-        .map_err(BuildError::InvalidSpec)?;
+    let model_dir =
+        embed::resolve_model(&spec.embedding.model, options.models_dir.as_deref(), &options.hub, &fetcher)
+            .await
+            .map_err(BuildError::ModelDownload)?;
     let embedder = Embedder::load(&model_dir)?;
     timings.load_model = started.elapsed().as_secs_f64();
 
@@ -272,7 +283,11 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
     let hashes: Vec<String> = chunks.iter().map(chunk::Chunk::content_hash).collect();
     let missing: Vec<usize> = (0..chunks.len()).filter(|i| !cache.contains_key(&hashes[*i])).collect();
     let texts: Vec<&str> = missing.iter().map(|i| chunks[*i].text.as_str()).collect();
-    let fresh = embedder.embed(&texts, spec.embedding.batch_size as usize)?;
+    let bar = progress_bar(texts.len() as u64, "embedding");
+    let fresh = embedder.embed_with_progress(&texts, spec.embedding.batch_size as usize, |done| {
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
     for (index, vector) in missing.iter().zip(fresh) {
         cache.insert(hashes[*index].clone(), vector);
     }
@@ -356,6 +371,23 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
         embedded_chunks: missing.len(),
         timings,
     })
+}
+
+/// A progress bar on standard error when it is a terminal (log lines carry the counts
+/// otherwise).
+fn progress_bar(total: u64, what: &'static str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if total == 0 || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what);
+    bar
 }
 
 /// The embedding cache: vectors by chunk content hash. A missing or unreadable cache is empty.

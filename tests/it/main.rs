@@ -12,6 +12,7 @@ mod e2e;
 mod examples;
 mod fake_apiserver;
 mod generator;
+mod hub;
 mod operator;
 mod pipeline;
 mod s3;
