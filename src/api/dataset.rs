@@ -362,7 +362,9 @@ fn default_test_fraction() -> f64 {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Generator {
-    /// Base URL of the API, up to and including `/v1`.
+    /// Base URL of the API, up to and including `/v1`. Requests go through the crawlers'
+    /// address guard: an API on a private or in-cluster address needs its network in the
+    /// operator's `crawler.allowNetworks`.
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new(HTTP_URL_RULE).message(HTTP_URL_MESSAGE))]
     pub url: String,

@@ -1,16 +1,14 @@
-//! Sentence embeddings: a BERT encoder (all-MiniLM-L6-v2 by default) run by candle on the CPU,
-//! mean pooling over the attention mask, L2 normalisation; batched, as sentence-transformers
-//! computes them.
+//! Sentence embeddings: a BERT encoder (all-MiniLM-L6-v2 by default, see [`super::bert`]) on
+//! the CPU, pooled as the model's sentence-transformers configuration says (mean over the
+//! tokens by default), L2-normalised; batched by length, one batch per core at a time.
 
 use std::path::{Path, PathBuf};
 
 use crate::net::http::Fetcher;
 use crate::storage::hub::{HubModel, HubOptions, download};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use super::bert::{Bert, BertConfig, Pooling};
+use tokenizers::{Tokenizer, TruncationParams};
 
 /// Errors of loading or running the model.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +28,9 @@ pub enum EmbedError {
 
 /// A loaded sentence-embedding model.
 pub struct Embedder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
-    device: Device,
+    pooling: Pooling,
     /// Dimension of the vectors.
     pub dimension: usize,
     /// Longest input in tokens (special tokens included); longer inputs are truncated.
@@ -41,111 +39,135 @@ pub struct Embedder {
 
 impl Embedder {
     /// Loads a sentence-transformers folder: `config.json`, `model.safetensors`,
-    /// `tokenizer.json`, and `sentence_bert_config.json` for the sequence length.
+    /// `tokenizer.json`, and when present `sentence_bert_config.json` (sequence length) and
+    /// `1_Pooling/config.json` (pooling mode).
     pub fn load(folder: &Path) -> Result<Self, EmbedError> {
         let load_error = |reason: String| EmbedError::Load { path: folder.display().to_string(), reason };
         let read = |name: &str| {
             std::fs::read_to_string(folder.join(name)).map_err(|e| load_error(format!("{name}: {e}")))
         };
-        let config: Config = serde_json::from_str(&read("config.json")?)
+        let optional_json = |name: &str| {
+            std::fs::read_to_string(folder.join(name))
+                .ok()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+                .unwrap_or_default()
+        };
+        let config: BertConfig = serde_json::from_str(&read("config.json")?)
             .map_err(|e| load_error(format!("config.json: {e}")))?;
-        let max_seq_length = std::fs::read_to_string(folder.join("sentence_bert_config.json"))
-            .ok()
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .and_then(|v| v["max_seq_length"].as_u64())
+        let max_seq_length = optional_json("sentence_bert_config.json")["max_seq_length"]
+            .as_u64()
             .map(|v| v as usize)
             .unwrap_or(config.max_position_embeddings)
             .min(config.max_position_embeddings);
+        let pooling_config = optional_json("1_Pooling/config.json");
+        let pooling = if pooling_config["pooling_mode_cls_token"] == true {
+            Pooling::Cls
+        } else if pooling_config.is_null() || pooling_config["pooling_mode_mean_tokens"] == true {
+            Pooling::Mean
+        } else {
+            return Err(load_error(format!(
+                "1_Pooling/config.json: only mean and CLS pooling are supported: {pooling_config}"
+            )));
+        };
         let mut tokenizer = Tokenizer::from_file(folder.join("tokenizer.json"))
             .map_err(|e| load_error(format!("tokenizer.json: {e}")))?;
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_seq_length, ..Default::default() }))
             .map_err(|e| load_error(format!("tokenizer truncation: {e}")))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..Default::default()
-        }));
-        let device = Device::Cpu;
-        let weights = folder.join("model.safetensors");
-        // SAFETY-free: `from_mmaped_safetensors` is unsafe because the file could change while
-        // mapped; read it into memory instead.
-        let bytes = std::fs::read(&weights).map_err(|e| load_error(format!("model.safetensors: {e}")))?;
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)
+        // Batches are packed without padding.
+        tokenizer.with_padding(None);
+        let weights = std::fs::read(folder.join("model.safetensors"))
             .map_err(|e| load_error(format!("model.safetensors: {e}")))?;
-        let model = BertModel::load(vb, &config).map_err(|e| load_error(format!("weights: {e}")))?;
-        Ok(Self { model, tokenizer, device, dimension: config.hidden_size, max_seq_length })
+        let model = Bert::load(&weights, &config).map_err(load_error)?;
+        Ok(Self { dimension: model.hidden_size(), model, tokenizer, pooling, max_seq_length })
     }
 
-    /// The tokenizer (for the chunker, without padding or truncation).
+    /// The tokenizer (for the chunker, without truncation).
     pub fn tokenizer_for_counting(&self) -> Tokenizer {
         let mut tokenizer = self.tokenizer.clone();
-        tokenizer.with_padding(None);
         let _ = tokenizer.with_truncation(None);
         tokenizer
     }
 
     /// Embeds texts in batches of `batch_size`; returns one L2-normalised vector per text, in
-    /// the order of `texts`. Texts are batched by length, so that little is padding.
+    /// the order of `texts`. Texts are batched by length.
     pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
         self.embed_with_progress(texts, batch_size, |_| {})
     }
 
     /// [`Embedder::embed`], calling `progress` with the number of texts done after each batch.
+    ///
+    /// Batches run on one thread per core, each with single-threaded matrix products, which
+    /// keeps every core busy through the whole forward pass without a synchronisation per
+    /// product; with fewer batches than cores, each product is spread over the cores instead.
     pub fn embed_with_progress(
         &self,
         texts: &[&str],
         batch_size: usize,
-        progress: impl Fn(usize),
+        progress: impl Fn(usize) + Sync,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut done = 0;
+        use std::sync::Mutex;
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for batch in order.chunks(batch_size.max(1)) {
-            let batch_texts: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
-            for (&i, vector) in batch.iter().zip(self.embed_batch(&batch_texts)?) {
-                out[i] = vector;
+        let batches: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let (workers, parallelism) = if batches.len() >= cores {
+            (cores, gemm::Parallelism::None)
+        } else {
+            (1, if cores > 1 { gemm::Parallelism::Rayon(cores) } else { gemm::Parallelism::None })
+        };
+        let out: Mutex<Vec<Vec<f32>>> = Mutex::new(vec![Vec::new(); texts.len()]);
+        let next = AtomicUsize::new(0);
+        let done = AtomicUsize::new(0);
+        let failure: Mutex<Option<EmbedError>> = Mutex::new(None);
+        let work = || {
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(batch) = batches.get(index) else { break };
+                let batch_texts: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
+                match self.embed_batch(&batch_texts, parallelism) {
+                    Ok(vectors) => {
+                        let mut out = out.lock().expect("no worker panicked");
+                        for (&i, vector) in batch.iter().zip(vectors) {
+                            out[i] = vector;
+                        }
+                    }
+                    Err(error) => {
+                        *failure.lock().expect("no worker panicked") = Some(error);
+                        next.store(batches.len(), Ordering::Relaxed);
+                        break;
+                    }
+                }
+                progress(done.fetch_add(batch.len(), Ordering::Relaxed) + batch.len());
             }
-            done += batch.len();
-            progress(done);
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..workers {
+                scope.spawn(work);
+            }
+            work();
+        });
+        if let Some(error) = failure.into_inner().expect("no worker panicked") {
+            return Err(error);
         }
-        Ok(out)
+        Ok(out.into_inner().expect("no worker panicked"))
     }
 
-    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let run = |e: candle_core::Error| EmbedError::Run(e.to_string());
+    fn embed_batch(
+        &self,
+        texts: &[&str],
+        parallelism: gemm::Parallelism,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let encodings =
             self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Run(e.to_string()))?;
-        let ids: Vec<Tensor> = encodings
-            .iter()
-            .map(|e| Tensor::new(e.get_ids(), &self.device))
-            .collect::<Result<_, _>>()
-            .map_err(run)?;
-        let masks: Vec<Tensor> = encodings
-            .iter()
-            .map(|e| Tensor::new(e.get_attention_mask(), &self.device))
-            .collect::<Result<_, _>>()
-            .map_err(run)?;
-        let input_ids = Tensor::stack(&ids, 0).map_err(run)?;
-        let attention_mask = Tensor::stack(&masks, 0).map_err(run)?;
-        let token_type_ids = input_ids.zeros_like().map_err(run)?;
-        let hidden = self.model.forward(&input_ids, &token_type_ids, Some(&attention_mask)).map_err(run)?;
-        // Mean pooling over real tokens only, then L2 normalisation.
-        let mask = attention_mask.to_dtype(DType::F32).map_err(run)?.unsqueeze(2).map_err(run)?;
-        let summed = hidden.broadcast_mul(&mask).map_err(run)?.sum(1).map_err(run)?;
-        let counts = mask.sum(1).map_err(run)?.clamp(1e-9, f64::MAX).map_err(run)?;
-        let mean = summed.broadcast_div(&counts).map_err(run)?;
-        let norms = mean
-            .sqr()
-            .map_err(run)?
-            .sum_keepdim(1)
-            .map_err(run)?
-            .sqrt()
-            .map_err(run)?
-            .clamp(1e-12, f64::MAX)
-            .map_err(run)?;
-        let normalised = mean.broadcast_div(&norms).map_err(run)?;
-        normalised.to_vec2::<f32>().map_err(run)
+        let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+        let mut vectors = self.model.pooled(&ids, self.pooling, parallelism).map_err(EmbedError::Run)?;
+        for vector in &mut vectors {
+            let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            vector.iter_mut().for_each(|v| *v /= norm);
+        }
+        Ok(vectors)
     }
 }
 

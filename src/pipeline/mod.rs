@@ -2,6 +2,8 @@
 //! chunk → embed → fine-tuning datasets → artifacts, published as a content-addressed revision.
 
 pub mod artifacts;
+#[allow(unsafe_code)]
+pub mod bert;
 pub mod chunk;
 pub mod clean;
 pub mod collect;
