@@ -49,6 +49,18 @@ cat > "$work/corpus/zz-new-chapter.html" <<'HTML'
 HTML
 measure twin-refresh ./target/release/twin dataset build -f "$work/dataset.yaml"
 rm "$work/corpus/zz-new-chapter.html"
+# The same book crawled over HTTP from 127.0.0.1: start at its table of contents, follow links
+# three deep; robots.txt keeps the crawler off the one-page print version.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$work/site" && cp "$work/corpus"/*.html "$work/site/"
+printf 'User-agent: *\nDisallow: /print.html\nDisallow: /404.html\n' > "$work/site/robots.txt"
+python3 -m http.server --bind 127.0.0.1 --directory "$work/site" "$port" >/dev/null 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null' EXIT
+sed -e "s|files: {uri: \"file://$work/corpus\".*|web: {urls: [\"http://127.0.0.1:$port/toc.html\"], maxDepth: 3, maxPages: 400}|" \
+    -e "s|file://$work/out|file://$work/out-web|" "$work/dataset.yaml" > "$work/web.yaml"
+sleep 1
+measure twin-web ./target/release/twin dataset build --allow-network 127.0.0.1/32 -f "$work/web.yaml"
 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=true measure reference "$python" benches/reference_pipeline.py "$work/corpus" "$model"
 
 "$python" - "$work" <<'PY'
@@ -68,6 +80,9 @@ t = cold["timings"]
 row("twin (cold)", cold["stats"]["documents"], cold["stats"]["chunks"], cold["embeddedChunks"], t["embed"], cold_s, cold_rss)
 t = refresh["timings"]
 row("twin (refresh +1 doc)", refresh["stats"]["documents"], refresh["stats"]["chunks"], refresh["embeddedChunks"], t["embed"], refresh_s, refresh_rss)
+web, web_s, web_rss = load("twin-web")
+t = web["timings"]
+row("twin (crawled, HTTP)", web["stats"]["documents"], web["stats"]["chunks"], web["embeddedChunks"], t["embed"], web_s, web_rss)
 rt = ref["timings"]
 row("reference (python)", ref["documents"], ref["chunks"], ref["chunks"], rt["embed"], ref_s, ref_rss)
 print(f"cold run vs reference: {ref_s / cold_s:.2f}x the speed, {cold_rss / ref_rss:.2f}x the peak memory; refresh: {cold_s / refresh_s:.1f}x faster than a cold run")

@@ -504,16 +504,42 @@ mod kernels {
         y.copysign(x)
     }
 
+    /// Lanes of the reductions: independent accumulators let the loops vectorise (a single
+    /// running sum is a chain the compiler may not reorder).
+    const LANES: usize = 16;
+
+    #[inline(always)]
+    fn sum(values: &[f32]) -> f32 {
+        let mut lanes = [0f32; LANES];
+        let chunks = values.chunks_exact(LANES);
+        let tail: f32 = chunks.remainder().iter().sum();
+        for chunk in chunks {
+            for (lane, v) in lanes.iter_mut().zip(chunk) {
+                *lane += v;
+            }
+        }
+        lanes.iter().sum::<f32>() + tail
+    }
+
+    #[inline(always)]
+    fn max(values: &[f32]) -> f32 {
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        let chunks = values.chunks_exact(LANES);
+        let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        for chunk in chunks {
+            for (lane, &v) in lanes.iter_mut().zip(chunk) {
+                *lane = if v > *lane { v } else { *lane };
+            }
+        }
+        lanes.iter().fold(tail, |m, &v| if v > m { v } else { m })
+    }
+
     #[inline(always)]
     fn softmax_rows_generic(scores: &mut [f32], width: usize) {
         for row in scores.chunks_exact_mut(width) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0;
-            for v in row.iter_mut() {
-                *v = exp(*v - max);
-                sum += *v;
-            }
-            let inverse = 1.0 / sum;
+            let max = max(row);
+            row.iter_mut().for_each(|v| *v = exp(*v - max));
+            let inverse = 1.0 / sum(row);
             row.iter_mut().for_each(|v| *v *= inverse);
         }
     }
@@ -522,11 +548,20 @@ mod kernels {
     fn layer_norm_generic(x: &mut [f32], norm: &LayerNorm) {
         let width = norm.weight.len();
         for row in x.chunks_exact_mut(width) {
-            let mean = row.iter().sum::<f32>() / width as f32;
-            let variance = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
+            let mean = sum(row) / width as f32;
+            row.iter_mut().for_each(|v| *v -= mean);
+            let mut squares = [0f32; LANES];
+            let chunks = row.chunks_exact(LANES);
+            let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+            for chunk in chunks {
+                for (lane, v) in squares.iter_mut().zip(chunk) {
+                    *lane += v * v;
+                }
+            }
+            let variance = (squares.iter().sum::<f32>() + tail) / width as f32;
             let inverse = 1.0 / (variance + norm.eps).sqrt();
             for ((v, w), b) in row.iter_mut().zip(&norm.weight).zip(&norm.bias) {
-                *v = (*v - mean) * inverse * w + b;
+                *v = *v * inverse * w + b;
             }
         }
     }

@@ -30,13 +30,16 @@ impl Chunk {
 }
 
 /// Splits documents into chunks of at most `max_tokens` tokens (the tokenizer's special tokens
-/// not counted, as the model adds them) with `overlap_tokens` shared by neighbours.
+/// not counted, as the model adds them) with `overlap_tokens` shared by neighbours. Documents
+/// are split on every core at once; the chunks come out in document order.
 pub fn chunk_documents(
     documents: &[Document],
     tokenizer: &Tokenizer,
     max_tokens: usize,
     overlap_tokens: usize,
 ) -> Result<Vec<Chunk>, String> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let config = || -> Result<ChunkConfig<Tokenizer>, String> {
         Ok(ChunkConfig::new(max_tokens)
             .with_overlap(overlap_tokens)
@@ -44,28 +47,47 @@ pub fn chunk_documents(
             .with_sizer(tokenizer.clone())
             .with_trim(true))
     };
-    let markdown = MarkdownSplitter::new(config()?);
-    let text = TextSplitter::new(config()?);
-    let mut chunks = Vec::new();
-    for document in documents {
-        let pieces: Vec<(usize, &str)> = if document.markdown {
-            markdown.chunk_indices(&document.text).collect()
-        } else {
-            text.chunk_indices(&document.text).collect()
-        };
-        for (ordinal, (offset, piece)) in pieces.into_iter().enumerate() {
-            chunks.push(Chunk {
-                id: format!("{}-{ordinal}", document.id),
-                document_id: document.id.clone(),
-                ordinal,
-                text: piece.to_string(),
-                // The chunk's own first line counts: a passage often starts with its heading.
-                heading: nearest_heading(&document.text[..offset + piece.find('\n').unwrap_or(piece.len())])
-                    .or_else(|| document.title.clone()),
-            });
+    config()?;
+    let per_document: Vec<Mutex<Vec<Chunk>>> = documents.iter().map(|_| Mutex::new(Vec::new())).collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let markdown = MarkdownSplitter::new(config().expect("checked above"));
+        let text = TextSplitter::new(config().expect("checked above"));
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(document) = documents.get(index) else { break };
+            *per_document[index].lock().expect("no worker panicked") = if document.markdown {
+                chunks_of(document, markdown.chunk_indices(&document.text))
+            } else {
+                chunks_of(document, text.chunk_indices(&document.text))
+            };
         }
-    }
-    Ok(chunks)
+    };
+    let workers =
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(documents.len()).max(1);
+    std::thread::scope(|scope| {
+        for _ in 1..workers {
+            scope.spawn(work);
+        }
+        work();
+    });
+    Ok(per_document.into_iter().flat_map(|chunks| chunks.into_inner().expect("no worker panicked")).collect())
+}
+
+/// The chunks of one document from the splitter's `(offset, piece)` pairs.
+fn chunks_of<'a>(document: &Document, pieces: impl Iterator<Item = (usize, &'a str)>) -> Vec<Chunk> {
+    pieces
+        .enumerate()
+        .map(|(ordinal, (offset, piece))| Chunk {
+            id: format!("{}-{ordinal}", document.id),
+            document_id: document.id.clone(),
+            ordinal,
+            text: piece.to_string(),
+            // The chunk's own first line counts: a passage often starts with its heading.
+            heading: nearest_heading(&document.text[..offset + piece.find('\n').unwrap_or(piece.len())])
+                .or_else(|| document.title.clone()),
+        })
+        .collect()
 }
 
 /// The last Markdown heading in `before`.
