@@ -157,10 +157,20 @@ impl Fetcher {
     /// GETs a URL like [`Fetcher::get`], with its own body limit (archives are larger than pages).
     pub async fn get_limited(&self, url: &str, limit: u64) -> Result<Fetched, FetchError> {
         let parsed = self.check_url(url)?;
+        self.retrying(|| self.try_get(parsed.clone(), limit)).await
+    }
+
+    /// Runs a request until it succeeds, fails for good, or has used its attempts, waiting
+    /// 250 ms, 500 ms, 1 s, ... between attempts.
+    async fn retrying<T, F, Fut>(&self, mut request: F) -> Result<T, FetchError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, FetchError>>,
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_get(parsed.clone(), limit).await {
+            match request().await {
                 Err(error) if attempt < self.options.attempts && is_transient(&error) => {
                     tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt - 1))).await;
                 }
@@ -185,39 +195,29 @@ impl Fetcher {
             url: parsed.to_string(),
             reason: format!("cannot write {}: {e}", destination.display()),
         };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = async {
-                let mut request = self.client.get(parsed.clone()).timeout(Duration::from_secs(3600));
-                if let Some(token) = bearer {
-                    request = request.bearer_auth(token);
-                }
-                let mut response = request.send().await.map_err(|e| request_error(&parsed, e))?;
-                let status = response.status();
-                if !status.is_success() {
-                    return Err(FetchError::Status { status: status.as_u16(), url: parsed.to_string() });
-                }
-                let mut file = tokio::fs::File::create(destination).await.map_err(file_error)?;
-                let mut written = 0u64;
-                while let Some(chunk) = response.chunk().await.map_err(|e| request_error(&parsed, e))? {
-                    written += chunk.len() as u64;
-                    if written > limit {
-                        return Err(FetchError::TooLarge { url: parsed.to_string(), limit });
-                    }
-                    file.write_all(&chunk).await.map_err(file_error)?;
-                }
-                file.sync_all().await.map_err(file_error)?;
-                Ok(written)
+        self.retrying(|| async {
+            let mut request = self.client.get(parsed.clone()).timeout(Duration::from_secs(3600));
+            if let Some(token) = bearer {
+                request = request.bearer_auth(token);
             }
-            .await;
-            match result {
-                Err(error) if attempt < self.options.attempts && is_transient(&error) => {
-                    tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt - 1))).await;
-                }
-                other => return other,
+            let mut response = request.send().await.map_err(|e| request_error(&parsed, e))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(FetchError::Status { status: status.as_u16(), url: parsed.to_string() });
             }
-        }
+            let mut file = tokio::fs::File::create(destination).await.map_err(file_error)?;
+            let mut written = 0u64;
+            while let Some(chunk) = response.chunk().await.map_err(|e| request_error(&parsed, e))? {
+                written += chunk.len() as u64;
+                if written > limit {
+                    return Err(FetchError::TooLarge { url: parsed.to_string(), limit });
+                }
+                file.write_all(&chunk).await.map_err(file_error)?;
+            }
+            file.sync_all().await.map_err(file_error)?;
+            Ok(written)
+        })
+        .await
     }
 
     /// POSTs JSON (an API call, not a crawl) through the same guard, with its own time limit,
@@ -230,9 +230,7 @@ impl Fetcher {
         timeout: Duration,
     ) -> Result<serde_json::Value, FetchError> {
         let parsed = self.check_url(url)?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        self.retrying(|| async {
             let mut request = self
                 .client
                 .post(parsed.clone())
@@ -242,26 +240,18 @@ impl Fetcher {
             if let Some(token) = bearer {
                 request = request.bearer_auth(token);
             }
-            let result = async {
-                let response = request.send().await.map_err(|e| request_error(&parsed, e))?;
-                let status = response.status();
-                if !status.is_success() {
-                    return Err(FetchError::Status { status: status.as_u16(), url: parsed.to_string() });
-                }
-                let bytes = response.bytes().await.map_err(|e| request_error(&parsed, e))?;
-                serde_json::from_slice(&bytes).map_err(|e| FetchError::Request {
-                    url: parsed.to_string(),
-                    reason: format!("the answer is not JSON: {e}"),
-                })
+            let response = request.send().await.map_err(|e| request_error(&parsed, e))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(FetchError::Status { status: status.as_u16(), url: parsed.to_string() });
             }
-            .await;
-            match result {
-                Err(error) if attempt < self.options.attempts && is_transient(&error) => {
-                    tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt - 1))).await;
-                }
-                other => return other,
-            }
-        }
+            let bytes = response.bytes().await.map_err(|e| request_error(&parsed, e))?;
+            serde_json::from_slice(&bytes).map_err(|e| FetchError::Request {
+                url: parsed.to_string(),
+                reason: format!("the answer is not JSON: {e}"),
+            })
+        })
+        .await
     }
 
     /// Parses a URL, refusing other schemes and literal addresses the guard refuses (the

@@ -214,6 +214,20 @@ fn html_document(
         .map_err(|e| format!("{name}: {e}"))
 }
 
+/// Keeps an entry's document, or notes why there is none.
+fn keep(
+    found: Result<Option<Document>, String>,
+    name: &str,
+    documents: &mut Vec<Document>,
+    skipped: &mut Vec<String>,
+) {
+    match found {
+        Ok(Some(document)) => documents.push(document),
+        Ok(None) => skipped.push(format!("{name} is binary")),
+        Err(error) => skipped.push(error),
+    }
+}
+
 /// Logs entries that could not be read; fails when nothing was.
 fn finish(
     source: &str,
@@ -259,11 +273,7 @@ fn linkedin(source: &str, spec: &ArchiveSource, reader: &mut Reader) -> Result<V
             }
         } else if has_folder(&name, "Articles") && is_html(&name) {
             let bytes = reader.read(&name)?;
-            match html_document(source, spec, &name, &bytes) {
-                Ok(Some(document)) => documents.push(document),
-                Ok(None) => skipped.push(format!("{name} is binary")),
-                Err(error) => skipped.push(error),
-            }
+            keep(html_document(source, spec, &name, &bytes), &name, &mut documents, &mut skipped);
         }
     }
     finish(source, spec, documents, skipped)
@@ -278,11 +288,7 @@ fn medium(source: &str, spec: &ArchiveSource, reader: &mut Reader) -> Result<Vec
             continue;
         }
         let bytes = reader.read(&name)?;
-        match html_document(source, spec, &name, &bytes) {
-            Ok(Some(document)) => documents.push(document),
-            Ok(None) => skipped.push(format!("{name} is binary")),
-            Err(error) => skipped.push(error),
-        }
+        keep(html_document(source, spec, &name, &bytes), &name, &mut documents, &mut skipped);
     }
     finish(source, spec, documents, skipped)
 }
@@ -342,11 +348,8 @@ fn markdown(source: &str, spec: &ArchiveSource, reader: &mut Reader) -> Result<V
             continue;
         }
         let bytes = reader.read(&name)?;
-        match document_from_file(source, "archive", &location(spec, &name), file_name(&name), &bytes) {
-            Ok(Some(document)) => documents.push(document),
-            Ok(None) => skipped.push(format!("{name} is binary")),
-            Err(error) => skipped.push(error),
-        }
+        let found = document_from_file(source, "archive", &location(spec, &name), file_name(&name), &bytes);
+        keep(found, &name, &mut documents, &mut skipped);
     }
     finish(source, spec, documents, skipped)
 }
