@@ -107,6 +107,13 @@ fn make_repository(scratch: &Scratch) {
     git_http::git(&work, &["init", "-q", "-b", "main"]);
     git_http::git(&work, &["add", "."]);
     git_http::git(&work, &["commit", "-q", "-m", "posts"]);
+    // A second commit: the clone must read the ref's latest tree.
+    write(
+        "docs/voice.md",
+        format!("# Voice\n\n{} Revised: fewer adverbs.\n", prose("Writing style", "Short sentences win."))
+            .as_bytes(),
+    );
+    git_http::git(&work, &["commit", "-q", "-am", "revise voice"]);
     let served = scratch.0.join("git");
     std::fs::create_dir_all(&served).unwrap();
     git_http::git(
@@ -266,6 +273,8 @@ async fn every_source_kind_lands_with_the_expected_counts_and_a_reproducible_rev
         documents.iter().filter(|d| d["source"] == "talks").map(|d| d["url"].as_str().unwrap()).collect();
     assert!(talks.iter().all(|u| u.starts_with(&format!("http://{git}/talks/blob/main/"))), "{talks:?}");
     assert!(talks.iter().any(|u| u.ends_with("notes/ideas.txt")), "{talks:?}");
+    let voice = documents.iter().find(|d| d["url"].as_str().unwrap().ends_with("docs/voice.md")).unwrap();
+    assert!(voice["text"].as_str().unwrap().contains("Revised: fewer adverbs."), "{}", voice["text"]);
     // The exports: shares with commentary, articles, published posts only.
     let share =
         documents.iter().find(|d| d["url"] == "https://www.linkedin.com/feed/update/urn:li:share:1").unwrap();

@@ -1,5 +1,5 @@
-//! Git repositories: a bare clone (gitoxide, over HTTP(S) through the crawlers' guarded
-//! resolver) of one ref, then the files of that commit's tree read straight from the object
+//! Git repositories: a shallow bare clone (gitoxide, over HTTP(S) through the crawlers'
+//! guarded resolver) of one ref, then the files of that commit's tree read straight from the object
 //! database, filtered by include/exclude globs, binaries and vendored folders left out.
 
 use std::path::PathBuf;
@@ -105,6 +105,8 @@ fn clone_and_read(
             .with_ref_name(Some(spec.r#ref.as_str()))
             .map_err(|e| format!("bad ref {:?}: {e}", spec.r#ref))?
     };
+    // Only the commit itself: history is not read.
+    prepare = prepare.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(std::num::NonZeroU32::MIN));
     prepare = prepare.configure_connection(move |connection| {
         let guard = fetch_options.guard.clone();
         let user_agent = fetch_options.user_agent.clone();
