@@ -2,11 +2,17 @@
 //! and `disallow` rules with `*` and `$`, the longest matching rule deciding, `allow` winning
 //! a tie.
 
+/// The longest `Crawl-delay` obeyed; a site asking for more is crawled at this pace.
+pub const MAX_CRAWL_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The rules of one robots.txt that apply to one crawler.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Robots {
     /// `(allow, pattern)` pairs.
     rules: Vec<(bool, String)>,
+    /// The pause between two requests the site asks for (`Crawl-delay`), at most
+    /// [`MAX_CRAWL_DELAY`].
+    pub crawl_delay: Option<std::time::Duration>,
 }
 
 impl Robots {
@@ -17,7 +23,7 @@ impl Robots {
 
     /// Every path refused (robots.txt unreachable: RFC 9309 §2.3.1.4).
     pub fn disallow_all() -> Self {
-        Self { rules: vec![(false, "/".into())] }
+        Self { rules: vec![(false, "/".into())], crawl_delay: None }
     }
 
     /// Parses robots.txt for the crawler whose product token is `agent` (case-insensitive).
@@ -26,6 +32,7 @@ impl Robots {
         let mut mine = Vec::new();
         let mut anyone = Vec::new();
         let mut found_mine = false;
+        let (mut my_delay, mut any_delay) = (None, None);
         // The agents of the group being read, and whether its rules have started.
         let mut group_agents: Vec<String> = Vec::new();
         let mut in_rules = false;
@@ -40,6 +47,19 @@ impl Robots {
                         in_rules = false;
                     }
                     group_agents.push(value.to_ascii_lowercase());
+                }
+                "crawl-delay" => {
+                    in_rules = true;
+                    let delay =
+                        value.parse::<f64>().ok().filter(|d| d.is_finite() && *d >= 0.0).map(|d| {
+                            std::time::Duration::from_secs_f64(d.min(MAX_CRAWL_DELAY.as_secs_f64()))
+                        });
+                    if group_agents.contains(&agent) {
+                        my_delay = my_delay.or(delay);
+                    }
+                    if group_agents.iter().any(|a| a == "*") {
+                        any_delay = any_delay.or(delay);
+                    }
                 }
                 "allow" | "disallow" => {
                     in_rules = true;
@@ -65,7 +85,11 @@ impl Robots {
                 k.trim().eq_ignore_ascii_case("user-agent") && v.trim().eq_ignore_ascii_case(&agent)
             })
         });
-        Self { rules: if found_mine || named { mine } else { anyone } }
+        if found_mine || named {
+            Self { rules: mine, crawl_delay: my_delay }
+        } else {
+            Self { rules: anyone, crawl_delay: any_delay }
+        }
     }
 
     /// Whether a path (with its query) may be fetched.
@@ -135,6 +159,15 @@ mod tests {
         let empty =
             Robots::parse("User-agent: *\nDisallow: /\nUser-agent: twin-operator\nAllow:\n", "twin-operator");
         assert!(empty.allows("/anything"));
+    }
+
+    #[test]
+    fn crawl_delay_is_read_and_capped() {
+        let robots = Robots::parse("User-agent: *\nCrawl-delay: 1.5\nDisallow: /tmp\n", "twin-operator");
+        assert_eq!(robots.crawl_delay, Some(std::time::Duration::from_millis(1500)));
+        let greedy = Robots::parse("User-agent: *\nCrawl-delay: 86400\n", "twin-operator");
+        assert_eq!(greedy.crawl_delay, Some(MAX_CRAWL_DELAY));
+        assert_eq!(Robots::parse("User-agent: *\nCrawl-delay: soon\n", "x").crawl_delay, None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Web pages: start pages and the links they lead to on the same host, breadth first, up to
 //! `maxDepth` links deep and `maxPages` pages, each page's article text extracted; robots.txt is
-//! read once per site and obeyed.
+//! read once per site and obeyed, its `Crawl-delay` too (up to 30 s).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -86,6 +86,7 @@ pub async fn collect_web(source: &str, spec: &WebSource, fetcher: &Fetcher) -> R
     let mut failures = Vec::new();
     let mut fetched_pages = 0u32;
     let mut kept_texts = HashSet::new();
+    let mut last_fetch: HashMap<String, std::time::Instant> = HashMap::new();
     while let Some((url, depth)) = queue.pop_front() {
         if fetched_pages >= spec.max_pages {
             break;
@@ -103,6 +104,13 @@ pub async fn collect_web(source: &str, spec: &WebSource, fetcher: &Fetcher) -> R
             failures.push(format!("{url}: disallowed by robots.txt"));
             continue;
         }
+        // The pace the site asks for, between two pages of it.
+        if let Some(delay) = robots[&site].crawl_delay
+            && last_fetch.get(&site).is_some_and(|at: &std::time::Instant| at.elapsed() < delay)
+        {
+            tokio::time::sleep(delay.saturating_sub(last_fetch[&site].elapsed())).await;
+        }
+        last_fetch.insert(site.clone(), std::time::Instant::now());
         fetched_pages += 1;
         let page = match fetcher.get(url.as_str()).await.map_err(|e| e.to_string()).and_then(ensure_html) {
             Ok(page) => page,
