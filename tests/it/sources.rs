@@ -50,7 +50,7 @@ async fn site_server(markdown_zip: Vec<u8>) -> SocketAddr {
         "Paul's notes",
         &prose("Platform engineering", "I keep an index of my longer posts here, newest first."),
         "<ul><li><a href=\"/posts/one.html\">One</a></li><li><a href=\"posts/two.html#comments\">Two</a></li>\
-         <li><a href=\"/private/secret.html\">Secret</a></li><li><a href=\"/files/talk.pdf\">Talk</a></li>\
+         <li><a href=\"/private/secret.html\">Secret</a></li><li><a href=\"/files/talk.pdf\">Talk</a></li><li><a href=\"/files/slides.html\">Slides</a></li>\
          <li><a href=\"https://elsewhere.example/x\">Elsewhere</a></li></ul>",
     );
     let one =
@@ -68,6 +68,13 @@ async fn site_server(markdown_zip: Vec<u8>) -> SocketAddr {
         .route("/posts/one.html", get(move || async move { ([(CONTENT_TYPE, "text/html")], one) }))
         .route("/posts/two.html", get(move || async move { ([(CONTENT_TYPE, "text/html")], two) }))
         .route("/posts/three.html", get(move || async move { ([(CONTENT_TYPE, "text/html")], three) }))
+        // A "page" that is really a PDF: skipped, the crawl goes on.
+        .route(
+            "/files/slides.html",
+            get(|| async {
+                ([(CONTENT_TYPE, "application/pdf")], b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec())
+            }),
+        )
         .route("/private/secret.html", get(move || async move { ([(CONTENT_TYPE, "text/html")], secret) }))
         .route(
             "/exports/notes.zip",
@@ -264,7 +271,7 @@ async fn every_source_kind_lands_with_the_expected_counts_and_a_reproducible_rev
     }
     let by_title = |title: &str| documents.iter().find(|d| d["title"] == title).cloned();
     // The crawl: robots.txt obeyed, depth respected, article text without navigation.
-    assert!(by_title("Secret").is_none() && by_title("Post three").is_none());
+    assert!(by_title("Secret").is_none() && by_title("Post three").is_none() && by_title("Slides").is_none());
     let one = by_title("Post one").unwrap();
     assert_eq!(one["url"], format!("http://{site}/posts/one.html"));
     assert!(!one["text"].as_str().unwrap().contains("About"), "{}", one["text"]);
