@@ -5,6 +5,7 @@ use text_splitter::{ChunkConfig, MarkdownSplitter, TextSplitter};
 use tokenizers::Tokenizer;
 
 use super::document::{Document, sha256_hex};
+use super::parallel;
 
 /// One retrieval passage.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -39,7 +40,6 @@ pub fn chunk_documents(
     overlap_tokens: usize,
 ) -> Result<Vec<Chunk>, String> {
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     let config = || -> Result<ChunkConfig<Tokenizer>, String> {
         Ok(ChunkConfig::new(max_tokens)
             .with_overlap(overlap_tokens)
@@ -49,28 +49,23 @@ pub fn chunk_documents(
     };
     config()?;
     let per_document: Vec<Mutex<Vec<Chunk>>> = documents.iter().map(|_| Mutex::new(Vec::new())).collect();
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let markdown = MarkdownSplitter::new(config().expect("checked above"));
-        let text = TextSplitter::new(config().expect("checked above"));
-        loop {
-            let index = next.fetch_add(1, Ordering::Relaxed);
-            let Some(document) = documents.get(index) else { break };
+    parallel::for_each_index(
+        documents.len(),
+        parallel::cores(),
+        || {
+            let markdown = MarkdownSplitter::new(config().expect("checked above"));
+            (markdown, TextSplitter::new(config().expect("checked above")))
+        },
+        |(markdown, text), index| {
+            let document = &documents[index];
             *per_document[index].lock().expect("no worker panicked") = if document.markdown {
                 chunks_of(document, markdown.chunk_indices(&document.text))
             } else {
                 chunks_of(document, text.chunk_indices(&document.text))
             };
-        }
-    };
-    let workers =
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(documents.len()).max(1);
-    std::thread::scope(|scope| {
-        for _ in 1..workers {
-            scope.spawn(work);
-        }
-        work();
-    });
+            true
+        },
+    );
     Ok(per_document.into_iter().flat_map(|chunks| chunks.into_inner().expect("no worker panicked")).collect())
 }
 

@@ -8,6 +8,7 @@ use crate::net::http::Fetcher;
 use crate::storage::hub::{HubModel, HubOptions, download};
 
 use super::bert::{Bert, BertConfig, Pooling};
+use super::parallel;
 use tokenizers::{Tokenizer, TruncationParams};
 
 /// Errors of loading or running the model.
@@ -111,20 +112,21 @@ impl Embedder {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
         let batches: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = parallel::cores();
         let (workers, parallelism) = if batches.len() >= cores {
             (cores, gemm::Parallelism::None)
         } else {
             (1, if cores > 1 { gemm::Parallelism::Rayon(cores) } else { gemm::Parallelism::None })
         };
         let out: Mutex<Vec<Vec<f32>>> = Mutex::new(vec![Vec::new(); texts.len()]);
-        let next = AtomicUsize::new(0);
         let done = AtomicUsize::new(0);
         let failure: Mutex<Option<EmbedError>> = Mutex::new(None);
-        let work = || {
-            loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(batch) = batches.get(index) else { break };
+        parallel::for_each_index(
+            batches.len(),
+            workers,
+            || (),
+            |_, index| {
+                let batch = batches[index];
                 let batch_texts: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
                 match self.embed_batch(&batch_texts, parallelism) {
                     Ok(vectors) => {
@@ -135,19 +137,13 @@ impl Embedder {
                     }
                     Err(error) => {
                         *failure.lock().expect("no worker panicked") = Some(error);
-                        next.store(batches.len(), Ordering::Relaxed);
-                        break;
+                        return false;
                     }
                 }
                 progress(done.fetch_add(batch.len(), Ordering::Relaxed) + batch.len());
-            }
-        };
-        std::thread::scope(|scope| {
-            for _ in 1..workers {
-                scope.spawn(work);
-            }
-            work();
-        });
+                true
+            },
+        );
         if let Some(error) = failure.into_inner().expect("no worker panicked") {
             return Err(error);
         }

@@ -12,6 +12,7 @@ pub mod document;
 pub mod embed;
 pub mod generate;
 pub mod instruct;
+pub mod parallel;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -1,24 +1,13 @@
 //! RSS and Atom feeds (Substack, Medium, any blog): the entries, newest first, with their full
 //! content when the feed carries it, else the article page fetched and its text extracted.
 
-use super::html::{extract_article, fragment_to_markdown};
+use super::html::{ensure_html, extract_article, fragment_to_markdown};
 use crate::api::dataset::FeedSource;
-use crate::net::http::{Fetched, Fetcher};
+use crate::net::http::Fetcher;
 use crate::pipeline::document::Document;
 
 /// Feed content shorter than this (as text) is a teaser: the article page is fetched instead.
 const FULL_CONTENT_CHARS: usize = 400;
-
-/// Refuses what is not an HTML page, whatever the link promised: a PDF, an image, a binary.
-pub fn ensure_html(page: Fetched) -> Result<Fetched, String> {
-    let declared = page.content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    let binary = page.body.starts_with(b"%PDF") || page.body.iter().take(4096).any(|b| *b == 0);
-    if binary || !(declared.is_empty() || declared.contains("html") || declared.starts_with("text/")) {
-        let kind = if declared.is_empty() { "binary content".to_string() } else { declared };
-        return Err(format!("{} is not an HTML page ({kind})", page.url));
-    }
-    Ok(page)
-}
 
 /// A `feed` source.
 pub async fn collect_feed(

@@ -3,6 +3,8 @@
 
 use dom_smoothie::{Config, Readability, TextMode};
 
+use crate::net::http::Fetched;
+
 /// The readable article of a page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Article {
@@ -33,6 +35,17 @@ pub fn extract_article(html: &str, url: Option<&str>) -> Result<Article, String>
 pub fn fragment_to_markdown(html: &str, url: Option<&str>) -> Option<String> {
     let page = format!("<html><body><article>{html}</article></body></html>");
     extract_article(&page, url).ok().map(|a| a.markdown).filter(|m| !m.trim().is_empty())
+}
+
+/// Refuses what is not an HTML page, whatever the link promised: a PDF, an image, a binary.
+pub fn ensure_html(page: Fetched) -> Result<Fetched, String> {
+    let declared = page.content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let binary = page.body.starts_with(b"%PDF") || page.body.iter().take(4096).any(|b| *b == 0);
+    if binary || !(declared.is_empty() || declared.contains("html") || declared.starts_with("text/")) {
+        let kind = if declared.is_empty() { "binary content".to_string() } else { declared };
+        return Err(format!("{} is not an HTML page ({kind})", page.url));
+    }
+    Ok(page)
 }
 
 #[cfg(test)]

@@ -6,8 +6,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use reqwest::Url;
 
-use super::feed::ensure_html;
-use super::html::extract_article;
+use super::html::{ensure_html, extract_article};
 use crate::api::dataset::WebSource;
 use crate::net::http::{FetchError, Fetcher};
 use crate::net::robots::Robots;
