@@ -45,8 +45,7 @@ fn all_reconciled(server: &FakeApiServer) -> (usize, usize) {
 #[tokio::main]
 async fn main() {
     let server = FakeApiServer::start().await;
-    let kubeconfig = std::env::temp_dir().join(format!("twin-bench-{}.kubeconfig", server.addr.port()));
-    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+    let kubeconfig = server.write_kubeconfig("bench");
     let mut operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_twin"))
         .args([
             "operator",

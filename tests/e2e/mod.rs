@@ -77,12 +77,7 @@ where
 {
     eventually(&format!("{name} to be {phase}/{reason}"), Duration::from_secs(60), || async {
         let object = serde_json::to_value(api.get_opt(name).await.ok()??).ok()?;
-        let status = &object["status"];
-        let ready = status["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?.clone();
-        (status["phase"] == phase
-            && ready["reason"] == reason
-            && status["observedGeneration"] == object["metadata"]["generation"])
-            .then_some(object)
+        wait::has_phase(&object, phase, reason).then_some(object)
     })
     .await
 }

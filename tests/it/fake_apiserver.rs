@@ -467,12 +467,7 @@ async fn kubelet_helpers_finish_jobs_with_termination_messages() {
 #[tokio::test]
 async fn kubectl_applies_gets_and_deletes_twins() {
     let server = FakeApiServer::start().await;
-    let kubeconfig = std::env::temp_dir().join(format!(
-        "twin-fake-kubeconfig-{}-{}",
-        std::process::id(),
-        server.addr.port()
-    ));
-    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+    let kubeconfig = server.write_kubeconfig("kubectl");
     let kubectl = crate::support::repo::kubectl();
     let run = move |args: Vec<&str>| {
         let args: Vec<String> = args.into_iter().map(String::from).collect();

@@ -13,6 +13,7 @@ use twin_operator::api::TwinDataset;
 use twin_operator::pipeline::{BuildError, build};
 
 use super::pipeline::{Scratch, corpus, dataset, lines, options};
+use crate::support::serve::serve;
 
 /// Requests seen by the fake API, and the bearer tokens they carried.
 #[derive(Default)]
@@ -49,10 +50,7 @@ async fn fake_openai(seen: Arc<Seen>) -> std::net::SocketAddr {
         }
     };
     let app = axum::Router::new().route("/v1/chat/completions", post(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-    addr
+    serve(app).await
 }
 
 fn with_generator(scratch: &Scratch, url: String) -> TwinDataset {

@@ -14,6 +14,7 @@ use twin_operator::pipeline::{BuildError, build};
 use twin_operator::storage::hub::HubOptions;
 
 use super::pipeline::{Scratch, corpus, dataset, model_dir, options};
+use crate::support::serve::serve;
 
 /// Serves `/<org>/<name>/resolve/<revision>/<file>` from the local model folder; the gated
 /// organisation wants a token.
@@ -34,10 +35,7 @@ async fn fake_hub(requests: Arc<AtomicUsize>) -> std::net::SocketAddr {
         }
     };
     let app = axum::Router::new().route("/{org}/{name}/resolve/{revision}/{*file}", get(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-    addr
+    serve(app).await
 }
 
 #[tokio::test]

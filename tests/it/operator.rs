@@ -43,12 +43,7 @@ async fn wait_for_phase(server: &FakeApiServer, kind: &str, name: &str, phase: &
         Duration::from_secs(15),
         || async {
             let object = server.get("llmtwin.dev/v1alpha1", kind, NS, name)?;
-            let status = &object["status"];
-            let ready = status["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?.clone();
-            (status["phase"] == phase
-                && ready["reason"] == reason
-                && status["observedGeneration"] == object["metadata"]["generation"])
-                .then_some(object)
+            wait::has_phase(&object, phase, reason).then_some(object)
         },
     )
     .await
@@ -361,8 +356,7 @@ async fn the_operator_exits_with_a_clear_message_when_the_api_server_is_unreacha
 #[tokio::test]
 async fn sigterm_stops_the_operator_gracefully_and_releases_the_lease() {
     let server = FakeApiServer::start().await;
-    let kubeconfig = std::env::temp_dir().join(format!("twin-sigterm-{}.kubeconfig", server.addr.port()));
-    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+    let kubeconfig = server.write_kubeconfig("sigterm");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_twin"))
         .args([
             "operator",

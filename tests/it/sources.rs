@@ -15,6 +15,7 @@ use zip::write::SimpleFileOptions;
 
 use super::pipeline::{Scratch, corpus, feed_server, lines, model_dir, options};
 use crate::support::git_http;
+use crate::support::serve::serve;
 
 /// A paragraph on its own topic, long enough to survive cleaning and unlike the others.
 fn prose(topic: &str, detail: &str) -> String {
@@ -80,10 +81,7 @@ async fn site_server(markdown_zip: Vec<u8>) -> SocketAddr {
             "/exports/notes.zip",
             get(move || async move { ([(CONTENT_TYPE, "application/zip")], markdown_zip) }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-    addr
+    serve(app).await
 }
 
 /// A repository made with `git`: three documents, and files the collector must leave out.

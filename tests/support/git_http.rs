@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 
+use super::serve;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
@@ -72,10 +73,7 @@ pub async fn serve(root: PathBuf) -> SocketAddr {
             let root = root.clone();
             async move { cgi(root, method, uri, headers, body).await }
         });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-    addr
+    serve::serve(app).await
 }
 
 /// Runs `git` in a folder, panicking with its output when it fails.

@@ -8,5 +8,6 @@ pub mod fake_apiserver;
 pub mod git_http;
 pub mod moto;
 pub mod repo;
+pub mod serve;
 pub mod twins;
 pub mod wait;

@@ -69,6 +69,10 @@ impl FakeApiServer {
         }))
     }
 
+    fn job(&self, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        self.get("batch/v1", "Job", namespace, name).ok_or_else(|| ApiError::NotFound(format!("job {name}")))
+    }
+
     /// Marks a Job succeeded; its pod's termination message is `termination_message`.
     pub fn mark_job_succeeded(
         &self,
@@ -76,9 +80,7 @@ impl FakeApiServer {
         name: &str,
         termination_message: &str,
     ) -> Result<Value, ApiError> {
-        let job = self
-            .get("batch/v1", "Job", namespace, name)
-            .ok_or_else(|| ApiError::NotFound(format!("job {name}")))?;
+        let job = self.job(namespace, name)?;
         self.finished_pod(&job, "Succeeded", 0, "Completed", termination_message)?;
         self.write_status("batch/v1", "Job", namespace, name, json!({
             "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:01:00Z", "succeeded": 1,
@@ -96,9 +98,7 @@ impl FakeApiServer {
         name: &str,
         termination_message: &str,
     ) -> Result<Value, ApiError> {
-        let job = self
-            .get("batch/v1", "Job", namespace, name)
-            .ok_or_else(|| ApiError::NotFound(format!("job {name}")))?;
+        let job = self.job(namespace, name)?;
         self.finished_pod(&job, "Failed", 1, "Error", termination_message)?;
         self.write_status("batch/v1", "Job", namespace, name, json!({
             "startTime": "2026-01-01T00:00:00Z", "failed": 1,

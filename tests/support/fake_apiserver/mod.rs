@@ -148,6 +148,18 @@ impl FakeApiServer {
         )
     }
 
+    /// Writes [`Self::kubeconfig`] to a file of its own in the temporary folder, named after
+    /// `purpose`, this process and the server's port; returns its path.
+    pub fn write_kubeconfig(&self, purpose: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "twin-{purpose}-{}-{}.kubeconfig",
+            std::process::id(),
+            self.addr.port()
+        ));
+        std::fs::write(&path, self.kubeconfig()).expect("the kubeconfig is written");
+        path
+    }
+
     /// Fails the next `count` requests of a verb (any verb when `None`) on a resource (any when
     /// `None`) with an HTTP status (500 or 409 in the tests).
     pub fn fail_next(&self, verb: Option<Verb>, plural: Option<&str>, code: u16, count: usize) {
