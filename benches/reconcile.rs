@@ -1,8 +1,10 @@
-//! Benchmark: 1,000 twins of mixed kinds created on the fake API server, reconciled by a real
-//! `twin operator` process. Reports the time until every object's status shows its generation,
-//! and the operator's peak resident memory (VmHWM).
+//! Benchmark: 1,000 twins of mixed kinds (40% TwinDatasets, 40% TwinTrainingJobs, 20%
+//! TwinEndpoints) created on the fake API server, reconciled by a real `twin operator` process.
+//! Reports the time until every object's status shows its generation, and the operator's peak
+//! resident memory (VmHWM).
 //!
 //!   cargo bench --bench reconcile
+//!   TWIN_BENCH_TWINS=10000 cargo bench --bench reconcile
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -16,10 +18,12 @@ use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 
 use support::fake_apiserver::FakeApiServer;
 
-const DATASETS: usize = 400;
-const TRAINING_JOBS: usize = 400;
-const ENDPOINTS: usize = 200;
 const NAMESPACES: usize = 10;
+
+/// How many twins, from `TWIN_BENCH_TWINS` (1,000 by default).
+fn twins() -> usize {
+    std::env::var("TWIN_BENCH_TWINS").ok().and_then(|n| n.parse().ok()).unwrap_or(1000)
+}
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -44,6 +48,9 @@ fn all_reconciled(server: &FakeApiServer) -> (usize, usize) {
 
 #[tokio::main]
 async fn main() {
+    let twins = twins();
+    let (datasets, training_jobs) = (twins * 2 / 5, twins * 2 / 5);
+    let endpoints = twins - datasets - training_jobs;
     let server = FakeApiServer::start().await;
     let kubeconfig = server.write_kubeconfig("bench");
     let mut operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_twin"))
@@ -63,19 +70,19 @@ async fn main() {
     let pid = operator.id().unwrap();
     let client = server.client();
     let mut objects: Vec<(String, Value)> = Vec::new();
-    for i in 0..DATASETS {
+    for i in 0..datasets {
         objects.push(("TwinDataset".into(), json!({"apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinDataset",
             "metadata": {"name": format!("ds-{i}"), "namespace": format!("ns-{}", i % NAMESPACES)},
             "spec": {"author": {"name": format!("Author {i}")}, "sources": [{"name": "blog", "feed": {"url": format!("https://blog{i}.example.com/feed")}}],
                      "output": {"uri": "s3://twins-bench/out"}}})));
     }
-    for i in 0..TRAINING_JOBS {
+    for i in 0..training_jobs {
         objects.push(("TwinTrainingJob".into(), json!({"apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinTrainingJob",
             "metadata": {"name": format!("tj-{i}"), "namespace": format!("ns-{}", i % NAMESPACES)},
             "spec": {"datasetRef": {"name": format!("ds-{i}")}, "baseModel": {"uri": "hf://meta-llama/Llama-3.1-8B"},
                      "backend": {"kubernetes": {}}, "output": {"uri": "s3://twins-bench/out"}}})));
     }
-    for i in 0..ENDPOINTS {
+    for i in 0..endpoints {
         objects.push(("TwinEndpoint".into(), json!({"apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinEndpoint",
             "metadata": {"name": format!("ep-{i}"), "namespace": format!("ns-{}", i % NAMESPACES)},
             "spec": {"model": {"trainingJobRef": {"name": format!("tj-{i}")}}, "datasetRef": {"name": format!("ds-{i}")}}})));
@@ -127,7 +134,7 @@ async fn main() {
     let _ = tokio::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
     let _ = tokio::time::timeout(Duration::from_secs(10), operator.wait()).await;
     println!(
-        "objects: {total} ({DATASETS} TwinDatasets, {TRAINING_JOBS} TwinTrainingJobs, {ENDPOINTS} TwinEndpoints in {NAMESPACES} namespaces)"
+        "objects: {total} ({datasets} TwinDatasets, {training_jobs} TwinTrainingJobs, {endpoints} TwinEndpoints in {NAMESPACES} namespaces)"
     );
     println!("created in: {:.2} s", created.as_secs_f64());
     println!("all reconciled after: {:.2} s from the first create", reconciled.as_secs_f64());

@@ -1,16 +1,25 @@
 //! twin-operator: a Kubernetes operator that builds, trains and serves LLM Twins.
 //!
-//! The library behind the `twin` binary: the API types of the three resources, CRD
-//! generation, and (in later modules) the operator, the dataset pipeline and the gateway.
-// Unsafe code is refused everywhere but in the embedding kernels (`pipeline::bert`), which
+//! The library behind the `twin` binary. Modules depend one way: `api` and `contract` at the
+//! bottom; `storage`, `net`, `embedding` and the crate-root helpers (hashing, logging,
+//! backoff, parallel work) above them; the dataset `pipeline` on those; the `operator` on
+//! `api` and `contract` only for what it tells its workloads. The pipeline never imports the
+//! operator.
+// Unsafe code is refused everywhere but in the embedding kernels (`embedding::bert`), which
 // call the matrix-product kernels through raw pointers and pick CPU features at run time.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod apidoc;
+pub mod backoff;
+pub mod contract;
 pub mod crdgen;
+pub mod embedding;
+pub mod hashing;
 pub mod net;
 pub mod operator;
+pub mod parallel;
 pub mod pipeline;
 pub mod storage;
+pub mod telemetry;

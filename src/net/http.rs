@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::Retryable;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use super::guard::NetworkGuard;
@@ -161,22 +162,13 @@ impl Fetcher {
     }
 
     /// Runs a request until it succeeds, fails for good, or has used its attempts, waiting
-    /// 250 ms, 500 ms, 1 s, ... between attempts.
-    async fn retrying<T, F, Fut>(&self, mut request: F) -> Result<T, FetchError>
+    /// as [`crate::backoff::request_retries`] says between attempts.
+    async fn retrying<T, F, Fut>(&self, request: F) -> Result<T, FetchError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, FetchError>>,
     {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match request().await {
-                Err(error) if attempt < self.options.attempts && is_transient(&error) => {
-                    tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt - 1))).await;
-                }
-                other => return other,
-            }
-        }
+        request.retry(crate::backoff::request_retries(self.options.attempts)).when(is_transient).await
     }
 
     /// Streams a URL into a file (a model's weights: too large to hold in memory), with an

@@ -9,6 +9,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
+use super::error::{Error, Result};
 use super::metrics::Metrics;
 use super::settings::OperatorSettings;
 
@@ -60,6 +61,21 @@ impl Context {
             + std::fmt::Debug,
     {
         Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Reads an object the reconcile depends on; `None` when it does not exist.
+    pub async fn fetch<K>(&self, namespace: &str, name: &str) -> Result<Option<K>>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + DeserializeOwned
+            + Clone
+            + std::fmt::Debug,
+    {
+        self.namespaced_api::<K>(namespace).get_opt(name).await.map_err(|source| Error::Fetch {
+            kind: K::kind(&()).into(),
+            name: name.into(),
+            source,
+        })
     }
 
     /// Counts a transient failure of an object; returns how many in a row.

@@ -1,93 +1,167 @@
-//! The operator's errors, split into permanent ones (the spec must change: a Failed condition,
-//! no retry) and transient ones (the API or network: retried with backoff and jitter).
-
-use std::time::Duration;
+//! The operator's errors, each named after the action that failed. A *permanent* one (a child
+//! or a status the API server refuses, a bug) is written to the object's status and an Event,
+//! and the object waits for a change; a *transient* one (the API server or the network) is
+//! retried with [`crate::backoff::reconcile_retries`].
 
 /// Everything a reconcile can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A Kubernetes API request failed.
-    #[error("Kubernetes API request failed: {0}")]
-    Kube(#[from] kube::Error),
-    /// The object cannot be reconciled as written.
-    #[error("invalid spec: {0}")]
-    InvalidSpec(String),
+    /// Reading an object the reconcile depends on (a referenced twin, a ConfigMap).
+    #[error("fetching {kind} {name}: {}", describe(source))]
+    Fetch {
+        /// Its kind.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// What the API server said.
+        source: kube::Error,
+    },
+    /// Listing the existing children of one kind.
+    #[error("listing the {kind}s of this object: {}", describe(source))]
+    ListChildren {
+        /// The kind.
+        kind: String,
+        /// What the API server said.
+        source: kube::Error,
+    },
+    /// Applying a desired child.
+    #[error("applying {kind} {name}: {}", describe(source))]
+    ApplyChild {
+        /// The child's kind.
+        kind: String,
+        /// The child's name.
+        name: String,
+        /// What the API server said.
+        source: kube::Error,
+    },
+    /// Deleting a child the builder no longer wants.
+    #[error("deleting {kind} {name}: {}", describe(source))]
+    DeleteChild {
+        /// The child's kind.
+        kind: String,
+        /// The child's name.
+        name: String,
+        /// What the API server said.
+        source: kube::Error,
+    },
+    /// Writing the object's status.
+    #[error("writing the status: {}", describe(source))]
+    WriteStatus {
+        /// What the API server said.
+        source: kube::Error,
+    },
+    /// Adding or removing the operator's finalizer.
+    #[error("{action} the finalizer {finalizer}: {}", describe(source))]
+    Finalizer {
+        /// `adding` or `removing`.
+        action: &'static str,
+        /// The finalizer's name.
+        finalizer: &'static str,
+        /// What the API server said.
+        source: kube::Error,
+    },
     /// An object could not be serialised (a bug, not a user error).
-    #[error("failed to serialise {what}: {source}")]
+    #[error("serialising {what}: {source}")]
     Serialize {
         /// What was being serialised.
         what: &'static str,
         /// The serde error.
         source: serde_json::Error,
     },
-    /// The object has no namespace (twins are namespaced; this is a bug or a corrupt cache).
-    #[error("object has no namespace")]
-    MissingNamespace,
+    /// The object has no name or namespace (twins are namespaced; a bug or a corrupt cache).
+    #[error("the object has no {0}")]
+    Unidentified(&'static str),
 }
 
 /// The result of operator work.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What the API server said, in its own words when it said something.
+fn describe(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if !status.message.is_empty() => {
+            format!("the API server answered {} {}: {}", status.code, status.reason, status.message)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Answers the API server gives to a request that will fail the same way until the object or
+/// the operator's permissions change.
+fn refused(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if matches!(status.code, 400 | 403 | 404 | 405 | 422))
+}
+
 impl Error {
     /// Permanent errors wait for a change of the object; transient ones are retried.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Error::Kube(kube::Error::Api(status)) => matches!(status.code, 400 | 403 | 404 | 405 | 422),
-            Error::Kube(_) => false,
-            Error::InvalidSpec(_) | Error::Serialize { .. } | Error::MissingNamespace => true,
+            Error::Fetch { source, .. }
+            | Error::ListChildren { source, .. }
+            | Error::ApplyChild { source, .. }
+            | Error::DeleteChild { source, .. }
+            | Error::WriteStatus { source }
+            | Error::Finalizer { source, .. } => refused(source),
+            Error::Serialize { .. } | Error::Unidentified(_) => true,
         }
     }
 
-    /// A CamelCase reason, for metrics labels and Events.
+    /// A CamelCase reason, for the Ready condition, Events and metrics labels.
     pub fn reason(&self) -> &'static str {
-        match self {
-            Error::Kube(kube::Error::Api(status)) => match status.code {
+        let api = |source: &kube::Error, refused_reason: &'static str| match source {
+            kube::Error::Api(status) => match status.code {
                 403 => "Forbidden",
-                404 => "NotFound",
                 409 => "Conflict",
-                422 => "Invalid",
                 429 => "TooManyRequests",
                 500..=599 => "ApiServerError",
+                _ if refused(source) => refused_reason,
                 _ => "ApiError",
             },
-            Error::Kube(_) => "ApiUnreachable",
-            Error::InvalidSpec(_) => "InvalidSpec",
+            _ => "ApiUnreachable",
+        };
+        match self {
+            Error::ApplyChild { source, .. } => api(source, "ChildRejected"),
+            Error::WriteStatus { source } => api(source, "StatusRejected"),
+            Error::Fetch { source, .. }
+            | Error::ListChildren { source, .. }
+            | Error::DeleteChild { source, .. }
+            | Error::Finalizer { source, .. } => api(source, "RequestRejected"),
             Error::Serialize { .. } => "SerializationFailed",
-            Error::MissingNamespace => "MissingNamespace",
+            Error::Unidentified(_) => "Unidentified",
         }
     }
-}
-
-/// Exponential backoff from 1 s to 5 min with ±20% jitter, by consecutive failure count.
-pub fn backoff(failures: u32) -> Duration {
-    let base = Duration::from_secs(1).saturating_mul(1u32 << failures.min(9)).min(Duration::from_secs(300));
-    // Jitter from the clock's nanoseconds: cheap, and enough to spread retries of many objects.
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-    let factor = 0.8 + 0.4 * (nanos % 1000) as f64 / 1000.0;
-    base.mul_f64(factor)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn backoff_grows_to_a_ceiling_with_jitter() {
-        assert!(backoff(0) >= Duration::from_millis(800) && backoff(0) <= Duration::from_millis(1200));
-        assert!(backoff(3) >= Duration::from_millis(6400) && backoff(3) <= Duration::from_millis(9600));
-        assert!(backoff(30) <= Duration::from_secs(360) && backoff(30) >= Duration::from_secs(240));
+    fn api(code: u16, message: &str) -> kube::Error {
+        kube::Error::Api(kube::core::Status::failure(message, "Invalid").with_code(code).boxed())
     }
 
     #[test]
-    fn api_errors_are_sorted_into_permanent_and_transient() {
-        let api = |code: u16| {
-            Error::Kube(kube::Error::Api(kube::core::Status::failure("x", "Y").with_code(code).boxed()))
+    fn refusals_are_permanent_and_name_the_child() {
+        let rejected = Error::ApplyChild {
+            kind: "CronJob".into(),
+            name: "paul-refresh".into(),
+            source: api(422, "spec.schedule: Invalid value: \"61 * * * *\""),
         };
-        assert!(api(422).is_permanent());
-        assert!(!api(500).is_permanent());
-        assert!(!api(409).is_permanent());
-        assert_eq!(api(500).reason(), "ApiServerError");
-        assert!(Error::InvalidSpec("x".into()).is_permanent());
+        assert!(rejected.is_permanent());
+        assert_eq!(rejected.reason(), "ChildRejected");
+        assert_eq!(
+            rejected.to_string(),
+            "applying CronJob paul-refresh: the API server answered 422 Invalid: spec.schedule: Invalid value: \"61 * * * *\""
+        );
+    }
+
+    #[test]
+    fn server_errors_and_conflicts_are_transient() {
+        for code in [409, 429, 500, 503] {
+            let error = Error::WriteStatus { source: api(code, "try again") };
+            assert!(!error.is_permanent(), "{code}");
+        }
+        assert_eq!(Error::WriteStatus { source: api(500, "x") }.reason(), "ApiServerError");
+        assert_eq!(Error::WriteStatus { source: api(403, "x") }.reason(), "Forbidden");
     }
 }

@@ -5,19 +5,18 @@
 //! not), then campaigns for the Lease; the leader runs the controllers until it stops leading
 //! or is asked to shut down, and releases the Lease on the way out.
 
-pub mod build;
+pub mod children;
 pub mod conditions;
 pub mod context;
 pub mod dataset;
+pub mod driver;
 pub mod endpoint;
 pub mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
-pub mod reconcile;
 pub mod references;
 pub mod settings;
-pub mod telemetry;
 pub mod training;
 
 use std::net::SocketAddr;
@@ -194,6 +193,7 @@ async fn supervise(
             leading = async { leadership.wait_for(|l| *l == Leadership::Leading).await.is_ok() } => if !leading { return },
         }
         info!("leading: starting the controllers");
+        ctx.metrics.leader.set(1);
         let stop = shutdown.child_token();
         let (datasets, run_datasets) = dataset::run(ctx.clone(), stop.clone().cancelled_owned());
         let (jobs, run_jobs) = training::run(ctx.clone(), stop.clone().cancelled_owned());
@@ -235,6 +235,7 @@ async fn supervise(
             }
         }
         synced.abort();
+        ctx.metrics.leader.set(0);
         health.caches_synced.store(false, Ordering::SeqCst);
         *caches.0.lock().expect("caches lock") = None;
         if shutdown.is_cancelled() {
@@ -246,7 +247,7 @@ async fn supervise(
 /// `twin operator`: connects with the usual configuration (in-cluster, or `KUBECONFIG`), runs
 /// until SIGTERM or Ctrl-C, then shuts down gracefully. Returns the process exit code.
 pub async fn main(settings: OperatorSettings) -> std::process::ExitCode {
-    telemetry::init(settings.log_format.as_deref());
+    crate::telemetry::init(settings.log_format.as_deref());
     let config = match tokio::time::timeout(Duration::from_secs(10), kube::Config::infer()).await {
         Ok(Ok(config)) => config,
         Ok(Err(error)) => {

@@ -1,5 +1,5 @@
 //! Checks the schema cannot express, shared by the controllers: URIs that only work in local
-//! mode.
+//! mode, and references to twins that do not exist.
 
 /// Whether a storage URI can be used by workloads in a cluster.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,4 +28,9 @@ fn check_local(field: &str, uri: &str, alternatives: &str) -> StorageCheck {
     } else {
         StorageCheck::Usable
     }
+}
+
+/// What a reference to a missing twin says: which, where, and the field to correct.
+pub fn missing_reference(kind: &str, name: &str, namespace: &str, field: &str) -> String {
+    format!("{kind} {name:?} not found in namespace {namespace:?}: create it or correct {field}")
 }

@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use crate::contract::env;
+
 /// How `twin operator` runs.
 #[derive(clap::Args, Clone, Debug)]
 pub struct OperatorSettings {
@@ -34,17 +36,17 @@ pub struct OperatorSettings {
     #[arg(long, default_value = "vllm/vllm-openai:v0.11.0", env = "TWIN_VLLM_IMAGE")]
     pub vllm_image: String,
     /// Comma-separated CIDRs dataset crawlers may reach although private (passed to the Jobs).
-    #[arg(long, default_value = "", env = "TWIN_CRAWLER_ALLOW_NETWORKS")]
+    #[arg(long, default_value = "", env = env::CRAWLER_ALLOW_NETWORKS)]
     pub crawler_allow_networks: String,
     /// Log format: `json` (for log collectors) or `text`. Unset means JSON unless stderr is a
     /// terminal.
-    #[arg(long, env = "TWIN_LOG_FORMAT", value_parser = ["json", "text"])]
+    #[arg(long, env = env::LOG_FORMAT, value_parser = ["json", "text"])]
     pub log_format: Option<String>,
     /// User-Agent of the dataset crawlers.
     #[arg(
         long,
         default_value = "twin-operator/0.1 (+https://github.com/twin-operator/twin-operator)",
-        env = "TWIN_CRAWLER_USER_AGENT"
+        env = env::CRAWLER_USER_AGENT
     )]
     pub crawler_user_agent: String,
 }

@@ -4,16 +4,15 @@
 
 use std::collections::HashMap;
 
-use safetensors::tensor::{Dtype, TensorView};
 use serde_json::Value;
 
 use super::chunk::Chunk;
 use super::document::Document;
 use super::instruct::{SftSample, Split};
+use crate::embedding::revision::{
+    CHUNKS, ChunkRecord, DOCUMENTS, EMBEDDINGS, EMBEDDINGS_TENSOR, MANIFEST, embeddings_safetensors,
+};
 use crate::storage::{ObjectStore, StorageError};
-
-/// File names inside a revision.
-pub const MANIFEST: &str = "manifest.json";
 
 /// One JSON object a line.
 pub fn jsonl<'a, T: serde::Serialize + 'a>(records: impl IntoIterator<Item = &'a T>) -> Vec<u8> {
@@ -23,33 +22,6 @@ pub fn jsonl<'a, T: serde::Serialize + 'a>(records: impl IntoIterator<Item = &'a
         out.push(b'\n');
     }
     out
-}
-
-/// `f32 [rows, dimension]` as a safetensors file with one tensor.
-pub fn embeddings_safetensors(
-    name: &str,
-    vectors: &[Vec<f32>],
-    dimension: usize,
-    metadata: HashMap<String, String>,
-) -> Vec<u8> {
-    let data: Vec<u8> = vectors.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
-    let view =
-        TensorView::new(Dtype::F32, vec![vectors.len(), dimension], &data).expect("shape matches the data");
-    safetensors::serialize([(name, view)], Some(metadata)).expect("safetensors serialise")
-}
-
-/// Reads `f32 [rows, dimension]` back.
-pub fn read_embeddings(bytes: &[u8], name: &str) -> Result<Vec<Vec<f32>>, String> {
-    let tensors =
-        safetensors::SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
-    let view = tensors.tensor(name).map_err(|e| format!("no tensor {name:?}: {e}"))?;
-    let [_, dimension] = view.shape() else { return Err(format!("tensor {name:?} is not two-dimensional")) };
-    if view.dtype() != Dtype::F32 {
-        return Err(format!("tensor {name:?} is not f32"));
-    }
-    let floats: Vec<f32> =
-        view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    Ok(floats.chunks(*dimension).map(<[f32]>::to_vec).collect())
 }
 
 /// What a revision holds.
@@ -76,25 +48,14 @@ pub async fn write_revision(
     prefix: &str,
     content: &RevisionContent<'_>,
 ) -> Result<(), StorageError> {
-    #[derive(serde::Serialize)]
-    struct ChunkRecord<'a> {
-        id: &'a str,
-        document_id: &'a str,
-        ordinal: usize,
-        text: &'a str,
-    }
-    let chunk_records: Vec<ChunkRecord> = content
-        .chunks
-        .iter()
-        .map(|c| ChunkRecord { id: &c.id, document_id: &c.document_id, ordinal: c.ordinal, text: &c.text })
-        .collect();
-    store.write(&format!("{prefix}/documents.jsonl"), &jsonl(content.documents)).await?;
-    store.write(&format!("{prefix}/chunks.jsonl"), &jsonl(&chunk_records)).await?;
+    let chunk_records: Vec<ChunkRecord> = content.chunks.iter().map(Chunk::record).collect();
+    store.write(&format!("{prefix}/{DOCUMENTS}"), &jsonl(content.documents)).await?;
+    store.write(&format!("{prefix}/{CHUNKS}"), &jsonl(&chunk_records)).await?;
     let metadata = HashMap::from([("rows".to_string(), "chunks.jsonl lines, in order".to_string())]);
     store
         .write(
-            &format!("{prefix}/embeddings.safetensors"),
-            &embeddings_safetensors("embeddings", content.embeddings, content.dimension, metadata),
+            &format!("{prefix}/{EMBEDDINGS}"),
+            &embeddings_safetensors(EMBEDDINGS_TENSOR, content.embeddings, content.dimension, metadata),
         )
         .await?;
     let sets = [("instruct", content.sft), ("preference", content.preference)];
@@ -107,17 +68,4 @@ pub async fn write_revision(
     }
     let manifest = serde_json::to_vec_pretty(content.manifest).expect("the manifest serialises");
     store.write(&format!("{prefix}/{MANIFEST}"), &manifest).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn embeddings_round_trip_through_safetensors() {
-        let vectors = vec![vec![0.5f32, -1.0, 2.25], vec![0.0, 1e-7, -3.5]];
-        let bytes = embeddings_safetensors("embeddings", &vectors, 3, HashMap::new());
-        assert_eq!(read_embeddings(&bytes, "embeddings").unwrap(), vectors);
-        assert!(read_embeddings(&bytes, "other").is_err());
-    }
 }

@@ -4,8 +4,10 @@
 use text_splitter::{ChunkConfig, MarkdownSplitter, TextSplitter};
 use tokenizers::Tokenizer;
 
-use super::document::{Document, sha256_hex};
-use super::parallel;
+use super::document::Document;
+use crate::embedding::revision::ChunkRecord;
+use crate::hashing::sha256_hex;
+use crate::parallel;
 
 /// One retrieval passage.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -24,6 +26,16 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// The chunk as `chunks.jsonl` stores it.
+    pub fn record(&self) -> ChunkRecord {
+        ChunkRecord {
+            id: self.id.clone(),
+            document_id: self.document_id.clone(),
+            ordinal: self.ordinal,
+            text: self.text.clone(),
+        }
+    }
+
     /// A hash of the passage's text: the key of the embedding cache.
     pub fn content_hash(&self) -> String {
         sha256_hex(self.text.as_bytes())

@@ -4,26 +4,14 @@
 
 use std::collections::HashSet;
 
-use super::document::{Document, sha256_hex};
+use super::document::Document;
+pub use crate::contract::build_report::CleanStats;
+use crate::hashing::sha256_hex;
 
 /// Documents shorter than this, after cleaning, are dropped.
 pub const MIN_DOCUMENT_CHARS: usize = 80;
 /// Documents whose word-shingle sets overlap at least this much (Jaccard) are near-duplicates.
 const NEAR_DUPLICATE_SIMILARITY: f64 = 0.8;
-
-/// Counts of what cleaning dropped.
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CleanStats {
-    /// Documents in.
-    pub input: usize,
-    /// Dropped as exact duplicates.
-    pub exact_duplicates: usize,
-    /// Dropped as near-duplicates.
-    pub near_duplicates: usize,
-    /// Dropped as too short.
-    pub too_short: usize,
-}
 
 /// Lines that are never the author's writing.
 fn is_boilerplate(line: &str) -> bool {

@@ -5,16 +5,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use serde_json::json;
-
 use super::collect::CollectOptions;
 use super::{BuildError, BuildOptions, build};
 use crate::api::TwinDataset;
+use crate::contract::{BuildReport, FailedBuild, env, paths};
 use crate::net::NetworkGuard;
 use crate::net::http::FetchOptions;
-
-/// Kubernetes keeps at most this much of a termination message.
-const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 
 /// Flags of `twin dataset build`.
 #[derive(clap::Args, Debug, Clone)]
@@ -24,28 +20,28 @@ pub struct BuildArgs {
     pub file: PathBuf,
     /// Where `hf://` models are kept (`<dir>/<org>/<name>`, or `<dir>/<name>`) and downloaded
     /// to from the Hub (`HF_ENDPOINT`, `HF_TOKEN`). Default: ~/.cache/twin/models.
-    #[arg(long, env = "TWIN_MODELS_DIR")]
+    #[arg(long, env = env::MODELS_DIR)]
     pub models_dir: Option<PathBuf>,
     /// Where `pvc://claim/...` volumes are mounted.
-    #[arg(long, env = "TWIN_PVC_ROOT", default_value = "/mnt/twin/pvc")]
+    #[arg(long, env = env::PVC_ROOT, default_value = paths::PVC_ROOT)]
     pub pvc_root: PathBuf,
     /// Where ConfigMap sources are mounted (`<dir>/<name>/<key>`).
-    #[arg(long, env = "TWIN_CONFIGMAP_ROOT", default_value = "/etc/twin/configmaps")]
+    #[arg(long, env = env::CONFIGMAP_ROOT, default_value = paths::CONFIGMAP_ROOT)]
     pub configmap_root: PathBuf,
     /// A network crawlers may reach although it is private (CIDR; repeat for more). Comma
     /// separated in the environment variable, which the operator sets from its Helm values.
     #[arg(
         long = "allow-network",
         value_name = "CIDR",
-        env = "TWIN_CRAWLER_ALLOW_NETWORKS",
+        env = env::CRAWLER_ALLOW_NETWORKS,
         value_delimiter = ','
     )]
     pub allow_networks: Vec<String>,
     /// The crawlers' User-Agent.
-    #[arg(long, env = "TWIN_CRAWLER_USER_AGENT")]
+    #[arg(long, env = env::CRAWLER_USER_AGENT)]
     pub user_agent: Option<String>,
     /// Also write the result here (the Job sets the container's termination-message path).
-    #[arg(long, env = "TWIN_TERMINATION_MESSAGE_PATH")]
+    #[arg(long, env = env::TERMINATION_MESSAGE_PATH)]
     pub termination_message_path: Option<PathBuf>,
 }
 
@@ -56,27 +52,9 @@ fn read_dataset(path: &PathBuf) -> Result<TwinDataset, String> {
         .map_err(|e| format!("{} does not hold a TwinDataset: {e}", path.display()))
 }
 
-/// Keeps a JSON result under the termination-message limit by shortening per-source errors.
-fn compact(mut value: serde_json::Value) -> String {
-    let mut text = value.to_string();
-    let mut limit = 400;
-    while text.len() > TERMINATION_MESSAGE_LIMIT && limit > 20 {
-        for source in value["sources"].as_array_mut().into_iter().flatten() {
-            if let Some(error) = source["error"].as_str() {
-                let short: String = error.chars().take(limit).collect();
-                source["error"] = json!(short);
-            }
-        }
-        value.as_object_mut().map(|m| m.remove("timings"));
-        text = value.to_string();
-        limit /= 2;
-    }
-    text
-}
-
 /// Runs the command; returns the process exit code.
 pub async fn run(args: BuildArgs) -> ExitCode {
-    crate::operator::telemetry::init(None);
+    crate::telemetry::init(None);
     let dataset = match read_dataset(&args.file) {
         Ok(dataset) => dataset,
         Err(error) => {
@@ -105,23 +83,21 @@ pub async fn run(args: BuildArgs) -> ExitCode {
         fetch,
         hub: crate::storage::hub::HubOptions::from_env(),
     };
-    let (code, value) = match build(&dataset, &options).await {
-        Ok(result) => (ExitCode::SUCCESS, serde_json::to_value(&result).expect("the result serialises")),
+    let (code, report) = match build(&dataset, &options).await {
+        Ok(published) => (ExitCode::SUCCESS, BuildReport::Published(published)),
         Err(error) => {
             eprintln!("error: {error}");
             let sources = match &error {
-                BuildError::NoDocuments { sources } => serde_json::to_value(sources).unwrap_or_default(),
-                _ => json!([]),
+                BuildError::NoDocuments { sources } => sources.clone(),
+                _ => Vec::new(),
             };
-            (
-                ExitCode::FAILURE,
-                json!({"error": error.to_string(), "reason": error.reason(), "sources": sources}),
-            )
+            let failed = FailedBuild { error: error.to_string(), reason: error.reason().into(), sources };
+            (ExitCode::FAILURE, BuildReport::Failed(failed))
         }
     };
-    println!("{}", serde_json::to_string_pretty(&value).expect("JSON"));
+    println!("{}", serde_json::to_string_pretty(&report).expect("a build report serialises"));
     if let Some(path) = &args.termination_message_path
-        && let Err(error) = std::fs::write(path, compact(value))
+        && let Err(error) = std::fs::write(path, report.to_termination_message())
     {
         eprintln!("warning: cannot write the termination message to {}: {error}", path.display());
     }

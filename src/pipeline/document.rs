@@ -1,7 +1,8 @@
 //! A document as the pipeline carries it from collection to the artifacts.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
+use crate::hashing::sha256_hex;
 
 /// One piece of the author's writing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,11 +24,6 @@ pub struct Document {
     /// Whether `text` is Markdown (headings, lists, code), which the chunker respects.
     #[serde(skip)]
     pub markdown: bool,
-}
-
-/// Lower-case hex of a SHA-256 digest.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Document {

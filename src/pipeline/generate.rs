@@ -11,13 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::chunk::Chunk;
-use super::document::sha256_hex;
 use crate::api::dataset::Generator;
+use crate::contract::env;
+use crate::hashing::sha256_hex;
 use crate::net::http::Fetcher;
 use crate::storage::ObjectStore;
-
-/// The environment variable holding the generator's API key (the Job sets it from the Secret).
-pub const GENERATOR_API_KEY_ENV: &str = "TWIN_GENERATOR_API_KEY";
 
 /// Requests in flight at once.
 const CONCURRENCY: usize = 4;
@@ -45,11 +43,11 @@ pub struct GeneratorClient {
 
 impl GeneratorClient {
     /// A client for `spec`; the API key, when the spec names a Secret, comes from
-    /// [`GENERATOR_API_KEY_ENV`].
+    /// [`env::GENERATOR_API_KEY`](crate::contract::env::GENERATOR_API_KEY).
     pub fn new(spec: &Generator, fetcher: Fetcher) -> Result<Self, String> {
-        let api_key = std::env::var(GENERATOR_API_KEY_ENV).ok().filter(|k| !k.is_empty());
+        let api_key = std::env::var(env::GENERATOR_API_KEY).ok().filter(|k| !k.is_empty());
         if spec.api_key_secret_ref.is_some() && api_key.is_none() {
-            return Err(format!("the generator's API key is not in {GENERATOR_API_KEY_ENV}"));
+            return Err(format!("the generator's API key is not in {}", env::GENERATOR_API_KEY));
         }
         Ok(Self {
             fetcher,

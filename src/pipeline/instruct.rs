@@ -9,7 +9,8 @@
 use serde_json::{Value, json};
 
 use super::chunk::Chunk;
-use super::document::{Document, sha256_hex};
+use super::document::Document;
+use crate::hashing::sha256_hex;
 
 /// The split a sample belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

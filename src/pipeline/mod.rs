@@ -2,35 +2,33 @@
 //! chunk → embed → fine-tuning datasets → artifacts, published as a content-addressed revision.
 
 pub mod artifacts;
-#[allow(unsafe_code)]
-pub mod bert;
 pub mod chunk;
 pub mod clean;
 pub mod collect;
 pub mod command;
 pub mod document;
-pub mod embed;
 pub mod generate;
 pub mod instruct;
-pub mod parallel;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use serde::Serialize;
 use serde_json::json;
 use tracing::info;
 
 use crate::api::TwinDataset;
 use crate::api::dataset::{DatasetArtifacts, DatasetStats, SourceStatus};
+use crate::contract::build_report::{PublishedBuild, Timings};
+use crate::embedding::revision::{
+    CHUNKS, DOCUMENTS, EMBEDDINGS, MANIFEST, embeddings_safetensors, read_embeddings,
+};
+use crate::embedding::{EmbedError, Embedder};
+use crate::hashing::sha256_hex;
 use crate::net::http::{FetchOptions, Fetcher};
 use crate::storage::{ObjectStore, S3Options, StorageError, StorageUri};
-use artifacts::{MANIFEST, RevisionContent, embeddings_safetensors, read_embeddings, write_revision};
-use clean::CleanStats;
+use artifacts::{RevisionContent, write_revision};
 use collect::CollectOptions;
-use document::sha256_hex;
-use embed::{EmbedError, Embedder};
 
 /// Bumped whenever a change of the pipeline changes its output for the same input: part of
 /// every revision hash.
@@ -93,48 +91,6 @@ impl BuildError {
     }
 }
 
-/// Seconds spent per stage.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Timings {
-    /// Collecting.
-    pub collect: f64,
-    /// Cleaning.
-    pub clean: f64,
-    /// Loading the model.
-    pub load_model: f64,
-    /// Chunking.
-    pub chunk: f64,
-    /// Embedding.
-    pub embed: f64,
-    /// Writing instructions and rejected answers with the generator.
-    pub generate: f64,
-    /// Writing artifacts.
-    pub write: f64,
-}
-
-/// What a build produced: printed as JSON and returned to the operator through the Job's
-/// termination message.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BuildResult {
-    /// The content hash of the revision.
-    pub revision: String,
-    /// True when the revision already existed and nothing was written.
-    pub unchanged: bool,
-    /// Counts of the revision.
-    pub stats: DatasetStats,
-    /// What each source yielded.
-    pub sources: Vec<SourceStatus>,
-    /// Where the artifacts are.
-    pub artifacts: DatasetArtifacts,
-    /// What cleaning dropped.
-    pub clean: CleanStats,
-    /// Chunks embedded in this run (the rest came from the cache).
-    pub embedded_chunks: usize,
-    /// Seconds per stage.
-    pub timings: Timings,
-}
-
 fn revision_of(dataset: &TwinDataset, documents: &[document::Document]) -> String {
     let spec = &dataset.spec;
     let instruct = spec.instruct.as_ref();
@@ -163,16 +119,16 @@ fn revision_of(dataset: &TwinDataset, documents: &[document::Document]) -> Strin
 fn artifacts_of(root: &StorageUri, preference: bool) -> DatasetArtifacts {
     DatasetArtifacts {
         root: root.to_string(),
-        documents: root.join("documents.jsonl").to_string(),
-        chunks: root.join("chunks.jsonl").to_string(),
-        embeddings: root.join("embeddings.safetensors").to_string(),
+        documents: root.join(DOCUMENTS).to_string(),
+        chunks: root.join(CHUNKS).to_string(),
+        embeddings: root.join(EMBEDDINGS).to_string(),
         instruct: Some(root.join("instruct").to_string()),
         preference: preference.then(|| root.join("preference").to_string()),
     }
 }
 
 /// Runs the whole pipeline for a dataset.
-pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<BuildResult, BuildError> {
+pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<PublishedBuild, BuildError> {
     let spec = &dataset.spec;
     let name = dataset
         .metadata
@@ -248,7 +204,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
         let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap_or_default();
         let stats = serde_json::from_value(manifest["stats"].clone()).unwrap_or_default();
         info!(%revision, "revision already published: nothing to write");
-        return Ok(BuildResult {
+        return Ok(PublishedBuild {
             revision,
             unchanged: true,
             stats,
@@ -256,15 +212,19 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
             artifacts: artifacts_of(&root, preference),
             clean: clean_stats,
             embedded_chunks: 0,
-            timings,
+            timings: Some(timings),
         });
     }
 
     let started = Instant::now();
-    let model_dir =
-        embed::resolve_model(&spec.embedding.model, options.models_dir.as_deref(), &options.hub, &fetcher)
-            .await
-            .map_err(BuildError::ModelDownload)?;
+    let model_dir = crate::embedding::resolve_model(
+        &spec.embedding.model,
+        options.models_dir.as_deref(),
+        &options.hub,
+        &fetcher,
+    )
+    .await
+    .map_err(BuildError::ModelDownload)?;
     let embedder = Embedder::load(&model_dir)?;
     timings.load_model = started.elapsed().as_secs_f64();
 
@@ -364,7 +324,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
         .await?;
     timings.write = started.elapsed().as_secs_f64();
     info!(%revision, root = %root, "published");
-    Ok(BuildResult {
+    Ok(PublishedBuild {
         revision,
         unchanged: false,
         stats,
@@ -372,7 +332,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Buil
         artifacts: artifacts_of(&root, preference),
         clean: clean_stats,
         embedded_chunks: missing.len(),
-        timings,
+        timings: Some(timings),
     })
 }
 

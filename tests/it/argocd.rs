@@ -79,17 +79,29 @@ fn every_kind_and_phase_maps_to_the_expected_health() {
         ),
         (
             "TwinDataset",
-            json!({"observedGeneration": 2, "phase": "Pending", "conditions": ready("False", "WaitingForConfigMap", "ConfigMap notes does not exist yet")}),
-            "Suspended",
+            json!({"observedGeneration": 2, "phase": "Pending", "conditions": ready("False", "ConfigMapNotFound", "ConfigMap notes does not exist yet")}),
+            "Progressing",
             "notes",
+        ),
+        (
+            "TwinDataset",
+            json!({"observedGeneration": 2, "phase": "Failed", "conditions": ready("False", "ChildRejected", "applying CronJob paul-refresh: the API server answered 422 Invalid: spec.schedule")}),
+            "Degraded",
+            "CronJob paul-refresh",
         ),
         ("TwinTrainingJob", Value::Null, "Progressing", "Waiting for the operator"),
         ("TwinTrainingJob", json!({"observedGeneration": 2, "phase": "Pending"}), "Progressing", "Pending"),
         (
             "TwinTrainingJob",
             json!({"observedGeneration": 2, "phase": "WaitingForDataset", "conditions": ready("False", "WaitingForDataset", "TwinDataset paul is Running")}),
-            "Suspended",
+            "Progressing",
             "paul is Running",
+        ),
+        (
+            "TwinTrainingJob",
+            json!({"observedGeneration": 2, "phase": "WaitingForDataset", "conditions": ready("False", "DatasetFailed", "TwinDataset \"paul\" failed: Job paul-build-2 failed: no source yielded a usable document")}),
+            "Degraded",
+            "no source yielded",
         ),
         (
             "TwinTrainingJob",
@@ -119,8 +131,20 @@ fn every_kind_and_phase_maps_to_the_expected_health() {
         (
             "TwinEndpoint",
             json!({"observedGeneration": 2, "phase": "Pending", "conditions": ready("False", "WaitingForModel", "TwinTrainingJob paul-v1 has not succeeded")}),
-            "Suspended",
+            "Progressing",
             "paul-v1",
+        ),
+        (
+            "TwinEndpoint",
+            json!({"observedGeneration": 2, "phase": "Pending", "conditions": ready("False", "DatasetFailed", "TwinDataset \"paul\" failed: no source yielded a usable document")}),
+            "Degraded",
+            "no source yielded",
+        ),
+        (
+            "TwinEndpoint",
+            json!({"observedGeneration": 2, "phase": "Failed", "conditions": ready("False", "TrainingJobFailed", "TwinTrainingJob \"paul-v1\" failed, so there is no model to serve: CUDA out of memory")}),
+            "Degraded",
+            "CUDA out of memory",
         ),
         (
             "TwinEndpoint",
@@ -147,6 +171,10 @@ fn every_kind_and_phase_maps_to_the_expected_health() {
             "paul-v9",
         ),
     ];
+    // Suspended means paused on purpose; no twin is, whatever it waits for.
+    for kind in ["TwinDataset", "TwinTrainingJob", "TwinEndpoint"] {
+        assert!(!script(kind).contains("Suspended"), "{kind}'s health check can answer Suspended");
+    }
     for (kind, status, expected, words) in cases {
         let (health, message) = health(kind, &object(kind, 2, status.clone()));
         assert_eq!(health, expected, "{kind} with status {status}: message {message:?}");

@@ -462,6 +462,101 @@ async fn kubelet_helpers_finish_jobs_with_termination_messages() {
     assert!(training.list(&ListParams::default()).await.unwrap().items.is_empty());
 }
 
+/// The admin API plays the cluster's controllers over HTTP, as scripts and the README use it.
+#[tokio::test]
+async fn the_admin_api_finishes_jobs_and_pods_runs_cron_jobs_marks_deployments_and_injects_faults() {
+    let server = FakeApiServer::start().await;
+    let http = reqwest::Client::new();
+    let admin = |path: &str| format!("{}/admin/{path}", server.url);
+    let job: Job =
+        serde_json::from_value(json!({"metadata": {"name": "build"}, "spec": {"template": {"spec": {
+        "restartPolicy": "Never", "containers": [{"name": "twin", "image": "twin"}]}}}}))
+        .unwrap();
+    let jobs: Api<Job> = Api::namespaced(server.client(), "twins");
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    let answer = http
+        .post(admin("jobs/twins/build/fail"))
+        .body(r#"{"error":"boom","reason":"NoDocuments"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let failed = jobs.get_status("build").await.unwrap().status.unwrap();
+    assert!(failed.conditions.unwrap().iter().any(|c| c.type_ == "Failed" && c.status == "True"));
+    let pods: Api<Pod> = Api::namespaced(server.client(), "twins");
+    let pod = pods
+        .list(&ListParams::default().labels("batch.kubernetes.io/job-name=build"))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let terminated =
+        pod.status.unwrap().container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+    assert_eq!(
+        (terminated.exit_code, terminated.message.as_deref()),
+        (1, Some(r#"{"error":"boom","reason":"NoDocuments"}"#))
+    );
+    // A pod on its own.
+    let pod_name = pod.metadata.name.clone().unwrap();
+    http.post(admin(&format!("pods/twins/{pod_name}/succeed"))).body("done").send().await.unwrap();
+    let pod = pods.get(&pod_name).await.unwrap().status.unwrap();
+    assert_eq!(pod.phase.as_deref(), Some("Succeeded"));
+    // An unknown object is a 404 with the reason.
+    let missing = http.post(admin("jobs/twins/nobody/succeed")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.text().await.unwrap().contains("nobody"));
+    // A CronJob's run is a Job owned by the CronJob, from its template.
+    let cron_jobs: Api<k8s_openapi::api::batch::v1::CronJob> = Api::namespaced(server.client(), "twins");
+    let cron_job =
+        serde_json::from_value(json!({"metadata": {"name": "refresh"}, "spec": {"schedule": "0 4 * * *",
+        "jobTemplate": {"metadata": {"annotations": {"llmtwin.dev/dataset": "paul"}}, "spec": job.spec}}}))
+        .unwrap();
+    cron_jobs.create(&PostParams::default(), &cron_job).await.unwrap();
+    let run = http.post(admin("cronjobs/twins/refresh/run")).send().await.unwrap().text().await.unwrap();
+    let run: Value = serde_json::from_str(&run).unwrap();
+    let run = jobs.get(run["metadata"]["name"].as_str().unwrap()).await.unwrap();
+    assert_eq!(run.metadata.annotations.unwrap()["llmtwin.dev/dataset"], "paul");
+    assert_eq!(run.metadata.owner_references.unwrap()[0].kind, "CronJob");
+    // A CronJob whose schedule does not parse is refused as the real API server refuses it.
+    let bad = serde_json::from_value(json!({"metadata": {"name": "bad"}, "spec": {"schedule": "61 4 * * *",
+        "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}}}}))
+    .unwrap();
+    let (code, _, message) = api_status(cron_jobs.create(&PostParams::default(), &bad).await.unwrap_err());
+    assert_eq!(code, 422);
+    assert!(message.contains("spec.schedule") && message.contains("above maximum (59)"), "{message}");
+    // Deployments become available and unavailable.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(server.client(), "twins");
+    let deployment = serde_json::from_value(json!({"metadata": {"name": "engine"}, "spec": {"replicas": 2,
+        "selector": {"matchLabels": {"app": "e"}}, "template": {"metadata": {"labels": {"app": "e"}},
+        "spec": {"containers": [{"name": "c", "image": "i"}]}}}}))
+    .unwrap();
+    deployments.create(&PostParams::default(), &deployment).await.unwrap();
+    http.post(admin("deployments/twins/engine/available")).send().await.unwrap();
+    assert_eq!(deployments.get_status("engine").await.unwrap().status.unwrap().available_replicas, Some(2));
+    http.post(admin(
+        "deployments/twins/engine/unavailable?reason=CrashLoopBackOff&message=back-off%20restarting",
+    ))
+    .send()
+    .await
+    .unwrap();
+    let status = deployments.get_status("engine").await.unwrap().status.unwrap();
+    let available = status.conditions.unwrap().into_iter().find(|c| c.type_ == "Available").unwrap();
+    assert_eq!((status.available_replicas, available.reason.as_deref()), (Some(0), Some("CrashLoopBackOff")));
+    // Faults: the next matching request fails with the given status and message, then none.
+    let fault = json!({"verb": "patch", "resource": "cronjobs", "code": 422, "message": "schedule refused", "count": 1});
+    assert_eq!(http.post(admin("faults")).body(fault.to_string()).send().await.unwrap().status(), 200);
+    let patch = Patch::Merge(json!({"spec": {"suspend": true}}));
+    let (code, _, message) =
+        api_status(cron_jobs.patch("refresh", &PatchParams::default(), &patch).await.unwrap_err());
+    assert_eq!((code, message.as_str()), (422, "schedule refused"));
+    cron_jobs.patch("refresh", &PatchParams::default(), &patch).await.unwrap();
+    let refused = http.post(admin("faults")).body("{\"code\": \"many\"}").send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    server.fail_next(Some(Verb::Get), Some("jobs"), 500, 5);
+    assert_eq!(http.delete(admin("faults")).send().await.unwrap().status(), 200);
+    jobs.get("build").await.expect("cleared faults no longer fail requests");
+}
+
 /// kubectl (1.35, from scripts/install-tools) can discover, server-side apply, get with
 /// printer columns, explain and delete the twin kinds against the fake API server.
 #[tokio::test]

@@ -8,8 +8,8 @@ use axum::extract::Path as UrlPath;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use serde_json::json;
+use twin_operator::embedding::resolve_model;
 use twin_operator::net::http::Fetcher;
-use twin_operator::pipeline::embed::resolve_model;
 use twin_operator::pipeline::{BuildError, build};
 use twin_operator::storage::hub::HubOptions;
 

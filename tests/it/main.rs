@@ -17,4 +17,5 @@ mod operator;
 mod pipeline;
 mod s3;
 mod sources;
+mod steps;
 mod validation;

@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use twin_operator::api::dataset::{DatasetArtifacts, DatasetStats, SourceStatus};
 use twin_operator::api::{TwinDataset, TwinTrainingJob};
+use twin_operator::contract::{BuildReport, FailedBuild, PublishedBuild};
 use twin_operator::operator::{Operator, OperatorSettings};
 
 use crate::support::fake_apiserver::{FakeApiServer, Verb};
@@ -69,17 +71,34 @@ async fn create_drafts_config_map(server: &FakeApiServer) {
     Api::<ConfigMap>::namespaced(server.client(), NS).create(&PostParams::default(), &cm).await.unwrap();
 }
 
-/// The result `twin dataset build` leaves in its termination message.
+/// The report `twin dataset build` leaves in its termination message, as the build writes it.
 fn build_result(dataset: &str, revision: &str) -> String {
     let root = format!("s3://twins-bucket/twins/datasets/{dataset}/{revision}");
-    json!({
-        "revision": revision, "unchanged": false,
-        "stats": {"documents": 12, "chunks": 80, "instructSamples": 160, "preferenceSamples": 0},
-        "sources": [{"name": "newsletter", "documents": 12}, {"name": "course", "documents": 0, "error": "cannot clone https://git.example.com/course.git at main: HTTP 404"}],
-        "artifacts": {"root": root, "documents": format!("{root}/documents.jsonl"), "chunks": format!("{root}/chunks.jsonl"),
-                      "embeddings": format!("{root}/embeddings.safetensors"), "instruct": format!("{root}/instruct")},
+    BuildReport::Published(PublishedBuild {
+        revision: revision.into(),
+        unchanged: false,
+        stats: DatasetStats { documents: 12, chunks: 80, instruct_samples: 160, preference_samples: 0 },
+        sources: vec![
+            SourceStatus { name: "newsletter".into(), documents: 12, error: None },
+            SourceStatus {
+                name: "course".into(),
+                documents: 0,
+                error: Some("cannot clone https://git.example.com/course.git at main: HTTP 404".into()),
+            },
+        ],
+        artifacts: DatasetArtifacts {
+            documents: format!("{root}/documents.jsonl"),
+            chunks: format!("{root}/chunks.jsonl"),
+            embeddings: format!("{root}/embeddings.safetensors"),
+            instruct: Some(format!("{root}/instruct")),
+            preference: None,
+            root,
+        },
+        clean: Default::default(),
+        embedded_chunks: 80,
+        timings: None,
     })
-    .to_string()
+    .to_termination_message()
 }
 
 /// Plays the Job controller and kubelet: the dataset's first build Job succeeds with a result
@@ -265,6 +284,12 @@ async fn one_of_two_replicas_reconciles_and_the_other_takes_over() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!second.is_leader());
     assert_eq!(second.health.ready(), Ok("standing by"));
+    let leader_gauge = |operator: &Operator| sample(&operator.metrics.encode(), "twin_leader");
+    eventually("replica-a's twin_leader to be 1", Duration::from_secs(5), || async {
+        (leader_gauge(&first) == Some(1.0)).then_some(())
+    })
+    .await;
+    assert_eq!(leader_gauge(&second), Some(0.0), "the stand-by does not lead");
     create_drafts_config_map(&server).await;
     apply_examples(&server).await;
     wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "WaitingForDataset", "WaitingForDataset").await;
@@ -277,6 +302,10 @@ async fn one_of_two_replicas_reconciles_and_the_other_takes_over() {
         .await;
     let takeover = died.elapsed();
     assert!(takeover <= Duration::from_secs(3 + 2), "takeover took {takeover:?} with a 3 s lease");
+    eventually("replica-b's twin_leader to be 1", Duration::from_secs(5), || async {
+        (leader_gauge(&second) == Some(1.0)).then_some(())
+    })
+    .await;
     publish_dataset_revision(&server, "paul", "rev-2").await;
     wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Pending", "DatasetReady").await;
     assert!(second.metrics.reconcile_count("twintrainingjob") > 0);
@@ -287,6 +316,15 @@ async fn one_of_two_replicas_reconciles_and_the_other_takes_over() {
     second.shutdown().await;
     let lease = Api::<Lease>::namespaced(server.client(), "twin-system").get("twin-operator").await.unwrap();
     assert_eq!(lease.spec.unwrap().holder_identity, None);
+}
+
+/// The value of one series in a Prometheus exposition (`name value` or `name{labels} value`),
+/// never read from its HELP or TYPE lines.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        if name == series { value.parse().ok() } else { None }
+    })
 }
 
 /// A minimal HTTP/1.1 GET, for the operator's own endpoints.
@@ -317,15 +355,13 @@ async fn metrics_health_and_readiness_are_served() {
     wait_for_phase(&server, "TwinEndpoint", "paul", "Pending", "WaitingForModel").await;
     let (code, body) = http_get(operator.metrics_addr, "/metrics").await;
     assert_eq!(code, 200);
-    for line in [
-        "twin_reconciliations_total{controller=\"twintrainingjob\"}",
-        "twin_reconcile_duration_seconds_bucket{le=\"0.005\",controller=\"twindataset\"}",
-        "twin_objects{kind=\"TwinTrainingJob\",phase=\"WaitingForDataset\"} 2",
-        "twin_objects{kind=\"TwinEndpoint\",phase=\"Pending\"} 2",
-        "twin_leader 1",
-    ] {
-        assert!(body.contains(line), "/metrics lacks {line}:\n{body}");
-    }
+    let value =
+        |series: &str| sample(&body, series).unwrap_or_else(|| panic!("/metrics lacks {series}:\n{body}"));
+    assert!(value("twin_reconciliations_total{controller=\"twintrainingjob\"}") >= 2.0);
+    assert!(value("twin_reconcile_duration_seconds_count{controller=\"twindataset\"}") >= 1.0);
+    assert_eq!(value("twin_objects{kind=\"TwinTrainingJob\",phase=\"WaitingForDataset\"}"), 2.0);
+    assert_eq!(value("twin_objects{kind=\"TwinEndpoint\",phase=\"Pending\"}"), 2.0);
+    assert_eq!(value("twin_leader"), 1.0, "the leader says so");
     operator.shutdown().await;
 }
 
@@ -477,9 +513,16 @@ async fn a_dataset_runs_a_build_job_whose_result_becomes_its_status() {
     .await;
 
     // Failure: the reason and message come from the termination message.
-    let failure = json!({"error": "no source yielded a usable document", "reason": "NoDocuments",
-        "sources": [{"name": "newsletter", "documents": 0, "error": "HTTP 404 from https://decodingml.substack.com/feed"}]});
-    server.mark_job_failed(NS, "paul-build-2", &failure.to_string()).unwrap();
+    let failure = BuildReport::Failed(FailedBuild {
+        error: "no source yielded a usable document".into(),
+        reason: "NoDocuments".into(),
+        sources: vec![SourceStatus {
+            name: "newsletter".into(),
+            documents: 0,
+            error: Some("HTTP 404 from https://decodingml.substack.com/feed".into()),
+        }],
+    });
+    server.mark_job_failed(NS, "paul-build-2", &failure.to_termination_message()).unwrap();
     let failed = wait_for_phase(&server, "TwinDataset", "paul", "Failed", "NoDocuments").await;
     let message = failed["status"]["conditions"][0]["message"].as_str().unwrap();
     assert!(
@@ -489,5 +532,136 @@ async fn a_dataset_runs_a_build_job_whose_result_becomes_its_status() {
     // Nothing was created twice.
     let jobs = server.list("batch/v1", "Job");
     assert_eq!(jobs.len(), 2, "{:?}", jobs.iter().map(|j| j["metadata"]["name"].clone()).collect::<Vec<_>>());
+    operator.shutdown().await;
+}
+
+fn scheduled_dataset(name: &str, schedule: &str) -> TwinDataset {
+    serde_json::from_value(json!({"apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinDataset", "metadata": {"name": name},
+        "spec": {"author": {"name": "Paul"}, "sources": [{"name": "blog", "feed": {"url": "https://paul.example.com/feed"}}],
+                 "output": {"uri": "s3://twins-bucket/twins"}, "schedule": schedule}}))
+    .unwrap()
+}
+
+/// The Jobs building a dataset, found as the operator finds them: by the full name.
+fn build_jobs_of(server: &FakeApiServer, dataset: &str) -> Vec<Value> {
+    server
+        .list("batch/v1", "Job")
+        .into_iter()
+        .filter(|job| job["metadata"]["annotations"]["llmtwin.dev/dataset"] == dataset)
+        .collect()
+}
+
+#[tokio::test]
+async fn datasets_with_long_names_get_their_own_children_and_wake_when_their_builds_end() {
+    let server = FakeApiServer::start().await;
+    let operator = start(&server, "replica-a").await;
+    // 70 characters, the first 60 shared: the instance label is hashed, names are cut.
+    let prefix = "the-collected-newsletters-essays-and-talks-of-paul-iusztin-20";
+    let names = [format!("{prefix}20-edition-a"), format!("{prefix}20-edition-b")];
+    let datasets = Api::<TwinDataset>::namespaced(server.client(), NS);
+    for name in &names {
+        datasets.create(&PostParams::default(), &scheduled_dataset(name, "@daily")).await.unwrap();
+    }
+    for name in &names {
+        wait_for_phase(&server, "TwinDataset", name, "Running", "Building").await;
+    }
+    let cron_jobs: Vec<String> = server
+        .list("batch/v1", "CronJob")
+        .iter()
+        .map(|c| c["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cron_jobs.len(), 2, "each dataset has its own refresh CronJob: {cron_jobs:?}");
+    assert!(cron_jobs[0] != cron_jobs[1] && cron_jobs.iter().all(|n| n.len() <= 52), "{cron_jobs:?}");
+    // The generation's Job ends: the dataset whose name the label could not hold wakes.
+    let first = build_jobs_of(&server, &names[0]);
+    assert_eq!(first.len(), 1);
+    let job = first[0]["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(job.len() <= 63, "{job}");
+    server.mark_job_succeeded(NS, &job, &build_result(&names[0], "rev-long-1")).unwrap();
+    let ready = wait_for_phase(&server, "TwinDataset", &names[0], "Ready", "RevisionPublished").await;
+    assert_eq!(ready["status"]["revision"], "rev-long-1");
+    wait_for_phase(&server, "TwinDataset", &names[1], "Running", "Building").await;
+    // A scheduled refresh's Job, owned by the CronJob, wakes its dataset too.
+    let cron_job = server
+        .list("batch/v1", "CronJob")
+        .into_iter()
+        .find(|c| {
+            c["spec"]["jobTemplate"]["metadata"]["annotations"]["llmtwin.dev/dataset"] == names[1].as_str()
+        })
+        .unwrap();
+    // Creation times have one-second resolution; a schedule's run is never in the same second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let run = server.run_cron_job(NS, cron_job["metadata"]["name"].as_str().unwrap()).unwrap();
+    let run = run["metadata"]["name"].as_str().unwrap().to_string();
+    server.mark_job_succeeded(NS, &run, &build_result(&names[1], "rev-scheduled")).unwrap();
+    let refreshed = wait_for_phase(&server, "TwinDataset", &names[1], "Ready", "RevisionPublished").await;
+    assert_eq!(refreshed["status"]["revision"], "rev-scheduled");
+    assert_eq!(
+        status_of(&server, "TwinDataset", &names[0])["revision"],
+        "rev-long-1",
+        "the other dataset is untouched"
+    );
+    operator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_child_the_api_server_refuses_shows_in_the_status_and_an_event_then_waits_for_a_fix() {
+    let server = FakeApiServer::start().await;
+    let operator = start(&server, "replica-a").await;
+    // The schema accepts five fields; the API server's cron parser refuses minute 61.
+    let datasets = Api::<TwinDataset>::namespaced(server.client(), NS);
+    datasets.create(&PostParams::default(), &scheduled_dataset("paul", "61 4 * * *")).await.unwrap();
+    let failed = wait_for_phase(&server, "TwinDataset", "paul", "Failed", "ChildRejected").await;
+    let message = failed["status"]["conditions"][0]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("applying CronJob paul-refresh")
+            && message.contains("spec.schedule: Invalid value: \"61 4 * * *\"")
+            && message.contains("above maximum (59)"),
+        "{message}"
+    );
+    let events = eventually("a ChildRejected Event", Duration::from_secs(5), || async {
+        let list = Api::<Event>::namespaced(server.client(), NS).list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find(|e| e.reason.as_deref() == Some("ChildRejected"))
+    })
+    .await;
+    assert_eq!(events.type_.as_deref(), Some("Warning"));
+    assert!(events.note.unwrap().contains("CronJob paul-refresh"));
+    // It waits for a change rather than retrying what will fail the same way.
+    let settled = operator.metrics.reconcile_count("twindataset");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        operator.metrics.reconcile_count("twindataset") <= settled + 1,
+        "a refused child keeps reconciling"
+    );
+    // A fixed schedule goes through.
+    let fixed = json!({"spec": {"schedule": "1 4 * * *"}});
+    datasets.patch("paul", &PatchParams::default(), &Patch::Merge(&fixed)).await.unwrap();
+    wait_for_phase(&server, "TwinDataset", "paul", "Running", "Building").await;
+    assert!(server.get("batch/v1", "CronJob", NS, "paul-refresh").is_some());
+    operator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_sagemaker_training_job_holds_a_finalizer_until_its_cleanup_ran() {
+    let server = FakeApiServer::start().await;
+    create_drafts_config_map(&server).await;
+    let operator = start(&server, "replica-a").await;
+    apply_examples(&server).await;
+    let jobs = Api::<TwinTrainingJob>::namespaced(server.client(), NS);
+    eventually("the SageMaker job's finalizer", Duration::from_secs(10), || async {
+        let job = jobs.get("paul-v1-sagemaker").await.ok()?;
+        (job.metadata.finalizers.as_deref() == Some(&["llmtwin.dev/sagemaker-training-job".to_string()][..]))
+            .then_some(())
+    })
+    .await;
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v1-sagemaker", "WaitingForDataset", "WaitingForDataset")
+        .await;
+    // A job on the cluster's GPUs owns nothing outside the cluster: no finalizer.
+    assert_eq!(jobs.get("paul-v1").await.unwrap().metadata.finalizers, None);
+    jobs.delete("paul-v1-sagemaker", &Default::default()).await.unwrap();
+    eventually("the SageMaker job to be gone", Duration::from_secs(10), || async {
+        jobs.get_opt("paul-v1-sagemaker").await.ok()?.is_none().then_some(())
+    })
+    .await;
     operator.shutdown().await;
 }

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use twin_operator::api::TwinDataset;
-use twin_operator::pipeline::embed::Embedder;
+use twin_operator::embedding::Embedder;
+use twin_operator::embedding::revision::read_revision;
 use twin_operator::pipeline::{BuildError, BuildOptions, build};
+use twin_operator::storage::ObjectStore;
 
 use crate::support::repo;
 
@@ -166,12 +168,22 @@ async fn a_build_publishes_complete_reproducible_artifacts_and_refreshes_increme
     let chunks = lines(&root.join("chunks.jsonl"));
     assert_eq!(chunks.len() as u64, result.stats.chunks);
     assert!(chunks.len() > documents.len(), "64-token chunks split the longer posts");
-    let embeddings = twin_operator::pipeline::artifacts::read_embeddings(
-        &std::fs::read(root.join("embeddings.safetensors")).unwrap(),
-        "embeddings",
+    // The gateway's reader sees the same revision: every passage with its vector.
+    let store = ObjectStore::open(
+        &format!("file://{}", scratch.0.join("out").display()).parse().unwrap(),
+        std::path::Path::new("/"),
+        &Default::default(),
     )
+    .await
     .unwrap();
-    assert_eq!((embeddings.len(), embeddings[0].len()), (chunks.len(), 384));
+    let revision = read_revision(&store, &format!("datasets/paul/{}", result.revision))
+        .await
+        .unwrap()
+        .expect("published");
+    assert_eq!((revision.embeddings.len(), revision.embeddings[0].len()), (chunks.len(), 384));
+    assert_eq!(revision.chunks[0].text, chunks[0]["text"].as_str().unwrap());
+    assert_eq!(revision.manifest["revision"], result.revision.as_str());
+    assert!(read_revision(&store, "datasets/paul/unpublished").await.unwrap().is_none());
     let train = lines(&root.join("instruct/train.jsonl"));
     let test = lines(&root.join("instruct/test.jsonl"));
     assert_eq!((train.len() + test.len()) as u64, result.stats.instruct_samples);
@@ -381,6 +393,23 @@ async fn crawlers_refuse_private_addresses_unless_the_operator_allows_them() {
     assert!(refused.contains("refusing to connect"), "{refused}");
     let metadata = fetcher.get("http://169.254.169.254/latest/meta-data/").await.unwrap_err().to_string();
     assert!(metadata.contains("cloud metadata endpoint"), "{metadata}");
+    // A web source on a refused address says so, not "disallowed by robots.txt": its robots.txt
+    // request was refused by the same guard, and that is the cause to fix.
+    let mut web = feed_dataset(&scratch, addr);
+    web.spec.sources = serde_json::from_value(json!([
+        {"name": "site", "web": {"urls": [format!("http://localhost:{}/posts/a.html", addr.port())]}},
+        {"name": "notes", "configMap": {"name": "notes"}}]))
+    .unwrap();
+    let result = build(&web, &options(&scratch)).await.unwrap();
+    let site = result.sources.iter().find(|s| s.name == "site").unwrap();
+    let error = site.error.as_deref().unwrap();
+    assert!(
+        error.contains("refusing to connect to")
+            && error.contains("loopback")
+            && error.contains("crawler.allowNetworks")
+            && !error.contains("robots.txt"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -12,21 +12,13 @@ use reqwest::Url;
 use super::CollectOptions;
 use super::files::{document_from_file, glob_set};
 use crate::api::dataset::GitSource;
+use crate::contract::env;
 use crate::net::http::{Fetcher, GuardedResolver};
 use crate::pipeline::document::Document;
 
 /// Folders of third-party code, never the author's writing.
 const VENDORED: &[&str] =
     &["vendor", "vendored", "node_modules", "third_party", "third-party", "bower_components", ".git"];
-
-/// The environment variable holding a git source's token (set by the Job from the Secret).
-pub fn token_env(source: &str) -> String {
-    let name: String = source
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
-        .collect();
-    format!("TWIN_GIT_TOKEN_{name}")
-}
 
 /// A folder removed when dropped.
 struct TempDir(PathBuf);
@@ -195,9 +187,9 @@ pub async fn collect_git(
     fetcher: &Fetcher,
 ) -> Result<Vec<Document>, String> {
     check_host(&spec.url, fetcher).await?;
-    let token = std::env::var(token_env(source)).ok().filter(|t| !t.is_empty());
+    let token = std::env::var(env::git_token(source)).ok().filter(|t| !t.is_empty());
     if spec.token_secret_ref.is_some() && token.is_none() {
-        return Err(format!("the token of {source} is not in {}", token_env(source)));
+        return Err(format!("the token of {source} is not in {}", env::git_token(source)));
     }
     let dir = TempDir::new(source)?;
     let (spec_owned, options_owned, fetcher_owned) = (spec.clone(), options.clone(), fetcher.clone());

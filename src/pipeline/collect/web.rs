@@ -53,19 +53,32 @@ fn same_host_links(html: &str, base: &Url) -> Vec<Url> {
     links
 }
 
+/// What a site's robots.txt allows, or why the site is not crawled at all.
+enum SiteRules {
+    /// The rules robots.txt gives (everything, when it is missing).
+    Robots(Robots),
+    /// The site is not crawled: its address is refused by the crawler guard, or its
+    /// robots.txt cannot be read (RFC 9309 asks to assume everything disallowed). Says why.
+    NotCrawled(String),
+}
+
 /// Reads a site's robots.txt: missing (4xx) allows everything; unreachable or 5xx refuses
-/// everything, as RFC 9309 asks.
-async fn robots_for(url: &Url, fetcher: &Fetcher) -> Robots {
-    let Ok(robots_url) = url.join("/robots.txt") else { return Robots::allow_all() };
+/// everything, as RFC 9309 asks; a site on an address the guard refuses is not crawled, and the
+/// error says so (not "disallowed by robots.txt", which would hide the cause).
+async fn robots_for(url: &Url, fetcher: &Fetcher) -> SiteRules {
+    let Ok(robots_url) = url.join("/robots.txt") else { return SiteRules::Robots(Robots::allow_all()) };
     let agent = product_token(&fetcher.options().user_agent).to_string();
     match fetcher.get_limited(robots_url.as_str(), 512 * 1024).await {
-        Ok(fetched) => Robots::parse(&String::from_utf8_lossy(&fetched.body), &agent),
-        Err(FetchError::Status { status, .. }) if (400..500).contains(&status) => Robots::allow_all(),
-        Err(FetchError::TooLarge { .. }) => Robots::allow_all(),
-        Err(error) => {
-            tracing::warn!("robots.txt of {} unreachable ({error}); not crawling that site", origin(url));
-            Robots::disallow_all()
+        Ok(fetched) => SiteRules::Robots(Robots::parse(&String::from_utf8_lossy(&fetched.body), &agent)),
+        Err(FetchError::Status { status, .. }) if (400..500).contains(&status) => {
+            SiteRules::Robots(Robots::allow_all())
         }
+        Err(FetchError::TooLarge { .. }) => SiteRules::Robots(Robots::allow_all()),
+        Err(FetchError::Refused(reason)) => SiteRules::NotCrawled(format!("{}: {reason}", origin(url))),
+        Err(error) => SiteRules::NotCrawled(format!(
+            "{}: robots.txt cannot be read ({error}), so the site is not crawled",
+            origin(url)
+        )),
     }
 }
 
@@ -80,7 +93,7 @@ pub async fn collect_web(source: &str, spec: &WebSource, fetcher: &Fetcher) -> R
             queue.push_back((url, 0u32));
         }
     }
-    let mut robots: HashMap<String, Robots> = HashMap::new();
+    let mut robots: HashMap<String, SiteRules> = HashMap::new();
     let mut documents = Vec::new();
     let mut failures = Vec::new();
     let mut fetched_pages = 0u32;
@@ -99,12 +112,22 @@ pub async fn collect_web(source: &str, spec: &WebSource, fetcher: &Fetcher) -> R
             Some(query) => format!("{}?{query}", url.path()),
             None => url.path().to_string(),
         };
-        if !robots[&site].allows(&path) {
+        let rules = match &robots[&site] {
+            SiteRules::Robots(rules) => rules,
+            SiteRules::NotCrawled(reason) => {
+                // Said once per site, not once per page.
+                if !failures.contains(reason) {
+                    failures.push(reason.clone());
+                }
+                continue;
+            }
+        };
+        if !rules.allows(&path) {
             failures.push(format!("{url}: disallowed by robots.txt"));
             continue;
         }
         // The pace the site asks for, between two pages of it.
-        if let Some(delay) = robots[&site].crawl_delay
+        if let Some(delay) = rules.crawl_delay
             && last_fetch.get(&site).is_some_and(|at: &std::time::Instant| at.elapsed() < delay)
         {
             tokio::time::sleep(delay.saturating_sub(last_fetch[&site].elapsed())).await;

@@ -109,8 +109,8 @@ pub async fn handle(
         route.name.as_deref(),
         route.subresource.as_deref(),
     );
-    if let Some(code) = shared.take_fault(verb, &plural, route.subresource.as_deref()) {
-        return error_response(&ApiError::Injected(code), &plural, route.name.as_deref());
+    if let Some((code, message)) = shared.take_fault(verb, &plural, route.subresource.as_deref()) {
+        return error_response(&ApiError::Injected { code, message }, &plural, route.name.as_deref());
     }
     let wants_table =
         headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("as=Table"));

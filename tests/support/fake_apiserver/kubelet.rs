@@ -1,18 +1,19 @@
-//! Helpers that play the Job controller, the Deployment controller and the kubelet, for the
-//! controller tests of later issues: a Job that succeeded or failed with a termination
-//! message on its pod, a Deployment whose replicas became available.
+//! Helpers that play the Job controller, the CronJob controller, the Deployment controller and
+//! the kubelet: a Job that succeeded or failed with a termination message on its pod, a pod
+//! that finished, a CronJob's scheduled run, a Deployment whose replicas became available or
+//! not. The tests call them directly; the admin API serves them to scripts.
 
 use serde_json::{Value, json};
 
-use super::FakeApiServer;
+use super::Shared;
 use super::fields::Scope;
 use super::store::{ApiError, ObjectKey, Ownership};
 
 const CONTROLLER: &str = "kube-controller-manager";
 
-impl FakeApiServer {
+impl Shared {
     fn key(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> ObjectKey {
-        let store = self.shared.store.lock().unwrap();
+        let store = self.store.lock().unwrap();
         let type_index = store.type_of_kind(api_version, kind).expect("a served kind");
         ObjectKey { type_index, namespace: namespace.into(), name: name.into() }
     }
@@ -26,7 +27,7 @@ impl FakeApiServer {
         status: Value,
     ) -> Result<Value, ApiError> {
         let key = self.key(api_version, kind, namespace, name);
-        let mut store = self.shared.store.lock().unwrap();
+        let mut store = self.store.lock().unwrap();
         let mut object = store.get(&key)?;
         object["status"] = status;
         object["metadata"].as_object_mut().unwrap().remove("resourceVersion");
@@ -58,15 +59,15 @@ impl FakeApiServer {
             "spec": job["spec"]["template"]["spec"],
         });
         let type_index = self.key("v1", "Pod", namespace, "").type_index;
-        let created =
-            self.shared.store.lock().unwrap().create(type_index, namespace, pod, CONTROLLER, "Update")?;
+        let created = self.store.lock().unwrap().create(type_index, namespace, pod, CONTROLLER, "Update")?;
         let pod_name = created["metadata"]["name"].as_str().unwrap().to_string();
-        self.write_status("v1", "Pod", namespace, &pod_name, json!({
-            "phase": phase,
-            "containerStatuses": [{"name": container, "ready": false, "restartCount": 0, "image": "twin", "imageID": "", 
-                "state": {"terminated": {"exitCode": exit_code, "reason": reason, "message": message,
-                    "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:01:00Z"}}}],
-        }))
+        self.write_status(
+            "v1",
+            "Pod",
+            namespace,
+            &pod_name,
+            terminated_status(container, phase, exit_code, reason, message),
+        )
     }
 
     fn job(&self, namespace: &str, name: &str) -> Result<Value, ApiError> {
@@ -124,4 +125,89 @@ impl FakeApiServer {
             ],
         }))
     }
+
+    /// Marks a Deployment's replicas not available (pods crash-looping, say), with the reason
+    /// and message of its Available condition.
+    pub fn mark_deployment_unavailable(
+        &self,
+        namespace: &str,
+        name: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<Value, ApiError> {
+        let deployment = self
+            .get("apps/v1", "Deployment", namespace, name)
+            .ok_or_else(|| ApiError::NotFound(format!("deployment {name}")))?;
+        let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+        self.write_status("apps/v1", "Deployment", namespace, name, json!({
+            "observedGeneration": deployment["metadata"]["generation"], "replicas": replicas, "updatedReplicas": replicas,
+            "readyReplicas": 0, "availableReplicas": 0, "unavailableReplicas": replicas,
+            "conditions": [
+                {"type": "Available", "status": "False", "reason": reason, "message": message, "lastTransitionTime": "2026-01-01T00:01:00Z", "lastUpdateTime": "2026-01-01T00:01:00Z"},
+                {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "message": "ReplicaSet is progressing.", "lastTransitionTime": "2026-01-01T00:01:00Z", "lastUpdateTime": "2026-01-01T00:01:00Z"},
+            ],
+        }))
+    }
+
+    /// Ends a pod: its phase becomes `Succeeded` (exit code 0) or `Failed` (exit code 1), and
+    /// its first container's termination message is `message`.
+    pub fn finish_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        succeeded: bool,
+        message: &str,
+    ) -> Result<Value, ApiError> {
+        let pod = self
+            .get("v1", "Pod", namespace, name)
+            .ok_or_else(|| ApiError::NotFound(format!("pod {name}")))?;
+        let container = pod["spec"]["containers"][0]["name"].as_str().unwrap_or("main").to_string();
+        let (phase, exit_code, reason) =
+            if succeeded { ("Succeeded", 0, "Completed") } else { ("Failed", 1, "Error") };
+        self.write_status(
+            "v1",
+            "Pod",
+            namespace,
+            name,
+            terminated_status(&container, phase, exit_code, reason, message),
+        )
+    }
+
+    /// Starts a CronJob's run now, as the CronJob controller does on schedule: a Job from its
+    /// template, owned by the CronJob, named `<cronjob>-<n>`.
+    pub fn run_cron_job(&self, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        let cron_job = self
+            .get("batch/v1", "CronJob", namespace, name)
+            .ok_or_else(|| ApiError::NotFound(format!("cronjob {name}")))?;
+        let template = &cron_job["spec"]["jobTemplate"];
+        let runs = self.list("batch/v1", "Job").iter().filter(|j| is_owned_by(j, &cron_job)).count();
+        let mut metadata = template["metadata"].clone();
+        if !metadata.is_object() {
+            metadata = json!({});
+        }
+        metadata["name"] = json!(format!("{name}-{}", 29_000_000 + runs));
+        metadata["namespace"] = json!(namespace);
+        metadata["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "CronJob", "name": name,
+            "uid": cron_job["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}]);
+        let job =
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": template["spec"]});
+        let type_index = self.key("batch/v1", "Job", namespace, "").type_index;
+        self.store.lock().unwrap().create(type_index, namespace, job, "kube-controller-manager", "Update")
+    }
+}
+
+fn is_owned_by(object: &Value, owner: &Value) -> bool {
+    object["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner["metadata"]["uid"]))
+}
+
+/// A pod status whose one container terminated.
+fn terminated_status(container: &str, phase: &str, exit_code: i32, reason: &str, message: &str) -> Value {
+    json!({
+        "phase": phase,
+        "containerStatuses": [{"name": container, "ready": false, "restartCount": 0, "image": "twin", "imageID": "",
+            "state": {"terminated": {"exitCode": exit_code, "reason": reason, "message": message,
+                "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:01:00Z"}}}],
+    })
 }

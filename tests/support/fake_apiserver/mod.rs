@@ -3,8 +3,11 @@
 //! patches, server-side apply with field managers, the status subresource, generation,
 //! finalizers and deletion, owner-reference garbage collection, label selectors, Leases,
 //! validation of the twin CRDs (OpenAPI + CEL) with 422s, discovery and Tables for kubectl,
-//! fault injection, and helpers that play the Job controller and the kubelet.
+//! fault injection, and helpers that play the Job controller and the kubelet, also served
+//! over a small admin HTTP API (`admin.rs`) for scripts and people.
 
+mod admin;
+mod builtin;
 mod fields;
 mod http;
 mod kubelet;
@@ -23,7 +26,8 @@ use serde_json::Value;
 pub use store::{ObjectKey, Store};
 
 /// The verbs, for fault injection and the request log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Verb {
     Get,
     List,
@@ -32,6 +36,7 @@ pub enum Verb {
     Update,
     Patch,
     Delete,
+    #[serde(rename = "deletecollection")]
     DeleteCollection,
 }
 
@@ -45,12 +50,30 @@ pub struct RequestRecord {
     pub subresource: Option<String>,
 }
 
-struct FaultRule {
-    verb: Option<Verb>,
-    plural: Option<String>,
-    subresource: Option<String>,
-    code: u16,
-    remaining: usize,
+/// Requests to fail on purpose: the next `remaining` that match.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct FaultRule {
+    /// The verb, any when unset.
+    #[serde(default)]
+    pub verb: Option<Verb>,
+    /// The resource's plural (`cronjobs`), any when unset.
+    #[serde(default, rename = "resource")]
+    pub plural: Option<String>,
+    /// The subresource (`status`), any when unset.
+    #[serde(default)]
+    pub subresource: Option<String>,
+    /// The HTTP status to answer with.
+    pub code: u16,
+    /// The message of the Status answered, a generic one when unset.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// How many requests fail.
+    #[serde(default = "one", rename = "count")]
+    pub remaining: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// State shared by the HTTP handlers and the test.
@@ -80,7 +103,12 @@ impl Shared {
         });
     }
 
-    fn take_fault(&self, verb: Verb, plural: &str, subresource: Option<&str>) -> Option<u16> {
+    fn take_fault(
+        &self,
+        verb: Verb,
+        plural: &str,
+        subresource: Option<&str>,
+    ) -> Option<(u16, Option<String>)> {
         let mut faults = self.faults.lock().unwrap();
         let rule = faults.iter_mut().find(|r| {
             r.remaining > 0
@@ -89,7 +117,79 @@ impl Shared {
                 && r.subresource.as_deref().is_none_or(|s| Some(s) == subresource)
         })?;
         rule.remaining -= 1;
-        Some(rule.code)
+        Some((rule.code, rule.message.clone()))
+    }
+
+    /// Fails the next requests a rule matches.
+    pub fn inject(&self, rule: FaultRule) {
+        self.faults.lock().unwrap().push(rule);
+    }
+
+    /// Fails the next `count` requests of a verb (any verb when `None`) on a resource (any when
+    /// `None`) with an HTTP status (500 or 409 in the tests).
+    pub fn fail_next(&self, verb: Option<Verb>, plural: Option<&str>, code: u16, count: usize) {
+        self.inject(FaultRule {
+            verb,
+            plural: plural.map(String::from),
+            subresource: None,
+            code,
+            message: None,
+            remaining: count,
+        });
+    }
+
+    /// Like [`Self::fail_next`], for requests to one subresource (`status`).
+    pub fn fail_next_subresource(
+        &self,
+        verb: Verb,
+        plural: &str,
+        subresource: &str,
+        code: u16,
+        count: usize,
+    ) {
+        self.inject(FaultRule {
+            verb: Some(verb),
+            plural: Some(plural.into()),
+            subresource: Some(subresource.into()),
+            code,
+            message: None,
+            remaining: count,
+        });
+    }
+
+    /// Forgets every fault not yet used.
+    pub fn clear_faults(&self) {
+        self.faults.lock().unwrap().clear();
+    }
+
+    /// Ends every open watch stream (clients must re-watch).
+    pub fn close_watches(&self) {
+        self.close_watches.send_modify(|generation| *generation += 1);
+    }
+
+    /// Delays every response.
+    pub fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// An object, as stored.
+    pub fn get(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let store = self.store.lock().unwrap();
+        let type_index = store.type_of_kind(api_version, kind)?;
+        let namespace = if store.types[type_index].namespaced { namespace } else { "" };
+        store.get(&ObjectKey { type_index, namespace: namespace.into(), name: name.into() }).ok()
+    }
+
+    /// Every stored object of a kind.
+    pub fn list(&self, api_version: &str, kind: &str) -> Vec<Value> {
+        let store = self.store.lock().unwrap();
+        let Some(type_index) = store.type_of_kind(api_version, kind) else { return Vec::new() };
+        store.list(type_index, None, &selector::LabelSelector::default(), "")
     }
 }
 
@@ -119,7 +219,10 @@ impl FakeApiServer {
         });
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the fake API server");
         let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().fallback(http::handle).with_state(shared.clone());
+        let app = axum::Router::new()
+            .nest("/admin", admin::router())
+            .fallback(http::handle)
+            .with_state(shared.clone());
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             axum::serve(listener, app)
@@ -160,72 +263,22 @@ impl FakeApiServer {
         path
     }
 
-    /// Fails the next `count` requests of a verb (any verb when `None`) on a resource (any when
-    /// `None`) with an HTTP status (500 or 409 in the tests).
-    pub fn fail_next(&self, verb: Option<Verb>, plural: Option<&str>, code: u16, count: usize) {
-        self.shared.faults.lock().unwrap().push(FaultRule {
-            verb,
-            plural: plural.map(String::from),
-            subresource: None,
-            code,
-            remaining: count,
-        });
-    }
-
-    /// Like [`Self::fail_next`], for requests to one subresource (`status`).
-    pub fn fail_next_subresource(
-        &self,
-        verb: Verb,
-        plural: &str,
-        subresource: &str,
-        code: u16,
-        count: usize,
-    ) {
-        self.shared.faults.lock().unwrap().push(FaultRule {
-            verb: Some(verb),
-            plural: Some(plural.into()),
-            subresource: Some(subresource.into()),
-            code,
-            remaining: count,
-        });
-    }
-
-    /// Ends every open watch stream (clients must re-watch).
-    pub fn close_watches(&self) {
-        self.shared.close_watches.send_modify(|generation| *generation += 1);
-    }
-
-    /// Delays every response.
-    pub fn set_delay(&self, delay: Duration) {
-        *self.shared.delay.lock().unwrap() = delay;
-    }
-
-    /// Every request so far.
-    pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.requests.lock().unwrap().clone()
-    }
-
-    /// An object, as stored.
-    pub fn get(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
-        let store = self.shared.store.lock().unwrap();
-        let type_index = store.type_of_kind(api_version, kind)?;
-        let namespace = if store.types[type_index].namespaced { namespace } else { "" };
-        store.get(&ObjectKey { type_index, namespace: namespace.into(), name: name.into() }).ok()
-    }
-
-    /// Every stored object of a kind.
-    pub fn list(&self, api_version: &str, kind: &str) -> Vec<Value> {
-        let store = self.shared.store.lock().unwrap();
-        let Some(type_index) = store.type_of_kind(api_version, kind) else { return Vec::new() };
-        store.list(type_index, None, &selector::LabelSelector::default(), "")
-    }
-
     /// Stops serving; open watches end.
     pub fn stop(&mut self) {
         self.close_watches();
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+    }
+}
+
+/// The server's state and helpers (faults, the Job controller's and kubelet's parts) are
+/// reachable from the server itself.
+impl std::ops::Deref for FakeApiServer {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
     }
 }
 

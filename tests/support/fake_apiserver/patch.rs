@@ -99,8 +99,10 @@ pub fn json_patch(target: &mut Value, operations: &Value) -> Result<(), ApiError
                 }
                 add(target, path, value)?;
             }
+            // As the API server's JSON patch does, a path that does not exist tests equal to
+            // null (kube-runtime's finalizer helper relies on it to add the first finalizer).
             "test" => {
-                if target.pointer(path) != Some(&operation["value"]) {
+                if target.pointer(path).unwrap_or(&Value::Null) != &operation["value"] {
                     return Err(ApiError::Invalid {
                         name: "patch".into(),
                         causes: vec![format!("test operation for path {path:?} failed")],

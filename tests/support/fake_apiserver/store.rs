@@ -44,7 +44,7 @@ pub enum ApiError {
     BadRequest(String),
     MethodNotAllowed(String),
     Gone(String),
-    Injected(u16),
+    Injected { code: u16, message: Option<String> },
 }
 
 impl ApiError {
@@ -56,7 +56,7 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::Gone(_) => 410,
-            ApiError::Injected(code) => *code,
+            ApiError::Injected { code, .. } => *code,
         }
     }
 
@@ -69,8 +69,11 @@ impl ApiError {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::Gone(_) => "Expired",
-            ApiError::Injected(409) => "Conflict",
-            ApiError::Injected(_) => "InternalError",
+            ApiError::Injected { code: 409, .. } => "Conflict",
+            ApiError::Injected { code: 422, .. } => "Invalid",
+            ApiError::Injected { code: 400, .. } => "BadRequest",
+            ApiError::Injected { code: 403, .. } => "Forbidden",
+            ApiError::Injected { .. } => "InternalError",
         }
     }
 
@@ -79,7 +82,8 @@ impl ApiError {
             ApiError::NotFound(m) | ApiError::AlreadyExists(m) | ApiError::Conflict(m) => m.clone(),
             ApiError::BadRequest(m) | ApiError::MethodNotAllowed(m) | ApiError::Gone(m) => m.clone(),
             ApiError::Invalid { name, causes } => format!("{name} is invalid: {}", causes.join(", ")),
-            ApiError::Injected(code) => format!("injected fault: HTTP {code}"),
+            ApiError::Injected { message: Some(message), .. } => message.clone(),
+            ApiError::Injected { code, message: None } => format!("injected fault: HTTP {code}"),
         }
     }
 }
@@ -322,7 +326,9 @@ impl Store {
             Some(schema) => schema
                 .check(&object, old)
                 .map_err(|causes| ApiError::Invalid { name: format!("{} {name:?}", resource.kind), causes }),
-            None => Ok(object),
+            None => super::builtin::validate(resource, &object)
+                .map(|()| object)
+                .map_err(|causes| ApiError::Invalid { name: format!("{} {name:?}", resource.kind), causes }),
         }
     }
 

@@ -8,7 +8,7 @@ use crate::net::http::Fetcher;
 use crate::storage::hub::{HubModel, HubOptions, download};
 
 use super::bert::{Bert, BertConfig, Pooling};
-use super::parallel;
+use crate::parallel;
 use tokenizers::{Tokenizer, TruncationParams};
 
 /// Errors of loading or running the model.

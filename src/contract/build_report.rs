@@ -1,0 +1,176 @@
+//! The report of `twin dataset build`: printed on stdout, written to the build container's
+//! termination message, and read back by the TwinDataset controller into the dataset's status.
+
+use serde::{Deserialize, Serialize};
+
+use super::paths::TERMINATION_MESSAGE_LIMIT;
+use crate::api::dataset::{DatasetArtifacts, DatasetStats, SourceStatus};
+
+/// What a build ended with: a published revision, or why nothing was published.
+// One report per build, read once: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BuildReport {
+    /// A revision is published (or was already, unchanged).
+    Published(PublishedBuild),
+    /// Nothing was published.
+    Failed(FailedBuild),
+}
+
+/// A published revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedBuild {
+    /// The content hash of the revision.
+    pub revision: String,
+    /// True when the revision already existed and nothing was written.
+    #[serde(default)]
+    pub unchanged: bool,
+    /// Counts of the revision.
+    pub stats: DatasetStats,
+    /// What each source yielded; a source that failed says why, the others still count.
+    #[serde(default)]
+    pub sources: Vec<SourceStatus>,
+    /// Where the artifacts are.
+    pub artifacts: DatasetArtifacts,
+    /// What cleaning dropped.
+    #[serde(default)]
+    pub clean: CleanStats,
+    /// Chunks embedded in this run (the rest came from the embedding cache).
+    #[serde(default)]
+    pub embedded_chunks: usize,
+    /// Seconds per stage; left out of a termination message that would be too long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Timings>,
+}
+
+/// A build that published nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedBuild {
+    /// What went wrong, for the dataset's Ready condition.
+    pub error: String,
+    /// A CamelCase reason (`NoDocuments`, `GeneratorFailed`, ...).
+    pub reason: String,
+    /// What each source did.
+    #[serde(default)]
+    pub sources: Vec<SourceStatus>,
+}
+
+/// Counts of what cleaning dropped.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CleanStats {
+    /// Documents in.
+    pub input: usize,
+    /// Dropped as exact duplicates.
+    pub exact_duplicates: usize,
+    /// Dropped as near-duplicates.
+    pub near_duplicates: usize,
+    /// Dropped as too short.
+    pub too_short: usize,
+}
+
+/// Seconds spent per stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Collecting.
+    pub collect: f64,
+    /// Cleaning.
+    pub clean: f64,
+    /// Loading the model.
+    pub load_model: f64,
+    /// Chunking.
+    pub chunk: f64,
+    /// Embedding.
+    pub embed: f64,
+    /// Writing instructions and rejected answers with the generator.
+    pub generate: f64,
+    /// Writing artifacts.
+    pub write: f64,
+}
+
+impl BuildReport {
+    /// Reads a report from a termination message.
+    pub fn parse(message: &str) -> Result<Self, String> {
+        serde_json::from_str(message).map_err(|e| format!("not a build report: {e}"))
+    }
+
+    /// The report as JSON within Kubernetes' termination-message limit: timings go first,
+    /// then per-source errors are shortened until it fits.
+    pub fn to_termination_message(&self) -> String {
+        let mut report = self.clone();
+        let mut text = report.to_json();
+        let mut keep = 400;
+        while text.len() > TERMINATION_MESSAGE_LIMIT && keep > 20 {
+            if let BuildReport::Published(published) = &mut report {
+                published.timings = None;
+            }
+            for source in report.sources_mut() {
+                if let Some(error) = &mut source.error {
+                    *error = error.chars().take(keep).collect();
+                }
+            }
+            text = report.to_json();
+            keep /= 2;
+        }
+        text
+    }
+
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a build report serialises")
+    }
+
+    fn sources_mut(&mut self) -> &mut Vec<SourceStatus> {
+        match self {
+            BuildReport::Published(published) => &mut published.sources,
+            BuildReport::Failed(failed) => &mut failed.sources,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published(sources: Vec<SourceStatus>) -> BuildReport {
+        BuildReport::Published(PublishedBuild {
+            revision: "r1".into(),
+            unchanged: false,
+            stats: DatasetStats { documents: 3, chunks: 9, instruct_samples: 18, preference_samples: 0 },
+            sources,
+            artifacts: DatasetArtifacts { root: "s3://b/datasets/p/r1".into(), ..Default::default() },
+            clean: CleanStats::default(),
+            embedded_chunks: 9,
+            timings: Some(Timings::default()),
+        })
+    }
+
+    #[test]
+    fn both_outcomes_read_back_as_written() {
+        let ok = published(vec![SourceStatus { name: "blog".into(), documents: 3, error: None }]);
+        assert_eq!(BuildReport::parse(&ok.to_termination_message()).unwrap(), ok);
+        let failed = BuildReport::Failed(FailedBuild {
+            error: "no source yielded a usable document".into(),
+            reason: "NoDocuments".into(),
+            sources: vec![SourceStatus { name: "blog".into(), documents: 0, error: Some("HTTP 404".into()) }],
+        });
+        assert_eq!(BuildReport::parse(&failed.to_termination_message()).unwrap(), failed);
+        assert!(BuildReport::parse("Error: exec format error").is_err());
+    }
+
+    #[test]
+    fn long_reports_are_shortened_to_the_termination_message_limit() {
+        let sources = (0..32)
+            .map(|i| SourceStatus {
+                name: format!("source-{i}"),
+                documents: 0,
+                error: Some("x".repeat(2000)),
+            })
+            .collect();
+        let message = published(sources).to_termination_message();
+        assert!(message.len() <= TERMINATION_MESSAGE_LIMIT, "{} bytes", message.len());
+        let BuildReport::Published(read) = BuildReport::parse(&message).unwrap() else { panic!("published") };
+        assert_eq!((read.revision.as_str(), read.sources.len(), read.timings), ("r1", 32, None));
+    }
+}

@@ -1,0 +1,10 @@
+//! The embedding model and the retrieval artifacts of a dataset revision: what the dataset
+//! pipeline writes and the gateway reads, without the collectors (git, archives, crawling)
+//! that only the pipeline needs.
+
+#[allow(unsafe_code)]
+pub mod bert;
+pub mod embedder;
+pub mod revision;
+
+pub use embedder::{EmbedError, Embedder, default_models_dir, resolve_model};

@@ -1,0 +1,153 @@
+//! The one child applier. A builder hands it a [`ChildSet`]: the desired children in the order
+//! they are applied, and the kinds it manages. The applier server-side applies each child with
+//! the operator's one field manager, in that order (builders put what others mount or select
+//! first: ConfigMaps and Services before the workloads, workloads before their autoscalers,
+//! disruption budgets and monitors), then deletes the children of each managed kind that the
+//! set no longer holds: those labelled with the owner's instance and controlled by the owner
+//! (its controller owner reference), never a look-alike of another twin.
+//!
+//! Any kind works, typed (k8s-openapi) or not (a ServiceMonitor as a `DynamicObject`), so a
+//! new controller brings children without new applier code.
+
+pub mod naming;
+
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+
+use super::context::{Context, FIELD_MANAGER};
+use super::error::{Error, Result};
+use crate::contract::labels;
+use naming::{instance_label, is_controlled_by};
+
+/// How a child is brought to its desired state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyPolicy {
+    /// Server-side applied on every reconcile: drift is corrected.
+    Apply,
+    /// Created when missing and then left alone: for children whose spec cannot change once
+    /// created (a Job's pod template), where a new spec gets a child of its own name.
+    CreateOnce,
+}
+
+/// One desired child, with `apiVersion` and `kind` set as server-side apply needs them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Child {
+    /// The child's API.
+    pub resource: ApiResource,
+    /// Its name.
+    pub name: String,
+    /// The object to apply.
+    pub object: serde_json::Value,
+    /// How it is applied.
+    pub policy: ApplyPolicy,
+}
+
+/// The desired children of one twin, in apply order, and the kinds whose unwanted children
+/// are deleted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChildSet {
+    children: Vec<Child>,
+    managed: Vec<ApiResource>,
+}
+
+impl ChildSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a child, applied after those added before it.
+    pub fn add<C>(&mut self, child: &C, policy: ApplyPolicy) -> Result<()>
+    where
+        C: Resource<DynamicType = ()> + Serialize,
+    {
+        let name = child.meta().name.clone().ok_or(Error::Unidentified("child name"))?;
+        let mut object =
+            serde_json::to_value(child).map_err(|source| Error::Serialize { what: "a child", source })?;
+        object["apiVersion"] = C::api_version(&()).into();
+        object["kind"] = C::kind(&()).into();
+        self.children.push(Child { resource: ApiResource::erase::<C>(&()), name, object, policy });
+        Ok(())
+    }
+
+    /// Marks a kind as managed: its children that this set does not hold are deleted.
+    pub fn manage<C: Resource<DynamicType = ()>>(&mut self) {
+        let resource = ApiResource::erase::<C>(&());
+        if !self.managed.contains(&resource) {
+            self.managed.push(resource);
+        }
+    }
+
+    /// The children, in apply order.
+    pub fn children(&self) -> &[Child] {
+        &self.children
+    }
+
+    /// A child by kind and name.
+    pub fn get(&self, kind: &str, name: &str) -> Option<&Child> {
+        self.children.iter().find(|c| c.resource.kind == kind && c.name == name)
+    }
+
+    fn wants(&self, resource: &ApiResource, name: &str) -> bool {
+        self.children.iter().any(|c| c.resource == *resource && c.name == name)
+    }
+}
+
+/// Applies `set` for `owner` in its namespace, then deletes the managed children it no longer
+/// wants.
+pub async fn apply_children<K>(ctx: &Context, owner: &K, set: &ChildSet) -> Result<()>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let namespace = owner.meta().namespace.as_deref().ok_or(Error::Unidentified("namespace"))?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for child in &set.children {
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &child.resource);
+        let failed = |source| Error::ApplyChild {
+            kind: child.resource.kind.clone(),
+            name: child.name.clone(),
+            source,
+        };
+        if child.policy == ApplyPolicy::CreateOnce
+            && api.get_opt(&child.name).await.map_err(failed)?.is_some()
+        {
+            continue;
+        }
+        api.patch(&child.name, &params, &Patch::Apply(&child.object)).await.map_err(failed)?;
+    }
+    if set.managed.is_empty() {
+        return Ok(());
+    }
+    let owner_uid = owner.meta().uid.as_deref().ok_or(Error::Unidentified("uid"))?;
+    let owner_name = owner.meta().name.as_deref().ok_or(Error::Unidentified("name"))?;
+    let selector = format!(
+        "{}={},{}={}",
+        labels::INSTANCE,
+        instance_label(owner_name),
+        labels::MANAGED_BY,
+        labels::OPERATOR
+    );
+    for resource in &set.managed {
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, resource);
+        let existing = api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|source| Error::ListChildren { kind: resource.kind.clone(), source })?;
+        for object in existing {
+            let name = object.name_any();
+            if !is_controlled_by(&object.metadata, owner_uid) || set.wants(resource, &name) {
+                continue;
+            }
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => {
+                    tracing::info!(kind = %resource.kind, %name, "deleted a child that is no longer wanted")
+                }
+                // Gone already: what deletion wanted.
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => return Err(Error::DeleteChild { kind: resource.kind.clone(), name, source }),
+            }
+        }
+    }
+    Ok(())
+}

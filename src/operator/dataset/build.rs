@@ -1,0 +1,332 @@
+//! Building the children of a TwinDataset (pure): a ConfigMap holding the spec, the build Job
+//! of the current generation running `twin dataset build`, and a CronJob for `spec.schedule`.
+//! Applied in that order (the Job mounts the ConfigMap); CronJobs are managed, so removing the
+//! schedule deletes its CronJob. Build Jobs are history (each generation's Job stays until its
+//! TTL), so they are created once and never pruned.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    EnvVarSource, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector, SecurityContext, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::ResourceExt;
+use kube::api::ObjectMeta;
+
+use super::validate::ValidDataset;
+use crate::api::TwinDataset;
+use crate::api::common::SecretKeyRef;
+use crate::contract::labels::{
+    DATASET_ANNOTATION, DATASET_BUILD_COMPONENT, DATASET_NAME, GENERATION_ANNOTATION,
+};
+use crate::contract::{env, paths};
+use crate::operator::children::naming::{
+    CRONJOB_NAME_LIMIT, NAME_LIMIT, child_labels, child_name, instance_label, owner_reference,
+};
+use crate::operator::children::{ApplyPolicy, ChildSet};
+use crate::operator::error::Result;
+use crate::operator::settings::OperatorSettings;
+
+/// The desired children of a dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetChildren {
+    /// The spec, mounted into the build pod.
+    pub spec_config_map: ConfigMap,
+    /// The build Job of the current generation.
+    pub job: Job,
+    /// The refresh CronJob, when the dataset has a schedule.
+    pub cron_job: Option<CronJob>,
+}
+
+/// Name of the build Job of a generation.
+pub fn job_name(dataset: &TwinDataset) -> String {
+    let generation = dataset.metadata.generation.unwrap_or(1);
+    child_name(&dataset.name_any(), &format!("-build-{generation}"), NAME_LIMIT)
+}
+
+/// The label selector of a dataset's build Jobs and CronJob (scheduled Jobs carry it too). It
+/// finds candidates; [`builds_dataset`] decides.
+pub fn build_selector(dataset: &TwinDataset) -> String {
+    format!(
+        "{}={},{}={DATASET_BUILD_COMPONENT}",
+        crate::contract::labels::INSTANCE,
+        instance_label(&dataset.name_any()),
+        crate::contract::labels::COMPONENT
+    )
+}
+
+/// Whether a build Job builds this dataset: the dataset's full name in its annotation (the Jobs
+/// of scheduled refreshes are owned by the CronJob, and the instance label may be hashed).
+pub fn builds_dataset(job: &Job, dataset: &str) -> bool {
+    job.annotations().get(DATASET_ANNOTATION).is_some_and(|name| name == dataset)
+}
+
+/// Name of the spec ConfigMap.
+pub fn spec_config_map_name(dataset: &TwinDataset) -> String {
+    child_name(&dataset.name_any(), "-spec", NAME_LIMIT)
+}
+
+/// Name of the refresh CronJob.
+pub fn cron_job_name(dataset: &TwinDataset) -> String {
+    child_name(&dataset.name_any(), "-refresh", CRONJOB_NAME_LIMIT)
+}
+
+/// The annotations of every build Job: the dataset's full name and the generation it builds.
+fn job_annotations(dataset: &TwinDataset) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (DATASET_ANNOTATION.into(), dataset.name_any()),
+        (GENERATION_ANNOTATION.into(), dataset.metadata.generation.unwrap_or(1).to_string()),
+    ])
+}
+
+fn meta(dataset: &TwinDataset, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: dataset.namespace(),
+        labels: Some(child_labels(DATASET_NAME, &dataset.name_any(), DATASET_BUILD_COMPONENT)),
+        owner_references: owner_reference(dataset).map(|r| vec![r]),
+        ..Default::default()
+    }
+}
+
+fn pod_template(valid: &ValidDataset, settings: &OperatorSettings) -> PodTemplateSpec {
+    let dataset = valid.dataset;
+    let overrides = dataset.spec.job.clone().unwrap_or_default();
+    let mut volumes = vec![
+        Volume {
+            name: "spec".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: spec_config_map_name(dataset),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
+        Volume {
+            name: "cache".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+    ];
+    let mut mounts = vec![
+        VolumeMount {
+            name: "spec".into(),
+            mount_path: paths::SPEC_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+        VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() },
+        VolumeMount { name: "cache".into(), mount_path: paths::CACHE_DIR.into(), ..Default::default() },
+    ];
+    for (index, name) in valid.config_maps.iter().enumerate() {
+        volumes.push(Volume {
+            name: format!("configmap-{index}"),
+            config_map: Some(ConfigMapVolumeSource { name: name.to_string(), ..Default::default() }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: format!("configmap-{index}"),
+            mount_path: format!("{}/{name}", paths::CONFIGMAP_ROOT),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    for (index, (claim, writes)) in valid.claims.iter().enumerate() {
+        volumes.push(Volume {
+            name: format!("pvc-{index}"),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: Some(!writes),
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: format!("pvc-{index}"),
+            mount_path: format!("{}/{claim}", paths::PVC_ROOT),
+            read_only: Some(!writes),
+            ..Default::default()
+        });
+    }
+    let mut env = vec![
+        EnvVar {
+            name: env::CRAWLER_ALLOW_NETWORKS.into(),
+            value: Some(settings.crawler_allow_networks.clone()),
+            ..Default::default()
+        },
+        EnvVar {
+            name: env::CRAWLER_USER_AGENT.into(),
+            value: Some(settings.crawler_user_agent.clone()),
+            ..Default::default()
+        },
+        EnvVar { name: env::MODELS_DIR.into(), value: Some(paths::MODELS_DIR.into()), ..Default::default() },
+        EnvVar { name: env::LOG_FORMAT.into(), value: Some("json".into()), ..Default::default() },
+    ];
+    // Secrets by reference: each token or key reaches the build as one environment variable.
+    let secret_env = |name: String, secret: &SecretKeyRef| EnvVar {
+        name,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.name.clone(),
+                key: secret.key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    for source in &dataset.spec.sources {
+        if let Some(secret) = source.git.as_ref().and_then(|g| g.token_secret_ref.as_ref()) {
+            env.push(secret_env(env::git_token(&source.name), secret));
+        }
+    }
+    if let Some(secret) = dataset
+        .spec
+        .instruct
+        .as_ref()
+        .and_then(|i| i.generator.as_ref())
+        .and_then(|g| g.api_key_secret_ref.as_ref())
+    {
+        env.push(secret_env(env::GENERATOR_API_KEY.into(), secret));
+    }
+    let env_from = dataset.spec.output.credentials_secret_ref.as_ref().map(|secret| {
+        vec![EnvFromSource {
+            secret_ref: Some(SecretEnvSource { name: secret.name.clone(), optional: Some(false) }),
+            ..Default::default()
+        }]
+    });
+    let resources = overrides.resources.clone().unwrap_or_else(|| ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), Quantity("1".into())),
+            ("memory".into(), Quantity("1Gi".into())),
+        ])),
+        limits: Some(BTreeMap::from([("memory".into(), Quantity("2Gi".into()))])),
+        ..Default::default()
+    });
+    let container = Container {
+        name: "build".into(),
+        image: Some(overrides.image.clone().unwrap_or_else(|| settings.twin_image.clone())),
+        args: Some(vec![
+            "dataset".into(),
+            "build".into(),
+            "-f".into(),
+            paths::spec_path(),
+            "--termination-message-path".into(),
+            paths::TERMINATION_MESSAGE_PATH.into(),
+        ]),
+        env: Some(env),
+        env_from,
+        resources: Some(resources),
+        volume_mounts: Some(mounts),
+        termination_message_path: Some(paths::TERMINATION_MESSAGE_PATH.into()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(child_labels(DATASET_NAME, &dataset.name_any(), DATASET_BUILD_COMPONENT)),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            service_account_name: overrides.service_account_name.clone(),
+            node_selector: Some(overrides.node_selector.clone()).filter(|n| !n.is_empty()),
+            tolerations: Some(overrides.tolerations.clone()).filter(|t| !t.is_empty()),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(65532),
+                run_as_group: Some(65532),
+                fs_group: Some(65532),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            containers: vec![container],
+            volumes: Some(volumes),
+            ..Default::default()
+        }),
+    }
+}
+
+fn job_spec(valid: &ValidDataset, settings: &OperatorSettings) -> JobSpec {
+    JobSpec {
+        backoff_limit: Some(2),
+        active_deadline_seconds: Some(6 * 3600),
+        ttl_seconds_after_finished: Some(7 * 24 * 3600),
+        template: pod_template(valid, settings),
+        ..Default::default()
+    }
+}
+
+/// The desired children of a dataset.
+pub fn build(valid: &ValidDataset, settings: &OperatorSettings) -> DatasetChildren {
+    let dataset = valid.dataset;
+    let spec_document = TwinDataset {
+        metadata: ObjectMeta {
+            name: dataset.metadata.name.clone(),
+            namespace: dataset.metadata.namespace.clone(),
+            generation: dataset.metadata.generation,
+            ..Default::default()
+        },
+        spec: dataset.spec.clone(),
+        status: None,
+    };
+    let spec_config_map = ConfigMap {
+        metadata: meta(dataset, spec_config_map_name(dataset)),
+        data: Some(BTreeMap::from([(
+            paths::SPEC_FILE.to_string(),
+            serde_json::to_string_pretty(&spec_document).expect("the spec serialises"),
+        )])),
+        ..Default::default()
+    };
+    let mut job_meta = meta(dataset, job_name(dataset));
+    job_meta.annotations = Some(job_annotations(dataset));
+    let job = Job { metadata: job_meta, spec: Some(job_spec(valid, settings)), ..Default::default() };
+    let cron_job = dataset.spec.schedule.as_ref().map(|schedule| CronJob {
+        metadata: meta(dataset, cron_job_name(dataset)),
+        spec: Some(CronJobSpec {
+            schedule: schedule.clone(),
+            concurrency_policy: Some("Forbid".into()),
+            successful_jobs_history_limit: Some(3),
+            failed_jobs_history_limit: Some(3),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(child_labels(DATASET_NAME, &dataset.name_any(), DATASET_BUILD_COMPONENT)),
+                    annotations: Some(job_annotations(dataset)),
+                    ..Default::default()
+                }),
+                spec: Some(job_spec(valid, settings)),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    DatasetChildren { spec_config_map, job, cron_job }
+}
+
+impl DatasetChildren {
+    /// The children in apply order, for the applier: the spec ConfigMap, the Job (created
+    /// once), the CronJob; CronJobs are managed (a removed schedule deletes its CronJob).
+    pub fn child_set(&self) -> Result<ChildSet> {
+        let mut set = ChildSet::new();
+        set.add(&self.spec_config_map, ApplyPolicy::Apply)?;
+        set.add(&self.job, ApplyPolicy::CreateOnce)?;
+        if let Some(cron_job) = &self.cron_job {
+            set.add(cron_job, ApplyPolicy::Apply)?;
+        }
+        set.manage::<CronJob>();
+        Ok(set)
+    }
+}

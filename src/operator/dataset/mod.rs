@@ -1,0 +1,132 @@
+//! The TwinDataset controller. Each reconcile: fetch the ConfigMaps its sources name →
+//! validate → build the spec ConfigMap, the generation's build Job and the refresh CronJob →
+//! apply them → fetch the newest build Job → status from its report.
+
+pub mod build;
+pub mod status;
+pub mod validate;
+
+use std::sync::Arc;
+
+use futures::Future;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::ResourceExt;
+use kube::api::ListParams;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+
+use super::children::apply_children;
+use super::context::Context;
+use super::driver::{Validation, publish_status, run_controller, settle};
+use super::error::{Error, Result};
+use crate::api::TwinDataset;
+use crate::contract::labels;
+use status::{ObservedBuild, job_finished};
+use validate::ObservedConfigMaps;
+
+async fn reconcile(dataset: Arc<TwinDataset>, ctx: Arc<Context>) -> Result<Action> {
+    let current = dataset.status.clone().unwrap_or_default();
+    let config_maps = fetch_config_maps(&ctx, &dataset).await?;
+    let valid = match validate::validate(&dataset, &config_maps) {
+        Validation::Proceed(valid) => valid,
+        Validation::Wait(verdict) => return settle(&ctx, &*dataset, &verdict, current).await,
+    };
+    let children = build::build(&valid, &ctx.settings).child_set()?;
+    apply_children(&ctx, &*dataset, &children).await?;
+    let observed = fetch_newest_build(&ctx, &dataset).await?;
+    let (verdict, status) = status::from_build(&dataset, &observed);
+    publish_status(&ctx, &*dataset, &verdict.assessment, status).await?;
+    Ok(verdict.action())
+}
+
+/// The ConfigMaps the dataset's sources name, each read once.
+async fn fetch_config_maps(ctx: &Context, dataset: &TwinDataset) -> Result<ObservedConfigMaps> {
+    let namespace = dataset.namespace().ok_or(Error::Unidentified("namespace"))?;
+    let mut observed = ObservedConfigMaps::new();
+    for reference in dataset.spec.sources.iter().filter_map(|s| s.config_map.as_ref()) {
+        if !observed.contains_key(&reference.name) {
+            observed
+                .insert(reference.name.clone(), ctx.fetch::<ConfigMap>(&namespace, &reference.name).await?);
+        }
+    }
+    Ok(observed)
+}
+
+/// The newest build Job of the dataset (the generation's, or a scheduled refresh) and, when it
+/// has finished, its pod's termination message.
+async fn fetch_newest_build(ctx: &Context, dataset: &TwinDataset) -> Result<ObservedBuild> {
+    let namespace = dataset.namespace().ok_or(Error::Unidentified("namespace"))?;
+    let name = dataset.name_any();
+    let listed = |kind: &str| {
+        let kind = kind.to_string();
+        move |source| Error::ListChildren { kind, source }
+    };
+    let jobs = ctx
+        .namespaced_api::<Job>(&namespace)
+        .list(&ListParams::default().labels(&build::build_selector(dataset)))
+        .await
+        .map_err(listed("Job"))?;
+    let generation_job = build::job_name(dataset);
+    // Refreshes run the current spec too; the generation's own Job is preferred while it is the
+    // newest, so that a spec change is never reported with an older build's result.
+    let newest =
+        jobs.items.into_iter().filter(|job| build::builds_dataset(job, &name)).max_by_key(|j| {
+            (j.metadata.creation_timestamp.clone().map(|t| t.0), j.name_any() == generation_job)
+        });
+    let Some(job) = newest else { return Ok(ObservedBuild::default()) };
+    if !job_finished(&job) {
+        return Ok(ObservedBuild { job: Some(job), termination_message: None });
+    }
+    let pods = ctx
+        .namespaced_api::<Pod>(&namespace)
+        .list(&ListParams::default().labels(&format!("{}={}", labels::JOB_NAME, job.name_any())))
+        .await
+        .map_err(listed("Pod"))?;
+    let termination_message = pods
+        .items
+        .iter()
+        .filter_map(|p| {
+            p.status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .iter()
+                .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+        })
+        .next_back();
+    Ok(ObservedBuild { job: Some(job), termination_message })
+}
+
+/// The dataset a build Job belongs to: its controller owner when that is the dataset, else the
+/// full name in its annotation (a scheduled refresh's Job is owned by the CronJob).
+fn dataset_of_job(job: Job) -> Option<ObjectRef<TwinDataset>> {
+    let namespace = job.namespace()?;
+    let owner = job
+        .owner_references()
+        .iter()
+        .find(|r| r.controller == Some(true) && r.kind == "TwinDataset")
+        .map(|r| r.name.clone());
+    let name = owner.or_else(|| job.annotations().get(labels::DATASET_ANNOTATION).cloned())?;
+    Some(ObjectRef::new(&name).within(&namespace))
+}
+
+/// The controller: TwinDatasets, woken by changes of their spec and of their build Jobs.
+pub fn run(
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> (Store<TwinDataset>, impl Future<Output = ()>) {
+    let jobs = watcher::Config::default().labels(&format!(
+        "{}={}",
+        labels::COMPONENT,
+        labels::DATASET_BUILD_COMPONENT
+    ));
+    let job_api = ctx.watched_api::<Job>();
+    run_controller(
+        ctx,
+        shutdown,
+        move |controller, _| controller.watches(job_api, jobs, dataset_of_job),
+        reconcile,
+    )
+}

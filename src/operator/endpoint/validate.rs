@@ -1,0 +1,132 @@
+//! Validating a TwinEndpoint (pure): the model it serves resolves (a Succeeded TwinTrainingJob's
+//! adapter, or a base model), then the dataset it retrieves from is Ready.
+
+use std::time::Duration;
+
+use kube::ResourceExt;
+
+use crate::api::dataset::DatasetPhase;
+use crate::api::endpoint::{EndpointPhase, ServedModel};
+use crate::api::training::TrainingPhase;
+use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
+use crate::operator::conditions::Assessment;
+use crate::operator::driver::{Validation, Verdict, ready_message};
+use crate::operator::references::{StorageCheck, check_model_uri, missing_reference};
+
+/// How often an endpoint with a resolved model is looked at again without a watch event.
+pub const RESOLVED_RECHECK: Duration = Duration::from_secs(300);
+
+/// The model the endpoint serves, given its training job as observed.
+pub fn resolve_model(
+    endpoint: &TwinEndpoint,
+    training_job: Option<&TwinTrainingJob>,
+) -> Validation<ServedModel, EndpointPhase> {
+    let namespace = endpoint.namespace().unwrap_or_default();
+    let wait = Validation::wait;
+    let model = &endpoint.spec.model;
+    let cluster_uris = [
+        model.base_model.as_ref().map(|b| ("spec.model.baseModel.uri", b.uri.as_str())),
+        model.adapter_uri.as_deref().map(|a| ("spec.model.adapterUri", a)),
+    ];
+    for (field, uri) in cluster_uris.into_iter().flatten() {
+        if let StorageCheck::Unusable(message) = check_model_uri(field, uri) {
+            return wait(EndpointPhase::Failed, "InvalidSpec", message);
+        }
+    }
+    match (&model.training_job_ref, &model.base_model) {
+        (Some(reference), _) => {
+            let name = &reference.name;
+            let Some(job) = training_job else {
+                let message =
+                    missing_reference("TwinTrainingJob", name, &namespace, "spec.model.trainingJobRef.name");
+                return wait(EndpointPhase::Pending, "TrainingJobNotFound", message);
+            };
+            let status = job.status.as_ref();
+            match (status.and_then(|s| s.phase), status.and_then(|s| s.model.as_ref())) {
+                (Some(TrainingPhase::Succeeded), Some(trained)) => Validation::Proceed(ServedModel {
+                    base_model: trained.base_model.clone(),
+                    adapter_uri: Some(trained.adapter_uri.clone()),
+                    training_job: Some(name.clone()),
+                    dataset_revision: status.and_then(|s| s.dataset_revision.clone()),
+                }),
+                (Some(TrainingPhase::Failed), _) => wait(
+                    EndpointPhase::Failed,
+                    "TrainingJobFailed",
+                    format!(
+                        "TwinTrainingJob {name:?} failed, so there is no model to serve: {}",
+                        ready_message(job).unwrap_or("see kubectl describe twintrainingjob")
+                    ),
+                ),
+                (phase, _) => {
+                    let state = phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "not started".into());
+                    wait(
+                        EndpointPhase::Pending,
+                        "WaitingForModel",
+                        format!("TwinTrainingJob {name:?} is {state}; serving starts once it has Succeeded"),
+                    )
+                }
+            }
+        }
+        (None, Some(base)) => Validation::Proceed(ServedModel {
+            base_model: base.uri.clone(),
+            adapter_uri: model.adapter_uri.clone(),
+            training_job: None,
+            dataset_revision: None,
+        }),
+        (None, None) => wait(
+            EndpointPhase::Failed,
+            "InvalidSpec",
+            "spec.model needs trainingJobRef or baseModel".to_string(),
+        ),
+    }
+}
+
+/// The served model with the dataset revision retrieval uses (the one the adapter was trained
+/// on when there is one), given the dataset as observed; a verdict either way.
+pub fn resolve_dataset(
+    endpoint: &TwinEndpoint,
+    dataset: Option<&TwinDataset>,
+    mut served: ServedModel,
+) -> (ServedModel, Verdict<EndpointPhase>) {
+    let waiting = |reason: &str, message: String| {
+        Verdict::settled(Assessment::not_ready(EndpointPhase::Pending, reason, message))
+    };
+    if let Some(reference) = &endpoint.spec.dataset_ref {
+        let name = &reference.name;
+        let Some(dataset) = dataset else {
+            let namespace = endpoint.namespace().unwrap_or_default();
+            let message = format!(
+                "TwinDataset {name:?} not found in namespace {namespace:?}: create it, correct spec.datasetRef.name, or remove datasetRef to serve without retrieval"
+            );
+            return (served, waiting("DatasetNotFound", message));
+        };
+        let status = dataset.status.as_ref();
+        match (status.and_then(|s| s.phase), status.and_then(|s| s.revision.clone())) {
+            (Some(DatasetPhase::Ready), Some(revision)) => {
+                served.dataset_revision.get_or_insert(revision);
+            }
+            (Some(DatasetPhase::Failed), _) => {
+                let message = format!(
+                    "TwinDataset {name:?} failed: {}; serving starts once it is Ready",
+                    ready_message(dataset).unwrap_or("see kubectl describe twindataset")
+                );
+                return (served, waiting("DatasetFailed", message));
+            }
+            (phase, _) => {
+                let state = phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "not built yet".into());
+                let message = format!("TwinDataset {name:?} is {state}; serving starts once it is Ready");
+                return (served, waiting("WaitingForDataset", message));
+            }
+        }
+    }
+    let message = format!(
+        "model resolved ({}{}); waiting for the engine and gateway to deploy",
+        served.base_model,
+        served.adapter_uri.as_deref().map(|a| format!(" + adapter {a}")).unwrap_or_default()
+    );
+    let verdict = Verdict {
+        assessment: Assessment::not_ready(EndpointPhase::Pending, "ModelResolved", message),
+        recheck: Some(RESOLVED_RECHECK),
+    };
+    (served, verdict)
+}
