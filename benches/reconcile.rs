@@ -5,6 +5,7 @@
 //!
 //!   cargo bench --bench reconcile
 //!   TWIN_BENCH_TWINS=10000 cargo bench --bench reconcile
+//!   TWIN_BENCH_OPERATOR=/path/to/other/twin cargo bench --bench reconcile   (compare builds)
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -53,7 +54,10 @@ async fn main() {
     let endpoints = twins - datasets - training_jobs;
     let server = FakeApiServer::start().await;
     let kubeconfig = server.write_kubeconfig("bench");
-    let mut operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_twin"))
+    // Another build of the operator, to compare two against the same fake API server.
+    let binary = std::env::var("TWIN_BENCH_OPERATOR").unwrap_or_else(|_| env!("CARGO_BIN_EXE_twin").into());
+    println!("operator: {binary}");
+    let mut operator = tokio::process::Command::new(&binary)
         .args([
             "operator",
             "--metrics-addr",

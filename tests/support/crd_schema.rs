@@ -88,7 +88,10 @@ impl CrdSchema {
             errors.push(format!("{path}: {error}"));
         }
         check_list_types(&self.openapi_schema, &defaulted, "", &mut errors);
-        if errors.is_empty() {
+        // Validation ratcheting (Kubernetes 1.33): a write that leaves the spec as it was (a
+        // status update) does not run the spec's CEL rules again.
+        let spec_unchanged = old.is_some_and(|old| old.get("spec") == object.get("spec"));
+        if errors.is_empty() && !spec_unchanged {
             let old_defaulted = old.map(|o| self.with_defaults(o));
             if let Err(failures) =
                 Validator::new().validate_compiled(&self.cel, &defaulted, old_defaulted.as_ref())

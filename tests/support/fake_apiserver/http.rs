@@ -365,8 +365,10 @@ fn watch_response(shared: Arc<Shared>, route: Route, query: &HashMap<String, Str
             && field_selector_matches(&fields, &event.object)
     };
     tokio::spawn(async move {
+        // Written around the stored object rather than through a new JSON value: no deep copy
+        // of every object for every watcher.
         let line = |event: &super::store::WatchEvent| {
-            Ok(Bytes::from(format!("{}\n", json!({"type": event.kind, "object": event.object}))))
+            Ok(Bytes::from(format!("{{\"type\":\"{}\",\"object\":{}}}\n", event.kind, event.object)))
         };
         let mut last = from.unwrap_or(0);
         for event in backlog.iter().filter(|e| matches(e)) {

@@ -167,12 +167,24 @@ impl Store {
         labels_sel: &LabelSelector,
         fields_sel: &str,
     ) -> Vec<Value> {
-        self.objects
-            .iter()
-            .filter(|(k, _)| k.type_index == type_index && namespace.is_none_or(|ns| k.namespace == ns))
+        self.of_type(type_index, namespace)
             .filter(|(_, o)| labels_sel.matches_object(o) && field_selector_matches(fields_sel, o))
             .map(|(_, o)| o.clone())
             .collect()
+    }
+
+    /// The objects of one type (in one namespace), found by key range rather than by a scan of
+    /// every object: keys order by type, then namespace, then name.
+    fn of_type<'a>(
+        &'a self,
+        type_index: usize,
+        namespace: Option<&str>,
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Value)> + 'a {
+        let start = ObjectKey { type_index, namespace: namespace.unwrap_or_default().into(), name: String::new() };
+        let namespace = namespace.map(String::from);
+        self.objects.range(start..).take_while(move |(k, _)| {
+            k.type_index == type_index && namespace.as_ref().is_none_or(|ns| k.namespace == *ns)
+        })
     }
 
     /// Every object, for tests that look across types.
@@ -187,9 +199,7 @@ impl Store {
         let receiver = self.events.subscribe();
         let backlog = match from {
             None => self
-                .objects
-                .iter()
-                .filter(|(k, _)| k.type_index == type_index)
+                .of_type(type_index, None)
                 .map(|(k, o)| {
                     Arc::new(WatchEvent {
                         resource_version: self.resource_version,
