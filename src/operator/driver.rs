@@ -159,8 +159,9 @@ impl<P> Verdict<P> {
     }
 }
 
-/// Runs a controller for `K`: its own objects across the watched namespaces (woken by spec
-/// changes and finalizer changes, not by its own status writes), the extra watches `wire` adds,
+/// Runs a controller for `K`: its own objects across the watched namespaces, cached without
+/// their managedFields (woken by spec changes and finalizer changes, not by its own status
+/// writes), the extra watches `wire` adds,
 /// and `steps` for each reconcile, wrapped by [`drive`] and [`error_policy`]. Returns the
 /// objects' cache and the controller's future.
 pub fn run_controller<K, W, S, Fut>(
@@ -178,6 +179,8 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(ctx.watched_api::<K>(), watcher::Config::default())
         .default_backoff()
+        // No step reads managedFields, and they are a large part of each cached object.
+        .modify(|object| object.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());

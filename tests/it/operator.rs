@@ -496,6 +496,16 @@ async fn a_dataset_runs_a_build_job_whose_result_becomes_its_status() {
     );
     assert!(status["conditions"][0]["message"].as_str().unwrap().contains("sources that failed: course"));
 
+    // A CronJob that looks like the dataset's (same labels) but is not controlled by it.
+    let mut look_alike = cron.clone();
+    look_alike["metadata"] =
+        json!({"name": "paul-by-hand", "namespace": NS, "labels": cron["metadata"]["labels"]});
+    look_alike.as_object_mut().unwrap().remove("status");
+    Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(server.client(), NS)
+        .create(&PostParams::default(), &serde_json::from_value(look_alike).unwrap())
+        .await
+        .unwrap();
+
     // A spec change starts the next generation's Job; dropping the schedule drops the CronJob.
     let mut edited: Value =
         serde_saphyr::from_str(&repo::read("manifests/examples/twindataset.yaml")).unwrap();
@@ -511,6 +521,10 @@ async fn a_dataset_runs_a_build_job_whose_result_becomes_its_status() {
         server.get("batch/v1", "CronJob", NS, "paul-refresh").is_none().then_some(())
     })
     .await;
+    assert!(
+        server.get("batch/v1", "CronJob", NS, "paul-by-hand").is_some(),
+        "only the dataset's own children go"
+    );
 
     // Failure: the reason and message come from the termination message.
     let failure = BuildReport::Failed(FailedBuild {

@@ -162,7 +162,7 @@ fn long_names_give_unique_children_within_their_limits() {
         for value in children.job.metadata.labels.as_ref().unwrap().values() {
             assert!(value.len() <= 63, "label value {value}");
         }
-        assert!(build::builds_dataset(&children.job, dataset.metadata.name.as_deref().unwrap()));
+        assert!(build::builds_dataset(&children.job, dataset));
         names.extend([cron_job, job, config_map]);
     }
     let mut unique = names.clone();
@@ -173,7 +173,7 @@ fn long_names_give_unique_children_within_their_limits() {
         &proceed(validate(&datasets[1], &Default::default())),
         &OperatorSettings::for_tests("t"),
     );
-    assert!(!build::builds_dataset(&other.job, datasets[0].metadata.name.as_deref().unwrap()));
+    assert!(!build::builds_dataset(&other.job, &datasets[0]));
 }
 
 fn build_job(documents: &[Value], condition: Option<&str>) -> Job {

@@ -71,12 +71,25 @@ impl ChildSet {
         Ok(())
     }
 
+    /// Adds a child of a kind without a Rust type (a ServiceMonitor of the Prometheus Operator).
+    pub fn add_dynamic(
+        &mut self,
+        child: &DynamicObject,
+        resource: &ApiResource,
+        policy: ApplyPolicy,
+    ) -> Result<()> {
+        let name = child.metadata.name.clone().ok_or(Error::Unidentified("child name"))?;
+        let mut object =
+            serde_json::to_value(child).map_err(|source| Error::Serialize { what: "a child", source })?;
+        object["apiVersion"] = resource.api_version.clone().into();
+        object["kind"] = resource.kind.clone().into();
+        self.children.push(Child { resource: resource.clone(), name, object, policy });
+        Ok(())
+    }
+
     /// Marks a kind as managed: its children that this set does not hold are deleted.
     pub fn manage<C: Resource<DynamicType = ()>>(&mut self) {
-        let resource = ApiResource::erase::<C>(&());
-        if !self.managed.contains(&resource) {
-            self.managed.push(resource);
-        }
+        self.manage_dynamic(&ApiResource::erase::<C>(&()));
     }
 
     /// The children, in apply order.
@@ -87,6 +100,13 @@ impl ChildSet {
     /// A child by kind and name.
     pub fn get(&self, kind: &str, name: &str) -> Option<&Child> {
         self.children.iter().find(|c| c.resource.kind == kind && c.name == name)
+    }
+
+    /// Marks a kind without a Rust type as managed.
+    pub fn manage_dynamic(&mut self, resource: &ApiResource) {
+        if !self.managed.contains(resource) {
+            self.managed.push(resource.clone());
+        }
     }
 
     fn wants(&self, resource: &ApiResource, name: &str) -> bool {
@@ -150,4 +170,45 @@ where
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{ConfigMap, Service};
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+
+    use super::*;
+
+    #[test]
+    fn children_keep_their_order_and_any_kind_can_join() {
+        let named = |name: &str| kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() };
+        let mut set = ChildSet::new();
+        set.add(&ConfigMap { metadata: named("paul-config"), ..Default::default() }, ApplyPolicy::Apply)
+            .unwrap();
+        set.add(&Service { metadata: named("paul"), ..Default::default() }, ApplyPolicy::Apply).unwrap();
+        let monitors =
+            ApiResource::from_gvk(&GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"));
+        let monitor = DynamicObject::new("paul", &monitors);
+        set.add_dynamic(&monitor, &monitors, ApplyPolicy::Apply).unwrap();
+        set.manage::<Service>();
+        set.manage_dynamic(&monitors);
+        set.manage::<Service>();
+        let order: Vec<(&str, &str)> =
+            set.children().iter().map(|c| (c.resource.kind.as_str(), c.name.as_str())).collect();
+        assert_eq!(order, [("ConfigMap", "paul-config"), ("Service", "paul"), ("ServiceMonitor", "paul")]);
+        let applied = &set.get("ServiceMonitor", "paul").unwrap().object;
+        assert_eq!(
+            (applied["apiVersion"].as_str(), applied["kind"].as_str()),
+            (Some("monitoring.coreos.com/v1"), Some("ServiceMonitor"))
+        );
+        assert_eq!(set.get("Service", "paul").unwrap().object["apiVersion"], "v1");
+        assert_eq!(set.managed.len(), 2, "a kind is managed once");
+        assert!(set.wants(&monitors, "paul") && !set.wants(&monitors, "other"));
+    }
+
+    #[test]
+    fn a_child_without_a_name_is_refused() {
+        let error = ChildSet::new().add(&ConfigMap::default(), ApplyPolicy::Apply).unwrap_err();
+        assert!(error.is_permanent() && error.to_string().contains("child name"), "{error}");
+    }
 }

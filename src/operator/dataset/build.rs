@@ -25,7 +25,8 @@ use crate::contract::labels::{
 };
 use crate::contract::{env, paths};
 use crate::operator::children::naming::{
-    CRONJOB_NAME_LIMIT, NAME_LIMIT, child_labels, child_name, instance_label, owner_reference,
+    CRONJOB_NAME_LIMIT, NAME_LIMIT, child_labels, child_name, instance_label, is_controlled_by,
+    owner_reference,
 };
 use crate::operator::children::{ApplyPolicy, ChildSet};
 use crate::operator::error::Result;
@@ -60,9 +61,11 @@ pub fn build_selector(dataset: &TwinDataset) -> String {
 }
 
 /// Whether a build Job builds this dataset: the dataset's full name in its annotation (the Jobs
-/// of scheduled refreshes are owned by the CronJob, and the instance label may be hashed).
-pub fn builds_dataset(job: &Job, dataset: &str) -> bool {
-    job.annotations().get(DATASET_ANNOTATION).is_some_and(|name| name == dataset)
+/// of scheduled refreshes are owned by the CronJob, and the instance label may be hashed), or
+/// the dataset as its controller (Jobs created before the annotation existed).
+pub fn builds_dataset(job: &Job, dataset: &TwinDataset) -> bool {
+    let named = job.annotations().get(DATASET_ANNOTATION).is_some_and(|name| *name == dataset.name_any());
+    named || dataset.metadata.uid.as_deref().is_some_and(|uid| is_controlled_by(&job.metadata, uid))
 }
 
 /// Name of the spec ConfigMap.

@@ -58,7 +58,6 @@ async fn fetch_config_maps(ctx: &Context, dataset: &TwinDataset) -> Result<Obser
 /// has finished, its pod's termination message.
 async fn fetch_newest_build(ctx: &Context, dataset: &TwinDataset) -> Result<ObservedBuild> {
     let namespace = dataset.namespace().ok_or(Error::Unidentified("namespace"))?;
-    let name = dataset.name_any();
     let listed = |kind: &str| {
         let kind = kind.to_string();
         move |source| Error::ListChildren { kind, source }
@@ -72,7 +71,7 @@ async fn fetch_newest_build(ctx: &Context, dataset: &TwinDataset) -> Result<Obse
     // Refreshes run the current spec too; the generation's own Job is preferred while it is the
     // newest, so that a spec change is never reported with an older build's result.
     let newest =
-        jobs.items.into_iter().filter(|job| build::builds_dataset(job, &name)).max_by_key(|j| {
+        jobs.items.into_iter().filter(|job| build::builds_dataset(job, dataset)).max_by_key(|j| {
             (j.metadata.creation_timestamp.clone().map(|t| t.0), j.name_any() == generation_job)
         });
     let Some(job) = newest else { return Ok(ObservedBuild::default()) };

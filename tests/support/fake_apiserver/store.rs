@@ -180,7 +180,8 @@ impl Store {
         type_index: usize,
         namespace: Option<&str>,
     ) -> impl Iterator<Item = (&'a ObjectKey, &'a Value)> + 'a {
-        let start = ObjectKey { type_index, namespace: namespace.unwrap_or_default().into(), name: String::new() };
+        let start =
+            ObjectKey { type_index, namespace: namespace.unwrap_or_default().into(), name: String::new() };
         let namespace = namespace.map(String::from);
         self.objects.range(start..).take_while(move |(k, _)| {
             k.type_index == type_index && namespace.as_ref().is_none_or(|ns| k.namespace == *ns)
