@@ -29,6 +29,22 @@ fn dataset(name: &str) -> TwinDataset {
     .unwrap()
 }
 
+/// The pod of a finished Job, and how its container terminated.
+async fn finished_pod_of(
+    pods: &Api<Pod>,
+    job: &str,
+) -> (Pod, k8s_openapi::api::core::v1::ContainerStateTerminated) {
+    let pod = pods
+        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let terminated =
+        pod.status.clone().unwrap().container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+    (pod, terminated)
+}
+
 fn api_status(error: kube::Error) -> (u16, String, String) {
     match error {
         kube::Error::Api(status) => (status.code, status.reason, status.message),
@@ -446,14 +462,7 @@ async fn kubelet_helpers_finish_jobs_with_termination_messages() {
     assert_eq!(done.succeeded, Some(1));
     assert!(done.conditions.unwrap().iter().any(|c| c.type_ == "Complete" && c.status == "True"));
     let pods: Api<Pod> = Api::namespaced(server.client(), "twins");
-    let pod = pods
-        .list(&ListParams::default().labels("batch.kubernetes.io/job-name=build"))
-        .await
-        .unwrap()
-        .items
-        .remove(0);
-    let terminated =
-        pod.status.unwrap().container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+    let (_, terminated) = finished_pod_of(&pods, "build").await;
     assert_eq!(terminated.message.as_deref(), Some(r#"{"revision":"r1"}"#));
     // Deleting the Job collects its pod.
     jobs.delete("build", &DeleteParams::default()).await.unwrap();
@@ -484,14 +493,7 @@ async fn the_admin_api_finishes_jobs_and_pods_runs_cron_jobs_marks_deployments_a
     let failed = jobs.get_status("build").await.unwrap().status.unwrap();
     assert!(failed.conditions.unwrap().iter().any(|c| c.type_ == "Failed" && c.status == "True"));
     let pods: Api<Pod> = Api::namespaced(server.client(), "twins");
-    let pod = pods
-        .list(&ListParams::default().labels("batch.kubernetes.io/job-name=build"))
-        .await
-        .unwrap()
-        .items
-        .remove(0);
-    let terminated =
-        pod.status.unwrap().container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+    let (pod, terminated) = finished_pod_of(&pods, "build").await;
     assert_eq!(
         (terminated.exit_code, terminated.message.as_deref()),
         (1, Some(r#"{"error":"boom","reason":"NoDocuments"}"#))

@@ -110,12 +110,18 @@ impl Shared {
         }))
     }
 
-    /// Marks every replica of a Deployment ready and available.
-    pub fn mark_deployment_available(&self, namespace: &str, name: &str) -> Result<Value, ApiError> {
+    /// A Deployment and the replicas it asks for.
+    fn deployment(&self, namespace: &str, name: &str) -> Result<(Value, i64), ApiError> {
         let deployment = self
             .get("apps/v1", "Deployment", namespace, name)
             .ok_or_else(|| ApiError::NotFound(format!("deployment {name}")))?;
         let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+        Ok((deployment, replicas))
+    }
+
+    /// Marks every replica of a Deployment ready and available.
+    pub fn mark_deployment_available(&self, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        let (deployment, replicas) = self.deployment(namespace, name)?;
         self.write_status("apps/v1", "Deployment", namespace, name, json!({
             "observedGeneration": deployment["metadata"]["generation"], "replicas": replicas, "updatedReplicas": replicas,
             "readyReplicas": replicas, "availableReplicas": replicas,
@@ -135,10 +141,7 @@ impl Shared {
         reason: &str,
         message: &str,
     ) -> Result<Value, ApiError> {
-        let deployment = self
-            .get("apps/v1", "Deployment", namespace, name)
-            .ok_or_else(|| ApiError::NotFound(format!("deployment {name}")))?;
-        let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+        let (deployment, replicas) = self.deployment(namespace, name)?;
         self.write_status("apps/v1", "Deployment", namespace, name, json!({
             "observedGeneration": deployment["metadata"]["generation"], "replicas": replicas, "updatedReplicas": replicas,
             "readyReplicas": 0, "availableReplicas": 0, "unavailableReplicas": replicas,
