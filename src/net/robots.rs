@@ -21,11 +21,6 @@ impl Robots {
         Self::default()
     }
 
-    /// Every path refused (robots.txt unreachable: RFC 9309 §2.3.1.4).
-    pub fn disallow_all() -> Self {
-        Self { rules: vec![(false, "/".into())], crawl_delay: None }
-    }
-
     /// Parses robots.txt for the crawler whose product token is `agent` (case-insensitive).
     pub fn parse(text: &str, agent: &str) -> Self {
         let agent = agent.to_ascii_lowercase();
@@ -171,8 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn unreachable_refuses_everything_and_missing_allows_everything() {
-        assert!(!Robots::disallow_all().allows("/"));
+    fn missing_robots_txt_allows_everything() {
         assert!(Robots::allow_all().allows("/x"));
         assert!(Robots::parse("User-agent: *\nDisallow:\n", "twin-operator").allows("/x"));
     }

@@ -110,15 +110,18 @@ twin_kind!(TwinTrainingJob, TwinTrainingJobStatus, TrainingPhase, "twintrainingj
 twin_kind!(TwinEndpoint, TwinEndpointStatus, EndpointPhase, "twinendpoint",
     failed: EndpointPhase::Failed, warning: EndpointPhase::Failed | EndpointPhase::Degraded);
 
-/// The message of an object's Ready condition, as its controller wrote it: what a dependent
-/// twin repeats when its upstream failed.
-pub fn ready_message<K: TwinKind>(object: &K) -> Option<&str> {
-    let conditions = K::conditions_of(object.status()?);
-    conditions
-        .iter()
-        .find(|c| c.type_ == crate::api::CONDITION_READY)
-        .map(|c| c.message.as_str())
+/// Why an upstream twin failed, in its controller's words (its Ready condition's message), or
+/// where to look when it left none: what a dependent twin repeats.
+pub fn upstream_failure<K: TwinKind>(upstream: &K) -> String {
+    let message = upstream.status().and_then(|status| {
+        K::conditions_of(status)
+            .iter()
+            .find(|c| c.type_ == crate::api::CONDITION_READY)
+            .map(|c| c.message.clone())
+    });
+    message
         .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| format!("see kubectl describe {}", K::kind(&()).to_lowercase()))
 }
 
 /// What validation decided: go on to build with what it validated, or stop here with a status

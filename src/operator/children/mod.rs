@@ -62,13 +62,7 @@ impl ChildSet {
     where
         C: Resource<DynamicType = ()> + Serialize,
     {
-        let name = child.meta().name.clone().ok_or(Error::Unidentified("child name"))?;
-        let mut object =
-            serde_json::to_value(child).map_err(|source| Error::Serialize { what: "a child", source })?;
-        object["apiVersion"] = C::api_version(&()).into();
-        object["kind"] = C::kind(&()).into();
-        self.children.push(Child { resource: ApiResource::erase::<C>(&()), name, object, policy });
-        Ok(())
+        self.push(ApiResource::erase::<C>(&()), child.meta().name.clone(), child, policy)
     }
 
     /// Adds a child of a kind without a Rust type (a ServiceMonitor of the Prometheus Operator).
@@ -78,12 +72,22 @@ impl ChildSet {
         resource: &ApiResource,
         policy: ApplyPolicy,
     ) -> Result<()> {
-        let name = child.metadata.name.clone().ok_or(Error::Unidentified("child name"))?;
+        self.push(resource.clone(), child.metadata.name.clone(), child, policy)
+    }
+
+    fn push(
+        &mut self,
+        resource: ApiResource,
+        name: Option<String>,
+        child: &impl Serialize,
+        policy: ApplyPolicy,
+    ) -> Result<()> {
+        let name = name.ok_or(Error::Unidentified("child name"))?;
         let mut object =
             serde_json::to_value(child).map_err(|source| Error::Serialize { what: "a child", source })?;
         object["apiVersion"] = resource.api_version.clone().into();
         object["kind"] = resource.kind.clone().into();
-        self.children.push(Child { resource: resource.clone(), name, object, policy });
+        self.children.push(Child { resource, name, object, policy });
         Ok(())
     }
 

@@ -19,7 +19,7 @@ use kube::runtime::watcher;
 
 use super::children::apply_children;
 use super::context::Context;
-use super::driver::{Validation, publish_status, run_controller, settle};
+use super::driver::{Validation, run_controller, settle};
 use super::error::{Error, Result};
 use crate::api::TwinDataset;
 use crate::contract::labels;
@@ -37,8 +37,7 @@ async fn reconcile(dataset: Arc<TwinDataset>, ctx: Arc<Context>) -> Result<Actio
     apply_children(&ctx, &*dataset, &children).await?;
     let observed = fetch_newest_build(&ctx, &dataset).await?;
     let (verdict, status) = status::from_build(&dataset, &observed);
-    publish_status(&ctx, &*dataset, &verdict.assessment, status).await?;
-    Ok(verdict.action())
+    settle(&ctx, &*dataset, &verdict, status).await
 }
 
 /// The ConfigMaps the dataset's sources name, each read once.

@@ -10,7 +10,7 @@ use crate::api::endpoint::{EndpointPhase, ServedModel};
 use crate::api::training::TrainingPhase;
 use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use crate::operator::conditions::Assessment;
-use crate::operator::driver::{Validation, Verdict, ready_message};
+use crate::operator::driver::{Validation, Verdict, upstream_failure};
 use crate::operator::references::{StorageCheck, check_model_uri, missing_reference};
 
 /// How often an endpoint with a resolved model is looked at again without a watch event.
@@ -54,7 +54,7 @@ pub fn resolve_model(
                     "TrainingJobFailed",
                     format!(
                         "TwinTrainingJob {name:?} failed, so there is no model to serve: {}",
-                        ready_message(job).unwrap_or("see kubectl describe twintrainingjob")
+                        upstream_failure(job)
                     ),
                 ),
                 (phase, _) => {
@@ -108,7 +108,7 @@ pub fn resolve_dataset(
             (Some(DatasetPhase::Failed), _) => {
                 let message = format!(
                     "TwinDataset {name:?} failed: {}; serving starts once it is Ready",
-                    ready_message(dataset).unwrap_or("see kubectl describe twindataset")
+                    upstream_failure(dataset)
                 );
                 return (served, waiting("DatasetFailed", message));
             }

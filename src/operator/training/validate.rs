@@ -9,7 +9,7 @@ use crate::api::dataset::DatasetPhase;
 use crate::api::training::TrainingPhase;
 use crate::api::{TwinDataset, TwinTrainingJob};
 use crate::operator::conditions::Assessment;
-use crate::operator::driver::{Validation, Verdict, ready_message};
+use crate::operator::driver::{Validation, Verdict, upstream_failure};
 use crate::operator::references::{StorageCheck, check_model_uri, check_storage_uri, missing_reference};
 
 /// How often a job with a pinned revision is looked at again without a watch event.
@@ -71,7 +71,7 @@ pub fn validate(
             "DatasetFailed",
             format!(
                 "TwinDataset {name:?} failed: {}; training starts once it is Ready",
-                ready_message(dataset).unwrap_or("see kubectl describe twindataset")
+                upstream_failure(dataset)
             ),
         ),
         (phase, _) => wait(
