@@ -7,6 +7,8 @@
 //! operator.
 // Unsafe code is refused everywhere but in the embedding kernels (`embedding::bert`), which
 // call the matrix-product kernels through raw pointers and pick CPU features at run time.
+// The gateway (`serve`) answers the OpenAI API over a dataset revision, never importing the
+// operator.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -21,5 +23,6 @@ pub mod net;
 pub mod operator;
 pub mod parallel;
 pub mod pipeline;
+pub mod serve;
 pub mod storage;
 pub mod telemetry;

@@ -37,8 +37,13 @@ enum Command {
     /// The dataset pipeline.
     #[command(subcommand)]
     Dataset(DatasetCommand),
-    /// Run the RAG gateway (OpenAI-compatible API).
-    Serve,
+    /// Run the RAG gateway (OpenAI-compatible API); `twin serve --help` lists its settings.
+    #[command(disable_help_flag = true)]
+    Serve {
+        /// The gateway's flags (each also an environment variable or a --config file setting).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Run TwinDataset, TwinTrainingJob and TwinEndpoint YAML on this machine.
     Up {
         /// Folder or file of resource YAML.
@@ -70,7 +75,7 @@ fn main() -> ExitCode {
         Command::Dataset(DatasetCommand::Build(args)) => {
             runtime().block_on(twin_operator::pipeline::command::run(args))
         }
-        Command::Serve => not_in_this_release("twin serve", "the RAG gateway"),
+        Command::Serve { args } => runtime().block_on(twin_operator::serve::run(args)),
         Command::Up { .. } => not_in_this_release("twin up", "local mode"),
         Command::Chat { .. } => not_in_this_release("twin chat", "the chat client"),
     }

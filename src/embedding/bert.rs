@@ -394,6 +394,15 @@ fn project(
     );
 }
 
+/// `scores[i] = matrix[i] · query` for a row-major `rows × query.len()` matrix: the dense
+/// retrieval scan, on the same matrix kernels as the encoder (AVX2 / AVX-512 chosen at run time).
+pub fn matrix_vector(matrix: &[f32], query: &[f32], scores: &mut [f32], parallelism: Parallelism) {
+    let dimension = query.len();
+    let rows = scores.len();
+    assert_eq!(matrix.len(), rows * dimension, "the matrix has rows × dimension values");
+    matmul(rows, 1, dimension, scores, 1, false, matrix, dimension, 1, query, 1, 1, 1.0, parallelism);
+}
+
 /// `dst (+)= scale · A·B` for an m×k A and a k×n B given as slices with (row, column) strides;
 /// dst is row-major with row stride `dst_rs`. Bounds are checked before the kernel runs.
 #[allow(clippy::too_many_arguments)]

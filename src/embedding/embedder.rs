@@ -150,6 +150,13 @@ impl Embedder {
         Ok(out.into_inner().expect("no worker panicked"))
     }
 
+    /// One text, on the calling thread alone: a question at serving time, where concurrent
+    /// requests, not one product, should share the cores.
+    pub fn embed_one(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let mut vectors = self.embed_batch(&[text], gemm::Parallelism::None)?;
+        Ok(vectors.pop().expect("one vector per text"))
+    }
+
     fn embed_batch(
         &self,
         texts: &[&str],

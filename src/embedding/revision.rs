@@ -17,6 +17,9 @@ pub const DOCUMENTS: &str = "documents.jsonl";
 pub const CHUNKS: &str = "chunks.jsonl";
 /// The vectors of the passages.
 pub const EMBEDDINGS: &str = "embeddings.safetensors";
+/// Beside a dataset's revisions (`datasets/<name>/LATEST`): the id of the revision published
+/// last, so that a reader given the dataset's folder finds its newest revision in one read.
+pub const LATEST: &str = "LATEST";
 /// The tensor's name inside [`EMBEDDINGS`].
 pub const EMBEDDINGS_TENSOR: &str = "embeddings";
 

@@ -21,7 +21,7 @@ use crate::api::TwinDataset;
 use crate::api::dataset::{DatasetArtifacts, DatasetStats, SourceStatus};
 use crate::contract::build_report::{PublishedBuild, Timings};
 use crate::embedding::revision::{
-    CHUNKS, DOCUMENTS, EMBEDDINGS, MANIFEST, embeddings_safetensors, read_embeddings,
+    CHUNKS, DOCUMENTS, EMBEDDINGS, LATEST, MANIFEST, embeddings_safetensors, read_embeddings,
 };
 use crate::embedding::{EmbedError, Embedder};
 use crate::hashing::sha256_hex;
@@ -204,6 +204,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
         let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap_or_default();
         let stats = serde_json::from_value(manifest["stats"].clone()).unwrap_or_default();
         info!(%revision, "revision already published: nothing to write");
+        mark_latest(&store, &name, &revision).await?;
         return Ok(PublishedBuild {
             revision,
             unchanged: true,
@@ -322,6 +323,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
     store
         .write(&cache_key, &embeddings_safetensors("vectors", &embeddings, embedder.dimension, metadata))
         .await?;
+    mark_latest(&store, &name, &revision).await?;
     timings.write = started.elapsed().as_secs_f64();
     info!(%revision, root = %root, "published");
     Ok(PublishedBuild {
@@ -334,6 +336,16 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
         embedded_chunks: missing.len(),
         timings: Some(timings),
     })
+}
+
+/// Points the dataset's `LATEST` at `revision` (after its manifest is written), so that a gateway
+/// given the dataset's folder serves it; rewritten only when it changes.
+async fn mark_latest(store: &ObjectStore, name: &str, revision: &str) -> Result<(), StorageError> {
+    let key = format!("datasets/{name}/{LATEST}");
+    if store.read(&key).await?.as_deref() == Some(revision.as_bytes()) {
+        return Ok(());
+    }
+    store.write(&key, revision.as_bytes()).await
 }
 
 /// A progress bar on standard error when it is a terminal (log lines carry the counts

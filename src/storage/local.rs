@@ -37,6 +37,25 @@ impl LocalStore {
         }
     }
 
+    /// Appends to a key (created if absent) in one write, so that lines of one call stay together.
+    pub fn append(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        use std::io::Write;
+        let path = self.path(key)?;
+        let io = |op: &'static str| {
+            let path = path.display().to_string();
+            move |source| StorageError::Io { op, path, source }
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io("create folder for"))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io("open for appending"))?;
+        file.write_all(bytes).map_err(io("append to"))
+    }
+
     /// Writes a key atomically (temporary file, fsync, rename).
     pub fn write(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
         use std::io::Write;

@@ -163,6 +163,27 @@ impl ObjectStore {
         }
     }
 
+    /// Adds lines to a log object: appended to the file in a local folder; on S3, which cannot
+    /// append, written as a new object beside it (`<key stem>.<unix millis>.<extension>`).
+    pub async fn append(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        match self {
+            ObjectStore::Local(store) => store.append(key, bytes),
+            ObjectStore::S3(store) => {
+                let millis = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or_default();
+                let part = match key.rsplit_once('.') {
+                    Some((stem, extension)) if !extension.contains('/') => {
+                        format!("{stem}.{millis}.{extension}")
+                    }
+                    _ => format!("{key}.{millis}"),
+                };
+                store.write(&part, bytes).await
+            }
+        }
+    }
+
     /// Writes an object atomically: readers see the old content or the new, never a part.
     pub async fn write(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
         match self {

@@ -1,0 +1,280 @@
+//! `twin serve`'s settings: each a flag, each also an environment variable, and all of them
+//! from one config file (`--config`, YAML or JSON, keyed by the flags' long names). A flag
+//! beats its variable, which beats the file, which beats the default.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::contract::{env, paths};
+
+/// Which engine answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    /// A GGUF model run in this process by llama.cpp, on the CPU.
+    Embedded,
+    /// An OpenAI-compatible upstream (vLLM, TGI, Ollama, llama.cpp's server, hosted APIs).
+    Openai,
+}
+
+/// Flags of `twin serve`.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "twin serve", about = "Run the RAG gateway (OpenAI-compatible API)")]
+pub struct ServeArgs {
+    /// A YAML or JSON file of settings, keyed by these flags' long names (`upstream-model: x`).
+    #[arg(long, env = "TWIN_SERVE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The dataset: a revision's folder, or a dataset's folder (its newest revision, followed as
+    /// new ones are published), at file://, pvc:// or s3://. Unset: answers without retrieval.
+    #[arg(long, env = "TWIN_SERVE_DATASET", value_name = "URI")]
+    pub dataset: Option<String>,
+    /// The model name clients ask for. Default: the dataset's name, else `twin`.
+    #[arg(long, env = "TWIN_SERVE_NAME")]
+    pub name: Option<String>,
+    /// What answers: a GGUF model in this process, or an OpenAI-compatible upstream.
+    #[arg(long, env = "TWIN_SERVE_ENGINE", value_enum, default_value = "embedded")]
+    pub engine: EngineKind,
+    /// The embedded engine's GGUF model: a path, file:// or hf://org/repo/file.gguf. Default:
+    /// SmolLM2-135M-Instruct (Q4_1) as `scripts/fetch-models` lays it out in --models-dir.
+    #[arg(long, env = "TWIN_SERVE_MODEL", value_name = "PATH_OR_URI")]
+    pub model: Option<String>,
+    /// A GGUF LoRA adapter for the embedded engine (the trainer's `adapter.gguf`).
+    #[arg(long, env = "TWIN_SERVE_ADAPTER", value_name = "GGUF")]
+    pub adapter: Option<String>,
+    /// The upstream's base URL, e.g. http://vllm:8000/v1 (engine openai).
+    #[arg(long, env = "TWIN_SERVE_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+    /// The model to ask the upstream for. Default: the first its /v1/models lists.
+    #[arg(long, env = "TWIN_SERVE_UPSTREAM_MODEL", value_name = "NAME")]
+    pub upstream_model: Option<String>,
+    /// A file holding the upstream's API key (sent as a bearer token).
+    #[arg(long, env = "TWIN_SERVE_UPSTREAM_API_KEY_FILE", value_name = "FILE")]
+    pub upstream_api_key_file: Option<PathBuf>,
+    /// The upstream model's tokenizer.json, to count prompt tokens exactly (else estimated at 3
+    /// bytes a token, which over-counts and so errs on the side of fitting).
+    #[arg(long, env = "TWIN_SERVE_UPSTREAM_TOKENIZER", value_name = "FILE")]
+    pub upstream_tokenizer: Option<PathBuf>,
+    /// Tokens of context of the model (prompt and answer). Default: the GGUF's training
+    /// context capped at 8192 (embedded), 8192 (openai).
+    #[arg(long, env = "TWIN_SERVE_CONTEXT_TOKENS")]
+    pub context_tokens: Option<usize>,
+    /// Tokens kept for the answer when a request sets no max_tokens.
+    #[arg(long, env = "TWIN_SERVE_ANSWER_TOKENS", default_value_t = 512)]
+    pub answer_tokens: u32,
+    /// Address to listen on.
+    #[arg(long, env = "TWIN_SERVE_LISTEN", default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    pub listen: String,
+    /// A file holding the API key clients must send (`Authorization: Bearer <key>`). Unset: no
+    /// authentication.
+    #[arg(long, env = "TWIN_SERVE_API_KEY_FILE", value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// The system prompt. Default: one asking the model to answer as the dataset's author,
+    /// grounded in the passages.
+    #[arg(long, env = "TWIN_SERVE_SYSTEM_PROMPT")]
+    pub system_prompt: Option<String>,
+    /// Passages retrieved per request (a request's `rag.topK` overrides; 0 turns retrieval off).
+    #[arg(long, env = "TWIN_SERVE_TOP_K", default_value_t = 4)]
+    pub top_k: u32,
+    /// Where models are kept and `hf://` ones downloaded to.
+    #[arg(long, env = env::MODELS_DIR, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Where `pvc://claim/...` volumes are mounted.
+    #[arg(long, env = env::PVC_ROOT, default_value = paths::PVC_ROOT)]
+    pub pvc_root: PathBuf,
+    /// S3-compatible endpoint for s3:// URIs (MinIO, Ceph); unset: AWS.
+    #[arg(long, env = "TWIN_SERVE_S3_ENDPOINT_URL", value_name = "URL")]
+    pub s3_endpoint_url: Option<String>,
+    /// The bucket's region for s3:// URIs.
+    #[arg(long, env = "TWIN_SERVE_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Requests served at once; more are refused with 429.
+    #[arg(long, env = "TWIN_SERVE_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Largest request body in bytes; larger get 413.
+    #[arg(long, env = "TWIN_SERVE_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Time to connect to the upstream.
+    #[arg(long, env = "TWIN_SERVE_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Time until a streamed answer's first token.
+    #[arg(long, env = "TWIN_SERVE_FIRST_TOKEN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub first_token_timeout: Duration,
+    /// Longest silence between two tokens of a streamed answer.
+    #[arg(long, env = "TWIN_SERVE_BETWEEN_TOKENS_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub between_tokens_timeout: Duration,
+    /// Time for a whole answer that is not streamed.
+    #[arg(long, env = "TWIN_SERVE_REQUEST_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Tries of an upstream request that failed before its answer began (connection refused,
+    /// 429, 502, 503).
+    #[arg(long, env = "TWIN_SERVE_UPSTREAM_ATTEMPTS", default_value_t = 2)]
+    pub upstream_attempts: u32,
+    /// How often to look for a new dataset revision (also on SIGHUP).
+    #[arg(long, env = "TWIN_SERVE_RELOAD_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub reload_interval: Duration,
+    /// Where to write the prompt log (file://, pvc:// or s3://). Unset: no prompt log.
+    #[arg(long, env = "TWIN_SERVE_PROMPT_LOG", value_name = "URI")]
+    pub prompt_log: Option<String>,
+    /// Prompt-log lines held for writing; beyond, lines are dropped and counted.
+    #[arg(long, env = "TWIN_SERVE_PROMPT_LOG_BUFFER", default_value_t = 10_000)]
+    pub prompt_log_buffer: usize,
+    /// Longest a prompt-log line waits before it is written.
+    #[arg(long, env = "TWIN_SERVE_PROMPT_LOG_FLUSH", default_value = "5s", value_parser = parse_duration)]
+    pub prompt_log_flush: Duration,
+    /// This replica's name in the prompt log's file names. Default: $HOSTNAME (the pod's name).
+    #[arg(long, env = "TWIN_SERVE_REPLICA")]
+    pub replica: Option<String>,
+    /// Embedded engine: answers decoded together in one batch; more wait in a queue.
+    #[arg(long, env = "TWIN_SERVE_PARALLEL", default_value_t = 8)]
+    pub parallel: usize,
+    /// Embedded engine: requests waiting for a place in the batch; beyond, 429.
+    #[arg(long, env = "TWIN_SERVE_QUEUE", default_value_t = 64)]
+    pub queue: usize,
+    /// Embedded engine: CPU threads. Default: every core.
+    #[arg(long, env = "TWIN_SERVE_THREADS")]
+    pub threads: Option<usize>,
+    /// `json` or `text` log lines (default: JSON unless stderr is a terminal).
+    #[arg(long, env = env::LOG_FORMAT)]
+    pub log_format: Option<String>,
+}
+
+/// A duration: `250ms`, `30s`, `5m`, `1h`, or plain seconds (`1.5`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = text.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 =
+        number.trim().parse().map_err(|_| format!("{text:?} is not a duration (250ms, 30s, 5m, 1h)"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("{text:?} is not a duration (250ms, 30s, 5m, 1h)"));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+impl ServeArgs {
+    /// Parses `twin serve`'s arguments (after the subcommand), then fills every setting given
+    /// neither as a flag nor in the environment from the config file, if one is named.
+    pub fn parse_with_config(args: Vec<OsString>) -> Result<Self, clap::Error> {
+        let mut argv: Vec<OsString> = vec!["twin serve".into()];
+        argv.extend(args);
+        let command = Self::command();
+        let matches = command.clone().try_get_matches_from(&argv)?;
+        let parsed = Self::from_arg_matches(&matches)?;
+        let Some(file) = &parsed.config else { return Ok(parsed) };
+        let settings = read_config(file).map_err(|e| command.clone().error(clap::error::ErrorKind::Io, e))?;
+        for (key, value) in settings {
+            let argument = command.get_arguments().find(|a| a.get_long() == Some(key.as_str()));
+            let Some(argument) = argument.filter(|a| a.get_id() != "config") else {
+                return Err(command.clone().error(
+                    clap::error::ErrorKind::UnknownArgument,
+                    format!(
+                        "{}: unknown setting {key:?} (settings are the long names of twin serve's flags)",
+                        file.display()
+                    ),
+                ));
+            };
+            let source = matches.value_source(argument.get_id().as_str());
+            if matches!(source, None | Some(ValueSource::DefaultValue)) {
+                argv.push(format!("--{key}={value}").into());
+            }
+        }
+        let matches = command.clone().try_get_matches_from(&argv)?;
+        Self::from_arg_matches(&matches)
+    }
+}
+
+/// The file's settings as `(long name, value)` pairs; camelCase keys are read as kebab-case.
+fn read_config(file: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read the config file {}: {e}", file.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .or_else(|_| serde_saphyr::from_str(&text))
+        .map_err(|e| format!("{} is neither JSON nor YAML: {e}", file.display()))?;
+    let Some(map) = value.as_object() else {
+        return Err(format!("{} must hold a map of settings", file.display()));
+    };
+    map.iter()
+        .map(|(key, value)| {
+            let key = kebab(key);
+            let value = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                other => {
+                    return Err(format!(
+                        "{}: {key} must be a string, number or boolean, not {other}",
+                        file.display()
+                    ));
+                }
+            };
+            Ok((key, value))
+        })
+        .collect()
+}
+
+fn kebab(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 4);
+    for c in key.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('-');
+            out.push(c.to_ascii_lowercase());
+        } else if c == '_' {
+            out.push('-');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_with_units() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn flags_beat_the_config_file_which_beats_defaults() {
+        let dir = std::env::temp_dir().join(format!("twin-serve-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("serve.yaml");
+        std::fs::write(
+            &file,
+            "engine: openai\nupstream: http://127.0.0.1:9/v1\ntopK: 7\nlisten: 127.0.0.1:1\n",
+        )
+        .unwrap();
+        let args = ServeArgs::parse_with_config(vec![
+            "--config".into(),
+            file.clone().into(),
+            "--listen".into(),
+            "127.0.0.1:2".into(),
+        ])
+        .unwrap();
+        assert_eq!(args.engine, EngineKind::Openai);
+        assert_eq!(args.top_k, 7);
+        assert_eq!(args.upstream.as_deref(), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(args.listen, "127.0.0.1:2");
+        std::fs::write(&file, "no-such-flag: 1\n").unwrap();
+        let error = ServeArgs::parse_with_config(vec!["--config".into(), file.into()]).unwrap_err();
+        assert!(error.to_string().contains("unknown setting \"no-such-flag\""), "{error}");
+    }
+}

@@ -1,0 +1,457 @@
+//! The `embedded` engine: a GGUF model run in this process by llama.cpp on the CPU, with an
+//! optional GGUF LoRA adapter. One worker thread owns the context and decodes every running
+//! answer together: each step is one batch holding the next token of each answer (and the
+//! prompts of new ones), so that concurrent requests share each pass over the weights. Up to
+//! `parallel` answers run at once; up to `queue` more wait; beyond that, requests get 429.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use super::template::{CHATML, ChatTemplate};
+use super::{Completion, Engine, EngineError, EngineInfo, FinishReason, Piece, PieceStream, Prompt};
+use crate::serve::api::{Sampling, Usage};
+
+/// How the model runs.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// The GGUF file.
+    pub model: std::path::PathBuf,
+    /// A GGUF LoRA adapter to apply.
+    pub adapter: Option<std::path::PathBuf>,
+    /// Tokens of context per answer (prompt and answer); unset: the model's training context,
+    /// at most 4096.
+    pub context_tokens: Option<usize>,
+    /// Answers decoded together.
+    pub parallel: usize,
+    /// Requests waiting for a place.
+    pub queue: usize,
+    /// CPU threads.
+    pub threads: usize,
+}
+
+/// Tokens the worker decodes in one step at most (prompts are fed in pieces of this size).
+const BATCH_TOKENS: usize = 512;
+/// Sampling when a request sets none (llama.cpp's server uses the same).
+const DEFAULT_TEMPERATURE: f32 = 0.8;
+const DEFAULT_TOP_P: f32 = 0.95;
+
+/// llama.cpp's backend may be initialised once per process.
+fn backend() -> Result<&'static LlamaBackend, String> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let mut backend = LlamaBackend::init().map_err(|e| format!("cannot start llama.cpp: {e}"))?;
+            // llama.cpp logs every tensor at load time to stderr; the gateway logs what matters.
+            backend.void_logs();
+            Ok(backend)
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// One request for the worker.
+struct Job {
+    prompt: Vec<LlamaToken>,
+    sampling: Sampling,
+    max_tokens: usize,
+    pieces: UnboundedSender<Result<Piece, EngineError>>,
+}
+
+/// The engine's handle: what request threads use (the model is shared read-only with the worker).
+pub struct EmbeddedEngine {
+    model: &'static LlamaModel,
+    template: ChatTemplate,
+    jobs: SyncSender<Job>,
+    info: EngineInfo,
+    add_bos: bool,
+}
+
+impl EmbeddedEngine {
+    /// Loads the model (and adapter) and starts the worker. Blocking: call it off the runtime.
+    pub fn load(options: &EmbeddedOptions) -> Result<Self, String> {
+        let backend = backend()?;
+        if !options.model.is_file() {
+            return Err(format!("the GGUF model {} does not exist", options.model.display()));
+        }
+        let model = LlamaModel::load_from_file(backend, &options.model, &LlamaModelParams::default())
+            .map_err(|e| format!("cannot load the GGUF model {}: {e}", options.model.display()))?;
+        // The model lives as long as the process: the worker's context borrows it.
+        let model: &'static mut LlamaModel = Box::leak(Box::new(model));
+        let adapter = match &options.adapter {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(format!("the GGUF LoRA adapter {} does not exist", path.display()));
+                }
+                Some(model.lora_adapter_init(path).map_err(|e| {
+                    format!(
+                        "cannot load the LoRA adapter {} (it must be a GGUF adapter for this model): {e}",
+                        path.display()
+                    )
+                })?)
+            }
+            None => None,
+        };
+        let model: &'static LlamaModel = model;
+        let vocab = model.vocab();
+        let special = |token: LlamaToken| {
+            String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned()
+        };
+        let template_source =
+            model.meta_val_str("tokenizer.chat_template").unwrap_or_else(|_| CHATML.to_string());
+        let template = ChatTemplate::new(&template_source, &special(vocab.bos()), &special(vocab.eos()))?;
+        let trained = model.n_ctx_train() as usize;
+        let context_tokens = options.context_tokens.unwrap_or(trained.min(4096)).min(trained.max(1));
+        let parallel = options.parallel.max(1);
+        let (jobs, received) = std::sync::mpsc::sync_channel(options.queue);
+        let threads = options.threads.max(1);
+        let (started, start_result) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("llama-worker".into())
+            .spawn(move || {
+                let params = LlamaContextParams::default()
+                    .with_n_ctx(NonZeroU32::new((context_tokens * parallel) as u32))
+                    .with_n_batch(BATCH_TOKENS as u32)
+                    .with_n_ubatch(BATCH_TOKENS as u32)
+                    .with_n_seq_max(parallel as u32)
+                    .with_kv_unified(true)
+                    .with_n_threads(threads as i32)
+                    .with_n_threads_batch(threads as i32);
+                let mut context = match model.new_context(backend, params) {
+                    Ok(context) => context,
+                    Err(e) => {
+                        let _ = started.send(Err(format!("cannot create the llama.cpp context: {e}")));
+                        return;
+                    }
+                };
+                if let Some(mut adapter) = adapter
+                    && let Err(e) = context.lora_adapter_set(&mut adapter, 1.0)
+                {
+                    let _ = started.send(Err(format!("cannot apply the LoRA adapter: {e}")));
+                    return;
+                }
+                let _ = started.send(Ok(()));
+                Worker { model, context, parallel, context_tokens }.run(received);
+            })
+            .map_err(|e| format!("cannot start the llama.cpp worker: {e}"))?;
+        start_result.recv().map_err(|_| "the llama.cpp worker stopped while starting".to_string())??;
+        let info = EngineInfo {
+            kind: "embedded",
+            model: options.model.display().to_string(),
+            adapter: options.adapter.as_ref().map(|a| a.display().to_string()),
+            context_tokens,
+        };
+        Ok(Self { model, template, jobs, info, add_bos: vocab.should_add_bos() })
+    }
+
+    fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
+        let text = self.template.render(&prompt.turns).map_err(EngineError::Failed)?;
+        let vocab = self.model.vocab();
+        let bos = String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
+        // A template that writes the BOS token itself must not get a second one.
+        let add_bos = self.add_bos && (bos.is_empty() || !text.starts_with(&bos));
+        Ok(vocab.tokenize(text.as_bytes(), add_bos, true))
+    }
+
+    /// Queues a request; its pieces arrive on the returned receiver.
+    fn submit(&self, prompt: Prompt) -> Result<UnboundedReceiver<Result<Piece, EngineError>>, EngineError> {
+        let tokens = self.tokenize_prompt(&prompt)?;
+        let context = self.info.context_tokens;
+        if tokens.len() >= context {
+            return Err(EngineError::Rejected {
+                status: 400,
+                message: format!("the prompt is {} tokens; the model's context is {context}", tokens.len()),
+            });
+        }
+        let room = context - tokens.len();
+        let max_tokens = prompt.sampling.max_tokens.map_or(room, |m| (m as usize).min(room));
+        let (pieces, receiver) = unbounded_channel();
+        let job = Job { prompt: tokens, sampling: prompt.sampling, max_tokens, pieces };
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(receiver),
+            Err(TrySendError::Full(_)) => Err(EngineError::Busy(
+                "the embedded engine's queue is full (--parallel answers running, --queue waiting); retry shortly".into(),
+            )),
+            Err(TrySendError::Disconnected(_)) => Err(EngineError::Failed("the llama.cpp worker has stopped".into())),
+        }
+    }
+}
+
+impl Engine for EmbeddedEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        self.model.vocab().tokenize(text.as_bytes(), false, true).len()
+    }
+
+    fn tokens_per_turn(&self) -> usize {
+        5
+    }
+
+    fn complete(&self, prompt: Prompt) -> BoxFuture<'static, Result<Completion, EngineError>> {
+        let submitted = self.submit(prompt);
+        async move {
+            let mut receiver = submitted?;
+            let mut text = String::new();
+            while let Some(piece) = receiver.recv().await {
+                match piece? {
+                    Piece::Text(t) => text.push_str(&t),
+                    Piece::Done { finish_reason, usage } => {
+                        return Ok(Completion { text, finish_reason, usage });
+                    }
+                }
+            }
+            Err(EngineError::Failed("the llama.cpp worker stopped mid-answer".into()))
+        }
+        .boxed()
+    }
+
+    fn stream(&self, prompt: Prompt) -> BoxFuture<'static, Result<PieceStream, EngineError>> {
+        let submitted = self.submit(prompt);
+        async move {
+            let receiver = submitted?;
+            let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+                receiver.recv().await.map(|piece| (piece, receiver))
+            });
+            Ok(stream.boxed())
+        }
+        .boxed()
+    }
+}
+
+/// An answer being written.
+struct Slot {
+    sequence: i32,
+    job: Job,
+    /// Prompt tokens fed so far.
+    fed: usize,
+    /// Position of the next token.
+    position: i32,
+    sampler: LlamaSampler,
+    /// Where this slot's logits are in the last batch.
+    logits_at: Option<i32>,
+    last: LlamaToken,
+    generated: usize,
+    /// Bytes of a character split across tokens.
+    partial: Vec<u8>,
+    /// Text held back because it may begin a stop sequence.
+    held: String,
+    done: bool,
+}
+
+struct Worker {
+    model: &'static LlamaModel,
+    context: LlamaContext<'static>,
+    parallel: usize,
+    context_tokens: usize,
+}
+
+impl Worker {
+    fn run(mut self, jobs: Receiver<Job>) {
+        let mut slots: Vec<Slot> = Vec::with_capacity(self.parallel);
+        let mut batch = LlamaBatch::new(BATCH_TOKENS.max(self.parallel), self.parallel as i32);
+        loop {
+            // Take new requests while there is room; sleep on the queue when idle.
+            while slots.len() < self.parallel {
+                let job = if slots.is_empty() {
+                    match jobs.recv() {
+                        Ok(job) => job,
+                        Err(_) => return,
+                    }
+                } else {
+                    match jobs.try_recv() {
+                        Ok(job) => job,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => return,
+                    }
+                };
+                if job.pieces.is_closed() {
+                    continue;
+                }
+                let sequence = (0..self.parallel as i32)
+                    .find(|s| slots.iter().all(|slot| slot.sequence != *s))
+                    .expect("a free sequence");
+                slots.push(Slot {
+                    sequence,
+                    sampler: sampler(&job.sampling),
+                    job,
+                    fed: 0,
+                    position: 0,
+                    logits_at: None,
+                    last: LlamaToken(0),
+                    generated: 0,
+                    partial: Vec::new(),
+                    held: String::new(),
+                    done: false,
+                });
+            }
+            self.step(&mut slots, &mut batch);
+            for slot in slots.iter().filter(|s| s.done || s.job.pieces.is_closed()) {
+                let _ = self.context.clear_kv_cache_seq(Some(slot.sequence as u32), None, None);
+            }
+            slots.retain(|s| !s.done && !s.job.pieces.is_closed());
+        }
+    }
+
+    /// One decode: the next token of every answer, then as much of new prompts as fits.
+    fn step(&mut self, slots: &mut [Slot], batch: &mut LlamaBatch) {
+        batch.clear();
+        for slot in slots.iter_mut() {
+            slot.logits_at = None;
+            if slot.fed == slot.job.prompt.len() && slot.generated > 0 {
+                batch
+                    .add(slot.last, slot.position, &[slot.sequence], true)
+                    .expect("room for one token per slot");
+                slot.logits_at = Some(batch.n_tokens() - 1);
+                slot.position += 1;
+            }
+        }
+        for slot in slots.iter_mut() {
+            let left = BATCH_TOKENS.saturating_sub(batch.n_tokens() as usize);
+            if slot.fed == slot.job.prompt.len() || left == 0 {
+                continue;
+            }
+            let end = (slot.fed + left).min(slot.job.prompt.len());
+            for i in slot.fed..end {
+                let last = i + 1 == slot.job.prompt.len();
+                batch
+                    .add(slot.job.prompt[i], slot.position, &[slot.sequence], last)
+                    .expect("within the batch size");
+                slot.position += 1;
+                if last {
+                    slot.logits_at = Some(batch.n_tokens() - 1);
+                }
+            }
+            slot.fed = end;
+        }
+        if batch.n_tokens() == 0 {
+            return;
+        }
+        if let Err(error) = self.context.decode(batch) {
+            for slot in slots.iter_mut().filter(|s| s.logits_at.is_some() || s.fed > 0) {
+                let _ = slot
+                    .job
+                    .pieces
+                    .send(Err(EngineError::Failed(format!("llama.cpp could not decode: {error}"))));
+                slot.done = true;
+            }
+            return;
+        }
+        let vocab = self.model.vocab();
+        for slot in slots.iter_mut() {
+            let Some(at) = slot.logits_at else { continue };
+            let token = slot.sampler.sample(&self.context, at);
+            slot.last = token;
+            if vocab.is_eog(token) {
+                self.finish(slot, FinishReason::Stop);
+                continue;
+            }
+            slot.generated += 1;
+            slot.partial.extend(vocab.token_to_piece(token, false, None));
+            let valid = match std::str::from_utf8(&slot.partial) {
+                Ok(text) => text.len(),
+                Err(e) => e.valid_up_to(),
+            };
+            let text: String = String::from_utf8_lossy(&slot.partial[..valid]).into_owned();
+            slot.partial.drain(..valid);
+            slot.held.push_str(&text);
+            if let Some(cut) = stop_at(&slot.held, &slot.job.sampling.stop) {
+                slot.held.truncate(cut);
+                self.finish(slot, FinishReason::Stop);
+                continue;
+            }
+            let safe = safe_prefix(&slot.held, &slot.job.sampling.stop);
+            if safe > 0 {
+                let out: String = slot.held.drain(..safe).collect();
+                if slot.job.pieces.send(Ok(Piece::Text(out))).is_err() {
+                    slot.done = true;
+                    continue;
+                }
+            }
+            if slot.generated >= slot.job.max_tokens || slot.position as usize + 1 >= self.context_tokens {
+                self.finish(slot, FinishReason::Length);
+            }
+        }
+    }
+
+    fn finish(&self, slot: &mut Slot, reason: FinishReason) {
+        if !slot.held.is_empty() {
+            let _ = slot.job.pieces.send(Ok(Piece::Text(std::mem::take(&mut slot.held))));
+        }
+        let usage = Usage::new(slot.job.prompt.len() as u32, slot.generated as u32);
+        let _ = slot.job.pieces.send(Ok(Piece::Done { finish_reason: reason, usage: Some(usage) }));
+        slot.done = true;
+    }
+}
+
+/// The sampler chain for a request: greedy at temperature 0, else top-p, temperature, and a
+/// seeded draw.
+fn sampler(sampling: &Sampling) -> LlamaSampler {
+    let temperature = sampling.temperature.unwrap_or(DEFAULT_TEMPERATURE);
+    if temperature <= 0.0 {
+        return LlamaSampler::greedy();
+    }
+    let seed = sampling.seed.map_or_else(|| fastrand::u32(..), |s| s as u32);
+    LlamaSampler::chain_simple([
+        LlamaSampler::top_p(sampling.top_p.unwrap_or(DEFAULT_TOP_P), 1),
+        LlamaSampler::temp(temperature),
+        LlamaSampler::dist(seed),
+    ])
+}
+
+/// Where the first stop sequence begins in `text`, if one occurs.
+fn stop_at(text: &str, stops: &[String]) -> Option<usize> {
+    stops.iter().filter_map(|s| text.find(s.as_str())).min()
+}
+
+/// How much of `text` can be sent: all but a tail that might be the start of a stop sequence.
+fn safe_prefix(text: &str, stops: &[String]) -> usize {
+    let mut safe = text.len();
+    for stop in stops {
+        for (i, _) in text.char_indices() {
+            if i < safe && stop.starts_with(&text[i..]) {
+                safe = i;
+                break;
+            }
+        }
+    }
+    safe
+}
+
+/// The default model's path in a models folder, as `scripts/fetch-models` lays it out.
+pub fn default_model(models_dir: &Path) -> std::path::PathBuf {
+    models_dir.join("SmolLM2-135M-Instruct").join("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_sequences_cut_the_answer_and_hold_back_a_possible_start() {
+        let stops = vec!["\n\n".to_string(), "END".to_string()];
+        assert_eq!(stop_at("one\n\ntwo", &stops), Some(3));
+        assert_eq!(stop_at("one END", &stops), Some(4));
+        assert_eq!(stop_at("one", &stops), None);
+        assert_eq!(safe_prefix("hello E", &stops), 6);
+        assert_eq!(safe_prefix("hello EN", &stops), 6);
+        assert_eq!(safe_prefix("hello\n", &stops), 5);
+        assert_eq!(safe_prefix("héllo", &stops), "héllo".len());
+        assert_eq!(safe_prefix("abc", &[]), 3);
+    }
+}

