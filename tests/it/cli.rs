@@ -19,11 +19,41 @@ fn help_lists_every_role_of_the_binary() {
 
 #[test]
 fn subcommands_of_later_releases_exit_non_zero_and_say_why() {
-    for args in [&["serve"][..], &["up", "-f", "manifests/examples"], &["chat", "http://localhost:8080/v1"]] {
+    for args in [&["up", "-f", "manifests/examples"][..], &["chat", "http://localhost:8080/v1"]] {
         let output = twin(args);
         assert_eq!(output.status.code(), Some(2), "twin {args:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("is not available in this release"), "twin {args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn serve_refuses_incomplete_settings_with_the_fix() {
+    for (args, says) in [
+        (&["serve", "--engine", "openai"][..], "--engine openai needs --upstream URL"),
+        (
+            &["serve", "--model", "/nonexistent/model.gguf", "--listen", "127.0.0.1:0"],
+            "the GGUF model /nonexistent/model.gguf does not exist",
+        ),
+        (&["serve", "--engine", "openai", "--upstream", "ftp://x"], "must be http:// or https://"),
+        (
+            &[
+                "serve",
+                "--dataset",
+                "s3://bucket",
+                "--engine",
+                "openai",
+                "--upstream",
+                "http://127.0.0.1:9/v1",
+            ],
+            "name a dataset's folder or a revision's",
+        ),
+        (&["serve", "--first-token-timeout", "soon"], "is not a duration"),
+    ] {
+        let output = twin(args);
+        assert!(!output.status.success(), "twin {args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "twin {args:?}: {stderr}");
     }
 }
 

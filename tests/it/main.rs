@@ -11,6 +11,7 @@ mod crds;
 mod e2e;
 mod examples;
 mod fake_apiserver;
+mod gateway;
 mod generator;
 mod hub;
 mod operator;

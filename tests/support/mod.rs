@@ -5,6 +5,7 @@
 
 pub mod crd_schema;
 pub mod fake_apiserver;
+pub mod gateway;
 pub mod git_http;
 pub mod moto;
 pub mod repo;

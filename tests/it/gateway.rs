@@ -1,0 +1,657 @@
+//! `twin serve` over real sockets: the embedded engine (the real SmolLM2 GGUF) answering from a
+//! dataset the real pipeline built; hybrid retrieval finding what only BM25 ranks first; the
+//! openai engine against a scripted upstream (plain, streamed, every fault); bad input; the
+//! in-flight limit; the API key; a new revision swapped in while requests run; and the official
+//! `openai` Python client.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use twin_operator::pipeline::build;
+use twin_operator::serve::knowledge::DatasetLocation;
+use twin_operator::storage::S3Options;
+
+use super::pipeline::{Scratch, model_dir};
+use crate::support::gateway::{Gateway, Upstream};
+use crate::support::repo;
+
+const POSTS: [(&str, &str); 5] = [
+    (
+        "retries.md",
+        "# Why my operator retries\n\nWhen a reconcile fails, the operator waits and tries again, doubling the wait each time up to five minutes, with jitter so that a thousand failing objects do not all retry in the same second. A failure that a person must fix is not retried at all: it waits for the spec to change.",
+    ),
+    (
+        "postmortem.md",
+        "# The stale cache night\n\nINC-88231 was the night our embedding cache went stale and every twin answered from last month's posts. We now check the revision before serving.",
+    ),
+    (
+        "outage.md",
+        "# The worst outage I ran\n\nA certificate expired at three in the morning and every request failed for an hour. What went wrong, what we changed afterwards, and what I tell new on-call engineers about that night.",
+    ),
+    (
+        "voice.md",
+        "# Writing in your own voice\n\nI write the way I talk: short sentences, first person, and one idea a paragraph. A twin trained on that sounds like me; a twin trained on press releases sounds like a press release.",
+    ),
+    (
+        "gpus.md",
+        "# Renting GPUs\n\nI rent one H100 for a fine-tune and give it back the same afternoon. LoRA on all linear layers, rank 32, three epochs: that is the whole recipe, and it fits in one GPU's memory.",
+    ),
+];
+
+/// Builds a dataset named `paul` from `posts` with the real pipeline; returns its folder URI.
+async fn publish(scratch: &Scratch, posts: &[(&str, &str)]) -> String {
+    for (path, text) in posts {
+        scratch.write(&format!("corpus/{path}"), text);
+    }
+    let dataset = serde_json::from_value(json!({
+        "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinDataset", "metadata": {"name": "paul", "namespace": "twins"},
+        "spec": {"author": {"name": "Paul"},
+                 "sources": [{"name": "blog", "files": {"uri": format!("file://{}", scratch.0.join("corpus").display()), "include": ["**/*.md"]}}],
+                 "chunking": {"maxTokens": 128, "overlapTokens": 8},
+                 "embedding": {"model": format!("file://{}", model_dir().display()), "batchSize": 8},
+                 "output": {"uri": format!("file://{}", scratch.0.join("out").display())}}
+    }))
+    .unwrap();
+    build(&dataset, &Default::default()).await.expect("the dataset builds");
+    format!("file://{}", scratch.0.join("out/datasets/paul").display())
+}
+
+fn smollm() -> PathBuf {
+    let path = repo::path(".cache/models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(path.is_file(), "the embedded engine's model is missing: run scripts/fetch-models");
+    path
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn models_dir() -> String {
+    repo::path(".cache/models").display().to_string()
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
+    let response = client.post(url).json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
+}
+
+/// The `data:` payloads of an event stream, in order.
+fn events(body: &str) -> Vec<String> {
+    body.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).map(str::to_string).collect()
+}
+
+async fn stream(client: &reqwest::Client, url: &str, body: Value) -> (u16, Vec<String>) {
+    let response = client.post(url).json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, events(&response.text().await.unwrap()))
+}
+
+fn user(question: &str) -> Value {
+    json!([{"role": "user", "content": question}])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embedded_engine_answers_from_the_dataset_streamed_and_not() {
+    let scratch = Scratch::new("gateway-embedded");
+    let dataset = publish(&scratch, &POSTS).await;
+    let log = format!("file://{}", scratch.0.join("prompts").display());
+    let gateway = Gateway::start(&args(&[
+        "--dataset",
+        &dataset,
+        "--model",
+        &smollm().display().to_string(),
+        "--models-dir",
+        &models_dir(),
+        "--prompt-log",
+        &log,
+        "--prompt-log-flush",
+        "100ms",
+        "--replica",
+        "gw-0",
+        "--context-tokens",
+        "2048",
+    ]));
+    gateway.wait_ready();
+    let client = reqwest::Client::new();
+    let chat = format!("{}/v1/chat/completions", gateway.url);
+
+    let (status, answer) = post(&client, &chat, json!({"model": "paul", "messages": user("How do you rent GPUs for a fine-tune?"), "max_tokens": 24, "temperature": 0})).await;
+    assert_eq!(status, 200, "{answer}");
+    let text = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(!text.trim().is_empty(), "{answer}");
+    assert_eq!(answer["model"], "paul");
+    assert!(answer["usage"]["completion_tokens"].as_u64().unwrap() <= 24);
+    assert!(
+        answer["usage"]["prompt_tokens"].as_u64().unwrap() > 50,
+        "the passages are in the prompt: {answer}"
+    );
+    let sources = answer["sources"].as_array().unwrap();
+    assert_eq!(sources[0]["title"], "Renting GPUs", "{answer}");
+    assert!(sources[0]["url"].as_str().unwrap().ends_with("corpus/gpus.md"));
+
+    // Greedy decoding is repeatable, and a stop sequence cuts the answer where it begins.
+    let (_, again) = post(&client, &chat, json!({"messages": user("How do you rent GPUs for a fine-tune?"), "max_tokens": 24, "temperature": 0})).await;
+    assert_eq!(again["choices"][0]["message"]["content"], text);
+    let first_word = text.split_whitespace().nth(1).expect("two words");
+    let (_, stopped) = post(&client, &chat, json!({"messages": user("How do you rent GPUs for a fine-tune?"), "max_tokens": 24, "temperature": 0, "stop": [first_word]})).await;
+    let stopped_text = stopped["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(
+        !stopped_text.contains(first_word) && text.starts_with(stopped_text),
+        "{stopped_text:?} vs {text:?}"
+    );
+    assert_eq!(stopped["choices"][0]["finish_reason"], "stop");
+
+    let (status, events) = stream(&client, &chat, json!({"messages": user("How do you write?"), "max_tokens": 16, "stream": true, "stream_options": {"include_usage": true}})).await;
+    assert_eq!(status, 200);
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let first: Value = serde_json::from_str(&events[0]).unwrap();
+    assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(first["sources"][0]["title"], "Writing in your own voice", "{first}");
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let streamed: String =
+        chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert!(!streamed.trim().is_empty());
+    let usage = &chunks.last().unwrap()["usage"];
+    assert!(
+        usage["completion_tokens"].as_u64().unwrap() >= 1
+            && usage["completion_tokens"].as_u64().unwrap() <= 16,
+        "{usage}"
+    );
+
+    // Embeddings come from the dataset's model: the same vector as floats and as base64.
+    let embeddings = format!("{}/v1/embeddings", gateway.url);
+    let (status, floats) =
+        post(&client, &embeddings, json!({"input": ["renting GPUs", "voice"], "model": "paul"})).await;
+    assert_eq!(status, 200, "{floats}");
+    let vector: Vec<f32> = serde_json::from_value(floats["data"][0]["embedding"].clone()).unwrap();
+    assert_eq!(vector.len(), 384);
+    let (_, encoded) =
+        post(&client, &embeddings, json!({"input": "renting GPUs", "encoding_format": "base64"})).await;
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let decoded: Vec<f32> =
+        bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(decoded, vector);
+
+    assert_eq!(gateway.stop().code(), Some(0));
+    let file = scratch.0.join("prompts/paul").read_dir().unwrap().next().unwrap().unwrap().path();
+    let lines: Vec<Value> = std::fs::read_dir(&file)
+        .unwrap()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+            text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(lines.len(), 4, "one line per answered chat request: {lines:?}");
+    let line = &lines[0];
+    assert_eq!(line["question"], "How do you rent GPUs for a fine-tune?");
+    assert_eq!(line["answer"], text);
+    assert_eq!(line["passages"][0]["title"], "Renting GPUs");
+    assert_eq!(line["lineage"]["dataset"], "paul");
+    assert_eq!(line["lineage"]["engine"], "embedded");
+    assert!(line["latencyMs"]["total"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hybrid_retrieval_finds_an_identifier_that_dense_search_ranks_low() {
+    let scratch = Scratch::new("gateway-retrieval");
+    let dataset = publish(&scratch, &POSTS).await;
+    // A ticket id means nothing to the embedding model: the outage story is closer in meaning.
+    let question = "What happened in incident INC-88231?";
+
+    // In-process: dense search alone does not rank the passage first; BM25 does.
+    let location = DatasetLocation::open(&dataset, std::path::Path::new("/"), &S3Options::default(), None)
+        .await
+        .unwrap();
+    let folder = location.current().await.unwrap();
+    let knowledge = location.load(&folder, None, &Default::default()).await.unwrap();
+    let vector = knowledge.embedder.embed_one(question).unwrap();
+    let title = |i: usize| knowledge.index.passage(i).title.clone().unwrap_or_default();
+    let dense = knowledge.index.dense(&vector, 4);
+    let lexical = knowledge.index.lexical(question, 4);
+    assert_eq!(title(dense[0].0), "The worst outage I ran", "dense search alone ranks the distractor first");
+    assert_eq!(title(lexical[0].0), "The stale cache night");
+    assert_eq!(lexical.len(), 1, "only the postmortem holds the id");
+
+    // Through the gateway, with an upstream that echoes the system prompt it was sent.
+    let upstream = Upstream::default();
+    let base = upstream.start().await;
+    let gateway = Gateway::start(&args(&[
+        "--engine",
+        "openai",
+        "--upstream",
+        &base,
+        "--dataset",
+        &dataset,
+        "--models-dir",
+        &models_dir(),
+        "--top-k",
+        "1",
+    ]));
+    gateway.wait_ready();
+    let client = reqwest::Client::new();
+    let chat = format!("{}/v1/chat/completions", gateway.url);
+    let (status, answer) =
+        post(&client, &chat, json!({"messages": user(question), "scenario": "echo"})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["sources"][0]["title"], "The stale cache night", "{answer}");
+    assert!(answer["sources"][0]["bm25"].as_f64().unwrap() > 0.0);
+    let system = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(
+        system.starts_with("You are Paul's twin"),
+        "the default system prompt names the author: {system}"
+    );
+    assert!(system.contains("INC-88231 was the night") && system.contains("postmortem.md"), "{system}");
+    // rag.topK 0 turns retrieval off for one request.
+    let (_, plain) =
+        post(&client, &chat, json!({"messages": user(question), "scenario": "echo", "rag": {"topK": 0}}))
+            .await;
+    assert_eq!(plain["sources"], json!([]));
+    assert!(!plain["choices"][0]["message"]["content"].as_str().unwrap().contains("INC-88231 was"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openai_engine_passes_answers_through_whole_and_streamed() {
+    let upstream = Upstream::default();
+    let base = upstream.start().await;
+    let gateway = Gateway::start(&args(&[
+        "--engine",
+        "openai",
+        "--upstream",
+        &base,
+        "--name",
+        "paul",
+        "--system-prompt",
+        "You are Paul.",
+    ]));
+    gateway.wait_ready();
+    let client = reqwest::Client::new();
+    let chat = format!("{}/v1/chat/completions", gateway.url);
+    let (status, answer) = post(&client, &chat, json!({
+        "model": "paul", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        "temperature": 0.3, "top_p": 0.9, "max_completion_tokens": 40, "stop": "\n\n", "seed": 7, "presence_penalty": 0.5
+    })).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["message"]["content"], "Hello from upstream");
+    assert_eq!(answer["usage"]["total_tokens"], 14);
+    let sent = upstream.last();
+    assert_eq!(sent["model"], "scripted-model", "the upstream's first listed model");
+    assert_eq!(sent["messages"][0], json!({"role": "system", "content": "You are Paul.\n\nBe brief."}));
+    assert_eq!((sent["temperature"].as_f64().unwrap() * 10.0).round(), 3.0);
+    assert_eq!(sent["max_tokens"], 40);
+    assert_eq!(sent["stop"], json!(["\n\n"]));
+    assert_eq!(sent["seed"], 7);
+    assert_eq!(sent["presence_penalty"], 0.5);
+
+    let (status, events) = stream(&client, &chat, json!({"messages": user("Hi"), "stream": true})).await;
+    assert_eq!(status, 200);
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    assert_eq!(chunks[0]["sources"], json!([]));
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, "Hello from upstream");
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
+    assert!(chunks.iter().all(|c| c.get("usage").is_none()), "no usage chunk unless asked for");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_faults_become_502_or_504_and_never_hang() {
+    let upstream = Upstream::default();
+    let base = upstream.start().await;
+    let gateway = Gateway::start(&args(&[
+        "--engine",
+        "openai",
+        "--upstream",
+        &base,
+        "--upstream-model",
+        "m",
+        "--first-token-timeout",
+        "1s",
+        "--between-tokens-timeout",
+        "1s",
+        "--request-timeout",
+        "1s",
+        "--upstream-attempts",
+        "2",
+    ]));
+    gateway.wait_ready();
+    let client = reqwest::Client::new();
+    let chat = format!("{}/v1/chat/completions", gateway.url);
+    for (scenario, stream, status, code) in [
+        ("error-500", false, 502, "upstream_unavailable"),
+        ("error-400", false, 400, "upstream_rejected"),
+        ("garbage", false, 502, "upstream_bad_response"),
+        ("garbage", true, 502, "upstream_bad_response"),
+        ("hang", false, 504, "upstream_timeout"),
+        ("hang", true, 504, "upstream_timeout"),
+        ("slow-first-token", true, 504, "upstream_timeout"),
+    ] {
+        let started = std::time::Instant::now();
+        let (got, body) =
+            post(&client, &chat, json!({"messages": user("Hi"), "scenario": scenario, "stream": stream}))
+                .await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{scenario} stream={stream}: {body}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "{scenario} took {:?}", started.elapsed());
+    }
+    // A 500 is retried once (before any answer began); a 400 is not.
+    let received = upstream
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b["scenario"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(received.iter().filter(|s| *s == "error-500").count(), 2);
+    assert_eq!(received.iter().filter(|s| *s == "error-400").count(), 1);
+
+    // A stream the upstream cuts ends with an error event and no [DONE].
+    let (status, events) =
+        stream(&client, &chat, json!({"messages": user("Hi"), "scenario": "cut", "stream": true})).await;
+    assert_eq!(status, 200);
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_unavailable", "{events:?}");
+    assert!(!events.contains(&"[DONE]".to_string()));
+    let text: String = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(text, "Hello from");
+
+    // An upstream that is down: 502 at once.
+    drop(gateway);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let gateway = Gateway::start(&args(&[
+        "--engine",
+        "openai",
+        "--upstream",
+        &format!("http://{closed}/v1"),
+        "--upstream-model",
+        "m",
+        "--connect-timeout",
+        "1s",
+    ]));
+    gateway.wait_ready();
+    let (status, body) =
+        post(&client, &format!("{}/v1/chat/completions", gateway.url), json!({"messages": user("Hi")})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (502, Some("upstream_unavailable")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("cannot reach the upstream"), "{body}");
+    let metrics = client.get(format!("{}/metrics", gateway.url)).send().await.unwrap().text().await.unwrap();
+    let sample = metrics
+        .lines()
+        .find(|l| l.starts_with("twin_gateway_errors_total{kind=\"upstream_unavailable\"}"))
+        .expect("an error counter sample");
+    assert_eq!(sample.rsplit(' ').next(), Some("1"), "{sample}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_openai_error_objects() {
+    let upstream = Upstream::default();
+    let base = upstream.start().await;
+    let gateway = Gateway::start(&args(&[
+        "--engine",
+        "openai",
+        "--upstream",
+        &base,
+        "--upstream-model",
+        "m",
+        "--name",
+        "paul",
+        "--max-body-bytes",
+        "4096",
+        "--context-tokens",
+        "300",
+        "--answer-tokens",
+        "100",
+    ]));
+    gateway.wait_ready();
+    let client = reqwest::Client::new();
+    let chat = format!("{}/v1/chat/completions", gateway.url);
+    let raw = |body: &'static str| {
+        let client = client.clone();
+        let chat = chat.clone();
+        async move {
+            let response = client
+                .post(&chat)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = raw("{\"messages\": [").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_json")), "{body}");
+    let (status, body) = raw("{\"messages\": \"hello\"}").await;
+    assert_eq!((status, body["error"]["type"].as_str()), (400, Some("invalid_request_error")), "{body}");
+    let long = "word ".repeat(2000);
+    for (request, status, param) in [
+        (json!({"messages": []}), 400, "messages"),
+        (json!({"model": "paul"}), 400, "messages"),
+        (json!({"messages": [{"role": "wizard", "content": "hi"}]}), 400, "messages[0].role"),
+        (json!({"messages": user("")}), 400, "messages[0].content"),
+        (json!({"model": "gpt-4o", "messages": user("hi")}), 404, "model"),
+        (json!({"messages": user("hi"), "n": 3}), 400, "n"),
+        (
+            json!({"messages": user("hi"), "tools": [{"type": "function", "function": {"name": "f"}}]}),
+            400,
+            "tools",
+        ),
+        (json!({"messages": user(&"word ".repeat(500))}), 400, "messages"),
+        (json!({"messages": user("hi"), "max_tokens": 5000}), 400, "max_tokens"),
+        (json!({"messages": user(&long)}), 413, ""),
+    ] {
+        let (got, body) = post(&client, &chat, request.clone()).await;
+        assert_eq!(got, status, "{request}: {body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+        if !param.is_empty() {
+            assert_eq!(body["error"]["param"], param, "{body}");
+        }
+    }
+    let (_, body) = post(&client, &chat, json!({"messages": user(&"word ".repeat(500))})).await;
+    assert_eq!(body["error"]["code"], "context_length_exceeded");
+    let missing = client.get(format!("{}/v1/nothing", gateway.url)).send().await.unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    assert_eq!(missing.json::<Value>().await.unwrap()["error"]["code"], "unknown_url");
+    let model = client.get(format!("{}/v1/models/gpt-4o", gateway.url)).send().await.unwrap();
+    assert_eq!(model.status().as_u16(), 404);
+    assert!(upstream.received.lock().unwrap().is_empty(), "no bad request reached the upstream");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_in_flight_limit_answers_429_and_the_api_key_401() {
+    let scratch = Scratch::new("gateway-key");
+    scratch.write("key", "s3cret-key\n");
+    let upstream = Upstream::default();
+    let base = upstream.start().await;
+    let gateway = Gateway::start(&args(&[
+        "--engine",
+        "openai",
+        "--upstream",
+        &base,
+        "--upstream-model",
+        "m",
+        "--max-in-flight",
+        "1",
+        "--api-key-file",
+        &scratch.0.join("key").display().to_string(),
+        "--request-timeout",
+        "3s",
+    ]));
+    gateway.wait_ready();
+    let client = reqwest::Client::new();
+    let chat = format!("{}/v1/chat/completions", gateway.url);
+    for header in [None, Some("Bearer wrong"), Some("Bearer s3cret-ke"), Some("s3cret-key")] {
+        let mut request = client.post(&chat).json(&json!({"messages": user("hi")}));
+        if let Some(value) = header {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{header:?}");
+        assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "invalid_api_key");
+    }
+    let models = client.get(format!("{}/v1/models", gateway.url)).send().await.unwrap();
+    assert_eq!(models.status().as_u16(), 401, "every /v1 route needs the key");
+    assert_eq!(client.get(format!("{}/healthz", gateway.url)).send().await.unwrap().status().as_u16(), 200);
+
+    let authorised = |scenario: &'static str| {
+        client
+            .post(&chat)
+            .bearer_auth("s3cret-key")
+            .json(&json!({"messages": user("hi"), "scenario": scenario}))
+            .send()
+    };
+    let hanging = tokio::spawn(authorised("hang"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = authorised("plain").await.unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    assert_eq!(refused.json::<Value>().await.unwrap()["error"]["type"], "rate_limit_error");
+    assert_eq!(hanging.await.unwrap().unwrap().status().as_u16(), 504);
+    assert_eq!(authorised("plain").await.unwrap().status().as_u16(), 200, "the slot is free again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_revision_is_swapped_in_while_requests_run() {
+    let scratch = Scratch::new("gateway-swap");
+    let dataset = publish(&scratch, &POSTS[..3]).await;
+    let upstream = Upstream::default();
+    let base = upstream.start().await;
+    // Reloads only on SIGHUP: the interval is long.
+    let gateway = Gateway::start(&args(&[
+        "--engine",
+        "openai",
+        "--upstream",
+        &base,
+        "--dataset",
+        &dataset,
+        "--models-dir",
+        &models_dir(),
+        "--reload-interval",
+        "1h",
+    ]));
+    gateway.wait_ready();
+    let client = reqwest::Client::new();
+    let revision = |client: reqwest::Client, url: String| async move {
+        let models: Value =
+            client.get(format!("{url}/v1/models")).send().await.unwrap().json().await.unwrap();
+        models["data"][0]["twin"]["revision"].as_str().unwrap().to_string()
+    };
+    let first = revision(client.clone(), gateway.url.clone()).await;
+    let chat = format!("{}/v1/chat/completions", gateway.url);
+    let load = {
+        let client = client.clone();
+        let chat = chat.clone();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(6);
+            while std::time::Instant::now() < deadline {
+                let response = client.post(&chat).json(&json!({"messages": user("How do you rent GPUs?"), "stream": statuses.len() % 2 == 1})).send().await.unwrap();
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap();
+                statuses.push((status, body.contains("[DONE]") || body.contains("\"chat.completion\"")));
+            }
+            statuses
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish(&scratch, &POSTS).await;
+    std::process::Command::new("kill").args(["-HUP", &gateway.pid().to_string()]).status().unwrap();
+    let mut second = first.clone();
+    for _ in 0..100 {
+        second = revision(client.clone(), gateway.url.clone()).await;
+        if second != first {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(second, first, "SIGHUP loads the new revision:\n{}", gateway.log());
+    let statuses = load.await.unwrap();
+    assert!(statuses.len() > 10, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|(status, complete)| *status == 200 && *complete),
+        "a request failed during the swap: {statuses:?}"
+    );
+    let (_, answer) = post(&client, &chat, json!({"messages": user("How do you rent GPUs?")})).await;
+    assert_eq!(
+        answer["sources"][0]["title"], "Renting GPUs",
+        "the new revision's passages are served: {answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_openai_client_talks_to_the_gateway() {
+    let site = repo::path(".cache/python");
+    assert!(site.join("openai").is_dir(), "the openai Python package is missing: run scripts/install-tools");
+    let upstream = Upstream::default();
+    let base = upstream.start().await;
+    let scratch = Scratch::new("gateway-openai-client");
+    let dataset = publish(&scratch, &POSTS).await;
+    scratch.write("key", "client-key");
+    let gateway = Gateway::start(&args(&[
+        "--engine",
+        "openai",
+        "--upstream",
+        &base,
+        "--dataset",
+        &dataset,
+        "--models-dir",
+        &models_dir(),
+        "--api-key-file",
+        &scratch.0.join("key").display().to_string(),
+    ]));
+    gateway.wait_ready();
+    let script = r#"
+import sys, openai
+client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="client-key", max_retries=0)
+models = [m.id for m in client.models.list()]
+assert models == ["paul"], models
+answer = client.chat.completions.create(model="paul", messages=[{"role": "user", "content": "How do you rent GPUs?"}], max_tokens=20)
+assert answer.choices[0].message.content == "Hello from upstream", answer
+assert answer.model_extra["sources"][0]["title"] == "Renting GPUs", answer.model_extra
+text, sources, usage = "", None, None
+for chunk in client.chat.completions.create(model="paul", messages=[{"role": "user", "content": "How do you write?"}], stream=True, stream_options={"include_usage": True}):
+    if sources is None:
+        sources = chunk.model_extra["sources"]
+    if chunk.choices and chunk.choices[0].delta.content:
+        text += chunk.choices[0].delta.content
+    if chunk.usage:
+        usage = chunk.usage
+assert text == "Hello from upstream", text
+assert sources[0]["title"] == "Writing in your own voice", sources
+assert usage.total_tokens == 14, usage
+try:
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    raise SystemExit("a request for another model must fail")
+except openai.NotFoundError as error:
+    assert error.body["code"] == "model_not_found", error.body
+try:
+    openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="wrong", max_retries=0).models.list()
+    raise SystemExit("a wrong key must fail")
+except openai.AuthenticationError:
+    pass
+print("openai client ok")
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, &gateway.url])
+        .env("PYTHONPATH", &site)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("openai client ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
