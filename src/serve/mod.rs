@@ -48,7 +48,8 @@ pub async fn run(args: Vec<OsString>) -> ExitCode {
             return if error.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
-    crate::telemetry::init(args.log_format.as_deref());
+    // Spans of each request (embed, retrieve, generate) go out over OTLP when configured.
+    let _traces = crate::telemetry::init_with_traces(args.log_format.as_deref(), "twin-serve");
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

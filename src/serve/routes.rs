@@ -324,6 +324,8 @@ struct Prepared {
     started: Instant,
     knowledge: Option<Arc<Knowledge>>,
     engine: Arc<dyn Engine>,
+    /// The request's span, open until the answer is finished (a stream outlives the handler).
+    span: tracing::Span,
 }
 
 async fn chat_completions(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
@@ -332,7 +334,15 @@ async fn chat_completions(State(gateway): State<Arc<Gateway>>, headers: HeaderMa
         Ok(permit) => InFlight::new(gateway.metrics.clone(), permit),
         Err(error) => return error.into_response(),
     };
-    let span = tracing::info_span!("chat", model = %gateway.name, stream = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "chat",
+        model = %gateway.name,
+        stream = tracing::field::Empty,
+        passages = tracing::field::Empty,
+        prompt_tokens = tracing::field::Empty,
+        completion_tokens = tracing::field::Empty,
+        finish_reason = tracing::field::Empty,
+    );
     async move {
         let chat = match read_json::<ChatRequest>(&gateway, &headers, body).await {
             Ok(request) => request,
@@ -458,7 +468,19 @@ async fn prepare(gateway: &Arc<Gateway>, chat: &ValidChat, started: Instant) -> 
         started,
         knowledge,
         engine: engine.clone(),
+        span: tracing::Span::current(),
     })
+}
+
+/// The span of the engine's work, a child of the request's, with its token counts once known.
+fn generate_span(prepared: &Prepared) -> tracing::Span {
+    tracing::info_span!(
+        parent: &prepared.span,
+        "generate",
+        engine = prepared.engine.info().kind,
+        prompt_tokens = tracing::field::Empty,
+        completion_tokens = tracing::field::Empty,
+    )
 }
 
 fn not_ready(message: &str) -> ApiError {
@@ -500,7 +522,8 @@ fn engine_error(error: &EngineError) -> ApiError {
 async fn whole_answer(gateway: &Arc<Gateway>, mut prepared: Prepared) -> Response {
     let prompt = std::mem::take(&mut prepared.prompt);
     let engine = prepared.engine.clone();
-    let generated = engine.complete(prompt).instrument(tracing::info_span!("generate")).await;
+    let generate = generate_span(&prepared);
+    let generated = engine.complete(prompt).instrument(generate.clone()).await;
     let completion = match generated {
         Ok(completion) => completion,
         Err(error) => {
@@ -514,6 +537,8 @@ async fn whole_answer(gateway: &Arc<Gateway>, mut prepared: Prepared) -> Respons
     let usage = completion.usage.unwrap_or_else(|| {
         Usage::new(prepared.prompt_tokens as u32, engine.count_tokens(&completion.text) as u32)
     });
+    generate.record("prompt_tokens", i64::from(usage.prompt_tokens));
+    generate.record("completion_tokens", i64::from(usage.completion_tokens));
     let body = ChatCompletion {
         id: &prepared.id,
         object: "chat.completion",
@@ -583,7 +608,8 @@ async fn stream_answer(
     permit: InFlight,
 ) -> Response {
     let prompt = std::mem::take(&mut prepared.prompt);
-    let pieces = match prepared.engine.stream(prompt).instrument(tracing::info_span!("generate")).await {
+    let generate = generate_span(&prepared);
+    let pieces = match prepared.engine.stream(prompt).instrument(generate.clone()).await {
         Ok(pieces) => pieces,
         Err(error) => {
             gateway.metrics.error(error.kind());
@@ -606,7 +632,8 @@ async fn stream_answer(
     let first =
         chunk(&prepared, Delta { role: Some("assistant"), content: Some("") }, None, Some(&prepared.sources));
     let gateway_for_stream = gateway.clone();
-    let body = async_stream_events(gateway_for_stream, prepared, pieces, include_usage, permit, first);
+    let body =
+        async_stream_events(gateway_for_stream, prepared, pieces, include_usage, permit, first, generate);
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -626,6 +653,7 @@ fn async_stream_events(
     include_usage: bool,
     permit: InFlight,
     first: Bytes,
+    generate: tracing::Span,
 ) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     struct State {
         gateway: Arc<Gateway>,
@@ -634,6 +662,7 @@ fn async_stream_events(
         answer: String,
         first_token_seen: bool,
         include_usage: bool,
+        generate: tracing::Span,
         _permit: InFlight,
     }
     let state = State {
@@ -643,6 +672,7 @@ fn async_stream_events(
         answer: String::new(),
         first_token_seen: false,
         include_usage,
+        generate,
         _permit: permit,
     };
     let rest = futures::stream::unfold(state, |mut state| async move {
@@ -695,6 +725,8 @@ fn async_stream_events(
                     }));
                 }
                 bytes.extend_from_slice(b"data: [DONE]\n\n");
+                state.generate.record("prompt_tokens", i64::from(usage.prompt_tokens));
+                state.generate.record("completion_tokens", i64::from(usage.completion_tokens));
                 finish(&gateway, &state.prepared, &state.answer, finish_reason, None, usage);
                 state.pieces = None;
                 Some((Ok(Bytes::from(bytes)), state))

@@ -13,7 +13,7 @@ use twin_operator::serve::knowledge::DatasetLocation;
 use twin_operator::storage::S3Options;
 
 use super::pipeline::{Scratch, model_dir};
-use crate::support::gateway::{Gateway, Upstream};
+use crate::support::gateway::{Collector, Gateway, Upstream};
 use crate::support::repo;
 
 const POSTS: [(&str, &str); 5] = [
@@ -219,21 +219,27 @@ async fn hybrid_retrieval_finds_an_identifier_that_dense_search_ranks_low() {
     assert_eq!(title(lexical[0].0), "The stale cache night");
     assert_eq!(lexical.len(), 1, "only the postmortem holds the id");
 
-    // Through the gateway, with an upstream that echoes the system prompt it was sent.
+    // Through the gateway, with an upstream that echoes the system prompt it was sent, and an
+    // OTLP collector receiving the traces.
     let upstream = Upstream::default();
     let base = upstream.start().await;
-    let gateway = Gateway::start(&args(&[
-        "--engine",
-        "openai",
-        "--upstream",
-        &base,
-        "--dataset",
-        &dataset,
-        "--models-dir",
-        &models_dir(),
-        "--top-k",
-        "1",
-    ]));
+    let collector = Collector::default();
+    let otlp = collector.start().await;
+    let gateway = Gateway::start_with_env(
+        &args(&[
+            "--engine",
+            "openai",
+            "--upstream",
+            &base,
+            "--dataset",
+            &dataset,
+            "--models-dir",
+            &models_dir(),
+            "--top-k",
+            "1",
+        ]),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp), ("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    );
     gateway.wait_ready();
     let client = reqwest::Client::new();
     let chat = format!("{}/v1/chat/completions", gateway.url);
@@ -254,6 +260,45 @@ async fn hybrid_retrieval_finds_an_identifier_that_dense_search_ranks_low() {
             .await;
     assert_eq!(plain["sources"], json!([]));
     assert!(!plain["choices"][0]["message"]["content"].as_str().unwrap().contains("INC-88231 was"));
+
+    // The traces: per request a chat span with retrieve (and embed within it) and generate
+    // below it, the token counts on generate.
+    assert_eq!(gateway.stop().code(), Some(0));
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+    let spans: Vec<_> = collector
+        .exports
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|body| {
+            ExportTraceServiceRequest::decode(body.clone()).expect("an OTLP protobuf export").resource_spans
+        })
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect();
+    let named = |name: &str| spans.iter().filter(|s| s.name == name).collect::<Vec<_>>();
+    assert_eq!(named("chat").len(), 2, "{:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
+    assert_eq!(named("retrieve").len(), 1, "retrieval was off for the second request");
+    assert_eq!(named("embed")[0].parent_span_id, named("retrieve")[0].span_id);
+    let generate = named("generate");
+    assert_eq!(generate.len(), 2);
+    assert!(named("chat").iter().any(|chat| chat.span_id == generate[0].parent_span_id));
+    let attribute = |span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str| {
+        span.attributes
+            .iter()
+            .find(|a| a.key == key)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value)
+            .map(|v| format!("{v:?}"))
+    };
+    assert_eq!(
+        attribute(generate[0], "completion_tokens").as_deref(),
+        Some("IntValue(3)"),
+        "{:?}",
+        generate[0].attributes
+    );
+    assert_eq!(attribute(generate[0], "prompt_tokens").as_deref(), Some("IntValue(11)"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -26,6 +26,11 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `twin serve` with `args` (plus `--listen`) and waits until /healthz answers.
     pub fn start(args: &[String]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`Gateway::start`] with environment variables.
+    pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = std::env::temp_dir().join(format!("twin-serve-{port}-{}.log", std::process::id()));
         // Set for the integration tests (this module is also compiled into the fake-apiserver example).
@@ -36,6 +41,7 @@ impl Gateway {
             .args(args)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--log-format", "text"])
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -203,5 +209,30 @@ async fn answer(State(upstream): State<Upstream>, axum::Json(body): axum::Json<V
             "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
         }))
         .into_response(),
+    }
+}
+
+/// An OTLP/HTTP collector on 127.0.0.1 that keeps the trace exports it receives.
+#[derive(Clone, Default)]
+pub struct Collector {
+    /// The bodies of `POST /v1/traces`, protobuf.
+    pub exports: Arc<Mutex<Vec<Bytes>>>,
+}
+
+impl Collector {
+    /// Serves the collector; returns its base URL (what `OTEL_EXPORTER_OTLP_ENDPOINT` takes).
+    pub async fn start(&self) -> String {
+        let exports = self.exports.clone();
+        let app = Router::new().route(
+            "/v1/traces",
+            post(move |body: Bytes| {
+                let exports = exports.clone();
+                async move {
+                    exports.lock().unwrap().push(body);
+                    StatusCode::OK
+                }
+            }),
+        );
+        format!("http://{}", crate::support::serve::serve(app).await)
     }
 }
