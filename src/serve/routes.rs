@@ -566,6 +566,10 @@ fn log_answer(
     error: Option<String>,
     usage: Usage,
 ) {
+    prepared.span.record("passages", prepared.sources.len() as i64);
+    prepared.span.record("prompt_tokens", i64::from(usage.prompt_tokens));
+    prepared.span.record("completion_tokens", i64::from(usage.completion_tokens));
+    prepared.span.record("finish_reason", finish_reason);
     let metrics = &gateway.metrics;
     metrics.prompt_tokens.observe(f64::from(usage.prompt_tokens));
     metrics.completion_tokens.observe(f64::from(usage.completion_tokens));

@@ -299,6 +299,10 @@ async fn hybrid_retrieval_finds_an_identifier_that_dense_search_ranks_low() {
         generate[0].attributes
     );
     assert_eq!(attribute(generate[0], "prompt_tokens").as_deref(), Some("IntValue(11)"));
+    let chat =
+        named("chat").into_iter().find(|chat| chat.span_id == named("retrieve")[0].parent_span_id).unwrap();
+    assert_eq!(attribute(chat, "passages").as_deref(), Some("IntValue(1)"), "{:?}", chat.attributes);
+    assert_eq!(attribute(chat, "finish_reason").as_deref(), Some("StringValue(\"stop\")"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
