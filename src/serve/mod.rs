@@ -20,6 +20,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
@@ -70,16 +72,24 @@ fn read_secret(path: &std::path::Path, what: &str) -> Result<String, String> {
     Ok(key)
 }
 
-/// The model file the embedded engine loads: a path or file:// URI, else the default model in
-/// the models folder.
-fn embedded_model_path(args: &ServeArgs) -> Result<PathBuf, String> {
-    match args.model.as_deref() {
-        Some(uri) if uri.starts_with("hf://") => Err(format!(
-            "--model {uri}: the embedded engine loads a GGUF file; download it first (or give its path)"
-        )),
-        Some(uri) => Ok(PathBuf::from(uri.strip_prefix("file://").unwrap_or(uri))),
+/// The model file the embedded engine loads: a path or file:// URI; `hf://org/repo/file.gguf`
+/// (or `hf://org/repo@revision/file.gguf`), downloaded into the models folder once; else the
+/// default model in the models folder.
+async fn embedded_model_path(model: Option<String>, models_dir: Option<PathBuf>) -> Result<PathBuf, String> {
+    let dir = models_dir.unwrap_or_else(crate::embedding::default_models_dir);
+    match model {
+        Some(uri) if uri.starts_with("hf://") => {
+            let rest = &uri["hf://".len()..];
+            let mut parts = rest.splitn(3, '/');
+            let (Some(org), Some(name), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(format!("--model {uri}: expected hf://org/repo/file.gguf"));
+            };
+            let repo = crate::storage::hub::HubModel::parse(&format!("hf://{org}/{name}"))?;
+            let fetcher = crate::net::http::Fetcher::new(crate::net::http::FetchOptions::default())?;
+            crate::storage::hub::download_file(&repo, file, &dir, &HubOptions::from_env(), &fetcher).await
+        }
+        Some(uri) => Ok(PathBuf::from(uri.strip_prefix("file://").unwrap_or(&uri))),
         None => {
-            let dir = args.models_dir.clone().unwrap_or_else(crate::embedding::default_models_dir);
             let path = default_model(&dir);
             if path.is_file() {
                 Ok(path)
@@ -95,9 +105,7 @@ fn embedded_model_path(args: &ServeArgs) -> Result<PathBuf, String> {
 }
 
 /// Checks the settings and builds what loads in the background.
-fn engine_loader(
-    args: &ServeArgs,
-) -> Result<Box<dyn FnOnce() -> Result<Arc<dyn Engine>, String> + Send>, String> {
+fn engine_loader(args: &ServeArgs) -> Result<BoxFuture<'static, Result<Arc<dyn Engine>, String>>, String> {
     match args.engine {
         EngineKind::Openai => {
             let upstream = args
@@ -128,8 +136,8 @@ fn engine_loader(
                 attempts: args.upstream_attempts.max(1),
                 max_response_bytes: MAX_UPSTREAM_ANSWER_BYTES,
             };
-            let engine = OpenAiEngine::new(options, tokenizer)?;
-            Ok(Box::new(move || Ok(Arc::new(engine) as Arc<dyn Engine>)))
+            let engine: Arc<dyn Engine> = Arc::new(OpenAiEngine::new(options, tokenizer)?);
+            Ok(std::future::ready(Ok(engine)).boxed())
         }
         EngineKind::Embedded => {
             if args.upstream.is_some() {
@@ -137,8 +145,9 @@ fn engine_loader(
                     "--upstream is for --engine openai; the embedded engine runs --model itself".into()
                 );
             }
-            let options = EmbeddedOptions {
-                model: embedded_model_path(args)?,
+            let (model, models_dir) = (args.model.clone(), args.models_dir.clone());
+            let mut options = EmbeddedOptions {
+                model: PathBuf::new(),
                 adapter: args
                     .adapter
                     .as_deref()
@@ -148,7 +157,15 @@ fn engine_loader(
                 queue: args.queue,
                 threads: args.threads.unwrap_or_else(crate::parallel::cores),
             };
-            Ok(Box::new(move || EmbeddedEngine::load(&options).map(|e| Arc::new(e) as Arc<dyn Engine>)))
+            Ok(async move {
+                options.model = embedded_model_path(model, models_dir).await?;
+                tokio::task::spawn_blocking(move || {
+                    EmbeddedEngine::load(&options).map(|e| Arc::new(e) as Arc<dyn Engine>)
+                })
+                .await
+                .map_err(|e| format!("loading the engine panicked: {e}"))?
+            }
+            .boxed())
         }
     }
 }
@@ -219,16 +236,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     // The engine and the index load behind the listener: /healthz answers meanwhile, /readyz
     // says what is still loading.
     let loading = gateway.clone();
-    let engine_task = tokio::task::spawn_blocking(move || match load_engine() {
-        Ok(engine) => {
-            let info = engine.info();
-            info!(engine = info.kind, model = %info.model, adapter = ?info.adapter, context = info.context_tokens, "engine ready");
-            let _ = loading.engine.set(engine);
-            Ok(())
-        }
-        Err(message) => {
-            *loading.load_error.lock().expect("not poisoned") = Some(message.clone());
-            Err(message)
+    let engine_task = tokio::spawn(async move {
+        match load_engine.await {
+            Ok(engine) => {
+                let info = engine.info();
+                info!(engine = info.kind, model = %info.model, adapter = ?info.adapter, context = info.context_tokens, "engine ready");
+                let _ = loading.engine.set(engine);
+                Ok(())
+            }
+            Err(message) => {
+                *loading.load_error.lock().expect("not poisoned") = Some(message.clone());
+                Err(message)
+            }
         }
     });
     let mut reloader = None;

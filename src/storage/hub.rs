@@ -98,41 +98,73 @@ pub async fn download(
     tracing::info!(model = %model.repo, revision = %model.revision, folder = %folder.display(), "downloading from the Hub");
     let files = OPTIONAL.iter().map(|f| (*f, false)).chain(REQUIRED.iter().map(|f| (*f, true)));
     for (file, required) in files {
-        let url = format!(
-            "{}/{}/resolve/{}/{file}",
-            hub.endpoint.trim_end_matches('/'),
-            model.repo,
-            model.revision
-        );
-        let destination = folder.join(file);
-        let parent = destination.parent().expect("a file has a folder");
-        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-        let partial = parent.join(format!(".{}.partial", destination.file_name().unwrap().to_string_lossy()));
-        match fetcher.download(&url, &partial, MAX_FILE_BYTES, hub.token.as_deref()).await {
-            Ok(bytes) => {
-                std::fs::rename(&partial, &destination)
-                    .map_err(|e| format!("cannot move {} into place: {e}", destination.display()))?;
-                tracing::info!(file, bytes, "downloaded");
-            }
-            Err(crate::net::http::FetchError::Status { status: 404, .. }) if !required => {
-                let _ = std::fs::remove_file(&partial);
-            }
-            Err(error) => {
-                let _ = std::fs::remove_file(&partial);
-                let hint = match &error {
-                    crate::net::http::FetchError::Status { status: 401 | 403, .. } => {
-                        " (a gated or private model needs HF_TOKEN)"
-                    }
-                    crate::net::http::FetchError::Status { status: 404, .. } => {
-                        " (no such model, revision or file)"
-                    }
-                    _ => "",
-                };
-                return Err(format!("cannot download hf://{}@{}: {error}{hint}", model.repo, model.revision));
-            }
-        }
+        fetch_file(model, &folder, file, required, hub, fetcher).await?;
     }
     Ok(folder)
+}
+
+/// Downloads one file of a Hub repository (a GGUF model, say) into the model's folder unless
+/// already there; returns its path.
+pub async fn download_file(
+    model: &HubModel,
+    file: &str,
+    models_dir: &Path,
+    hub: &HubOptions,
+    fetcher: &Fetcher,
+) -> Result<PathBuf, String> {
+    if file.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+        return Err(format!("hf://{}: bad file name {file:?}", model.repo));
+    }
+    let folder = model.folder(models_dir);
+    let path = folder.join(file);
+    if !path.is_file() {
+        tracing::info!(model = %model.repo, revision = %model.revision, file, "downloading from the Hub");
+        fetch_file(model, &folder, file, true, hub, fetcher).await?;
+    }
+    Ok(path)
+}
+
+/// Streams one file into `folder`, through a partial file renamed into place; a missing
+/// optional file is no error.
+async fn fetch_file(
+    model: &HubModel,
+    folder: &Path,
+    file: &str,
+    required: bool,
+    hub: &HubOptions,
+    fetcher: &Fetcher,
+) -> Result<(), String> {
+    let url =
+        format!("{}/{}/resolve/{}/{file}", hub.endpoint.trim_end_matches('/'), model.repo, model.revision);
+    let destination = folder.join(file);
+    let parent = destination.parent().expect("a file has a folder");
+    std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    let partial = parent.join(format!(".{}.partial", destination.file_name().unwrap().to_string_lossy()));
+    match fetcher.download(&url, &partial, MAX_FILE_BYTES, hub.token.as_deref()).await {
+        Ok(bytes) => {
+            std::fs::rename(&partial, &destination)
+                .map_err(|e| format!("cannot move {} into place: {e}", destination.display()))?;
+            tracing::info!(file, bytes, "downloaded");
+            Ok(())
+        }
+        Err(crate::net::http::FetchError::Status { status: 404, .. }) if !required => {
+            let _ = std::fs::remove_file(&partial);
+            Ok(())
+        }
+        Err(error) => {
+            let _ = std::fs::remove_file(&partial);
+            let hint = match &error {
+                crate::net::http::FetchError::Status { status: 401 | 403, .. } => {
+                    " (a gated or private model needs HF_TOKEN)"
+                }
+                crate::net::http::FetchError::Status { status: 404, .. } => {
+                    " (no such model, revision or file)"
+                }
+                _ => "",
+            };
+            Err(format!("cannot download hf://{}@{}: {error}{hint}", model.repo, model.revision))
+        }
+    }
 }
 
 #[cfg(test)]
