@@ -598,6 +598,36 @@ fn log_answer(
     });
 }
 
+/// A chunk of the answer `prepared` with no choice yet.
+fn chunk<'a>(gateway: &'a Gateway, prepared: &'a Prepared) -> ChatChunk<'a> {
+    ChatChunk {
+        id: &prepared.id,
+        object: "chat.completion.chunk",
+        created: prepared.created,
+        model: &gateway.name,
+        choices: Vec::new(),
+        usage: None,
+        sources: None,
+    }
+}
+
+/// One event of a streamed answer, with its one choice.
+fn chunk_event(
+    gateway: &Gateway,
+    prepared: &Prepared,
+    delta: Delta,
+    finish_reason: Option<&str>,
+    usage: Option<Option<Usage>>,
+    sources: Option<&[Source]>,
+) -> Bytes {
+    event(&ChatChunk {
+        choices: vec![ChunkChoice { index: 0, delta, finish_reason }],
+        usage,
+        sources,
+        ..chunk(gateway, prepared)
+    })
+}
+
 fn event(chunk: &impl serde::Serialize) -> Bytes {
     let mut line = b"data: ".to_vec();
     serde_json::to_writer(&mut line, chunk).expect("a chunk serialises");
@@ -621,20 +651,9 @@ async fn stream_answer(
             return engine_error(&error).into_response();
         }
     };
-    let usage_field = include_usage.then_some(None);
-    let chunk = |prepared: &Prepared, delta: Delta, finish: Option<&str>, sources: Option<&[Source]>| {
-        event(&ChatChunk {
-            id: &prepared.id,
-            object: "chat.completion.chunk",
-            created: prepared.created,
-            model: &gateway.name,
-            choices: vec![ChunkChoice { index: 0, delta, finish_reason: finish }],
-            usage: usage_field,
-            sources,
-        })
-    };
+    let delta = Delta { role: Some("assistant"), content: Some("") };
     let first =
-        chunk(&prepared, Delta { role: Some("assistant"), content: Some("") }, None, Some(&prepared.sources));
+        chunk_event(&gateway, &prepared, delta, None, include_usage.then_some(None), Some(&prepared.sources));
     let gateway_for_stream = gateway.clone();
     let body =
         async_stream_events(gateway_for_stream, prepared, pieces, include_usage, permit, first, generate);
@@ -686,15 +705,7 @@ fn async_stream_events(
         let usage_field = state.include_usage.then_some(None);
         let prepared = &state.prepared;
         let make = |delta: Delta, finish: Option<&str>| {
-            event(&ChatChunk {
-                id: &prepared.id,
-                object: "chat.completion.chunk",
-                created: prepared.created,
-                model: &gateway.name,
-                choices: vec![ChunkChoice { index: 0, delta, finish_reason: finish }],
-                usage: usage_field,
-                sources: None,
-            })
+            chunk_event(&gateway, prepared, delta, finish, usage_field, None)
         };
         match next {
             Some(Ok(Piece::Text(text))) => {
@@ -719,13 +730,9 @@ fn async_stream_events(
                     make(Delta { role: None, content: None }, Some(finish_reason.as_str())).to_vec();
                 if state.include_usage {
                     bytes.extend_from_slice(&event(&ChatChunk {
-                        id: &state.prepared.id,
-                        object: "chat.completion.chunk",
-                        created: state.prepared.created,
-                        model: &gateway.name,
                         choices: Vec::new(),
                         usage: Some(Some(usage)),
-                        sources: None,
+                        ..chunk(&gateway, &state.prepared)
                     }));
                 }
                 bytes.extend_from_slice(b"data: [DONE]\n\n");

@@ -49,7 +49,10 @@ fn serve_refuses_incomplete_settings_with_the_fix() {
             "name a dataset's folder or a revision's",
         ),
         (&["serve", "--first-token-timeout", "soon"], "is not a duration"),
-        (&["serve", "--model", "hf://org/repo", "--listen", "127.0.0.1:0"], "expected hf://org/repo/file.gguf"),
+        (
+            &["serve", "--model", "hf://org/repo", "--listen", "127.0.0.1:0"],
+            "expected hf://org/repo/file.gguf",
+        ),
     ] {
         let output = twin(args);
         assert!(!output.status.success(), "twin {args:?}");

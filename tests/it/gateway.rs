@@ -67,6 +67,11 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// `--engine openai --upstream BASE` and more.
+fn openai(base: &str, more: &[&str]) -> Vec<String> {
+    args(&[&["--engine", "openai", "--upstream", base][..], more].concat())
+}
+
 fn models_dir() -> String {
     repo::path(".cache/models").display().to_string()
 }
@@ -309,16 +314,7 @@ async fn hybrid_retrieval_finds_an_identifier_that_dense_search_ranks_low() {
 async fn the_openai_engine_passes_answers_through_whole_and_streamed() {
     let upstream = Upstream::default();
     let base = upstream.start().await;
-    let gateway = Gateway::start(&args(&[
-        "--engine",
-        "openai",
-        "--upstream",
-        &base,
-        "--name",
-        "paul",
-        "--system-prompt",
-        "You are Paul.",
-    ]));
+    let gateway = Gateway::start(&openai(&base, &["--name", "paul", "--system-prompt", "You are Paul."]));
     gateway.wait_ready();
     let client = reqwest::Client::new();
     let chat = format!("{}/v1/chat/completions", gateway.url);
@@ -354,22 +350,21 @@ async fn the_openai_engine_passes_answers_through_whole_and_streamed() {
 async fn upstream_faults_become_502_or_504_and_never_hang() {
     let upstream = Upstream::default();
     let base = upstream.start().await;
-    let gateway = Gateway::start(&args(&[
-        "--engine",
-        "openai",
-        "--upstream",
+    let gateway = Gateway::start(&openai(
         &base,
-        "--upstream-model",
-        "m",
-        "--first-token-timeout",
-        "1s",
-        "--between-tokens-timeout",
-        "1s",
-        "--request-timeout",
-        "1s",
-        "--upstream-attempts",
-        "2",
-    ]));
+        &[
+            "--upstream-model",
+            "m",
+            "--first-token-timeout",
+            "1s",
+            "--between-tokens-timeout",
+            "1s",
+            "--request-timeout",
+            "1s",
+            "--upstream-attempts",
+            "2",
+        ],
+    ));
     gateway.wait_ready();
     let client = reqwest::Client::new();
     let chat = format!("{}/v1/chat/completions", gateway.url);
@@ -448,22 +443,21 @@ async fn upstream_faults_become_502_or_504_and_never_hang() {
 async fn bad_requests_get_openai_error_objects() {
     let upstream = Upstream::default();
     let base = upstream.start().await;
-    let gateway = Gateway::start(&args(&[
-        "--engine",
-        "openai",
-        "--upstream",
+    let gateway = Gateway::start(&openai(
         &base,
-        "--upstream-model",
-        "m",
-        "--name",
-        "paul",
-        "--max-body-bytes",
-        "4096",
-        "--context-tokens",
-        "300",
-        "--answer-tokens",
-        "100",
-    ]));
+        &[
+            "--upstream-model",
+            "m",
+            "--name",
+            "paul",
+            "--max-body-bytes",
+            "4096",
+            "--context-tokens",
+            "300",
+            "--answer-tokens",
+            "100",
+        ],
+    ));
     gateway.wait_ready();
     let client = reqwest::Client::new();
     let chat = format!("{}/v1/chat/completions", gateway.url);
@@ -525,20 +519,19 @@ async fn the_in_flight_limit_answers_429_and_the_api_key_401() {
     scratch.write("key", "s3cret-key\n");
     let upstream = Upstream::default();
     let base = upstream.start().await;
-    let gateway = Gateway::start(&args(&[
-        "--engine",
-        "openai",
-        "--upstream",
+    let gateway = Gateway::start(&openai(
         &base,
-        "--upstream-model",
-        "m",
-        "--max-in-flight",
-        "1",
-        "--api-key-file",
-        &scratch.0.join("key").display().to_string(),
-        "--request-timeout",
-        "3s",
-    ]));
+        &[
+            "--upstream-model",
+            "m",
+            "--max-in-flight",
+            "1",
+            "--api-key-file",
+            &scratch.0.join("key").display().to_string(),
+            "--request-timeout",
+            "3s",
+        ],
+    ));
     gateway.wait_ready();
     let client = reqwest::Client::new();
     let chat = format!("{}/v1/chat/completions", gateway.url);
@@ -578,18 +571,10 @@ async fn a_new_revision_is_swapped_in_while_requests_run() {
     let upstream = Upstream::default();
     let base = upstream.start().await;
     // Reloads only on SIGHUP: the interval is long.
-    let gateway = Gateway::start(&args(&[
-        "--engine",
-        "openai",
-        "--upstream",
+    let gateway = Gateway::start(&openai(
         &base,
-        "--dataset",
-        &dataset,
-        "--models-dir",
-        &models_dir(),
-        "--reload-interval",
-        "1h",
-    ]));
+        &["--dataset", &dataset, "--models-dir", &models_dir(), "--reload-interval", "1h"],
+    ));
     gateway.wait_ready();
     let client = reqwest::Client::new();
     let revision = |client: reqwest::Client, url: String| async move {
@@ -648,18 +633,17 @@ async fn the_official_openai_client_talks_to_the_gateway() {
     let scratch = Scratch::new("gateway-openai-client");
     let dataset = publish(&scratch, &POSTS).await;
     scratch.write("key", "client-key");
-    let gateway = Gateway::start(&args(&[
-        "--engine",
-        "openai",
-        "--upstream",
+    let gateway = Gateway::start(&openai(
         &base,
-        "--dataset",
-        &dataset,
-        "--models-dir",
-        &models_dir(),
-        "--api-key-file",
-        &scratch.0.join("key").display().to_string(),
-    ]));
+        &[
+            "--dataset",
+            &dataset,
+            "--models-dir",
+            &models_dir(),
+            "--api-key-file",
+            &scratch.0.join("key").display().to_string(),
+        ],
+    ));
     gateway.wait_ready();
     let script = r#"
 import sys, openai
