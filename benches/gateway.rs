@@ -235,6 +235,8 @@ async fn overhead() {
         .env("PYTHONPATH", &python_path)
         .env("OPENAI_API_KEY", "unused")
         .env("LITELLM_LOG", "ERROR")
+        // No network here: the bundled model-cost map instead of fetching it.
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -480,6 +482,41 @@ fn retrieval() {
     }
 }
 
+/// One streamed answer: (prompt tokens, answer tokens, seconds to the first token, seconds to
+/// the last).
+async fn streamed(
+    client: &reqwest::Client,
+    chat: &str,
+    body: &Value,
+    started: Instant,
+) -> (u64, u64, f64, f64) {
+    let mut response = client.post(chat).json(body).send().await.unwrap();
+    let mut first = None;
+    let mut buffer = String::new();
+    let mut usage = (0, 0);
+    while let Some(bytes) = response.chunk().await.unwrap() {
+        buffer.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let Some(data) = event.trim().strip_prefix("data: ") else { continue };
+            let Ok(chunk) = serde_json::from_str::<Value>(data) else { continue };
+            if first.is_none()
+                && chunk["choices"][0]["delta"]["content"].as_str().is_some_and(|c| !c.is_empty())
+            {
+                first = Some(started.elapsed().as_secs_f64());
+            }
+            if chunk["usage"].is_object() {
+                usage = (
+                    chunk["usage"]["prompt_tokens"].as_u64().unwrap(),
+                    chunk["usage"]["completion_tokens"].as_u64().unwrap(),
+                );
+            }
+        }
+    }
+    let last = started.elapsed().as_secs_f64();
+    (usage.0, usage.1, first.unwrap_or(last), last)
+}
+
 async fn engine() {
     println!("\n## (c) embedded engine (SmolLM2-135M-Instruct Q4_1, llama.cpp on this CPU), retrieval off");
     let (_gateway, url) = twin_serve(&[
@@ -495,66 +532,62 @@ async fn engine() {
     let chat = format!("{url}/v1/chat/completions");
     let long_prompt = "Summarise this: ".to_string()
         + &"Ownership is a set of rules that govern how a Rust program manages memory. ".repeat(25);
-    // Prefill: a long prompt, one token out. Generation: a short prompt, 96 tokens out at most.
-    let ask = |content: String, max_tokens: u32| json!({"messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, "temperature": 0.7, "seed": 1});
-    let _ = client.post(&chat).json(&ask("warm up".into(), 4)).send().await.unwrap().bytes().await;
+    let ask = |content: String, max_tokens: u32, seed: usize| {
+        json!({
+        "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, "temperature": 0.7, "seed": seed,
+        "stream": true, "stream_options": {"include_usage": true}})
+    };
+    let _ = streamed(&client, &chat, &ask("warm up".into(), 4, 0), Instant::now()).await;
     println!(
-        "| concurrent requests | prompt tokens/s (aggregate) | generation tokens/s (aggregate) | generation tokens/s per request |"
+        "| concurrent requests | prompt tokens/s (aggregate) | generation tokens/s, aggregate (first to last token) | per request | generation tokens/s wall clock (prefill included) |"
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     let mut single = 0.0;
     for concurrent in [1usize, 8] {
-        let run = |body: Value| {
+        let run = |content: String, max_tokens: u32| {
+            let started = Instant::now();
             let tasks: Vec<_> = (0..concurrent)
                 .map(|i| {
                     let client = client.clone();
                     let chat = chat.clone();
-                    let mut body = body.clone();
-                    body["seed"] = json!(i);
-                    tokio::spawn(async move {
-                        let answer: Value =
-                            client.post(&chat).json(&body).send().await.unwrap().json().await.unwrap();
-                        (
-                            answer["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
-                            answer["usage"]["completion_tokens"].as_u64().unwrap_or(0),
-                        )
-                    })
+                    let body = ask(content.clone(), max_tokens, i);
+                    tokio::spawn(async move { streamed(&client, &chat, &body, started).await })
                 })
                 .collect();
             async move {
-                let started = Instant::now();
-                let mut prompt = 0;
-                let mut completion = 0;
+                let mut results = Vec::new();
                 for task in tasks {
-                    let (p, c) = task.await.unwrap();
-                    prompt += p;
-                    completion += c;
+                    results.push(task.await.unwrap());
                 }
-                (prompt, completion, started.elapsed().as_secs_f64())
+                results
             }
         };
-        let (prompt, _, prefill_s) = run(ask(long_prompt.clone(), 1)).await;
-        let mut generated = 0;
-        let mut generation_s = 0.0;
+        // Prefill: a long prompt, one token out.
+        let prefill = run(long_prompt.clone(), 1).await;
+        let prompt: u64 = prefill.iter().map(|r| r.0).sum();
+        let prefill_s = prefill.iter().map(|r| r.3).fold(0.0, f64::max);
+        // Generation: a short prompt, 128 tokens out at most, three rounds.
+        let (mut decoded, mut decode_s, mut answered, mut wall_s) = (0u64, 0.0, 0u64, 0.0);
         for round in 0..3 {
-            let (_, completion, seconds) =
-                run(ask(format!("Write a long story about a crab who learns Rust, part {round}."), 96)).await;
-            generated += completion;
-            generation_s += seconds;
+            let results =
+                run(format!("Write a long story about a crab who learns Rust, part {round}."), 128).await;
+            let first = results.iter().map(|r| r.2).fold(f64::MAX, f64::min);
+            let last = results.iter().map(|r| r.3).fold(0.0, f64::max);
+            decoded += results.iter().map(|r| r.1.saturating_sub(1)).sum::<u64>();
+            answered += results.iter().map(|r| r.1).sum::<u64>();
+            decode_s += last - first;
+            wall_s += last;
         }
-        let rate = generated as f64 / generation_s;
+        let rate = decoded as f64 / decode_s;
         if concurrent == 1 {
             single = rate;
         }
         println!(
-            "| {concurrent} | {:.0} | {rate:.1} | {:.1} |{}",
+            "| {concurrent} | {:.0} | {rate:.1}{} | {:.1} | {:.1} |",
             prompt as f64 / prefill_s,
+            if concurrent > 1 { format!(" ({:.2}x one request's)", rate / single) } else { String::new() },
             rate / concurrent as f64,
-            if concurrent > 1 {
-                format!(" {:.2}x the single request's rate", rate / single)
-            } else {
-                String::new()
-            }
+            answered as f64 / wall_s,
         );
     }
 }
@@ -622,6 +655,7 @@ async fn memory() {
 }
 
 fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let parts = parts();
     println!("# twin serve benchmark ({} cores)", twin_operator::parallel::cores());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();

@@ -83,7 +83,9 @@ impl Bm25 {
             return Vec::new();
         }
         let n = self.lengths.len() as f32;
-        let mut scores: HashMap<u32, f32> = HashMap::new();
+        // One score per passage in a flat array: common terms have postings as long as the
+        // corpus, and a hash map per posting costs more than the arithmetic.
+        let mut scores = vec![0f32; self.lengths.len()];
         for id in query_terms {
             let list = &self.postings[id as usize];
             let df = list.passages.len() as f32;
@@ -91,10 +93,10 @@ impl Bm25 {
             for (&passage, &count) in list.passages.iter().zip(&list.counts) {
                 let tf = f32::from(count);
                 let norm = K1 * (1.0 - B + B * self.lengths[passage as usize] as f32 / self.average_length);
-                *scores.entry(passage).or_default() += idf * tf * (K1 + 1.0) / (tf + norm);
+                scores[passage as usize] += idf * tf * (K1 + 1.0) / (tf + norm);
             }
         }
-        top_k(scores.into_iter().map(|(p, s)| (p as usize, s)), k)
+        top_k(scores.into_iter().enumerate().filter(|(_, s)| *s > 0.0), k)
     }
 
     /// Approximate heap bytes held.

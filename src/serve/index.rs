@@ -110,12 +110,16 @@ impl Index {
             return Vec::new();
         }
         let mut scores = vec![0f32; self.passages.len()];
-        let parallelism = if self.vectors.len() >= PARALLEL_SCAN_VALUES {
-            Parallelism::Rayon(crate::parallel::cores())
-        } else {
-            Parallelism::None
-        };
-        matrix_vector(&self.vectors, query, &mut scores, parallelism);
+        let threads = if self.vectors.len() >= PARALLEL_SCAN_VALUES { crate::parallel::cores() } else { 1 };
+        // The scan is bound by memory bandwidth: each core streams its own share of the rows.
+        let rows_per_thread = self.passages.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts =
+                scores.chunks_mut(rows_per_thread).zip(self.vectors.chunks(rows_per_thread * self.dimension));
+            for (scores, rows) in parts {
+                scope.spawn(move || matrix_vector(rows, query, scores, Parallelism::None));
+            }
+        });
         top_k(scores.into_iter().enumerate(), k)
     }
 
@@ -130,7 +134,16 @@ impl Index {
             return Vec::new();
         }
         let candidates = (k * CANDIDATES_PER_RESULT).max(MIN_CANDIDATES);
-        fuse(&self.dense(query, candidates), &self.lexical(question, candidates), k)
+        // The two rankings run side by side: on a large index each takes milliseconds.
+        let (dense, lexical) = if self.vectors.len() >= PARALLEL_SCAN_VALUES {
+            std::thread::scope(|scope| {
+                let lexical = scope.spawn(|| self.lexical(question, candidates));
+                (self.dense(query, candidates), lexical.join().expect("BM25 does not panic"))
+            })
+        } else {
+            (self.dense(query, candidates), self.lexical(question, candidates))
+        };
+        fuse(&dense, &lexical, k)
     }
 }
 

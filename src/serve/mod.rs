@@ -289,6 +289,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         }));
     }
     let app = routes::router(gateway.clone());
+    // Answers are small and latency matters more than packet count.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
     let engine_failed = async {
         match engine_task.await {

@@ -48,6 +48,9 @@ const BATCH_TOKENS: usize = 512;
 /// Sampling when a request sets none (llama.cpp's server uses the same).
 const DEFAULT_TEMPERATURE: f32 = 0.8;
 const DEFAULT_TOP_P: f32 = 0.95;
+/// Candidates kept before top-p (llama.cpp's default too): top-p alone would sort the whole
+/// vocabulary for every token of every answer.
+const TOP_K: i32 = 40;
 
 /// llama.cpp's backend may be initialised once per process.
 fn backend() -> Result<&'static LlamaBackend, String> {
@@ -399,8 +402,8 @@ impl Worker {
     }
 }
 
-/// The sampler chain for a request: greedy at temperature 0, else top-p, temperature, and a
-/// seeded draw.
+/// The sampler chain for a request: greedy at temperature 0, else the 40 likeliest tokens,
+/// top-p, temperature, and a seeded draw.
 fn sampler(sampling: &Sampling) -> LlamaSampler {
     let temperature = sampling.temperature.unwrap_or(DEFAULT_TEMPERATURE);
     if temperature <= 0.0 {
@@ -408,6 +411,7 @@ fn sampler(sampling: &Sampling) -> LlamaSampler {
     }
     let seed = sampling.seed.map_or_else(|| fastrand::u32(..), |s| s as u32);
     LlamaSampler::chain_simple([
+        LlamaSampler::top_k(TOP_K),
         LlamaSampler::top_p(sampling.top_p.unwrap_or(DEFAULT_TOP_P), 1),
         LlamaSampler::temp(temperature),
         LlamaSampler::dist(seed),
