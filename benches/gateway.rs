@@ -234,6 +234,7 @@ async fn overhead() {
         ])
         .env("PYTHONPATH", &python_path)
         .env("OPENAI_API_KEY", "unused")
+        .env("LITELLM_MASTER_KEY", "sk-bench")
         .env("LITELLM_LOG", "ERROR")
         // No network here: the bundled model-cost map instead of fetching it.
         .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -280,7 +281,7 @@ async fn overhead() {
                     &format!("{litellm_url}/v1/chat/completions"),
                     &body("openai/m"),
                     clients,
-                    &[("authorization", "Bearer unused")],
+                    &[("authorization", "Bearer sk-bench")],
                 )
                 .await,
             )

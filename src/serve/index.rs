@@ -136,10 +136,7 @@ impl Index {
         let candidates = (k * CANDIDATES_PER_RESULT).max(MIN_CANDIDATES);
         // The two rankings run side by side: on a large index each takes milliseconds.
         let (dense, lexical) = if self.vectors.len() >= PARALLEL_SCAN_VALUES {
-            std::thread::scope(|scope| {
-                let lexical = scope.spawn(|| self.lexical(question, candidates));
-                (self.dense(query, candidates), lexical.join().expect("BM25 does not panic"))
-            })
+            rayon::join(|| self.dense(query, candidates), || self.lexical(question, candidates))
         } else {
             (self.dense(query, candidates), self.lexical(question, candidates))
         };

@@ -688,6 +688,21 @@ fn async_stream_events(
         generate: tracing::Span,
         _permit: InFlight,
     }
+    // A client that hangs up mid-answer drops the stream: the engine stops (its receiver is
+    // gone), and the answer so far is logged as cut short.
+    impl Drop for State {
+        fn drop(&mut self) {
+            if self.pieces.take().is_some() {
+                self.gateway.metrics.error("client_disconnected");
+                let usage = Usage::new(
+                    self.prepared.prompt_tokens as u32,
+                    self.prepared.engine.count_tokens(&self.answer) as u32,
+                );
+                let error = Some("the client closed the connection mid-answer".to_string());
+                finish(&self.gateway, &self.prepared, &self.answer, FinishReason::Stop, error, usage);
+            }
+        }
+    }
     let state = State {
         gateway,
         prepared,

@@ -562,6 +562,33 @@ async fn the_in_flight_limit_answers_429_and_the_api_key_401() {
     assert_eq!(refused.json::<Value>().await.unwrap()["error"]["type"], "rate_limit_error");
     assert_eq!(hanging.await.unwrap().unwrap().status().as_u16(), 504);
     assert_eq!(authorised("plain").await.unwrap().status().as_u16(), 200, "the slot is free again");
+
+    // A client that hangs up mid-stream frees its slot at once, and is counted.
+    let mut slow = client
+        .post(&chat)
+        .bearer_auth("s3cret-key")
+        .json(&json!({"messages": user("hi"), "scenario": "slow", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(slow.chunk().await.unwrap().is_some(), "the stream began");
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        authorised("plain").await.unwrap().status().as_u16(),
+        200,
+        "the hung-up stream's slot is free"
+    );
+    let metrics = client.get(format!("{}/metrics", gateway.url)).send().await.unwrap().text().await.unwrap();
+    let sample = |name: &str| {
+        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).map(str::to_string)
+    };
+    assert_eq!(
+        sample("twin_gateway_errors_total{kind=\"client_disconnected\"}").as_deref(),
+        Some("1"),
+        "{metrics}"
+    );
+    assert_eq!(sample("twin_gateway_in_flight ").as_deref(), Some("0"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

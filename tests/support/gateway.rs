@@ -192,6 +192,7 @@ async fn answer(State(upstream): State<Upstream>, axum::Json(body): axum::Json<V
         }
         ("slow-first-token", true) => sse(vec![(ms(3000), chunk("late"))]),
         ("cut", true) => sse(vec![(ms(0), chunk("Hello")), (ms(10), chunk(" from"))]),
+        ("slow", true) => sse((0..50).map(|i| (ms(if i == 0 { 0 } else { 200 }), chunk("word "))).collect()),
         (_, true) => {
             let usage = json!({"id": "up-1", "object": "chat.completion.chunk", "created": 0, "model": "scripted-model", "choices": [],
                                "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}});
