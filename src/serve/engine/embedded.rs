@@ -130,7 +130,9 @@ impl EmbeddedEngine {
                     .with_n_batch(BATCH_TOKENS as u32)
                     .with_n_ubatch(BATCH_TOKENS as u32)
                     .with_n_seq_max(parallel as u32)
-                    .with_kv_unified(true)
+                    // One KV stream per answer: in a unified cache every token attends over the
+                    // cells of every answer (masked), which doubles the work of a batched step.
+                    .with_kv_unified(false)
                     .with_n_threads(threads as i32)
                     .with_n_threads_batch(threads as i32);
                 let mut context = match model.new_context(backend, params) {
