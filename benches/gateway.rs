@@ -217,6 +217,8 @@ async fn overhead() {
     let python_path = std::env::var("TWIN_BENCH_PYTHON_PATH")
         .unwrap_or_else(|_| root().join(".cache/bench-python").display().to_string());
     let litellm_port = free_port();
+    let litellm_log = root().join(".cache/bench/litellm.log");
+    std::fs::create_dir_all(litellm_log.parent().unwrap()).unwrap();
     let litellm = Command::new("python3")
         .args([
             "-m",
@@ -238,8 +240,9 @@ async fn overhead() {
         .env("LITELLM_LOG", "ERROR")
         // No network here: the bundled model-cost map instead of fetching it.
         .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&litellm_log).unwrap())
+        .stderr(std::fs::File::create(litellm_log.with_extension("err")).unwrap())
         .spawn()
         .ok()
         .map(Process);
@@ -265,7 +268,10 @@ async fn overhead() {
         false
     };
     if !litellm_up {
-        println!("(LiteLLM did not start: install it with benches/gateway.sh)");
+        println!(
+            "(LiteLLM did not start: see {}; install it with benches/gateway.sh)",
+            litellm_log.with_extension("err").display()
+        );
     }
     let body = |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "Hello, who are you?"}], "max_tokens": 16});
     println!(
