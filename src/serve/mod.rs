@@ -5,7 +5,9 @@
 
 pub mod api;
 pub mod bm25;
+mod chat;
 pub mod config;
+mod embeddings;
 pub mod engine;
 pub mod index;
 pub mod knowledge;
@@ -13,6 +15,7 @@ pub mod metrics;
 pub mod prompt;
 pub mod promptlog;
 pub mod routes;
+mod stream;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -105,7 +108,10 @@ async fn embedded_model_path(model: Option<String>, models_dir: Option<PathBuf>)
 }
 
 /// Checks the settings and builds what loads in the background.
-fn engine_loader(args: &ServeArgs) -> Result<BoxFuture<'static, Result<Arc<dyn Engine>, String>>, String> {
+/// The engine, loading.
+type EngineLoad = BoxFuture<'static, Result<Arc<dyn Engine>, String>>;
+
+fn engine_loader(args: &ServeArgs) -> Result<EngineLoad, String> {
     match args.engine {
         EngineKind::Openai => {
             let upstream = args

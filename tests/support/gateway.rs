@@ -34,8 +34,9 @@ impl Gateway {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = std::env::temp_dir().join(format!("twin-serve-{port}-{}.log", std::process::id()));
         // Set for the integration tests (this module is also compiled into the fake-apiserver example).
-        let twin =
-            option_env!("CARGO_BIN_EXE_twin").expect("the integration tests run the built twin binary");
+        let Some(twin) = option_env!("CARGO_BIN_EXE_twin") else {
+            panic!("the integration tests run the built twin binary")
+        };
         let child = Command::new(twin)
             .arg("serve")
             .args(args)
