@@ -51,14 +51,10 @@ pub struct GatewayMetrics {
     pub time_to_first_token: Histogram,
     /// Seconds of whole requests, by route.
     pub duration: Family<RouteLabels, Histogram>,
-    /// Prompt tokens per request.
+    /// Prompt tokens per request (its `_sum` is the total).
     pub prompt_tokens: Histogram,
     /// Answer tokens per request.
     pub completion_tokens: Histogram,
-    /// Prompt tokens in all.
-    pub prompt_tokens_total: Counter,
-    /// Answer tokens in all.
-    pub completion_tokens_total: Counter,
     /// Passages of the revision served.
     pub index_passages: Gauge<i64, AtomicI64>,
     /// Revisions swapped in since start (the first load included).
@@ -88,8 +84,6 @@ impl Default for GatewayMetrics {
             duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 18))),
             prompt_tokens: tokens(),
             completion_tokens: tokens(),
-            prompt_tokens_total: Counter::default(),
-            completion_tokens_total: Counter::default(),
             index_passages: Gauge::default(),
             index_swaps: Counter::default(),
             index_reload_failures: Counter::default(),
@@ -134,12 +128,6 @@ impl Default for GatewayMetrics {
             "completion_tokens",
             "Answer tokens per request",
             metrics.completion_tokens.clone(),
-        );
-        registry.register("prompt_tokens_all", "Prompt tokens in all", metrics.prompt_tokens_total.clone());
-        registry.register(
-            "completion_tokens_all",
-            "Answer tokens in all",
-            metrics.completion_tokens_total.clone(),
         );
         registry.register(
             "index_passages",

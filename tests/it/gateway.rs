@@ -13,7 +13,7 @@ use twin_operator::serve::knowledge::DatasetLocation;
 use twin_operator::storage::S3Options;
 
 use super::pipeline::{Scratch, model_dir};
-use crate::support::gateway::{Collector, Gateway, Upstream};
+use crate::support::gateway::{Collector, Gateway, Upstream, client};
 use crate::support::repo;
 
 const POSTS: [(&str, &str); 5] = [
@@ -120,7 +120,7 @@ async fn the_embedded_engine_answers_from_the_dataset_streamed_and_not() {
         "2048",
     ]));
     gateway.wait_ready();
-    let client = reqwest::Client::new();
+    let client = client();
     let chat = format!("{}/v1/chat/completions", gateway.url);
 
     let (status, answer) = post(&client, &chat, json!({"model": "paul", "messages": user("How do you rent GPUs for a fine-tune?"), "max_tokens": 24, "temperature": 0})).await;
@@ -246,7 +246,7 @@ async fn hybrid_retrieval_finds_an_identifier_that_dense_search_ranks_low() {
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp), ("OTEL_BSP_SCHEDULE_DELAY", "100")],
     );
     gateway.wait_ready();
-    let client = reqwest::Client::new();
+    let client = client();
     let chat = format!("{}/v1/chat/completions", gateway.url);
     let (status, answer) =
         post(&client, &chat, json!({"messages": user(question), "scenario": "echo"})).await;
@@ -316,7 +316,7 @@ async fn the_openai_engine_passes_answers_through_whole_and_streamed() {
     let base = upstream.start().await;
     let gateway = Gateway::start(&openai(&base, &["--name", "paul", "--system-prompt", "You are Paul."]));
     gateway.wait_ready();
-    let client = reqwest::Client::new();
+    let client = client();
     let chat = format!("{}/v1/chat/completions", gateway.url);
     let (status, answer) = post(&client, &chat, json!({
         "model": "paul", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
@@ -366,7 +366,7 @@ async fn upstream_faults_become_502_or_504_and_never_hang() {
         ],
     ));
     gateway.wait_ready();
-    let client = reqwest::Client::new();
+    let client = client();
     let chat = format!("{}/v1/chat/completions", gateway.url);
     for (scenario, stream, status, code) in [
         ("error-500", false, 502, "upstream_unavailable"),
@@ -459,7 +459,7 @@ async fn bad_requests_get_openai_error_objects() {
         ],
     ));
     gateway.wait_ready();
-    let client = reqwest::Client::new();
+    let client = client();
     let chat = format!("{}/v1/chat/completions", gateway.url);
     let raw = |body: &'static str| {
         let client = client.clone();
@@ -533,7 +533,7 @@ async fn the_in_flight_limit_answers_429_and_the_api_key_401() {
         ],
     ));
     gateway.wait_ready();
-    let client = reqwest::Client::new();
+    let client = client();
     let chat = format!("{}/v1/chat/completions", gateway.url);
     for header in [None, Some("Bearer wrong"), Some("Bearer s3cret-ke"), Some("s3cret-key")] {
         let mut request = client.post(&chat).json(&json!({"messages": user("hi")}));
@@ -603,7 +603,7 @@ async fn a_new_revision_is_swapped_in_while_requests_run() {
         &["--dataset", &dataset, "--models-dir", &models_dir(), "--reload-interval", "1h"],
     ));
     gateway.wait_ready();
-    let client = reqwest::Client::new();
+    let client = client();
     let revision = |client: reqwest::Client, url: String| async move {
         let models: Value =
             client.get(format!("{url}/v1/models")).send().await.unwrap().json().await.unwrap();

@@ -15,6 +15,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+/// An HTTP client for the tests (rustls needs its crypto provider before the first client, and
+/// a test run alone must not rely on another test having installed it).
+pub fn client() -> ::reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    ::reqwest::Client::new()
+}
+
 /// A running `twin serve`.
 pub struct Gateway {
     child: Child,
