@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
@@ -22,6 +22,7 @@ use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::conditions::{Assessment, ready_condition, with_ready};
@@ -169,7 +170,7 @@ impl<P> Verdict<P> {
 /// objects' cache and the controller's future.
 pub fn run_controller<K, W, S, Fut>(
     ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    stop: CancellationToken,
     wire: W,
     steps: S,
 ) -> (Store<K>, impl Future<Output = ()>)
@@ -187,10 +188,24 @@ where
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
-    let controller = wire(Controller::for_stream(stream, reader.clone()), &reader)
-        .graceful_shutdown_on(shutdown)
+    let runs = wire(Controller::for_stream(stream, reader.clone()), &reader)
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(move |object, ctx| drive(object, ctx, steps.clone()), error_policy::<K>, ctx)
         .for_each(|_| async {});
+    let store = reader.clone();
+    let controller = async move {
+        tokio::pin!(runs);
+        tokio::select! {
+            () = &mut runs => return,
+            () = stop.cancelled() => {}
+        }
+        // kube-runtime's runner holds its queue until the cache has its first list, and a
+        // stopped controller no longer polls the watch that would fill it: stopped before that
+        // list, it would wait forever. Nothing can have run then, so there is nothing to drain.
+        if store.wait_until_ready().now_or_never().is_some_and(|ready| ready.is_ok()) {
+            runs.await;
+        }
+    };
     (reader, controller)
 }
 

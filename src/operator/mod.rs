@@ -195,9 +195,9 @@ async fn supervise(
         info!("leading: starting the controllers");
         ctx.metrics.leader.set(1);
         let stop = shutdown.child_token();
-        let (datasets, run_datasets) = dataset::run(ctx.clone(), stop.clone().cancelled_owned());
-        let (jobs, run_jobs) = training::run(ctx.clone(), stop.clone().cancelled_owned());
-        let (endpoints, run_endpoints) = endpoint::run(ctx.clone(), stop.clone().cancelled_owned());
+        let (datasets, run_datasets) = dataset::run(ctx.clone(), stop.clone());
+        let (jobs, run_jobs) = training::run(ctx.clone(), stop.clone());
+        let (endpoints, run_endpoints) = endpoint::run(ctx.clone(), stop.clone());
         *caches.0.lock().expect("caches lock") = Some((datasets.clone(), jobs.clone(), endpoints.clone()));
         let synced = {
             let health = health.clone();

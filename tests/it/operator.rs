@@ -390,6 +390,28 @@ async fn the_operator_exits_with_a_clear_message_when_the_api_server_is_unreacha
 }
 
 #[tokio::test]
+async fn a_replica_stopped_before_its_caches_fill_stops_at_once() {
+    // The TwinDataset list keeps failing, so that cache never gets its first list: kube-runtime's
+    // runner would hold its queue for that list forever, shutdown included.
+    let server = FakeApiServer::start().await;
+    server.fail_next(Some(Verb::List), Some("twindatasets"), 500, 10_000);
+    let operator = start(&server, "replica-a").await;
+    eventually("the replica to lead", Duration::from_secs(15), || async {
+        operator.is_leader().then_some(())
+    })
+    .await;
+    eventually("a TwinDataset list to have failed", Duration::from_secs(15), || async {
+        server.requests().iter().any(|r| r.verb == Verb::List && r.plural == "twindatasets").then_some(())
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(5), operator.shutdown())
+        .await
+        .expect("the replica stops within 5 s although a cache never filled");
+    let lease = Api::<Lease>::namespaced(server.client(), "twin-system").get("twin-operator").await.unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity, None, "the Lease is released");
+}
+
+#[tokio::test]
 async fn sigterm_stops_the_operator_gracefully_and_releases_the_lease() {
     let server = FakeApiServer::start().await;
     let kubeconfig = server.write_kubeconfig("sigterm");

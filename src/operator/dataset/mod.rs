@@ -16,6 +16,7 @@ use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
+use tokio_util::sync::CancellationToken;
 
 use super::children::apply_children;
 use super::context::Context;
@@ -111,10 +112,7 @@ fn dataset_of_job(job: Job) -> Option<ObjectRef<TwinDataset>> {
 }
 
 /// The controller: TwinDatasets, woken by changes of their spec and of their build Jobs.
-pub fn run(
-    ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) -> (Store<TwinDataset>, impl Future<Output = ()>) {
+pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinDataset>, impl Future<Output = ()>) {
     let jobs = watcher::Config::default().labels(&format!(
         "{}={}",
         labels::COMPONENT,
@@ -123,7 +121,7 @@ pub fn run(
     let job_api = ctx.watched_api::<Job>();
     run_controller(
         ctx,
-        shutdown,
+        stop,
         move |controller, _| controller.watches(job_api, jobs, dataset_of_job),
         reconcile,
     )

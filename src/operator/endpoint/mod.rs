@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
+use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
 use super::driver::{Validation, referrers, run_controller, settle};
@@ -39,15 +40,12 @@ async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Act
 
 /// The controller: TwinEndpoints, woken by changes of their spec and of the TwinTrainingJobs
 /// and TwinDatasets they reference.
-pub fn run(
-    ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) -> (Store<TwinEndpoint>, impl Future<Output = ()>) {
+pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinEndpoint>, impl Future<Output = ()>) {
     let training_jobs = ctx.watched_api::<TwinTrainingJob>();
     let datasets = ctx.watched_api::<TwinDataset>();
     run_controller(
         ctx,
-        shutdown,
+        stop,
         move |controller, endpoints| {
             let by_training_job = referrers::<TwinEndpoint, TwinTrainingJob>(endpoints, |endpoint| {
                 endpoint.spec.model.training_job_ref.as_ref().map(|r| r.name.as_str())

@@ -14,6 +14,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
+use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
 use super::driver::{Validation, referrers, run_controller, settle, with_finalizer};
@@ -55,14 +56,11 @@ async fn train(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Action> {
 
 /// The controller: TwinTrainingJobs, woken by changes of their spec and of the TwinDatasets
 /// they reference.
-pub fn run(
-    ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) -> (Store<TwinTrainingJob>, impl Future<Output = ()>) {
+pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinTrainingJob>, impl Future<Output = ()>) {
     let datasets = ctx.watched_api::<TwinDataset>();
     run_controller(
         ctx,
-        shutdown,
+        stop,
         move |controller, jobs| {
             let by_dataset =
                 referrers::<TwinTrainingJob, TwinDataset>(jobs, |job| Some(&job.spec.dataset_ref.name));
