@@ -222,7 +222,7 @@ async fn overhead() {
     let litellm = Command::new("python3")
         .args([
             "-m",
-            "litellm",
+            "litellm.proxy.proxy_cli",
             "--model",
             "openai/m",
             "--api_base",

@@ -40,6 +40,9 @@ pub struct PublishedBuild {
     /// Chunks embedded in this run (the rest came from the embedding cache).
     #[serde(default)]
     pub embedded_chunks: usize,
+    /// How fit the fine-tuning sets are to train on.
+    #[serde(default)]
+    pub quality: QualityReport,
     /// Seconds per stage; left out of a termination message that would be too long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,
@@ -69,6 +72,80 @@ pub struct CleanStats {
     pub near_duplicates: usize,
     /// Dropped as too short.
     pub too_short: usize,
+    /// Dropped because most of their text is contained in a fuller document (a cross-post).
+    #[serde(default)]
+    pub contained_duplicates: usize,
+}
+
+/// A document that cleaning dropped as a copy of another, and which one it kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedDocument {
+    /// Where the dropped copy came from (its URL or path), else its id.
+    pub document: String,
+    /// `exact`, `near` (Jaccard similarity of word shingles) or `contained` (the share of its
+    /// shingles found in the kept document).
+    pub kind: String,
+    /// The document kept instead.
+    pub kept: String,
+    /// The similarity or containment measured (1 for exact copies).
+    pub score: f64,
+}
+
+/// How fit the fine-tuning sets are to train on: in the manifest and the build's report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QualityReport {
+    /// SFT samples written.
+    pub samples: usize,
+    /// Preference triples written.
+    pub preference_samples: usize,
+    /// Samples left out, by reason (`notAtBoundary`, `duplicateInstruction`, `refusedAnswer`...).
+    pub dropped: std::collections::BTreeMap<String, usize>,
+    /// Documents removed as copies, by kind.
+    pub duplicates: DuplicateCounts,
+    /// Distinct instructions (each has exactly one answer).
+    pub distinct_instructions: usize,
+    /// Share of answers that are mostly code.
+    pub code_answer_share: f64,
+    /// Mean answer length, in the embedding model's tokens.
+    pub mean_answer_tokens: f64,
+}
+
+impl QualityReport {
+    /// One line for people: what was made, what was dropped and why.
+    pub fn summary(&self) -> String {
+        let dropped: usize = self.dropped.values().sum();
+        let reasons: Vec<String> = self.dropped.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
+        format!(
+            "training data: {} samples{} ({} distinct instructions, {:.0}% code answers, mean answer {:.0} tokens); \
+             dropped {dropped}{}; documents removed as copies: {} exact, {} near, {} contained",
+            self.samples,
+            if self.preference_samples > 0 {
+                format!(" and {} preference pairs", self.preference_samples)
+            } else {
+                String::new()
+            },
+            self.distinct_instructions,
+            self.code_answer_share * 100.0,
+            self.mean_answer_tokens,
+            if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) },
+            self.duplicates.exact,
+            self.duplicates.near,
+            self.duplicates.contained,
+        )
+    }
+}
+
+/// Documents removed as copies of others.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuplicateCounts {
+    /// Identical text.
+    pub exact: usize,
+    /// Near-identical text.
+    pub near: usize,
+    /// Mostly contained in a fuller document.
+    pub contained: usize,
 }
 
 /// Seconds spent per stage.
@@ -142,8 +219,27 @@ mod tests {
             artifacts: DatasetArtifacts { root: "s3://b/datasets/p/r1".into(), ..Default::default() },
             clean: CleanStats::default(),
             embedded_chunks: 9,
+            quality: QualityReport::default(),
             timings: Some(Timings::default()),
         })
+    }
+
+    #[test]
+    fn the_quality_summary_reads_as_a_sentence() {
+        let report = QualityReport {
+            samples: 12,
+            dropped: [("notAtBoundary".to_string(), 2)].into(),
+            duplicates: DuplicateCounts { exact: 1, near: 0, contained: 3 },
+            distinct_instructions: 12,
+            code_answer_share: 0.25,
+            mean_answer_tokens: 180.4,
+            ..Default::default()
+        };
+        assert_eq!(
+            report.summary(),
+            "training data: 12 samples (12 distinct instructions, 25% code answers, mean answer 180 tokens); \
+             dropped 2 (notAtBoundary 2); documents removed as copies: 1 exact, 0 near, 3 contained"
+        );
     }
 
     #[test]

@@ -20,9 +20,6 @@ pub struct Chunk {
     pub ordinal: usize,
     /// The passage.
     pub text: String,
-    /// The nearest Markdown heading above the passage, or the document's title.
-    #[serde(skip)]
-    pub heading: Option<String>,
 }
 
 impl Chunk {
@@ -85,31 +82,11 @@ pub fn chunk_documents(
 fn chunks_of<'a>(document: &Document, pieces: impl Iterator<Item = (usize, &'a str)>) -> Vec<Chunk> {
     pieces
         .enumerate()
-        .map(|(ordinal, (offset, piece))| Chunk {
+        .map(|(ordinal, (_, piece))| Chunk {
             id: format!("{}-{ordinal}", document.id),
             document_id: document.id.clone(),
             ordinal,
             text: piece.to_string(),
-            // The chunk's own first line counts: a passage often starts with its heading.
-            heading: nearest_heading(&document.text[..offset + piece.find('\n').unwrap_or(piece.len())])
-                .or_else(|| document.title.clone()),
         })
         .collect()
-}
-
-/// The last Markdown heading in `before`.
-fn nearest_heading(before: &str) -> Option<String> {
-    let mut in_code = false;
-    let mut heading = None;
-    for line in before.lines() {
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-        } else if !in_code && line.starts_with('#') {
-            let title = line.trim_start_matches('#').trim();
-            if !title.is_empty() {
-                heading = Some(title.to_string());
-            }
-        }
-    }
-    heading
 }

@@ -1,11 +1,13 @@
-//! Cleaning: normalised text, boilerplate and tracking junk removed, exact and near-duplicate
-//! documents dropped (MinHash over word shingles, with LSH banding), and documents below a minimum length
-//! dropped.
+//! Cleaning: plain titles, normalised text, boilerplate and tracking junk removed; exact
+//! duplicates, near-duplicates (MinHash over word shingles, with LSH banding) and cross-posts
+//! (most of a document's shingles contained in a fuller one) dropped, the fuller copy kept; and
+//! documents below a minimum length dropped.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use super::document::Document;
-pub use crate::contract::build_report::CleanStats;
+use super::title;
+pub use crate::contract::build_report::{CleanStats, RemovedDocument};
 use crate::hashing::sha256_hex;
 
 /// Documents shorter than this, after cleaning, are dropped.
@@ -158,27 +160,80 @@ fn similarity(a: &[u64; MINHASH_PERMUTATIONS], b: &[u64; MINHASH_PERMUTATIONS]) 
     a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / MINHASH_PERMUTATIONS as f64
 }
 
-/// Cleans documents: normalises each, then drops the too short, the exact duplicates and the
-/// near-duplicates (the first in id order stays, so the result does not depend on the order
-/// sources were read in).
-pub fn clean(mut documents: Vec<Document>) -> (Vec<Document>, CleanStats) {
+/// Documents at least this share of whose word shingles appear in one fuller document are
+/// copies of it (a cross-post with other page chrome around the same body).
+pub const CONTAINMENT_THRESHOLD: f64 = 0.8;
+/// Shingles found in more kept documents than this are a site's chrome, not the author's
+/// writing: they do not count towards containment (and it costs less).
+const COMMON_SHINGLE_DOCUMENTS: usize = 50;
+
+/// The distinct 3-word shingles of a canonical text, hashed.
+fn shingles(canonical: &str) -> Vec<u64> {
+    use std::hash::{Hash, Hasher};
+    let words: Vec<&str> = canonical.split_whitespace().collect();
+    let mut set: Vec<u64> = words
+        .windows(3.min(words.len()).max(1))
+        .map(|shingle| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            shingle.hash(&mut hasher);
+            hasher.finish()
+        })
+        .collect();
+    set.sort_unstable();
+    set.dedup();
+    set
+}
+
+/// Where a document came from, to name it in the report.
+fn name_of(document: &Document) -> String {
+    document.url.clone().unwrap_or_else(|| document.id.clone())
+}
+
+/// Cleans documents: plain titles without the site's name, normalised text, then drops the too
+/// short, the exact duplicates, the near-duplicates and the documents mostly contained in
+/// another. Fuller documents are kept first (then by id), so the fuller copy of a cross-post
+/// stays and the result does not depend on the order sources were read in. Returns what was
+/// kept, the counts, and each copy removed with the document kept instead.
+pub fn clean(mut documents: Vec<Document>) -> (Vec<Document>, CleanStats, Vec<RemovedDocument>) {
     let mut stats = CleanStats { input: documents.len(), ..Default::default() };
-    documents.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut exact = HashSet::new();
-    let mut signatures: Vec<[u64; MINHASH_PERMUTATIONS]> = Vec::new();
-    // LSH: documents sharing a band of their signature are candidates; only those are compared.
-    let mut bands: std::collections::HashMap<(usize, [u64; LSH_ROWS]), Vec<usize>> =
-        std::collections::HashMap::new();
-    let mut kept = Vec::new();
+    for (source, site) in title::clean_titles(&mut documents) {
+        tracing::info!(%source, %site, "removed the site's name from the source's titles");
+    }
+    let mut prepared: Vec<(Document, String)> = Vec::new();
     for mut document in documents {
         document.text = normalise(&document.text);
         if document.text.chars().count() < MIN_DOCUMENT_CHARS {
             stats.too_short += 1;
             continue;
         }
-        let canonical: String = document.text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-        if !exact.insert(sha256_hex(canonical.as_bytes())) {
-            stats.exact_duplicates += 1;
+        let canonical = document.text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        prepared.push((document, canonical));
+    }
+    prepared.sort_by(|(a, ca), (b, cb)| cb.len().cmp(&ca.len()).then_with(|| a.id.cmp(&b.id)));
+    let mut removed = Vec::new();
+    let mut exact: HashMap<String, usize> = HashMap::new();
+    let mut signatures: Vec<[u64; MINHASH_PERMUTATIONS]> = Vec::new();
+    // LSH: documents sharing a band of their signature are candidates; only those are compared.
+    let mut bands: HashMap<(usize, [u64; LSH_ROWS]), Vec<usize>> = HashMap::new();
+    // Containment: each kept document's shingles, and which kept documents hold each shingle.
+    let mut holders: HashMap<u64, Vec<u32>> = HashMap::new();
+    let mut kept: Vec<Document> = Vec::new();
+    for (document, canonical) in prepared {
+        let mut remove = |kind: &str, kept_as: &Document, score: f64, stats: &mut CleanStats| {
+            match kind {
+                "exact" => stats.exact_duplicates += 1,
+                "near" => stats.near_duplicates += 1,
+                _ => stats.contained_duplicates += 1,
+            }
+            removed.push(RemovedDocument {
+                document: name_of(&document),
+                kind: kind.to_string(),
+                kept: name_of(kept_as),
+                score: (score * 1000.0).round() / 1000.0,
+            });
+        };
+        if let Some(&other) = exact.get(&sha256_hex(canonical.as_bytes())) {
+            remove("exact", &kept[other], 1.0, &mut stats);
             continue;
         }
         let signature = minhash(&canonical);
@@ -189,18 +244,43 @@ pub fn clean(mut documents: Vec<Document>) -> (Vec<Document>, CleanStats) {
             .iter()
             .filter_map(|k| bands.get(k))
             .flatten()
-            .any(|&other| similarity(&signatures[other], &signature) >= NEAR_DUPLICATE_SIMILARITY);
-        if near {
-            stats.near_duplicates += 1;
+            .map(|&other| (other, similarity(&signatures[other], &signature)))
+            .filter(|(_, score)| *score >= NEAR_DUPLICATE_SIMILARITY)
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+        if let Some((other, score)) = near {
+            remove("near", &kept[other], score, &mut stats);
             continue;
         }
+        let own = shingles(&canonical);
+        let mut shared: HashMap<u32, usize> = HashMap::new();
+        for shingle in &own {
+            if let Some(holding) = holders.get(shingle).filter(|h| h.len() <= COMMON_SHINGLE_DOCUMENTS) {
+                for &other in holding {
+                    *shared.entry(other).or_default() += 1;
+                }
+            }
+        }
+        let contained = shared
+            .into_iter()
+            .map(|(other, count)| (other as usize, count as f64 / own.len().max(1) as f64))
+            .filter(|(_, share)| *share >= CONTAINMENT_THRESHOLD)
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+        if let Some((other, share)) = contained {
+            remove("contained", &kept[other], share, &mut stats);
+            continue;
+        }
+        let index = kept.len();
+        exact.insert(sha256_hex(canonical.as_bytes()), index);
         for key in keys {
-            bands.entry(key).or_default().push(signatures.len());
+            bands.entry(key).or_default().push(index);
         }
         signatures.push(signature);
+        for shingle in own {
+            holders.entry(shingle).or_default().push(index as u32);
+        }
         kept.push(document);
     }
-    (kept, stats)
+    (kept, stats, removed)
 }
 
 #[cfg(test)]
@@ -210,6 +290,7 @@ mod tests {
     fn doc(id: &str, text: &str) -> Document {
         let mut d = Document::new("s", "files", id, None, text.into(), true);
         d.id = id.into();
+        d.url = Some(id.into());
         d
     }
 
@@ -231,7 +312,7 @@ mod tests {
     #[test]
     fn drops_duplicates_near_duplicates_and_short_documents() {
         let near = POST.replace("fifty passages", "forty passages");
-        let (kept, stats) = clean(vec![
+        let (kept, stats, removed) = clean(vec![
             doc("a", POST),
             doc("b", &format!("  {POST}  ")),
             doc("c", &near),
@@ -241,5 +322,36 @@ mod tests {
         let ids: Vec<&str> = kept.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["a", "e"]);
         assert_eq!((stats.exact_duplicates, stats.near_duplicates, stats.too_short), (1, 1, 1));
+        assert_eq!(
+            removed
+                .iter()
+                .map(|r| (r.document.as_str(), r.kind.as_str(), r.kept.as_str()))
+                .collect::<Vec<_>>(),
+            [("b", "exact", "a"), ("c", "near", "a")]
+        );
+    }
+
+    #[test]
+    fn a_cross_post_in_other_chrome_is_dropped_for_the_fuller_copy() {
+        let body = format!("{POST}\n\n{OTHER}");
+        let newsletter = format!(
+            "Issue 42 of my newsletter. Reply to this email to tell me what you think of it.\n\n{body}"
+        );
+        let blog_chrome: String =
+            (0..20).map(|i| format!("Archive link number {i} in the sidebar. ")).collect();
+        let blog = format!("{body}\n\n{blog_chrome}");
+        let signatures = (minhash(&newsletter.to_lowercase()), minhash(&blog.to_lowercase()));
+        assert!(similarity(&signatures.0, &signatures.1) < NEAR_DUPLICATE_SIMILARITY, "not a near-duplicate");
+        let (kept, stats, removed) =
+            clean(vec![doc("newsletter", &newsletter), doc("blog", &blog), doc("other", OTHER)]);
+        let ids: Vec<&str> = kept.iter().map(|d| d.id.as_str()).collect();
+        // The other post is all inside the blog's copy too.
+        assert_eq!(ids, ["blog"], "{removed:?}");
+        assert_eq!(stats.contained_duplicates, 2);
+        assert_eq!(
+            (removed[0].document.as_str(), removed[0].kind.as_str(), removed[0].kept.as_str()),
+            ("newsletter", "contained", "blog")
+        );
+        assert!(removed[0].score >= CONTAINMENT_THRESHOLD);
     }
 }

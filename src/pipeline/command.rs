@@ -84,7 +84,10 @@ pub async fn run(args: BuildArgs) -> ExitCode {
         hub: crate::storage::hub::HubOptions::from_env(),
     };
     let (code, report) = match build(&dataset, &options).await {
-        Ok(published) => (ExitCode::SUCCESS, BuildReport::Published(published)),
+        Ok(published) => {
+            eprintln!("{}", published.quality.summary());
+            (ExitCode::SUCCESS, BuildReport::Published(published))
+        }
         Err(error) => {
             eprintln!("error: {error}");
             let sources = match &error {

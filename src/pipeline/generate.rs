@@ -1,7 +1,7 @@
-//! The generator: any OpenAI-compatible chat completions API writes, for each chunk, the
+//! The generator: any OpenAI-compatible chat completions API writes, for each training passage, the
 //! instructions the author's passage answers, and (for DPO) a generic answer to each of them
 //! that becomes the rejected side while the author's passage is the chosen one. What it wrote
-//! is cached in the output store by chunk content, so a refresh asks only about new chunks.
+//! is cached in the output store by passage content, so a refresh asks only about new passages.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::chunk::Chunk;
+use super::title::plain_text;
 use crate::api::dataset::Generator;
 use crate::contract::env;
 use crate::hashing::sha256_hex;
@@ -23,7 +23,7 @@ const CONCURRENCY: usize = 4;
 /// Time limit of one completion (generation is slow on busy servers).
 const COMPLETION_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// What the generator wrote for one chunk.
+/// What the generator wrote for one passage.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Generated {
     /// Instructions the passage answers.
@@ -142,18 +142,20 @@ pub fn parse_list(text: &str) -> Vec<String> {
 
 /// Where generated text is cached: one file per generator, model and sample settings.
 pub fn cache_key(dataset: &str, spec: &Generator, count: usize, preference: bool) -> String {
-    let settings = format!("{}\n{}\n{count}\n{preference}", spec.url, spec.model);
+    // The pipeline's version too: what is asked, and how replies are cleaned, follow it.
+    let settings =
+        format!("{}\n{}\n{count}\n{preference}\n{}", spec.url, spec.model, super::PIPELINE_VERSION);
     format!("datasets/{dataset}/cache/generated-{}.json", &sha256_hex(settings.as_bytes())[..12])
 }
 
-/// What the generator wrote for each chunk, by chunk content hash: cached answers reused, the
-/// rest asked for (a few requests at a time). Returns the map and how many chunks were asked.
+/// What the generator wrote for each passage, by its text hash: cached answers reused, the
+/// rest asked for (a few requests at a time). Returns the map and how many passages were asked.
 pub async fn generate(
     client: &GeneratorClient,
     store: &ObjectStore,
     cache_key: &str,
     author: &str,
-    chunks: &[Chunk],
+    answers: &[&str],
     count: usize,
     preference: bool,
 ) -> Result<(BTreeMap<String, Generated>, usize), String> {
@@ -162,23 +164,30 @@ pub async fn generate(
         _ => BTreeMap::new(),
     };
     let mut wanted: Vec<(String, &str)> = Vec::new();
-    for chunk in chunks {
-        let hash = chunk.content_hash();
-        if !cache.contains_key(&hash) && !wanted.iter().any(|(h, _)| *h == hash) {
-            wanted.push((hash, chunk.text.as_str()));
+    let hashes: Vec<String> = answers.iter().map(|a| sha256_hex(a.as_bytes())).collect();
+    let mut asking = std::collections::HashSet::new();
+    for (hash, answer) in hashes.iter().zip(answers) {
+        if !cache.contains_key(hash) && asking.insert(hash.clone()) {
+            wanted.push((hash.clone(), answer));
         }
     }
     let asked = wanted.len();
     if asked > 0 {
-        tracing::info!(chunks = asked, cached = chunks.len() - asked, "asking the generator");
+        tracing::info!(passages = asked, cached = answers.len() - asked, "asking the generator");
     }
     let fresh: Vec<(String, Generated)> = futures::stream::iter(wanted)
         .map(|(hash, text)| async move {
-            let instructions = client.instructions(author, text, count).await?;
+            // Cleaned as titles are, so that the rejected answer answers the instruction kept;
+            // an empty one stays, for the dataset's report to count.
+            let instructions: Vec<String> =
+                client.instructions(author, text, count).await?.iter().map(|i| plain_text(i)).collect();
             let mut rejected = Vec::new();
             if preference {
                 for instruction in &instructions {
-                    rejected.push(client.generic_answer(instruction).await?);
+                    rejected.push(match instruction.is_empty() {
+                        true => String::new(),
+                        false => client.generic_answer(instruction).await?,
+                    });
                 }
             }
             Ok::<_, String>((hash, Generated { instructions, rejected }))
@@ -187,8 +196,8 @@ pub async fn generate(
         .try_collect()
         .await?;
     cache.extend(fresh);
-    // Keep only this revision's chunks: the cache follows the corpus, not its history.
-    let hashes: std::collections::HashSet<String> = chunks.iter().map(Chunk::content_hash).collect();
+    // Keep only this revision's passages: the cache follows the corpus, not its history.
+    let hashes: std::collections::HashSet<String> = hashes.into_iter().collect();
     cache.retain(|hash, _| hashes.contains(hash));
     let bytes = serde_json::to_vec(&cache).expect("the cache serialises");
     store.write(cache_key, &bytes).await.map_err(|e| format!("cannot write the generator cache: {e}"))?;

@@ -9,6 +9,8 @@ pub mod command;
 pub mod document;
 pub mod generate;
 pub mod instruct;
+pub mod passage;
+pub mod title;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -19,7 +21,7 @@ use tracing::info;
 
 use crate::api::TwinDataset;
 use crate::api::dataset::{DatasetArtifacts, DatasetStats, SourceStatus};
-use crate::contract::build_report::{PublishedBuild, Timings};
+use crate::contract::build_report::{DuplicateCounts, PublishedBuild, Timings};
 use crate::embedding::revision::{
     CHUNKS, DOCUMENTS, EMBEDDINGS, LATEST, MANIFEST, embeddings_safetensors, read_embeddings,
 };
@@ -32,7 +34,7 @@ use collect::CollectOptions;
 
 /// Bumped whenever a change of the pipeline changes its output for the same input: part of
 /// every revision hash.
-pub const PIPELINE_VERSION: &str = "twin-dataset/1";
+pub const PIPELINE_VERSION: &str = "twin-dataset/2";
 
 /// How a build runs on this machine.
 #[derive(Debug, Clone, Default)]
@@ -182,7 +184,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
     timings.collect = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let (documents, clean_stats) = clean::clean(documents);
+    let (documents, clean_stats, removed_documents) = clean::clean(documents);
     timings.clean = started.elapsed().as_secs_f64();
     // Per-source counts are of the documents that survived cleaning.
     let mut kept: HashMap<&str, u64> = HashMap::new();
@@ -203,6 +205,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
     if let Some(manifest) = store.read(&format!("{prefix}/{MANIFEST}")).await? {
         let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap_or_default();
         let stats = serde_json::from_value(manifest["stats"].clone()).unwrap_or_default();
+        let quality = serde_json::from_value(manifest["quality"].clone()).unwrap_or_default();
         info!(%revision, "revision already published: nothing to write");
         mark_latest(&store, &name, &revision).await?;
         return Ok(PublishedBuild {
@@ -213,6 +216,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
             artifacts: artifacts_of(&root, preference),
             clean: clean_stats,
             embedded_chunks: 0,
+            quality,
             timings: Some(timings),
         });
     }
@@ -262,29 +266,64 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
     let samples_per_chunk = instruct.map(|i| i.samples_per_chunk).unwrap_or(2) as usize;
     let test_fraction = instruct.map(|i| i.test_fraction).unwrap_or(0.1);
     let started = Instant::now();
-    let (sft, preference_samples) = match (&generator, instruct.and_then(|i| i.generator.as_ref())) {
-        (Some(client), Some(generator_spec)) => {
-            let key = generate::cache_key(&name, generator_spec, samples_per_chunk, preference);
-            let (generated, asked) = generate::generate(
-                client,
-                &store,
-                &key,
-                &spec.author.name,
-                &chunks,
-                samples_per_chunk,
-                preference,
-            )
-            .await
-            .map_err(BuildError::Generator)?;
-            info!(asked, "generated instructions");
-            instruct::from_generated(&spec.author.name, &chunks, &generated, test_fraction)
-        }
-        _ => (
-            instruct::derive_sft(&spec.author.name, &documents, &chunks, samples_per_chunk, test_fraction),
-            Vec::new(),
-        ),
+    let counter = embedder.tokenizer_for_counting();
+    let count_tokens = |text: &str| counter.encode(text, false).map(|e| e.len()).unwrap_or(text.len() / 3);
+    let passages: Vec<passage::Passage> = {
+        use rayon::prelude::*;
+        let per_document: Vec<Vec<passage::Passage>> =
+            documents.par_iter().map(|d| passage::passages(d, max_tokens, &count_tokens)).collect();
+        per_document.into_iter().flatten().collect()
+    };
+    let (sft, preference_samples, mut quality) =
+        match (&generator, instruct.and_then(|i| i.generator.as_ref())) {
+            (Some(client), Some(generator_spec)) => {
+                let key = generate::cache_key(&name, generator_spec, samples_per_chunk, preference);
+                let answers: Vec<&str> =
+                    passages.iter().filter(|p| p.at_boundaries).map(|p| p.text.as_str()).collect();
+                let (generated, asked) = generate::generate(
+                    client,
+                    &store,
+                    &key,
+                    &spec.author.name,
+                    &answers,
+                    samples_per_chunk,
+                    preference,
+                )
+                .await
+                .map_err(BuildError::Generator)?;
+                info!(asked, "generated instructions");
+                instruct::from_generated(
+                    &spec.author.name,
+                    &passages,
+                    &generated,
+                    test_fraction,
+                    &count_tokens,
+                )
+            }
+            _ => {
+                let (sft, quality) = instruct::derive_sft(
+                    &spec.author.name,
+                    &documents,
+                    &passages,
+                    samples_per_chunk,
+                    test_fraction,
+                    &count_tokens,
+                );
+                (sft, Vec::new(), quality)
+            }
+        };
+    quality.duplicates = DuplicateCounts {
+        exact: clean_stats.exact_duplicates,
+        near: clean_stats.near_duplicates,
+        contained: clean_stats.contained_duplicates,
     };
     timings.generate = started.elapsed().as_secs_f64();
+    info!(
+        samples = quality.samples,
+        distinct_instructions = quality.distinct_instructions,
+        dropped = quality.dropped.values().sum::<usize>(),
+        "fine-tuning samples made"
+    );
 
     let stats = DatasetStats {
         documents: documents.len() as u64,
@@ -304,6 +343,8 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
                                 "generator": instruct.and_then(|i| i.generator.as_ref()).map(|g| json!({"url": g.url, "model": g.model})),
                                 "preference": preference}},
         "stats": stats,
+        "quality": quality,
+        "removedDocuments": removed_documents,
         "sources": sources,
         "sourceDocuments": source_counts,
     });
@@ -334,6 +375,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
         artifacts: artifacts_of(&root, preference),
         clean: clean_stats,
         embedded_chunks: missing.len(),
+        quality,
         timings: Some(timings),
     })
 }

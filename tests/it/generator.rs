@@ -1,6 +1,7 @@
 //! The generator: an OpenAI-compatible chat API on 127.0.0.1 writes the instructions and the
 //! rejected answers; the author's passages are the chosen answers; its output is cached so a
-//! refresh asks only about new chunks; a generator that is down publishes nothing.
+//! refresh asks only about new passages; refusals are dropped and counted; a generator that is
+//! down publishes nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,8 +43,11 @@ async fn fake_openai(seen: Arc<Seen>) -> std::net::SocketAddr {
                     "Here you go:\n```json\n[\"What do you think about {0}?\", \"Write a post on {0}.\", \"Summarise {0}.\"]\n```",
                     words.join(" ")
                 )
+            } else if user.starts_with("Write a post on") {
+                // A refusal, which the pipeline must drop and count.
+                "As an AI language model, I cannot write posts.".to_string()
             } else {
-                format!("As an AI assistant, here is a generic answer to: {user}")
+                format!("Here is a generic answer to: {user}")
             };
             Json(json!({"id": "x", "object": "chat.completion", "model": "writer-1",
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}))
@@ -64,7 +68,7 @@ fn with_generator(scratch: &Scratch, url: String) -> TwinDataset {
 }
 
 #[tokio::test]
-async fn the_generator_writes_instructions_and_rejected_answers_and_is_asked_only_about_new_chunks() {
+async fn the_generator_writes_instructions_and_rejected_answers_and_is_asked_only_about_new_passages() {
     // SAFETY: no other test reads or writes this variable.
     unsafe { std::env::set_var("TWIN_GENERATOR_API_KEY", "sk-test") };
     let scratch = Scratch::new("generator");
@@ -76,46 +80,64 @@ async fn the_generator_writes_instructions_and_rejected_answers_and_is_asked_onl
     let spec = with_generator(&scratch, format!("http://{addr}/v1"));
     let result = build(&spec, &options).await.unwrap();
     let chunks = result.stats.chunks;
-    // One instructions request per chunk, and one rejected answer per instruction.
-    assert_eq!(seen.requests.load(Ordering::SeqCst) as u64, chunks * 3);
+    // One instructions request per training passage, and one rejected answer per instruction.
+    let requests = seen.requests.load(Ordering::SeqCst);
+    assert_eq!(requests % 3, 0);
+    let passages = requests / 3;
+    assert!(passages >= result.stats.documents as usize, "{passages} passages");
     assert_eq!(seen.unauthorised.load(Ordering::SeqCst), 0, "the API key is sent as a bearer token");
-    assert_eq!((result.stats.instruct_samples, result.stats.preference_samples), (chunks * 2, chunks * 2));
+    let quality = &result.quality;
+    let duplicates = quality.dropped.get("duplicateInstruction").copied().unwrap_or(0);
+    assert_eq!(quality.samples + duplicates, passages * 2, "{quality:?}");
+    let refused = quality.dropped.get("refusedAnswer").copied().unwrap_or(0);
+    assert!(refused > 0 && quality.preference_samples > 0, "{quality:?}");
+    assert_eq!(quality.preference_samples + refused, quality.samples, "{quality:?}");
+    assert_eq!(
+        (result.stats.instruct_samples, result.stats.preference_samples),
+        (quality.samples as u64, quality.preference_samples as u64)
+    );
     let root = scratch.0.join(format!("out/datasets/paul/{}", result.revision));
     assert_eq!(
         result.artifacts.preference.as_deref(),
         Some(format!("file://{}/preference", root.display()).as_str())
     );
-    let chunk_texts: Vec<String> =
-        lines(&root.join("chunks.jsonl")).iter().map(|c| c["text"].as_str().unwrap().to_string()).collect();
+    let texts: Vec<String> = lines(&root.join("documents.jsonl"))
+        .iter()
+        .map(|d| d["text"].as_str().unwrap().to_string())
+        .collect();
+    let in_documents = |answer: &str| texts.iter().any(|t| t.contains(answer));
     let sft = [lines(&root.join("instruct/train.jsonl")), lines(&root.join("instruct/test.jsonl"))].concat();
     let dpo =
         [lines(&root.join("preference/train.jsonl")), lines(&root.join("preference/test.jsonl"))].concat();
-    assert_eq!((sft.len() as u64, dpo.len() as u64), (chunks * 2, chunks * 2));
+    assert_eq!((sft.len(), dpo.len()), (quality.samples, quality.preference_samples));
     for sample in &sft {
         let messages = sample["messages"].as_array().unwrap();
+        let instruction = messages[1]["content"].as_str().unwrap();
         assert!(
-            messages[1]["content"].as_str().unwrap().starts_with("What do you think about")
-                || messages[1]["content"].as_str().unwrap().starts_with("Write a post on")
+            instruction.starts_with("What do you think about") || instruction.starts_with("Write a post on"),
+            "{instruction}"
         );
-        assert!(chunk_texts.contains(&messages[2]["content"].as_str().unwrap().to_string()));
+        assert!(!instruction.contains(" # ") && !instruction.contains("```"), "cleaned: {instruction}");
+        assert!(in_documents(messages[2]["content"].as_str().unwrap()), "the author's own passage");
     }
     for triple in &dpo {
         assert_eq!(triple["prompt"][0]["role"], "system");
-        assert!(chunk_texts.contains(&triple["chosen"][0]["content"].as_str().unwrap().to_string()));
+        assert!(in_documents(triple["chosen"][0]["content"].as_str().unwrap()));
+        let instruction = triple["prompt"][1]["content"].as_str().unwrap();
         let rejected = triple["rejected"][0]["content"].as_str().unwrap();
         assert!(
-            rejected.starts_with("As an AI assistant")
-                && rejected.contains(triple["prompt"][1]["content"].as_str().unwrap())
+            rejected.starts_with("Here is a generic answer") && rejected.contains(instruction),
+            "{rejected}"
         );
     }
-    // A new post: the generator is asked about its chunks only.
+    // A new post: the generator is asked about its passage only.
     let before = seen.requests.load(Ordering::SeqCst);
     scratch.write("corpus/posts/new.md", "# Batch sizes\n\nI pick the batch size last, after the sequence length and the learning rate, because it is the knob that matters least once gradient accumulation exists and the one people argue about most.\n");
     let refreshed = build(&spec, &options).await.unwrap();
-    let asked = (seen.requests.load(Ordering::SeqCst) - before) as u64;
+    let asked = seen.requests.load(Ordering::SeqCst) - before;
     assert_eq!(refreshed.stats.chunks, chunks + 1);
-    assert_eq!(asked, 3, "one new chunk: one instructions request and two rejected answers");
-    assert_eq!(refreshed.stats.preference_samples, (chunks + 1) * 2);
+    assert_eq!(asked, 3, "one new passage: one instructions request and two rejected answers");
+    assert_eq!(refreshed.quality.preference_samples, quality.preference_samples + 1, "one kept, one refused");
 }
 
 #[tokio::test]

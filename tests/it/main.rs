@@ -19,4 +19,5 @@ mod pipeline;
 mod s3;
 mod sources;
 mod steps;
+mod training_data;
 mod validation;

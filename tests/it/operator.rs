@@ -96,6 +96,7 @@ fn build_result(dataset: &str, revision: &str) -> String {
         },
         clean: Default::default(),
         embedded_chunks: 80,
+        quality: Default::default(),
         timings: None,
     })
     .to_termination_message()

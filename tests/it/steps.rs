@@ -212,6 +212,7 @@ fn a_build_report_becomes_the_status() {
         },
         clean: Default::default(),
         embedded_chunks: 80,
+        quality: Default::default(),
         timings: None,
     });
     let observed = |condition, report: Option<&BuildReport>| ObservedBuild {

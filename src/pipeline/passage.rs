@@ -1,0 +1,352 @@
+//! Training passages: the author's text cut for fine-tuning rather than for retrieval. No
+//! overlap; each passage is whole blocks of one section (paragraphs, lists, code blocks) up to
+//! the token budget. A block larger than the budget is cut at sentence boundaries (prose) or
+//! line boundaries (code, each piece fenced again), so that an answer never starts or ends in
+//! the middle of a sentence or a code block; a passage that could only be cut inside a sentence
+//! or a line is marked, and left out of the fine-tuning sets.
+
+use unicode_segmentation::UnicodeSegmentation;
+
+use super::document::Document;
+use super::title::plain_text;
+
+/// A passage is mostly code when more than this share of its characters is inside code blocks.
+pub const CODE_SHARE: f64 = 0.5;
+
+/// One fine-tuning answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passage {
+    /// The document it comes from.
+    pub document_id: String,
+    /// Position in the document, from 0.
+    pub ordinal: usize,
+    /// The author's text.
+    pub text: String,
+    /// The heading of its section (plain text), when the section has one.
+    pub heading: Option<String>,
+    /// Its place among the passages of its section, from 1.
+    pub part: usize,
+    /// How many passages its section has.
+    pub parts: usize,
+    /// The share of its characters inside code blocks.
+    pub code_share: f64,
+    /// The language of its first code block (`rust`), when it has one.
+    pub code_language: Option<String>,
+    /// False when it had to be cut inside a sentence or a line.
+    pub at_boundaries: bool,
+}
+
+impl Passage {
+    /// Whether it is mostly code.
+    pub fn is_code(&self) -> bool {
+        self.code_share > CODE_SHARE
+    }
+}
+
+/// A piece of a document: a heading, a code block or a paragraph (list items included).
+#[derive(Debug)]
+enum Block {
+    Heading(String),
+    Code { language: String, lines: Vec<String> },
+    Prose(String),
+}
+
+/// The blocks of a document's text. Plain text has paragraphs only.
+fn blocks(text: &str, markdown: bool) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut paragraph: Vec<&str> = Vec::new();
+    let flush = |paragraph: &mut Vec<&str>, blocks: &mut Vec<Block>| {
+        if !paragraph.is_empty() {
+            blocks.push(Block::Prose(paragraph.join("\n")));
+            paragraph.clear();
+        }
+    };
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start();
+        if markdown && (trimmed.starts_with("```") || trimmed.starts_with("~~~")) {
+            flush(&mut paragraph, &mut blocks);
+            let fence: String = trimmed.chars().take_while(|c| *c == '`' || *c == '~').collect();
+            let language =
+                trimmed[fence.len()..].split([' ', ',', '{']).next().unwrap_or_default().to_string();
+            let mut code = Vec::new();
+            for line in lines.by_ref() {
+                if line.trim_start().starts_with(&fence) {
+                    break;
+                }
+                code.push(line.to_string());
+            }
+            blocks.push(Block::Code { language, lines: code });
+        } else if markdown && trimmed.starts_with('#') && trimmed.trim_start_matches('#').starts_with(' ') {
+            flush(&mut paragraph, &mut blocks);
+            blocks.push(Block::Heading(line.to_string()));
+        } else if line.trim().is_empty() {
+            flush(&mut paragraph, &mut blocks);
+        } else {
+            paragraph.push(line);
+        }
+    }
+    flush(&mut paragraph, &mut blocks);
+    blocks
+}
+
+fn fenced(language: &str, lines: &[String]) -> String {
+    format!("```{language}\n{}\n```", lines.join("\n"))
+}
+
+/// Cuts documents into passages of at most `max_tokens` tokens as `count` counts them.
+pub fn passages(document: &Document, max_tokens: usize, count: &dyn Fn(&str) -> usize) -> Vec<Passage> {
+    let title = document.title.clone();
+    let mut out: Vec<Passage> = Vec::new();
+    // The pieces of the current section, each (text, at boundaries).
+    let mut heading: Option<String> = None;
+    let mut current: Vec<String> = Vec::new();
+    let mut current_tokens = 0usize;
+    let mut section: Vec<(String, bool)> = Vec::new();
+    let emit_section =
+        |heading: &Option<String>, section: &mut Vec<(String, bool)>, out: &mut Vec<Passage>| {
+            // A piece that is only its heading says nothing.
+            section.retain(|(text, _)| !only_headings(text));
+            let parts = section.len();
+            for (part, (text, at_boundaries)) in section.drain(..).enumerate() {
+                let (code_share, code_language) = code_of(&text);
+                out.push(Passage {
+                    document_id: document.id.clone(),
+                    ordinal: out.len(),
+                    text,
+                    heading: heading.clone().filter(|h| Some(h) != title.as_ref()),
+                    part: part + 1,
+                    parts,
+                    code_share,
+                    code_language,
+                    at_boundaries,
+                });
+            }
+        };
+    let close = |current: &mut Vec<String>, tokens: &mut usize, section: &mut Vec<(String, bool)>| {
+        if !current.is_empty() {
+            section.push((current.join("\n\n"), true));
+            current.clear();
+            *tokens = 0;
+        }
+    };
+    for block in blocks(&document.text, document.markdown) {
+        let text = match block {
+            Block::Heading(line) => {
+                close(&mut current, &mut current_tokens, &mut section);
+                emit_section(&heading, &mut section, &mut out);
+                heading = Some(plain_text(&line)).filter(|h| !h.is_empty());
+                // The heading opens its section's first passage.
+                current.push(line.trim().to_string());
+                current_tokens = count(&line) + 1;
+                continue;
+            }
+            Block::Code { language, lines } => {
+                let whole = fenced(&language, &lines);
+                if count(&whole) <= max_tokens {
+                    whole
+                } else {
+                    close(&mut current, &mut current_tokens, &mut section);
+                    section.extend(split_code(&language, &lines, max_tokens, count));
+                    continue;
+                }
+            }
+            Block::Prose(text) => {
+                if count(&text) <= max_tokens {
+                    text
+                } else {
+                    close(&mut current, &mut current_tokens, &mut section);
+                    section.extend(split_prose(&text, max_tokens, count));
+                    continue;
+                }
+            }
+        };
+        let tokens = count(&text);
+        // Blocks are joined by a blank line: about 1 token.
+        if current_tokens + tokens + 1 > max_tokens {
+            if current.len() == 1 && only_headings(&current[0]) {
+                // The heading does not fit with its first block: the instruction names it.
+                current.clear();
+                current_tokens = 0;
+            } else {
+                close(&mut current, &mut current_tokens, &mut section);
+            }
+        }
+        current_tokens += tokens + 1;
+        current.push(text);
+    }
+    close(&mut current, &mut current_tokens, &mut section);
+    emit_section(&heading, &mut section, &mut out);
+    out
+}
+
+/// Whether every line of `text` is a Markdown heading.
+fn only_headings(text: &str) -> bool {
+    text.lines().all(|line| line.trim().is_empty() || line.trim_start().starts_with('#'))
+}
+
+/// A code block larger than the budget, cut at line boundaries, each piece fenced again.
+fn split_code(
+    language: &str,
+    lines: &[String],
+    max_tokens: usize,
+    count: &dyn Fn(&str) -> usize,
+) -> Vec<(String, bool)> {
+    let mut pieces = Vec::new();
+    let mut piece: Vec<String> = Vec::new();
+    // The fences cost a few tokens.
+    let budget = max_tokens.saturating_sub(count(&fenced(language, &[])) + 1).max(1);
+    let mut tokens = 0;
+    for line in lines {
+        let line_tokens = count(line) + 1;
+        if tokens + line_tokens > budget && !piece.is_empty() {
+            pieces.push((fenced(language, &piece), true));
+            piece.clear();
+            tokens = 0;
+        }
+        if line_tokens > budget {
+            // One line longer than a passage: cut inside it, and say so.
+            for part in split_words(line, budget, count) {
+                pieces.push((fenced(language, &[part]), false));
+            }
+            continue;
+        }
+        tokens += line_tokens;
+        piece.push(line.clone());
+    }
+    if !piece.is_empty() {
+        pieces.push((fenced(language, &piece), true));
+    }
+    pieces
+}
+
+/// A paragraph larger than the budget, cut at sentence boundaries.
+fn split_prose(text: &str, max_tokens: usize, count: &dyn Fn(&str) -> usize) -> Vec<(String, bool)> {
+    let mut pieces = Vec::new();
+    let mut piece = String::new();
+    let mut tokens = 0;
+    for sentence in text.split_sentence_bounds() {
+        let sentence_tokens = count(sentence);
+        if tokens + sentence_tokens > max_tokens && !piece.trim().is_empty() {
+            pieces.push((piece.trim().to_string(), true));
+            piece.clear();
+            tokens = 0;
+        }
+        if sentence_tokens > max_tokens {
+            for part in split_words(sentence, max_tokens, count) {
+                pieces.push((part, false));
+            }
+            continue;
+        }
+        tokens += sentence_tokens;
+        piece.push_str(sentence);
+    }
+    if !piece.trim().is_empty() {
+        pieces.push((piece.trim().to_string(), true));
+    }
+    pieces
+}
+
+/// Text cut between words into pieces of at most `max_tokens`.
+fn split_words(text: &str, max_tokens: usize, count: &dyn Fn(&str) -> usize) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut piece = String::new();
+    for word in text.split_word_bounds() {
+        let candidate = format!("{piece}{word}");
+        if count(&candidate) > max_tokens && !piece.trim().is_empty() {
+            pieces.push(piece.trim().to_string());
+            piece = word.to_string();
+        } else {
+            piece = candidate;
+        }
+    }
+    if !piece.trim().is_empty() {
+        pieces.push(piece.trim().to_string());
+    }
+    pieces
+}
+
+/// The share of `text` inside code fences, and the first fence's language.
+fn code_of(text: &str) -> (f64, Option<String>) {
+    let (mut in_code, mut code_chars, mut language) = (false, 0usize, None);
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            if !in_code && language.is_none() {
+                let name =
+                    trimmed.trim_start_matches(['`', '~']).split([' ', ',', '{']).next().unwrap_or_default();
+                language = Some(name.to_string()).filter(|l| !l.is_empty());
+            }
+            in_code = !in_code;
+        } else if in_code {
+            code_chars += line.chars().count() + 1;
+        }
+    }
+    let total = text.chars().count().max(1);
+    (code_chars as f64 / total as f64, language)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> usize {
+        text.split_whitespace().count()
+    }
+
+    fn document(text: &str) -> Document {
+        Document::new("s", "files", "a.md", Some("Guide".into()), text.into(), true)
+    }
+
+    #[test]
+    fn sections_are_cut_at_paragraphs_and_counted_in_parts() {
+        let paragraph = |n: usize| format!("Sentence {n} says one thing. It ends here.");
+        let text = format!(
+            "# Guide\n\nIntro text that opens the guide.\n\n## [Setup](#setup)\n\n{}\n\n{}\n\n{}\n\n## Use\n\nShort.",
+            paragraph(1),
+            paragraph(2),
+            paragraph(3)
+        );
+        let passages = passages(&document(&text), 20, &words);
+        let setup: Vec<&Passage> =
+            passages.iter().filter(|p| p.heading.as_deref() == Some("Setup")).collect();
+        assert!(setup.len() >= 2, "{passages:#?}");
+        assert!(setup.iter().enumerate().all(|(i, p)| p.part == i + 1 && p.parts == setup.len()));
+        assert!(setup[0].text.starts_with("## [Setup](#setup)"), "the heading opens its section");
+        // The document's own title is not a section heading.
+        assert_eq!(passages[0].heading, None);
+        assert!(passages.iter().all(|p| p.at_boundaries && words(&p.text) <= 20));
+        assert!(passages.iter().all(|p| !p.text.contains("Sentence 1") || !p.text.contains("## Use")));
+    }
+
+    #[test]
+    fn long_code_is_cut_at_lines_and_fenced_again() {
+        let code: Vec<String> = (0..40).map(|i| format!("let x{i} = {i};")).collect();
+        let text = format!("Some prose first.\n\n```rust\n{}\n```\n\nAfter.", code.join("\n"));
+        let passages = passages(&document(&text), 30, &words);
+        let code_passages: Vec<&Passage> = passages.iter().filter(|p| p.is_code()).collect();
+        assert!(code_passages.len() >= 3, "{passages:#?}");
+        for passage in &code_passages {
+            assert!(
+                passage.text.starts_with("```rust\n") && passage.text.ends_with("\n```"),
+                "{}",
+                passage.text
+            );
+            assert_eq!(passage.code_language.as_deref(), Some("rust"));
+            assert!(passage.text.lines().skip(1).all(|l| l == "```" || l.starts_with("let x")));
+        }
+        let all: String = code_passages.iter().map(|p| p.text.as_str()).collect();
+        assert!(code.iter().all(|line| all.contains(line.as_str())), "no line is lost");
+    }
+
+    #[test]
+    fn a_long_paragraph_is_cut_at_sentences_and_an_endless_sentence_is_marked() {
+        let text = "One short sentence. Another short sentence here. A third one ends it. ".repeat(6);
+        let passages = passages(&document(&text), 16, &words);
+        assert!(passages.len() > 2);
+        assert!(passages.iter().all(|p| p.at_boundaries && p.text.ends_with('.')), "{passages:#?}");
+        let endless = "word ".repeat(50);
+        let passages = super::passages(&document(&endless), 16, &words);
+        assert!(passages.iter().all(|p| !p.at_boundaries));
+    }
+}
