@@ -337,11 +337,14 @@ pub struct InstructSpec {
     /// Unset means instructions are derived from titles and headings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator: Option<Generator>,
-    /// Instruction/answer samples made from each chunk.
+    /// Instruction/answer samples made from each training passage (the author's text cut at
+    /// paragraph, sentence or code-line boundaries, without overlap; each instruction has one
+    /// answer).
     #[serde(default = "default_samples_per_chunk")]
     #[schemars(range(min = 1, max = 16))]
     pub samples_per_chunk: u32,
-    /// Share of samples held out as the test split (deterministic by sample id).
+    /// Share of samples held out as the test split (deterministic by passage, so that no answer
+    /// is in both splits).
     #[serde(default = "default_test_fraction")]
     #[schemars(range(min = 0.0, max = 0.5))]
     pub test_fraction: f64,
