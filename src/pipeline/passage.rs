@@ -247,18 +247,21 @@ fn split_prose(text: &str, max_tokens: usize, count: &dyn Fn(&str) -> usize) -> 
     pieces
 }
 
-/// Text cut between words into pieces of at most `max_tokens`.
+/// Text cut between words into pieces of at most about `max_tokens` (the words' counts are
+/// summed, so that a hostile megabyte-long line costs one pass).
 fn split_words(text: &str, max_tokens: usize, count: &dyn Fn(&str) -> usize) -> Vec<String> {
     let mut pieces = Vec::new();
     let mut piece = String::new();
+    let mut tokens = 0;
     for word in text.split_word_bounds() {
-        let candidate = format!("{piece}{word}");
-        if count(&candidate) > max_tokens && !piece.trim().is_empty() {
+        let word_tokens = count(word);
+        if tokens + word_tokens > max_tokens && !piece.trim().is_empty() {
             pieces.push(piece.trim().to_string());
-            piece = word.to_string();
-        } else {
-            piece = candidate;
+            piece.clear();
+            tokens = 0;
         }
+        tokens += word_tokens;
+        piece.push_str(word);
     }
     if !piece.trim().is_empty() {
         pieces.push(piece.trim().to_string());
