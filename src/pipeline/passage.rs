@@ -351,5 +351,15 @@ mod tests {
         let endless = "word ".repeat(50);
         let passages = super::passages(&document(&endless), 16, &words);
         assert!(passages.iter().all(|p| !p.at_boundaries));
+        // A minified line of 200,000 words in a code block: cut in one pass, none lost.
+        let minified = format!("```js\n{}\n```", "x=1; ".repeat(200_000));
+        let passages = super::passages(&document(&minified), 64, &words);
+        assert!(passages.iter().all(|p| !p.at_boundaries && words(&p.text) <= 64 + 2));
+        let kept: String = passages
+            .iter()
+            .flat_map(|p| p.text.lines().filter(|l| !l.starts_with("```")))
+            .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
+            .collect();
+        assert_eq!(kept, "x=1;".repeat(200_000));
     }
 }
