@@ -220,51 +220,50 @@ fn split_code(
     pieces
 }
 
-/// A paragraph larger than the budget, cut at sentence boundaries.
+/// A paragraph larger than the budget, cut at sentence boundaries; a sentence larger than the
+/// budget is cut between words, and its pieces are marked.
 fn split_prose(text: &str, max_tokens: usize, count: &dyn Fn(&str) -> usize) -> Vec<(String, bool)> {
+    pack(text.split_sentence_bounds(), max_tokens, count, &|sentence| {
+        split_words(sentence, max_tokens, count)
+    })
+}
+
+/// Text cut between words into pieces of at most about `max_tokens`.
+fn split_words(text: &str, max_tokens: usize, count: &dyn Fn(&str) -> usize) -> Vec<String> {
+    pack(text.split_word_bounds(), max_tokens, count, &|word| vec![word.to_string()])
+        .into_iter()
+        .map(|(piece, _)| piece)
+        .collect()
+}
+
+/// Packs `units` (sentences, words) in order into pieces of at most about `max_tokens`, their
+/// counts summed (so that a hostile megabyte-long line costs one pass). A unit larger than the
+/// budget goes to `too_large`, whose pieces are marked as cut inside a unit.
+fn pack<'a>(
+    units: impl Iterator<Item = &'a str>,
+    max_tokens: usize,
+    count: &dyn Fn(&str) -> usize,
+    too_large: &dyn Fn(&str) -> Vec<String>,
+) -> Vec<(String, bool)> {
     let mut pieces = Vec::new();
     let mut piece = String::new();
     let mut tokens = 0;
-    for sentence in text.split_sentence_bounds() {
-        let sentence_tokens = count(sentence);
-        if tokens + sentence_tokens > max_tokens && !piece.trim().is_empty() {
+    for unit in units {
+        let unit_tokens = count(unit);
+        if tokens + unit_tokens > max_tokens && !piece.trim().is_empty() {
             pieces.push((piece.trim().to_string(), true));
             piece.clear();
             tokens = 0;
         }
-        if sentence_tokens > max_tokens {
-            for part in split_words(sentence, max_tokens, count) {
-                pieces.push((part, false));
-            }
+        if unit_tokens > max_tokens {
+            pieces.extend(too_large(unit).into_iter().map(|part| (part, false)));
             continue;
         }
-        tokens += sentence_tokens;
-        piece.push_str(sentence);
+        tokens += unit_tokens;
+        piece.push_str(unit);
     }
     if !piece.trim().is_empty() {
         pieces.push((piece.trim().to_string(), true));
-    }
-    pieces
-}
-
-/// Text cut between words into pieces of at most about `max_tokens` (the words' counts are
-/// summed, so that a hostile megabyte-long line costs one pass).
-fn split_words(text: &str, max_tokens: usize, count: &dyn Fn(&str) -> usize) -> Vec<String> {
-    let mut pieces = Vec::new();
-    let mut piece = String::new();
-    let mut tokens = 0;
-    for word in text.split_word_bounds() {
-        let word_tokens = count(word);
-        if tokens + word_tokens > max_tokens && !piece.trim().is_empty() {
-            pieces.push(piece.trim().to_string());
-            piece.clear();
-            tokens = 0;
-        }
-        tokens += word_tokens;
-        piece.push_str(word);
-    }
-    if !piece.trim().is_empty() {
-        pieces.push(piece.trim().to_string());
     }
     pieces
 }
