@@ -139,16 +139,11 @@ fn splitmix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// A MinHash signature of the text's 3-word shingles: the fraction of equal positions between
-/// two signatures estimates the Jaccard similarity of their shingle sets.
-fn minhash(text: &str) -> [u64; MINHASH_PERMUTATIONS] {
-    use std::hash::{Hash, Hasher};
-    let words: Vec<&str> = text.split_whitespace().collect();
+/// A MinHash signature of a text's hashed 3-word shingles ([`shingles`]): the fraction of equal
+/// positions between two signatures estimates the Jaccard similarity of their shingle sets.
+fn minhash(shingles: &[u64]) -> [u64; MINHASH_PERMUTATIONS] {
     let mut signature = [u64::MAX; MINHASH_PERMUTATIONS];
-    for shingle in words.windows(3.min(words.len()).max(1)) {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        shingle.hash(&mut hasher);
-        let base = hasher.finish();
+    for base in shingles {
         for (i, slot) in signature.iter_mut().enumerate() {
             *slot = (*slot).min(splitmix64(base ^ (i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)));
         }
@@ -236,7 +231,8 @@ pub fn clean(mut documents: Vec<Document>) -> (Vec<Document>, CleanStats, Vec<Re
             remove("exact", &kept[other], 1.0, &mut stats);
             continue;
         }
-        let signature = minhash(&canonical);
+        let own = shingles(&canonical);
+        let signature = minhash(&own);
         let keys: Vec<(usize, [u64; LSH_ROWS])> = (0..LSH_BANDS)
             .map(|b| (b, signature[b * LSH_ROWS..(b + 1) * LSH_ROWS].try_into().expect("band")))
             .collect();
@@ -251,7 +247,6 @@ pub fn clean(mut documents: Vec<Document>) -> (Vec<Document>, CleanStats, Vec<Re
             remove("near", &kept[other], score, &mut stats);
             continue;
         }
-        let own = shingles(&canonical);
         let mut shared: HashMap<u32, usize> = HashMap::new();
         for shingle in &own {
             if let Some(holding) = holders.get(shingle).filter(|h| h.len() <= COMMON_SHINGLE_DOCUMENTS) {
@@ -340,7 +335,8 @@ mod tests {
         let blog_chrome: String =
             (0..20).map(|i| format!("Archive link number {i} in the sidebar. ")).collect();
         let blog = format!("{body}\n\n{blog_chrome}");
-        let signatures = (minhash(&newsletter.to_lowercase()), minhash(&blog.to_lowercase()));
+        let signatures =
+            (minhash(&shingles(&newsletter.to_lowercase())), minhash(&shingles(&blog.to_lowercase())));
         assert!(similarity(&signatures.0, &signatures.1) < NEAR_DUPLICATE_SIMILARITY, "not a near-duplicate");
         let (kept, stats, removed) =
             clean(vec![doc("newsletter", &newsletter), doc("blog", &blog), doc("other", OTHER)]);
