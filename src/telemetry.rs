@@ -8,7 +8,6 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::{FilterExt, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -79,12 +78,6 @@ where
         None => !std::io::stderr().is_terminal(),
     };
     let ansi = std::io::stderr().is_terminal();
-    // The gateway's per-request spans are for traces, not log lines: the log layer formats
-    // every span's fields as it opens, which cost a fifth of the gateway's requests/s. Without
-    // a trace exporter nothing wants them, and they cost next to nothing.
-    let filter = filter.and(filter_fn(|metadata| {
-        !(metadata.is_span() && metadata.target().starts_with("twin_operator::serve"))
-    }));
     let registry = tracing_subscriber::registry().with(traces);
     // A second init (tests) keeps the first subscriber.
     if json {
