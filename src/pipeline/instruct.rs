@@ -157,10 +157,14 @@ struct Samples<'a> {
     preference: Vec<SftSample>,
     dropped: BTreeMap<String, usize>,
     code_answers: usize,
+    /// The sum of the samples' answer lengths, each passage counted once.
+    answer_tokens: usize,
+    tokens_by_answer: HashMap<String, usize>,
+    count_tokens: &'a dyn Fn(&str) -> usize,
 }
 
 impl<'a> Samples<'a> {
-    fn new(author: &'a str, test_fraction: f64) -> Self {
+    fn new(author: &'a str, test_fraction: f64, count_tokens: &'a dyn Fn(&str) -> usize) -> Self {
         Self {
             author,
             test_fraction,
@@ -170,6 +174,9 @@ impl<'a> Samples<'a> {
             preference: Vec::new(),
             dropped: BTreeMap::new(),
             code_answers: 0,
+            answer_tokens: 0,
+            tokens_by_answer: HashMap::new(),
+            count_tokens,
         }
     }
 
@@ -193,17 +200,24 @@ impl<'a> Samples<'a> {
         None
     }
 
-    /// Adds the sample answering `instruction` with `passage` (its `index`-th), and the
-    /// preference triple when a rejected answer is given.
-    fn add(&mut self, passage: &Passage, index: usize, candidates: &[String], rejected: Option<&str>) {
-        let answer_hash = sha256_hex(passage.text.as_bytes());
-        let Some(instruction) = self.claim(candidates, &answer_hash) else {
+    /// Adds the sample answering the first free of `candidates` with `passage` (its `index`-th;
+    /// `answer_hash` is its text's hash), and the preference triple when a rejected answer is
+    /// given.
+    fn add(
+        &mut self,
+        passage: &Passage,
+        answer_hash: &str,
+        index: usize,
+        candidates: &[String],
+        rejected: Option<&str>,
+    ) {
+        let Some(instruction) = self.claim(candidates, answer_hash) else {
             self.drop(dropped::DUPLICATE_INSTRUCTION);
             return;
         };
         let id = sha256_hex(format!("{answer_hash}\n{index}").as_bytes())[..16].to_string();
         // By passage: an answer is never in both splits.
-        let split = split_of(&answer_hash, self.test_fraction);
+        let split = split_of(answer_hash, self.test_fraction);
         let system = system_prompt(self.author);
         self.sft.push(SftSample {
             id: id.clone(),
@@ -217,6 +231,11 @@ impl<'a> Samples<'a> {
         if passage.is_code() {
             self.code_answers += 1;
         }
+        let count_tokens = self.count_tokens;
+        self.answer_tokens += *self
+            .tokens_by_answer
+            .entry(answer_hash.to_string())
+            .or_insert_with(|| count_tokens(&passage.text));
         let Some(rejected) = rejected else { return };
         let rejected = rejected.trim();
         let reason = if rejected.is_empty() {
@@ -240,17 +259,14 @@ impl<'a> Samples<'a> {
         self.preference.push(SftSample { id, record, split });
     }
 
-    fn finish(self, count_tokens: &dyn Fn(&str) -> usize) -> (Vec<SftSample>, Vec<SftSample>, QualityReport) {
-        let answers: Vec<&str> =
-            self.sft.iter().filter_map(|s| s.record["messages"][2]["content"].as_str()).collect();
-        let tokens: usize = answers.iter().map(|a| count_tokens(a)).sum();
+    fn finish(self) -> (Vec<SftSample>, Vec<SftSample>, QualityReport) {
         let report = QualityReport {
             samples: self.sft.len(),
             preference_samples: self.preference.len(),
             dropped: self.dropped,
             distinct_instructions: self.answers.len(),
             code_answer_share: ratio(self.code_answers, self.sft.len()),
-            mean_answer_tokens: ratio(tokens, self.sft.len()),
+            mean_answer_tokens: ratio(self.answer_tokens, self.sft.len()),
             ..Default::default()
         };
         (self.sft, self.preference, report)
@@ -285,20 +301,21 @@ pub fn derive_sft(
 ) -> (Vec<SftSample>, QualityReport) {
     let titles: HashMap<&str, Option<&str>> =
         documents.iter().map(|d| (d.id.as_str(), d.title.as_deref())).collect();
-    let mut samples = Samples::new(author, test_fraction);
+    let mut samples = Samples::new(author, test_fraction, count_tokens);
     for passage in usable(passages, &mut samples) {
         let title = titles.get(passage.document_id.as_str()).copied().flatten();
         let Some(topic) = topic(passage, title) else { continue };
         let opening = opening(&passage.text);
+        let answer_hash = sha256_hex(passage.text.as_bytes());
         for (index, wording) in
             wordings(author, passage, &topic).into_iter().take(samples_per_passage).enumerate()
         {
             // Two sections may share a name: the passage's opening words tell them apart.
             let distinct = format!("{} It begins: \"{opening}\".", wording);
-            samples.add(passage, index, &[wording, distinct], None);
+            samples.add(passage, &answer_hash, index, &[wording, distinct], None);
         }
     }
-    let (sft, _, report) = samples.finish(count_tokens);
+    let (sft, _, report) = samples.finish();
     (sft, report)
 }
 
@@ -312,9 +329,10 @@ pub fn from_generated(
     test_fraction: f64,
     count_tokens: &dyn Fn(&str) -> usize,
 ) -> (Vec<SftSample>, Vec<SftSample>, QualityReport) {
-    let mut samples = Samples::new(author, test_fraction);
+    let mut samples = Samples::new(author, test_fraction, count_tokens);
     for passage in usable(passages, &mut samples) {
-        let Some(written) = generated.get(&sha256_hex(passage.text.as_bytes())) else { continue };
+        let answer_hash = sha256_hex(passage.text.as_bytes());
+        let Some(written) = generated.get(&answer_hash) else { continue };
         for (index, instruction) in written.instructions.iter().enumerate() {
             let instruction = plain_text(instruction);
             if instruction.is_empty() {
@@ -326,10 +344,10 @@ pub fn from_generated(
             } else {
                 Some(written.rejected.get(index).map_or("", String::as_str))
             };
-            samples.add(passage, index, &[instruction], rejected);
+            samples.add(passage, &answer_hash, index, &[instruction], rejected);
         }
     }
-    samples.finish(count_tokens)
+    samples.finish()
 }
 
 #[cfg(test)]

@@ -237,8 +237,9 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
     let max_tokens =
         (spec.chunking.max_tokens as usize).min(embedder.max_seq_length).saturating_sub(2).max(8);
     let overlap = (spec.chunking.overlap_tokens as usize).min(max_tokens / 2);
-    let chunks = chunk::chunk_documents(&documents, &embedder.tokenizer_for_counting(), max_tokens, overlap)
-        .map_err(BuildError::Chunking)?;
+    let counter = embedder.tokenizer_for_counting();
+    let chunks =
+        chunk::chunk_documents(&documents, &counter, max_tokens, overlap).map_err(BuildError::Chunking)?;
     timings.chunk = started.elapsed().as_secs_f64();
     info!(chunks = chunks.len(), max_tokens, overlap, "chunked");
 
@@ -266,7 +267,6 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
     let samples_per_chunk = instruct.map(|i| i.samples_per_chunk).unwrap_or(2) as usize;
     let test_fraction = instruct.map(|i| i.test_fraction).unwrap_or(0.1);
     let started = Instant::now();
-    let counter = embedder.tokenizer_for_counting();
     let count_tokens = |text: &str| counter.encode(text, false).map(|e| e.len()).unwrap_or(text.len() / 3);
     let passages: Vec<passage::Passage> = {
         use rayon::prelude::*;
