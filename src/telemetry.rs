@@ -60,7 +60,13 @@ pub fn init_with_traces(format: Option<&str>, service: &str) -> Traces {
         }
     };
     let tracer = provider.tracer("twin-operator");
-    let _ = subscriber(format, Some(tracing_opentelemetry::layer().with_tracer(tracer)));
+    // The gateway's per-request spans are at debug level, so that without OTLP they are
+    // disabled where they are written and cost nothing on the request path (the log lines do
+    // not need them); OTLP asks for them. A static filter, so each callsite is decided once.
+    let spans = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::Level::INFO)
+        .with_target("twin_operator::serve", tracing::Level::DEBUG);
+    let _ = subscriber(format, Some(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(spans)));
     Traces { provider: Some(provider) }
 }
 
@@ -69,7 +75,7 @@ fn subscriber<L>(
     traces: Option<L>,
 ) -> Result<(), tracing_subscriber::util::TryInitError>
 where
-    L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync,
+    L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match format {

@@ -58,7 +58,7 @@ pub(super) async fn chat_completions(
         Ok(permit) => InFlight::new(gateway.metrics.clone(), permit),
         Err(error) => return error.into_response(),
     };
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "chat",
         model = %gateway.name,
         stream = tracing::field::Empty,
@@ -112,11 +112,11 @@ async fn prepare(gateway: &Arc<Gateway>, chat: &ValidChat, started: Instant) -> 
         let knowledge = knowledge.clone();
         let text = question.clone();
         let metrics = gateway.metrics.clone();
-        let span = tracing::info_span!("retrieve", top_k, passages = knowledge.index.len());
+        let span = tracing::debug_span!("retrieve", top_k, passages = knowledge.index.len());
         let (found, embedding, retrieval) = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let t0 = Instant::now();
-            let vector = tracing::info_span!("embed").in_scope(|| knowledge.embedder.embed_one(&text))?;
+            let vector = tracing::debug_span!("embed").in_scope(|| knowledge.embedder.embed_one(&text))?;
             let embedding = t0.elapsed();
             let t1 = Instant::now();
             let found = knowledge.index.search(&vector, &text, top_k);
@@ -187,7 +187,7 @@ async fn prepare(gateway: &Arc<Gateway>, chat: &ValidChat, started: Instant) -> 
 
 /// The span of the engine's work, a child of the request's, with its token counts once known.
 pub(super) fn generate_span(prepared: &Prepared) -> tracing::Span {
-    tracing::info_span!(
+    tracing::debug_span!(
         parent: &prepared.span,
         "generate",
         engine = prepared.engine.info().kind,
