@@ -1,0 +1,131 @@
+"""One training run: the dataset and base model in, SFT then DPO, and the artifacts of DESIGN §4
+out (adapter/, adapter.gguf, tokenizer/, metrics.json), published together."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import tempfile
+import time
+
+from . import data as training_data
+from . import export, model as base_model, storage, train
+from .config import Config
+from .errors import TrainerError
+
+
+def _dataset_folder(config: Config, workdir: str) -> str:
+    if storage.is_s3(config.dataset_uri):
+        return storage.download(config.dataset_uri, os.path.join(workdir, "dataset"), "dataset")
+    path = storage.local_path(config.dataset_uri)
+    if path is None:
+        raise TrainerError("InvalidConfig", f"datasetUri {config.dataset_uri} must be s3://, file:// or a local path")
+    return path
+
+
+def _stage(result: train.StageResult) -> dict:
+    return {
+        "trainLoss": result.train_loss,
+        "firstLoss": result.losses[0] if result.losses else None,
+        "lastLoss": result.losses[-1] if result.losses else None,
+        "losses": result.losses,
+        "evalLoss": result.eval_loss,
+        "steps": result.steps,
+        "tokens": result.tokens,
+        "seconds": round(result.seconds, 3),
+        "tokensPerSecond": round(result.tokens / result.seconds, 1) if result.seconds else None,
+    }
+
+
+def _peak_memory(cuda: bool) -> dict:
+    if cuda:
+        import torch
+
+        return {"peakMemoryGiB": round(torch.cuda.max_memory_allocated() / 2**30, 3), "peakMemoryOf": "gpu"}
+    # Linux reports the largest resident size in KiB.
+    return {"peakMemoryGiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3), "peakMemoryOf": "process"}
+
+
+def run(config: Config, model_dir: str | None = None, primary: bool = True) -> dict:
+    """Trains and publishes; returns the termination summary."""
+    import torch
+    from safetensors.torch import load_file
+
+    if model_dir is None and not config.output_uri:
+        raise TrainerError("InvalidConfig", "the configuration needs outputUri: where the adapter is published")
+    started = time.monotonic()
+    cuda = torch.cuda.is_available()
+    workdir = tempfile.mkdtemp(prefix="twin-trainer-")
+    try:
+        folder = _dataset_folder(config, workdir)
+        data = training_data.load(folder, need_preference=config.dpo.enabled)
+        model, tokenizer, source = base_model.load(config.base_model_uri, config.sft.method, config.hub_token_env, workdir)
+        model, sft = train.sft(config, data, model, tokenizer, workdir, cuda)
+        dpo_metrics: dict
+        if not config.dpo.enabled:
+            dpo_metrics = {"skipped": "dpo.enabled is false"}
+        elif not data.preference:
+            dpo_metrics = {"skipped": "the dataset has no preference triples (preference/train.jsonl)"}
+        else:
+            model, dpo = train.dpo(config, data, model, tokenizer, workdir, cuda)
+            dpo_metrics = {**_stage(dpo), "rewardAccuracy": dpo.reward_accuracy}
+        if not primary:
+            return {"status": "Succeeded"}
+        out = model_dir or os.path.join(workdir, "out")
+        os.makedirs(out, exist_ok=True)
+        adapter_dir = os.path.join(out, "adapter")
+        model.save_pretrained(adapter_dir, selected_adapters=["default"])
+        tokenizer.save_pretrained(os.path.join(out, "tokenizer"))
+        tensors = load_file(os.path.join(adapter_dir, "adapter_model.safetensors"))
+        gguf = export.write_gguf_adapter(
+            tensors, model.get_base_model().config, config.sft.lora_alpha, os.path.join(out, "adapter.gguf")
+        )
+        metrics = {
+            "run": config.run,
+            "datasetUri": config.dataset_uri,
+            "datasetRevision": config.dataset_revision,
+            "baseModel": config.base_model_uri,
+            "method": config.sft.method,
+            "preset": config.preset,
+            "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+            "gpus": int(os.environ.get("WORLD_SIZE", "1")) if cuda else 0,
+            "samples": {"sftTrain": len(data.sft_train), "sftTest": len(data.sft_test), "preference": len(data.preference)},
+            "sft": _stage(sft),
+            "dpo": dpo_metrics,
+            "settings": {
+                **train.speed_settings(config, cuda),
+                "sftBatchSize": config.sft.per_device_batch_size,
+                "sftGradientAccumulationSteps": config.sft.gradient_accumulation_steps,
+                "maxSeqLength": config.sft.max_seq_length,
+                "dpoMaxLength": config.dpo.max_length,
+                "maxSteps": config.max_steps,
+            },
+            "adapter": {
+                "rank": config.sft.lora_rank,
+                "alpha": config.sft.lora_alpha,
+                "targetModules": train.TARGET_MODULES,
+                "vllmMaxLoraRank": config.vllm_max_lora_rank,
+                "gguf": gguf,
+            },
+            **_peak_memory(cuda),
+            "durationSeconds": round(time.monotonic() - started, 3),
+        }
+        with open(os.path.join(out, "metrics.json"), "w", encoding="utf-8") as file:
+            json.dump(metrics, file, indent=2)
+        if config.output_uri:
+            storage.publish(out, config.output_uri)
+        adapter_uri = config.output_uri or out
+        return {
+            "status": "Succeeded",
+            "adapterUri": f"{adapter_uri.rstrip('/')}/adapter",
+            "ggufAdapterUri": f"{adapter_uri.rstrip('/')}/adapter.gguf",
+            "datasetRevision": config.dataset_revision,
+            "sftTrainLoss": sft.train_loss,
+            "sftEvalLoss": sft.eval_loss,
+            "dpoRewardAccuracy": dpo_metrics.get("rewardAccuracy"),
+            "vllmMaxLoraRank": config.vllm_max_lora_rank,
+        }
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

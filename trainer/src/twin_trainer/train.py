@@ -1,0 +1,158 @@
+"""SFT with LoRA or QLoRA on the instruct split, evaluated on its test split, then DPO from
+the SFT adapter on the preference triples, with the settings of the configured preset."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import dataclass, field
+
+from .config import Config
+from .data import TrainingData
+from .errors import TrainerError
+
+TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class StageResult:
+    losses: list[float] = field(default_factory=list)
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    reward_accuracy: float | None = None
+    tokens: int = 0
+    seconds: float = 0.0
+    steps: int = 0
+
+
+def speed_settings(config: Config, cuda: bool) -> dict:
+    """Training arguments of the preset. `trl`: TRL's own defaults (activation recomputation,
+    no fused kernels). `fast`: Liger's fused kernels (the logits never materialise) where a GPU
+    runs them, and no activation recomputation, which Liger's memory savings pay for."""
+    settings = {"bf16": False, "fp16": False}
+    if cuda:
+        import torch
+
+        settings["bf16"] = torch.cuda.is_bf16_supported()
+        settings["fp16"] = not settings["bf16"]
+    if config.preset == "trl":
+        return settings
+    settings["gradient_checkpointing"] = config.sft.method == "qlora"
+    settings["use_liger_kernel"] = cuda and importlib.util.find_spec("liger_kernel") is not None
+    return settings
+
+
+def _out_of_memory(stage: str, batch: int, length: int) -> TrainerError:
+    return TrainerError(
+        "OutOfMemory",
+        f"{stage} ran out of GPU memory with {batch} samples per device of up to {length} tokens: "
+        f"lower perDeviceBatchSize (raise gradientAccumulationSteps to keep the same batch), lower the "
+        f"sequence length, or use sft.method: qlora",
+    )
+
+
+def _is_oom(error: BaseException) -> bool:
+    import torch
+
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def _common(config: Config, output_dir: str, stage, cuda: bool) -> dict:
+    return {
+        "output_dir": output_dir,
+        "per_device_train_batch_size": stage.per_device_batch_size,
+        "per_device_eval_batch_size": stage.per_device_batch_size,
+        "gradient_accumulation_steps": stage.gradient_accumulation_steps,
+        "learning_rate": stage.learning_rate,
+        "num_train_epochs": stage.epochs,
+        "max_steps": config.max_steps or -1,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 0.03,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "report_to": "none",
+        "seed": config.seed,
+        "include_num_input_tokens_seen": "non_padding",
+        "dataloader_pin_memory": cuda,
+        **speed_settings(config, cuda),
+    }
+
+
+def _result(trainer, output, started: float) -> StageResult:
+    history = trainer.state.log_history
+    result = StageResult(
+        losses=[entry["loss"] for entry in history if "loss" in entry],
+        train_loss=output.training_loss,
+        tokens=int(trainer.state.num_input_tokens_seen or 0),
+        seconds=time.monotonic() - started,
+        steps=trainer.state.global_step,
+    )
+    return result
+
+
+def sft(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda: bool):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    settings = config.sft
+    args = SFTConfig(**_common(config, f"{workdir}/sft", settings, cuda), max_length=settings.max_seq_length)
+    peft = LoraConfig(
+        r=settings.lora_rank,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=TARGET_MODULES,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(data.sft_train),
+        eval_dataset=Dataset.from_list(data.sft_test) if data.sft_test else None,
+        processing_class=tokenizer,
+        peft_config=peft,
+    )
+    started = time.monotonic()
+    try:
+        output = trainer.train()
+        result = _result(trainer, output, started)
+        if data.sft_test:
+            result.eval_loss = trainer.evaluate()["eval_loss"]
+    except Exception as error:
+        if _is_oom(error):
+            raise _out_of_memory("SFT", settings.per_device_batch_size, settings.max_seq_length) from None
+        raise
+    return trainer.model, result
+
+
+def dpo(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda: bool):
+    """DPO on the SFT model: its trained adapter keeps learning, and a frozen copy of it is the
+    reference."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    settings = config.dpo
+    args = DPOConfig(
+        **_common(config, f"{workdir}/dpo", settings, cuda), beta=settings.beta, max_length=settings.max_length
+    )
+    trainer = DPOTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(data.preference), processing_class=tokenizer
+    )
+    started = time.monotonic()
+    try:
+        output = trainer.train()
+    except Exception as error:
+        if _is_oom(error):
+            raise _out_of_memory("DPO", settings.per_device_batch_size, settings.max_length) from None
+        raise
+    result = _result(trainer, output, started)
+    accuracies = [entry["rewards/accuracies"] for entry in trainer.state.log_history if "rewards/accuracies" in entry]
+    if accuracies:
+        tail = accuracies[-max(1, len(accuracies) // 4):]
+        result.reward_accuracy = sum(tail) / len(tail)
+    model = trainer.model
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+    return model, result

@@ -1,0 +1,110 @@
+"""A whole run on CPU: LoRA SFT then DPO on the tiny model, and every artifact it publishes."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import training_config, write_config
+
+from twin_trainer.__main__ import main
+from twin_trainer.export import permute_rows
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, dataset_dir, tiny_model_dir):
+    work = tmp_path_factory.mktemp("run")
+    output = work / "models" / "paul-v1" / "run-1"
+    config = training_config(dataset_dir, tiny_model_dir, output)
+    code = main(["--config", write_config(work / "config.json", config)])
+    return code, output, config
+
+
+def test_the_run_succeeds_and_says_so_in_one_line(finished_run):
+    code, output, config = finished_run
+    assert code == 0
+    with open(config["terminationMessagePath"]) as file:
+        summary = json.loads(file.read())
+    assert summary["status"] == "Succeeded"
+    assert summary["adapterUri"] == f"{output}/adapter"
+    assert summary["ggufAdapterUri"] == f"{output}/adapter.gguf"
+    assert summary["datasetRevision"] == "r1"
+    assert summary["vllmMaxLoraRank"] == 8
+    assert summary["sftTrainLoss"] > 0 and summary["sftEvalLoss"] > 0
+    assert 0 <= summary["dpoRewardAccuracy"] <= 1
+
+
+def test_sft_loss_goes_down_and_dpo_runs(finished_run):
+    _, output, _ = finished_run
+    metrics = json.loads((output / "metrics.json").read_text())
+    sft = metrics["sft"]
+    assert sft["steps"] == 6 and len(sft["losses"]) == 6
+    assert sft["lastLoss"] < sft["firstLoss"], sft["losses"]
+    assert sft["tokens"] > 0 and sft["tokensPerSecond"] > 0
+    dpo = metrics["dpo"]
+    assert "skipped" not in dpo and dpo["steps"] == 6
+    assert dpo["rewardAccuracy"] is not None
+    assert metrics["samples"] == {"sftTrain": 12, "sftTest": 2, "preference": 8}
+    assert metrics["datasetRevision"] == "r1"
+    assert metrics["peakMemoryGiB"] > 0 and metrics["peakMemoryOf"] == "process"
+    assert metrics["settings"]["maxSeqLength"] == 128
+    assert metrics["adapter"]["gguf"] == {"architecture": "llama", "tensors": 2 * 7 * 2}
+
+
+def test_the_peft_adapter_loads_and_changes_the_model(finished_run, tiny_model_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, output, _ = finished_run
+    config = json.loads((output / "adapter" / "adapter_config.json").read_text())
+    assert config["r"] == 8 and config["lora_alpha"] == 16
+    assert sorted(config["target_modules"]) == sorted(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    assert not (output / "adapter" / "ref").exists(), "DPO's frozen reference copy is not published"
+    tokenizer = AutoTokenizer.from_pretrained(output / "tokenizer")
+    assert tokenizer.chat_template
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    inputs = tokenizer("Ownership means", return_tensors="pt")
+    with torch.no_grad():
+        before = base(**inputs).logits
+        tuned = PeftModel.from_pretrained(base, output / "adapter")
+        after = tuned(**inputs).logits
+    assert not torch.allclose(before, after, atol=1e-4)
+
+
+def test_the_gguf_adapter_holds_the_same_matrices(finished_run):
+    import gguf
+    from safetensors.numpy import load_file
+
+    _, output, _ = finished_run
+    peft = load_file(output / "adapter" / "adapter_model.safetensors")
+    reader = gguf.GGUFReader(output / "adapter.gguf")
+    field = lambda name: reader.fields[name].contents()
+    assert field("general.type") == "adapter"
+    assert field("general.architecture") == "llama"
+    assert field("adapter.type") == "lora"
+    assert field("adapter.lora.alpha") == 16.0
+    tensors = {t.name: t for t in reader.tensors}
+    assert len(tensors) == len(peft) == 28
+    projections = {"q_proj": ("attn_q", 4), "k_proj": ("attn_k", 2), "v_proj": ("attn_v", None), "o_proj": ("attn_output", None),
+                   "gate_proj": ("ffn_gate", None), "up_proj": ("ffn_up", None), "down_proj": ("ffn_down", None)}
+    for layer in range(2):
+        for module, (name, heads) in projections.items():
+            group = "self_attn" if module.endswith(("q_proj", "k_proj", "v_proj", "o_proj")) else "mlp"
+            prefix = f"base_model.model.model.layers.{layer}.{group}.{module}"
+            a = tensors[f"blk.{layer}.{name}.weight.lora_a"]
+            b = tensors[f"blk.{layer}.{name}.weight.lora_b"]
+            expected_a = peft[f"{prefix}.lora_A.weight"].astype(np.float32)
+            expected_b = peft[f"{prefix}.lora_B.weight"].astype(np.float32)
+            if heads:
+                expected_b = permute_rows(expected_b, heads)
+            # GGUF lists dimensions innermost first; the data is the same row-major matrix.
+            assert list(a.shape) == list(reversed(expected_a.shape))
+            np.testing.assert_allclose(np.asarray(a.data, dtype=np.float32).reshape(expected_a.shape), expected_a, rtol=1e-3, atol=1e-4)
+            np.testing.assert_allclose(np.asarray(b.data, dtype=np.float32).reshape(expected_b.shape), expected_b, rtol=1e-3, atol=1e-4)
+            assert np.abs(expected_b).max() > 0, "B starts at zero; training moved it"
+
+
+def test_permuting_rows_interleaves_the_halves_of_each_head():
+    rows = np.arange(8, dtype=np.float32).reshape(8, 1)
+    # Two heads of four rows: [0 1 | 2 3] becomes [0 2 1 3] in each.
+    assert permute_rows(rows, 2).ravel().tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
