@@ -79,6 +79,9 @@ def _data_parallel(argv: list[str]) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # SageMaker starts a training container as `<entrypoint> train`.
+    if argv[:1] == ["train"]:
+        argv = argv[1:]
     parser = argparse.ArgumentParser(prog="twin-trainer", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="the JSON configuration (trainer/README.md)")
     parser.add_argument(
