@@ -40,6 +40,7 @@ def test_sft_loss_goes_down_and_dpo_runs(finished_run):
     assert sft["steps"] == 6 and len(sft["losses"]) == 6
     assert sft["lastLoss"] < sft["firstLoss"], sft["losses"]
     assert sft["tokens"] > 0 and sft["tokensPerSecond"] > 0
+    assert sft["evalSamples"] == 2
     dpo = metrics["dpo"]
     assert "skipped" not in dpo and dpo["steps"] == 6
     assert dpo["rewardAccuracy"] is not None

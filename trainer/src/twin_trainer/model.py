@@ -93,6 +93,11 @@ def load(uri: str, method: str, token_env: str, workdir: str | None = None):
     if source.gguf_file:
         common["gguf_file"] = source.gguf_file
     kwargs = {}
+    if source.gguf_file and method == "lora":
+        from transformers import GgufConfig
+
+        # Training needs plain weights: every GGUF block unpacked at load.
+        kwargs["quantization_config"] = GgufConfig(gguf_file=source.gguf_file, dequantize=True)
     if method == "qlora":
         from transformers import BitsAndBytesConfig
 
@@ -115,6 +120,10 @@ def load(uri: str, method: str, token_env: str, workdir: str | None = None):
         if source.from_hub:
             raise _hub_error(error, source, token, token_env) from None
         raise TrainerError("ModelUnreachable", f"cannot load the base model {uri}: {error}") from None
+    quantizer = getattr(model, "hf_quantizer", None)
+    if source.gguf_file and quantizer is not None and quantizer.quantization_config.quant_method == "gguf":
+        # The weights are plain tensors now; what remains of the GGUF loader only stops training.
+        quantizer.remove_quantization_config(model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:

@@ -32,6 +32,7 @@ def _stage(result: train.StageResult) -> dict:
         "lastLoss": result.losses[-1] if result.losses else None,
         "losses": result.losses,
         "evalLoss": result.eval_loss,
+        "evalSamples": result.eval_samples,
         "steps": result.steps,
         "tokens": result.tokens,
         "seconds": round(result.seconds, 3),

@@ -20,6 +20,7 @@ class StageResult:
     train_loss: float | None = None
     eval_loss: float | None = None
     reward_accuracy: float | None = None
+    eval_samples: int = 0
     tokens: int = 0
     seconds: float = 0.0
     steps: int = 0
@@ -72,6 +73,8 @@ def _common(config: Config, output_dir: str, stage, cuda: bool) -> dict:
         "save_strategy": "no",
         "eval_strategy": "no",
         "report_to": "none",
+        # One log line per step (losses, learning rate) instead of progress bars, for pod logs.
+        "disable_tqdm": True,
         "seed": config.seed,
         "include_num_input_tokens_seen": "non_padding",
         "dataloader_pin_memory": cuda,
@@ -106,11 +109,15 @@ def sft(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda
         task_type="CAUSAL_LM",
         bias="none",
     )
+    test = data.sft_test
+    if config.max_steps and test:
+        # A quick check evaluates on as many samples as it trained on, not the whole split.
+        test = test[: config.max_steps * settings.per_device_batch_size]
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(data.sft_train),
-        eval_dataset=Dataset.from_list(data.sft_test) if data.sft_test else None,
+        eval_dataset=Dataset.from_list(test) if test else None,
         processing_class=tokenizer,
         peft_config=peft,
     )
@@ -118,8 +125,9 @@ def sft(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda
     try:
         output = trainer.train()
         result = _result(trainer, output, started)
-        if data.sft_test:
+        if test:
             result.eval_loss = trainer.evaluate()["eval_loss"]
+            result.eval_samples = len(test)
     except Exception as error:
         if _is_oom(error):
             raise _out_of_memory("SFT", settings.per_device_batch_size, settings.max_seq_length) from None
