@@ -84,6 +84,10 @@ pub struct TwinTrainingJobSpec {
     pub backend: TrainingBackend,
     /// Where adapters are written: `<uri>/models/<name>/<run>/adapter/`. Immutable.
     pub output: StorageLocation,
+    /// Train again, as a new run, when the dataset publishes a new revision after this job's
+    /// run has finished. Off: a run keeps the revision it pinned until the spec changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retrain_on_new_revision: bool,
 }
 
 /// Supervised fine-tuning.
@@ -386,7 +390,9 @@ pub struct TrainingMetrics {
     /// SFT loss on the test split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sft_eval_loss: Option<f64>,
-    /// Share of test triples where DPO ranks the chosen answer above the rejected one.
+    /// Share of preference triples where the DPO model ranks the chosen answer above the
+    /// rejected one (over the last quarter of DPO's steps, on the training triples: a dataset
+    /// has no test split of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpo_reward_accuracy: Option<f64>,
 }
@@ -399,4 +405,7 @@ pub struct TrainedModel {
     pub base_model: String,
     /// URI of the PEFT adapter folder.
     pub adapter_uri: String,
+    /// The smallest `--max-lora-rank` vLLM accepts that serves this adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lora_rank: Option<u32>,
 }

@@ -25,3 +25,10 @@ pub const DATASET_ANNOTATION: &str = "llmtwin.dev/dataset";
 pub const DATASET_NAME: &str = "twin-dataset";
 /// The component of a dataset's build Jobs, their CronJob and their spec ConfigMap.
 pub const DATASET_BUILD_COMPONENT: &str = "dataset-build";
+
+/// `app.kubernetes.io/name` of a training job's children.
+pub const TRAINING_NAME: &str = "twin-training";
+/// The component of a training job's trainer Jobs and their configuration ConfigMaps.
+pub const TRAINER_COMPONENT: &str = "trainer";
+/// The run a trainer Job executes.
+pub const RUN_ANNOTATION: &str = "llmtwin.dev/run";

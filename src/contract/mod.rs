@@ -7,5 +7,7 @@ pub mod build_report;
 pub mod env;
 pub mod labels;
 pub mod paths;
+pub mod trainer;
 
 pub use build_report::{BuildReport, FailedBuild, PublishedBuild};
+pub use trainer::{TrainerConfig, TrainerResult};

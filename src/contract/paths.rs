@@ -18,6 +18,11 @@ pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 /// Kubernetes keeps at most this many bytes of a termination message.
 pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 
+/// The folder of the trainer's configuration ConfigMap in the trainer pod.
+pub const TRAINER_CONFIG_DIR: &str = "/etc/twin/trainer";
+/// The configuration's key in its ConfigMap (and so its file name in [`TRAINER_CONFIG_DIR`]).
+pub const TRAINER_CONFIG_FILE: &str = "config.json";
+
 /// The spec file's full path in the build pod.
 pub fn spec_path() -> String {
     format!("{SPEC_DIR}/{SPEC_FILE}")

@@ -19,5 +19,6 @@ mod pipeline;
 mod s3;
 mod sources;
 mod steps;
+mod training;
 mod training_data;
 mod validation;

@@ -18,15 +18,15 @@ use twin_operator::operator::{Operator, OperatorSettings};
 use crate::support::fake_apiserver::{FakeApiServer, Verb};
 use crate::support::{repo, twins, wait};
 
-const NS: &str = "twins";
+pub(crate) const NS: &str = "twins";
 
-async fn start(server: &FakeApiServer, identity: &str) -> Operator {
+pub(crate) async fn start(server: &FakeApiServer, identity: &str) -> Operator {
     Operator::start(server.client(), &server.url, OperatorSettings::for_tests(identity))
         .await
         .expect("the operator starts")
 }
 
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -34,12 +34,18 @@ where
     wait::eventually(what, timeout, Duration::from_millis(50), check).await
 }
 
-fn status_of(server: &FakeApiServer, kind: &str, name: &str) -> Value {
+pub(crate) fn status_of(server: &FakeApiServer, kind: &str, name: &str) -> Value {
     server.get("llmtwin.dev/v1alpha1", kind, NS, name).map(|o| o["status"].clone()).unwrap_or(Value::Null)
 }
 
 /// Waits until an object's status shows its current generation with this phase and reason.
-async fn wait_for_phase(server: &FakeApiServer, kind: &str, name: &str, phase: &str, reason: &str) -> Value {
+pub(crate) async fn wait_for_phase(
+    server: &FakeApiServer,
+    kind: &str,
+    name: &str,
+    phase: &str,
+    reason: &str,
+) -> Value {
     eventually(
         &format!("{kind} {name} to be {phase}/{reason} (now {})", status_of(server, kind, name)),
         Duration::from_secs(15),
@@ -53,7 +59,7 @@ async fn wait_for_phase(server: &FakeApiServer, kind: &str, name: &str, phase: &
 
 /// Applies every cluster example as `kubectl apply -f manifests/examples/` would (the
 /// quickstart folder below it is the local-mode example).
-async fn apply_examples(server: &FakeApiServer) {
+pub(crate) async fn apply_examples(server: &FakeApiServer) {
     let client = server.client();
     for file in repo::files_with_extension("manifests/examples", "yaml")
         .into_iter()
@@ -63,7 +69,7 @@ async fn apply_examples(server: &FakeApiServer) {
     }
 }
 
-async fn create_drafts_config_map(server: &FakeApiServer) {
+pub(crate) async fn create_drafts_config_map(server: &FakeApiServer) {
     let cm: ConfigMap = serde_json::from_value(
         json!({"metadata": {"name": "paul-drafts"}, "data": {"draft.md": "# A draft"}}),
     )
@@ -72,7 +78,7 @@ async fn create_drafts_config_map(server: &FakeApiServer) {
 }
 
 /// The report `twin dataset build` leaves in its termination message, as the build writes it.
-fn build_result(dataset: &str, revision: &str) -> String {
+pub(crate) fn build_result(dataset: &str, revision: &str) -> String {
     let root = format!("s3://twins-bucket/twins/datasets/{dataset}/{revision}");
     BuildReport::Published(PublishedBuild {
         revision: revision.into(),
@@ -104,7 +110,7 @@ fn build_result(dataset: &str, revision: &str) -> String {
 
 /// Plays the Job controller and kubelet: the dataset's first build Job succeeds with a result
 /// for `revision`.
-async fn publish_dataset_revision(server: &FakeApiServer, name: &str, revision: &str) {
+pub(crate) async fn publish_dataset_revision(server: &FakeApiServer, name: &str, revision: &str) {
     let job = format!("{name}-build-1");
     eventually(&format!("Job {job}"), Duration::from_secs(15), || async {
         server.get("batch/v1", "Job", NS, &job)
@@ -167,20 +173,21 @@ async fn a_training_job_waiting_for_its_dataset_moves_on_when_it_turns_ready() {
     apply_examples(&server).await;
     wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "WaitingForDataset", "WaitingForDataset").await;
     publish_dataset_revision(&server, "paul", "rev-3f9a").await;
-    let job = wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Pending", "DatasetReady").await;
+    let job = wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
     assert_eq!(job["status"]["datasetRevision"], "rev-3f9a");
     // The endpoint over a base model and the dataset resolves, with lineage.
     let endpoint = wait_for_phase(&server, "TwinEndpoint", "paul-external", "Pending", "ModelResolved").await;
     assert_eq!(endpoint["status"]["model"]["datasetRevision"], "rev-3f9a");
     assert_eq!(endpoint["status"]["model"]["baseModel"], "hf://meta-llama/Llama-3.1-8B-Instruct");
     // A training job that succeeds wakes the endpoint that serves it.
-    let trained = json!({"status": {"phase": "Succeeded", "model": {"baseModel": "hf://meta-llama/Llama-3.1-8B", "adapterUri": "s3://twins-bucket/twins/models/paul-v1/1/adapter"}}});
-    Api::<TwinTrainingJob>::namespaced(server.client(), NS)
-        .patch_status("paul-v1", &PatchParams::default(), &Patch::Merge(&trained))
-        .await
+    server
+        .mark_job_succeeded(NS, "paul-v1-train-g1-rev3f9a", r#"{"status":"Succeeded","sftTrainLoss":1.2}"#)
         .unwrap();
     let endpoint = wait_for_phase(&server, "TwinEndpoint", "paul", "Pending", "ModelResolved").await;
-    assert_eq!(endpoint["status"]["model"]["adapterUri"], "s3://twins-bucket/twins/models/paul-v1/1/adapter");
+    assert_eq!(
+        endpoint["status"]["model"]["adapterUri"],
+        "s3://twins-bucket/twins/models/paul-v1/g1-rev3f9a/adapter"
+    );
     assert_eq!(endpoint["status"]["model"]["trainingJob"], "paul-v1");
     operator.shutdown().await;
 }
@@ -271,7 +278,7 @@ async fn faults_do_not_stop_convergence_or_lose_updates() {
     assert_eq!(job["spec"]["sft"]["epochs"], 6);
     publish_dataset_revision(&server, "paul", "rev-1").await;
     server.close_watches();
-    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Pending", "DatasetReady").await;
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
     wait_for_phase(&server, "TwinEndpoint", "paul-external", "Pending", "ModelResolved").await;
     assert!(
         operator.metrics.encode().contains("twin_reconcile_failures_total{controller="),
@@ -313,7 +320,7 @@ async fn one_of_two_replicas_reconciles_and_the_other_takes_over() {
     })
     .await;
     publish_dataset_revision(&server, "paul", "rev-2").await;
-    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Pending", "DatasetReady").await;
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
     assert!(second.metrics.reconcile_count("twintrainingjob") > 0);
     let lease = Api::<Lease>::namespaced(server.client(), "twin-system").get("twin-operator").await.unwrap();
     assert_eq!(lease.spec.as_ref().unwrap().holder_identity.as_deref(), Some("replica-b"));
@@ -577,8 +584,12 @@ async fn a_dataset_runs_a_build_job_whose_result_becomes_its_status() {
         message.contains("no source yielded a usable document") && message.contains("HTTP 404"),
         "{message}"
     );
-    // Nothing was created twice.
-    let jobs = server.list("batch/v1", "Job");
+    // Nothing was created twice (the training job trains on the published revision meanwhile).
+    let jobs: Vec<Value> = server
+        .list("batch/v1", "Job")
+        .into_iter()
+        .filter(|j| j["metadata"]["labels"]["app.kubernetes.io/component"] == "dataset-build")
+        .collect();
     assert_eq!(jobs.len(), 2, "{:?}", jobs.iter().map(|j| j["metadata"]["name"].clone()).collect::<Vec<_>>());
     operator.shutdown().await;
 }

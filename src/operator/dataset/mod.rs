@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use futures::Future;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
@@ -18,7 +18,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
-use super::children::apply_children;
+use super::children::{apply_children, job_termination_message};
 use super::context::Context;
 use super::driver::{Validation, run_controller, settle};
 use super::error::{Error, Result};
@@ -78,23 +78,7 @@ async fn fetch_newest_build(ctx: &Context, dataset: &TwinDataset) -> Result<Obse
     if !job_finished(&job) {
         return Ok(ObservedBuild { job: Some(job), termination_message: None });
     }
-    let pods = ctx
-        .namespaced_api::<Pod>(&namespace)
-        .list(&ListParams::default().labels(&format!("{}={}", labels::JOB_NAME, job.name_any())))
-        .await
-        .map_err(listed("Pod"))?;
-    let termination_message = pods
-        .items
-        .iter()
-        .filter_map(|p| {
-            p.status
-                .as_ref()?
-                .container_statuses
-                .as_ref()?
-                .iter()
-                .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-        })
-        .next_back();
+    let termination_message = job_termination_message(ctx, &namespace, &job.name_any()).await?;
     Ok(ObservedBuild { job: Some(job), termination_message })
 }
 

@@ -1,25 +1,35 @@
 //! The TwinTrainingJob controller. Each reconcile: fetch the dataset it trains on → validate
-//! (the dataset is Ready) → pin its revision in the status. The trainer's children (a GPU Job,
-//! or a SageMaker job) join as build and apply steps with the training backend. A job on the
+//! (the dataset is Ready) → pin its revision → on the kubernetes backend, build the run's
+//! trainer ConfigMap and Job → apply them → fetch the Job and its result → status. A job on the
 //! SageMaker backend carries a finalizer from the start, so that deleting it can stop what it
 //! runs outside the cluster.
 
+pub mod build;
 pub mod cleanup;
+pub mod status;
 pub mod validate;
 
 use std::sync::Arc;
 
 use futures::Future;
+use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
+use super::children::{apply_children, job_termination_message};
+use super::conditions::Assessment;
 use super::context::Context;
-use super::driver::{Validation, referrers, run_controller, settle, with_finalizer};
+use super::dataset::status::job_finished;
+use super::driver::{Validation, Verdict, referrers, run_controller, settle, with_finalizer};
 use super::error::{Error, Result};
+use crate::api::training::TrainingPhase;
 use crate::api::{TwinDataset, TwinTrainingJob};
+use crate::contract::labels;
+use build::Run;
+use status::ObservedRun;
 
 /// The finalizer of training jobs that run on SageMaker: removed once what runs there is
 /// stopped.
@@ -48,23 +58,64 @@ async fn train(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Action> {
     match validate::validate(&job, dataset.as_ref()) {
         Validation::Wait(verdict) => settle(&ctx, &*job, &verdict, status).await,
         Validation::Proceed(pinned) => {
-            status.dataset_revision = Some(pinned.revision);
-            settle(&ctx, &*job, &pinned.verdict, status).await
+            let (Some(backend), Some(dataset)) = (&job.spec.backend.kubernetes, dataset.as_ref()) else {
+                // The SageMaker backend does not start runs yet: the revision stays pinned.
+                status.dataset_revision = Some(pinned.revision);
+                return settle(&ctx, &*job, &pinned.verdict, status).await;
+            };
+            let run = Run::new(&job, &pinned.revision);
+            let built = build::run_output(&job, &run)
+                .and_then(|output| Ok((output, build::build(&job, dataset, backend, &run, &ctx.settings)?)));
+            let (output, children) = match built {
+                Ok(built) => built,
+                Err(message) => {
+                    let assessment = Assessment::not_ready(TrainingPhase::Failed, "InvalidSpec", message);
+                    return settle(&ctx, &*job, &Verdict::settled(assessment), status).await;
+                }
+            };
+            apply_children(&ctx, &*job, &children.child_set()?).await?;
+            let observed = fetch_run(&ctx, &namespace, &build::job_name(&job, &run)).await?;
+            let (verdict, status) = status::from_run(&job, &run, &output, &observed);
+            settle(&ctx, &*job, &verdict, status).await
         }
     }
 }
 
-/// The controller: TwinTrainingJobs, woken by changes of their spec and of the TwinDatasets
-/// they reference.
+/// The run's Job and, once it has finished, its trainer's result.
+async fn fetch_run(ctx: &Context, namespace: &str, name: &str) -> Result<ObservedRun> {
+    let Some(job) = ctx.fetch::<Job>(namespace, name).await? else { return Ok(ObservedRun::default()) };
+    let termination_message =
+        if job_finished(&job) { job_termination_message(ctx, namespace, name).await? } else { None };
+    Ok(ObservedRun { job: Some(job), termination_message })
+}
+
+/// The training job a trainer Job belongs to: its controller owner.
+fn training_job_of(job: Job) -> Option<ObjectRef<TwinTrainingJob>> {
+    let namespace = job.namespace()?;
+    let owner =
+        job.owner_references().iter().find(|r| r.controller == Some(true) && r.kind == "TwinTrainingJob")?;
+    Some(ObjectRef::new(&owner.name).within(&namespace))
+}
+
+/// The controller: TwinTrainingJobs, woken by changes of their spec, of the TwinDatasets they
+/// reference and of their trainer Jobs.
 pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinTrainingJob>, impl Future<Output = ()>) {
     let datasets = ctx.watched_api::<TwinDataset>();
+    let jobs = ctx.watched_api::<Job>();
+    let trainers =
+        watcher::Config::default().labels(&format!("{}={}", labels::COMPONENT, labels::TRAINER_COMPONENT));
     run_controller(
         ctx,
         stop,
-        move |controller, jobs| {
-            let by_dataset =
-                referrers::<TwinTrainingJob, TwinDataset>(jobs, |job| Some(&job.spec.dataset_ref.name));
-            controller.watches(datasets, watcher::Config::default(), by_dataset)
+        move |controller, training_jobs| {
+            let by_dataset = referrers::<TwinTrainingJob, TwinDataset>(training_jobs, |job| {
+                Some(&job.spec.dataset_ref.name)
+            });
+            controller.watches(datasets, watcher::Config::default(), by_dataset).watches(
+                jobs,
+                trainers,
+                training_job_of,
+            )
         },
         reconcile,
     )

@@ -38,35 +38,47 @@ pub fn validate(
             return wait(TrainingPhase::Failed, "InvalidSpec", message);
         }
     }
+    // A run keeps the revision it pinned whatever its dataset does meanwhile (a rebuild, a
+    // failure: the pinned revision's files stay where they are). A new generation pins the
+    // newest Ready revision, and so does a finished run when the spec asks to retrain on new
+    // revisions.
+    let job_status = job.status.as_ref();
+    let pinned = job_status
+        .filter(|s| s.observed_generation == job.metadata.generation)
+        .and_then(|s| s.dataset_revision.clone());
+    let finished =
+        matches!(job_status.and_then(|s| s.phase), Some(TrainingPhase::Succeeded | TrainingPhase::Failed));
+    let ready_revision = dataset
+        .and_then(|d| d.status.as_ref())
+        .filter(|s| s.phase == Some(DatasetPhase::Ready))
+        .and_then(|s| s.revision.clone());
     let name = &job.spec.dataset_ref.name;
+    let revision = match (pinned, ready_revision) {
+        (Some(pinned), Some(newest)) if job.spec.retrain_on_new_revision && finished && newest != pinned => {
+            Some(newest)
+        }
+        (Some(pinned), _) => Some(pinned),
+        (None, newest) => newest,
+    };
+    if let Some(revision) = revision {
+        let message =
+            format!("TwinDataset {name:?} revision {revision} is pinned; waiting for the trainer to start");
+        let assessment = Assessment::not_ready(TrainingPhase::Pending, "DatasetReady", message);
+        return Validation::Proceed(PinnedDataset {
+            revision,
+            verdict: Verdict { assessment, recheck: Some(PINNED_RECHECK) },
+        });
+    }
     let Some(dataset) = dataset else {
         let namespace = job.namespace().unwrap_or_default();
         let message = missing_reference("TwinDataset", name, &namespace, "spec.datasetRef.name");
         return wait(TrainingPhase::Pending, "DatasetNotFound", message);
     };
     let status = dataset.status.as_ref();
-    match (status.and_then(|s| s.phase), status.and_then(|s| s.revision.clone())) {
-        (Some(DatasetPhase::Ready), Some(newest)) => {
-            // A run keeps the revision it started with; a new generation takes the newest.
-            let job_status = job.status.as_ref();
-            let revision = match job_status.and_then(|s| s.dataset_revision.clone()) {
-                Some(pinned) if job_status.and_then(|s| s.observed_generation) == job.metadata.generation => {
-                    pinned
-                }
-                _ => newest,
-            };
-            let message = format!(
-                "TwinDataset {name:?} revision {revision} is pinned; waiting for the trainer to start"
-            );
-            let assessment = Assessment::not_ready(TrainingPhase::Pending, "DatasetReady", message);
-            Validation::Proceed(PinnedDataset {
-                revision,
-                verdict: Verdict { assessment, recheck: Some(PINNED_RECHECK) },
-            })
-        }
+    match status.and_then(|s| s.phase) {
         // Still waiting (the dataset may build again and turn Ready), but degraded: the
         // upstream failure is what a person must fix.
-        (Some(DatasetPhase::Failed), _) => wait(
+        Some(DatasetPhase::Failed) => wait(
             TrainingPhase::WaitingForDataset,
             "DatasetFailed",
             format!(
@@ -74,7 +86,7 @@ pub fn validate(
                 upstream_failure(dataset)
             ),
         ),
-        (phase, _) => wait(
+        phase => wait(
             TrainingPhase::WaitingForDataset,
             "WaitingForDataset",
             format!(

@@ -1,0 +1,352 @@
+//! Building the children of a TwinTrainingJob on the kubernetes backend (pure): a ConfigMap with
+//! the trainer's configuration for the run and the run's Job, on GPUs. A run is one spec
+//! generation on one dataset revision; its Job is named after both, so a restarted operator
+//! finds it again instead of starting a second one, and Jobs are created once, never replaced.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    EnvVarSource, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector, SecurityContext, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::ResourceExt;
+use kube::api::ObjectMeta;
+
+use crate::api::common::StorageLocation;
+use crate::api::training::KubernetesBackend;
+use crate::api::{TwinDataset, TwinTrainingJob};
+use crate::contract::labels::{RUN_ANNOTATION, TRAINER_COMPONENT, TRAINING_NAME};
+use crate::contract::{TrainerConfig, paths};
+use crate::hashing::sha256_hex;
+use crate::operator::children::naming::{NAME_LIMIT, child_labels, child_name, owner_reference};
+use crate::operator::children::{ApplyPolicy, ChildSet};
+use crate::operator::error::Result;
+use crate::operator::settings::OperatorSettings;
+use crate::storage::StorageUri;
+
+/// The user the trainer image runs as (trainer/Dockerfile).
+const TRAINER_UID: i64 = 1000;
+/// The trainer's exit status for a failure it explained: retrying would fail the same way.
+const EXPLAINED_FAILURE: i32 = 1;
+
+/// One run: the job's generation on a pinned dataset revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// `g<generation>-<revision>` (the revision shortened to fit a name).
+    pub name: String,
+    /// The dataset revision trained on.
+    pub revision: String,
+}
+
+impl Run {
+    /// The run of `job`'s current generation on `revision`.
+    pub fn new(job: &TwinTrainingJob, revision: &str) -> Self {
+        let generation = job.metadata.generation.unwrap_or(1);
+        let short: String =
+            revision.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect::<String>();
+        let short = if short.is_empty() { sha256_hex(revision.as_bytes())[..12].to_string() } else { short };
+        Self { name: format!("g{generation}-{}", short.to_ascii_lowercase()), revision: revision.to_string() }
+    }
+}
+
+/// Name of a run's Job (and of its configuration ConfigMap).
+pub fn job_name(job: &TwinTrainingJob, run: &Run) -> String {
+    child_name(&job.name_any(), &format!("-train-{}", run.name), NAME_LIMIT)
+}
+
+/// Where a run's artifacts go, in the user's terms: `<output>/models/<job>/<run>`.
+pub fn run_output(job: &TwinTrainingJob, run: &Run) -> Result<StorageUri, String> {
+    let root: StorageUri = job.spec.output.uri.parse().map_err(|e| format!("spec.output.uri: {e}"))?;
+    Ok(root.join(&format!("models/{}/{}", job.name_any(), run.name)))
+}
+
+/// A URI as the trainer pod reaches it: `pvc://` as the path where its claim is mounted, the
+/// rest as they are.
+fn in_pod(uri: &str) -> String {
+    match uri.parse::<StorageUri>() {
+        Ok(StorageUri::Pvc { claim, path }) => {
+            format!("{}/{claim}/{path}", paths::PVC_ROOT).trim_end_matches('/').to_string()
+        }
+        _ => uri.to_string(),
+    }
+}
+
+/// The desired children of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingChildren {
+    /// The trainer's configuration, mounted into the pod.
+    pub config_map: ConfigMap,
+    /// The run's Job.
+    pub job: Job,
+}
+
+impl TrainingChildren {
+    /// In apply order: the ConfigMap (the Job mounts it), then the Job, created once.
+    pub fn child_set(&self) -> Result<ChildSet> {
+        let mut set = ChildSet::new();
+        set.add(&self.config_map, ApplyPolicy::Apply)?;
+        set.add(&self.job, ApplyPolicy::CreateOnce)?;
+        Ok(set)
+    }
+}
+
+fn meta(job: &TwinTrainingJob, name: String, run: &Run) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: job.namespace(),
+        labels: Some(child_labels(TRAINING_NAME, &job.name_any(), TRAINER_COMPONENT)),
+        annotations: Some(BTreeMap::from([(RUN_ANNOTATION.to_string(), run.name.clone())])),
+        owner_references: owner_reference(job).map(|r| vec![r]),
+        ..Default::default()
+    }
+}
+
+/// The trainer's configuration for a run.
+pub fn trainer_config(
+    job: &TwinTrainingJob,
+    dataset: &TwinDataset,
+    run: &Run,
+) -> Result<TrainerConfig, String> {
+    let dataset_root: StorageUri =
+        dataset.spec.output.uri.parse().map_err(|e| format!("the dataset's spec.output.uri: {e}"))?;
+    let revision_uri = dataset_root.join(&format!("datasets/{}/{}", dataset.name_any(), run.revision));
+    Ok(TrainerConfig {
+        run: run.name.clone(),
+        dataset_uri: in_pod(&revision_uri.to_string()),
+        dataset_revision: run.revision.clone(),
+        base_model_uri: in_pod(&job.spec.base_model.uri),
+        output_uri: in_pod(&run_output(job, run)?.to_string()),
+        sft: job.spec.sft.clone(),
+        dpo: job.spec.dpo.clone(),
+        termination_message_path: paths::TERMINATION_MESSAGE_PATH.into(),
+    })
+}
+
+/// The claims the run reads or writes, each once: (claim, written).
+fn claims(uris: &[(&str, bool)]) -> Vec<(String, bool)> {
+    let mut claims: Vec<(String, bool)> = Vec::new();
+    for (uri, writes) in uris {
+        if let Ok(StorageUri::Pvc { claim, .. }) = uri.parse::<StorageUri>() {
+            match claims.iter_mut().find(|(c, _)| *c == claim) {
+                Some(entry) => entry.1 |= writes,
+                None => claims.push((claim, *writes)),
+            }
+        }
+    }
+    claims
+}
+
+/// S3 settings of a storage location as the AWS SDK reads them.
+fn s3_env(location: &StorageLocation) -> Vec<EnvVar> {
+    let var = |name: &str, value: &String| EnvVar {
+        name: name.into(),
+        value: Some(value.clone()),
+        ..Default::default()
+    };
+    let mut env = Vec::new();
+    if let Some(endpoint) = &location.endpoint_url {
+        env.push(var("AWS_ENDPOINT_URL_S3", endpoint));
+    }
+    if let Some(region) = &location.region {
+        env.push(var("AWS_REGION", region));
+    }
+    env
+}
+
+fn pod_template(
+    job: &TwinTrainingJob,
+    dataset: &TwinDataset,
+    backend: &KubernetesBackend,
+    run: &Run,
+    settings: &OperatorSettings,
+) -> PodTemplateSpec {
+    let config_name = job_name(job, run);
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource { name: config_name, ..Default::default() }),
+            ..Default::default()
+        },
+        Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
+        // PyTorch's data loader workers share tensors through /dev/shm, which is 64 MiB in a pod.
+        Volume {
+            name: "shm".into(),
+            empty_dir: Some(EmptyDirVolumeSource { medium: Some("Memory".into()), ..Default::default() }),
+            ..Default::default()
+        },
+    ];
+    let mut mounts = vec![
+        VolumeMount {
+            name: "config".into(),
+            mount_path: paths::TRAINER_CONFIG_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+        VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() },
+        VolumeMount { name: "shm".into(), mount_path: "/dev/shm".into(), ..Default::default() },
+    ];
+    let read = [
+        (dataset.spec.output.uri.as_str(), false),
+        (job.spec.base_model.uri.as_str(), false),
+        (job.spec.output.uri.as_str(), true),
+    ];
+    for (index, (claim, writes)) in claims(&read).into_iter().enumerate() {
+        volumes.push(Volume {
+            name: format!("pvc-{index}"),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: Some(!writes),
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: format!("pvc-{index}"),
+            mount_path: format!("{}/{claim}", paths::PVC_ROOT),
+            read_only: Some(!writes),
+            ..Default::default()
+        });
+    }
+    let var = |name: &str, value: &str| EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    };
+    // The root filesystem is read-only: every cache goes to /tmp.
+    let mut env =
+        vec![var("HOME", "/tmp"), var("HF_HOME", "/tmp/hf"), var("TRITON_CACHE_DIR", "/tmp/triton")];
+    if let Some(secret) = &job.spec.base_model.token_secret_ref {
+        env.push(EnvVar {
+            name: "HF_TOKEN".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.name.clone(),
+                    key: secret.key.clone(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    // S3 settings: the output's, else the dataset's (one set of AWS variables per pod).
+    let s3 = [&job.spec.output, &dataset.spec.output].into_iter().find(|l| l.uri.starts_with("s3://"));
+    env.extend(s3.map(s3_env).unwrap_or_default());
+    let env_from = s3.and_then(|l| l.credentials_secret_ref.as_ref()).map(|secret| {
+        vec![EnvFromSource {
+            secret_ref: Some(SecretEnvSource { name: secret.name.clone(), optional: Some(false) }),
+            ..Default::default()
+        }]
+    });
+    let overrides = &backend.pod;
+    let mut resources = overrides.resources.clone().unwrap_or_else(|| ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), Quantity("4".into())),
+            ("memory".into(), Quantity("32Gi".into())),
+        ])),
+        limits: Some(BTreeMap::from([("memory".into(), Quantity("64Gi".into()))])),
+        ..Default::default()
+    });
+    if backend.gpus > 0 {
+        let gpus = Quantity(backend.gpus.to_string());
+        resources.limits.get_or_insert_default().insert(backend.gpu_resource_name.clone(), gpus.clone());
+        resources.requests.get_or_insert_default().insert(backend.gpu_resource_name.clone(), gpus);
+    }
+    let container = Container {
+        name: "trainer".into(),
+        image: Some(overrides.image.clone().unwrap_or_else(|| settings.trainer_image.clone())),
+        args: Some(vec![
+            "--config".into(),
+            format!("{}/{}", paths::TRAINER_CONFIG_DIR, paths::TRAINER_CONFIG_FILE),
+        ]),
+        env: Some(env),
+        env_from,
+        resources: Some(resources),
+        volume_mounts: Some(mounts),
+        termination_message_path: Some(paths::TERMINATION_MESSAGE_PATH.into()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(child_labels(TRAINING_NAME, &job.name_any(), TRAINER_COMPONENT)),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            service_account_name: overrides.service_account_name.clone(),
+            node_selector: Some(overrides.node_selector.clone()).filter(|n| !n.is_empty()),
+            tolerations: Some(overrides.tolerations.clone()).filter(|t| !t.is_empty()),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(TRAINER_UID),
+                run_as_group: Some(TRAINER_UID),
+                fs_group: Some(TRAINER_UID),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            containers: vec![container],
+            volumes: Some(volumes),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The desired children of a run on the kubernetes backend.
+pub fn build(
+    job: &TwinTrainingJob,
+    dataset: &TwinDataset,
+    backend: &KubernetesBackend,
+    run: &Run,
+    settings: &OperatorSettings,
+) -> Result<TrainingChildren, String> {
+    let config = trainer_config(job, dataset, run)?;
+    let name = job_name(job, run);
+    let config_map = ConfigMap {
+        metadata: meta(job, name.clone(), run),
+        data: Some(BTreeMap::from([(
+            paths::TRAINER_CONFIG_FILE.to_string(),
+            serde_json::to_string_pretty(&config).expect("the trainer configuration serialises"),
+        )])),
+        ..Default::default()
+    };
+    let spec = JobSpec {
+        // A crash or an evicted pod is retried once; a failure the trainer explained (exit
+        // status 1: a missing dataset, a gated model, out of memory) fails the run at once.
+        backoff_limit: Some(1),
+        pod_failure_policy: Some(PodFailurePolicy {
+            rules: vec![PodFailurePolicyRule {
+                action: "FailJob".into(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: Some("trainer".into()),
+                    operator: "In".into(),
+                    values: vec![EXPLAINED_FAILURE],
+                }),
+                on_pod_conditions: None,
+            }],
+        }),
+        active_deadline_seconds: backend.active_deadline_seconds,
+        ttl_seconds_after_finished: Some(7 * 24 * 3600),
+        template: pod_template(job, dataset, backend, run, settings),
+        ..Default::default()
+    };
+    Ok(TrainingChildren {
+        config_map,
+        job: Job { metadata: meta(job, name, run), spec: Some(spec), ..Default::default() },
+    })
+}

@@ -1,0 +1,142 @@
+//! The status of a TwinTrainingJob from its run's Job (pure): Running while the trainer runs,
+//! Succeeded with its metrics and the adapter's URI once it succeeded, Failed with the
+//! trainer's reason once it failed.
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
+
+use super::build::Run;
+use crate::api::TwinTrainingJob;
+use crate::api::training::{
+    BackendStatus, TrainedModel, TrainingMetrics, TrainingPhase, TwinTrainingJobStatus,
+};
+use crate::contract::TrainerResult;
+use crate::contract::trainer::TrainerSuccess;
+use crate::operator::conditions::Assessment;
+use crate::operator::dataset::status::job_condition;
+use crate::operator::driver::Verdict;
+use crate::storage::StorageUri;
+
+/// A run's Job as observed, with the termination message of its finished pod.
+#[derive(Debug, Clone, Default)]
+pub struct ObservedRun {
+    /// The Job, once it exists.
+    pub job: Option<Job>,
+    /// What the trainer wrote to its termination-message path.
+    pub termination_message: Option<String>,
+}
+
+/// The verdict and status a run gives. `output` is the run's artifact folder.
+pub fn from_run(
+    job: &TwinTrainingJob,
+    run: &Run,
+    output: &StorageUri,
+    observed: &ObservedRun,
+) -> (Verdict<TrainingPhase>, TwinTrainingJobStatus) {
+    let mut status = job.status.clone().unwrap_or_default();
+    status.dataset_revision = Some(run.revision.clone());
+    let Some(child) = &observed.job else {
+        let assessment = Assessment::not_ready(
+            TrainingPhase::Pending,
+            "TrainerPending",
+            format!("dataset revision {} is pinned; creating the trainer Job", run.revision),
+        );
+        return (Verdict::settled(assessment), status);
+    };
+    let name = child.name_any();
+    let job_status = child.status.clone().unwrap_or_default();
+    let mut backend =
+        BackendStatus { kind: "kubernetes".into(), job_name: Some(name.clone()), ..Default::default() };
+    status.start_time = job_status.start_time.clone().or(status.start_time);
+    // A new run clears what the previous one reported.
+    if status.backend.as_ref().and_then(|b| b.job_name.as_deref()) != Some(name.as_str()) {
+        status.metrics = None;
+        status.model = None;
+        status.completion_time = None;
+    }
+    let result = observed.termination_message.as_deref().map(TrainerResult::parse);
+    let assessment = if job_condition(child, "Complete") {
+        match result {
+            Some(Ok(TrainerResult::Succeeded(success))) => {
+                let adapter = output.join("adapter").to_string();
+                status.metrics = Some(metrics(&success));
+                status.model = Some(TrainedModel {
+                    base_model: job.spec.base_model.uri.clone(),
+                    adapter_uri: adapter.clone(),
+                    max_lora_rank: success.vllm_max_lora_rank,
+                });
+                status.completion_time = job_status.completion_time.clone();
+                backend.detail = Some("Complete".into());
+                Assessment::ready(
+                    TrainingPhase::Succeeded,
+                    "AdapterPublished",
+                    success_message(&success, &adapter),
+                )
+            }
+            _ => Assessment::not_ready(
+                TrainingPhase::Failed,
+                "TrainerResultMissing",
+                format!(
+                    "Job {name} succeeded but its pod left no readable result in its termination message"
+                ),
+            ),
+        }
+    } else if job_condition(child, "Failed") {
+        status.completion_time = job_status
+            .conditions
+            .as_ref()
+            .and_then(|c| c.iter().find(|c| c.type_ == "Failed"))
+            .and_then(|c| c.last_transition_time.clone());
+        let why = job_status
+            .conditions
+            .as_ref()
+            .and_then(|c| c.iter().find(|c| c.type_ == "Failed"))
+            .map(|c| c.reason.clone().unwrap_or_default())
+            .unwrap_or_default();
+        backend.detail =
+            Some(format!("Failed{}", if why.is_empty() { String::new() } else { format!(" ({why})") }));
+        match result {
+            Some(Ok(TrainerResult::Failed(failure))) => Assessment::not_ready(
+                TrainingPhase::Failed,
+                &failure.reason,
+                format!("Job {name} failed: {}", failure.message),
+            ),
+            _ => Assessment::not_ready(
+                TrainingPhase::Failed,
+                "TrainerFailed",
+                format!(
+                    "Job {name} failed{}; see kubectl logs job/{name}",
+                    if why.is_empty() { String::new() } else { format!(" ({why})") }
+                ),
+            ),
+        }
+    } else {
+        let active = job_status.active.unwrap_or(0);
+        backend.detail = Some(if active > 0 { "Running".into() } else { "Starting".into() });
+        Assessment::not_ready(
+            TrainingPhase::Running,
+            "Training",
+            format!("Job {name} is training on dataset revision {}", run.revision),
+        )
+    };
+    status.backend = Some(backend);
+    (Verdict::settled(assessment), status)
+}
+
+fn metrics(success: &TrainerSuccess) -> TrainingMetrics {
+    TrainingMetrics {
+        sft_train_loss: success.sft_train_loss,
+        sft_eval_loss: success.sft_eval_loss,
+        dpo_reward_accuracy: success.dpo_reward_accuracy,
+    }
+}
+
+fn success_message(success: &TrainerSuccess, adapter: &str) -> String {
+    let number = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.3}"));
+    format!(
+        "adapter published at {adapter} (SFT loss {}, eval loss {}, DPO reward accuracy {})",
+        number(success.sft_train_loss),
+        number(success.sft_eval_loss),
+        number(success.dpo_reward_accuracy)
+    )
+}

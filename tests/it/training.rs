@@ -1,0 +1,196 @@
+//! The TwinTrainingJob controller's kubernetes backend against the fake API server: the trainer
+//! Job and its configuration, waiting for the dataset, success and failure from the trainer's
+//! termination message, no second Job after a restart, and when a new run starts.
+
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+use twin_operator::api::{TwinDataset, TwinTrainingJob};
+use twin_operator::contract::TrainerConfig;
+
+use crate::operator::{
+    NS, apply_examples, build_result, create_drafts_config_map, eventually, publish_dataset_revision, start,
+    wait_for_phase,
+};
+use crate::support::fake_apiserver::FakeApiServer;
+use crate::support::repo;
+
+/// The trainer Jobs of the fake cluster, by name.
+fn trainer_jobs(server: &FakeApiServer) -> Vec<String> {
+    let mut names: Vec<String> = server
+        .list("batch/v1", "Job")
+        .iter()
+        .filter(|job| job["metadata"]["labels"]["app.kubernetes.io/component"] == "trainer")
+        .map(|job| job["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn edit_training_job(server: &FakeApiServer, name: &str, edit: impl FnOnce(&mut Value)) {
+    let mut edited: Value =
+        serde_saphyr::from_str(&repo::read("manifests/examples/twintrainingjob.yaml")).unwrap();
+    edited["metadata"]["name"] = json!(name);
+    edit(&mut edited);
+    Api::<TwinTrainingJob>::namespaced(server.client(), NS)
+        .patch(name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&edited))
+        .await
+        .unwrap();
+}
+
+/// A second build of the dataset publishes `revision` (a spec change starts build 2).
+async fn publish_second_revision(server: &FakeApiServer, revision: &str) {
+    let mut edited: Value =
+        serde_saphyr::from_str(&repo::read("manifests/examples/twindataset.yaml")).unwrap();
+    edited["spec"]["chunking"]["maxTokens"] = json!(384);
+    Api::<TwinDataset>::namespaced(server.client(), NS)
+        .patch("paul", &PatchParams::apply("kubectl"), &Patch::Apply(&edited))
+        .await
+        .unwrap();
+    eventually("Job paul-build-2", Duration::from_secs(15), || async {
+        server.get("batch/v1", "Job", NS, "paul-build-2")
+    })
+    .await;
+    server.mark_job_succeeded(NS, "paul-build-2", &build_result("paul", revision)).unwrap();
+}
+
+#[tokio::test]
+async fn a_training_job_runs_the_trainer_on_gpus_and_reports_its_result() {
+    let server = FakeApiServer::start().await;
+    create_drafts_config_map(&server).await;
+    let operator = start(&server, "replica-a").await;
+    apply_examples(&server).await;
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "WaitingForDataset", "WaitingForDataset").await;
+    assert!(trainer_jobs(&server).is_empty(), "no trainer runs while the dataset is not Ready");
+
+    publish_dataset_revision(&server, "paul", "rev-3f9a").await;
+    let running = wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
+    assert_eq!(running["status"]["datasetRevision"], "rev-3f9a");
+    assert_eq!(running["status"]["backend"]["kind"], "kubernetes");
+    assert_eq!(running["status"]["backend"]["jobName"], "paul-v1-train-g1-rev3f9a");
+
+    // The Job: the trainer image on one GPU of the example's nodes, locked down, with the Hub
+    // token by reference, shared memory, and a failure the trainer explains not retried.
+    let job = server.get("batch/v1", "Job", NS, "paul-v1-train-g1-rev3f9a").expect("the trainer Job");
+    assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "TwinTrainingJob");
+    let spec = &job["spec"];
+    assert_eq!(spec["backoffLimit"], 1);
+    assert_eq!(spec["activeDeadlineSeconds"], 43200);
+    assert_eq!(spec["podFailurePolicy"]["rules"][0]["action"], "FailJob");
+    assert_eq!(spec["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"], json!([1]));
+    let pod = &spec["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], "twin-trainer:test");
+    assert_eq!(container["args"], json!(["--config", "/etc/twin/trainer/config.json"]));
+    assert_eq!(container["resources"]["limits"]["nvidia.com/gpu"], "1");
+    assert_eq!(container["resources"]["requests"]["nvidia.com/gpu"], "1");
+    assert_eq!(container["resources"]["requests"]["memory"], "32Gi");
+    assert_eq!(pod["nodeSelector"]["nvidia.com/gpu.product"], "NVIDIA-L4");
+    assert_eq!(pod["tolerations"][0]["key"], "nvidia.com/gpu");
+    assert_eq!(pod["serviceAccountName"], "twin-training");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    let env = container["env"].as_array().unwrap();
+    let token = env.iter().find(|e| e["name"] == "HF_TOKEN").expect("the Hub token");
+    assert_eq!(token["valueFrom"]["secretKeyRef"], json!({"name": "hf", "key": "token", "optional": false}));
+    assert!(
+        env.iter().all(|e| e["value"].as_str().is_none_or(|v| !v.starts_with("hf_"))),
+        "no secret value inline"
+    );
+    let volumes = pod["volumes"].as_array().unwrap();
+    let shm = volumes.iter().find(|v| v["name"] == "shm").unwrap();
+    assert_eq!(shm["emptyDir"]["medium"], "Memory");
+
+    // The configuration: the pinned revision's folder, the job's settings, the run's output.
+    let config_map =
+        server.get("v1", "ConfigMap", NS, "paul-v1-train-g1-rev3f9a").expect("the trainer configuration");
+    let config: TrainerConfig =
+        serde_json::from_str(config_map["data"]["config.json"].as_str().unwrap()).unwrap();
+    assert_eq!(config.dataset_uri, "s3://twins-bucket/twins/datasets/paul/rev-3f9a");
+    assert_eq!(config.dataset_revision, "rev-3f9a");
+    assert_eq!(config.base_model_uri, "hf://meta-llama/Llama-3.1-8B");
+    assert_eq!(config.output_uri, "s3://twins-bucket/twins/models/paul-v1/g1-rev3f9a");
+    assert_eq!(serde_json::to_value(&config.sft).unwrap()["method"], "qlora");
+    assert!(config.dpo.enabled);
+
+    // A restarted operator finds the run's Job: never a second one.
+    operator.shutdown().await;
+    let operator = start(&server, "replica-b").await;
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(trainer_jobs(&server), ["paul-v1-train-g1-rev3f9a"]);
+
+    // Success: the trainer's result becomes the status.
+    let result = r#"{"status":"Succeeded","adapterUri":"s3://twins-bucket/twins/models/paul-v1/g1-rev3f9a/adapter","sftTrainLoss":1.25,"sftEvalLoss":1.5,"dpoRewardAccuracy":0.75,"vllmMaxLoraRank":32,"datasetRevision":"rev-3f9a"}"#;
+    server.mark_job_succeeded(NS, "paul-v1-train-g1-rev3f9a", result).unwrap();
+    let done = wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Succeeded", "AdapterPublished").await;
+    let status = &done["status"];
+    assert_eq!(
+        status["metrics"],
+        json!({"sftTrainLoss": 1.25, "sftEvalLoss": 1.5, "dpoRewardAccuracy": 0.75})
+    );
+    assert_eq!(
+        status["model"],
+        json!({"baseModel": "hf://meta-llama/Llama-3.1-8B", "adapterUri": "s3://twins-bucket/twins/models/paul-v1/g1-rev3f9a/adapter", "maxLoraRank": 32})
+    );
+    assert!(status["startTime"].is_string() && status["completionTime"].is_string(), "{status}");
+    assert!(status["conditions"][0]["message"].as_str().unwrap().contains("SFT loss 1.250"));
+
+    // A second job asks to retrain on every new revision; it trains on the same one first.
+    edit_training_job(&server, "paul-v2", |job| job["spec"]["retrainOnNewRevision"] = json!(true)).await;
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v2", "Running", "Training").await;
+    server.mark_job_succeeded(NS, "paul-v2-train-g1-rev3f9a", result).unwrap();
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v2", "Succeeded", "AdapterPublished").await;
+
+    // A new dataset revision: paul-v2 retrains on it, as a new run of the same generation;
+    // paul-v1, which did not ask, keeps its adapter.
+    publish_second_revision(&server, "rev-b00c").await;
+    wait_for_phase(&server, "TwinDataset", "paul", "Ready", "RevisionPublished").await;
+    let retrained = wait_for_phase(&server, "TwinTrainingJob", "paul-v2", "Running", "Training").await;
+    assert_eq!(retrained["status"]["datasetRevision"], "rev-b00c");
+    assert!(retrained["status"].get("model").is_none(), "a new run does not show the last run's adapter");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        trainer_jobs(&server),
+        ["paul-v1-train-g1-rev3f9a", "paul-v2-train-g1-rev3f9a", "paul-v2-train-g1-revb00c"]
+    );
+    let kept = wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Succeeded", "AdapterPublished").await;
+    assert_eq!(kept["status"]["datasetRevision"], "rev-3f9a");
+    operator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_trainer_fails_the_run_with_its_reason() {
+    let server = FakeApiServer::start().await;
+    create_drafts_config_map(&server).await;
+    let operator = start(&server, "replica-a").await;
+    apply_examples(&server).await;
+    publish_dataset_revision(&server, "paul", "rev-1").await;
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
+    let failure = r#"{"status":"Failed","reason":"OutOfMemory","message":"SFT ran out of GPU memory with 8 samples per device of up to 2048 tokens: lower perDeviceBatchSize"}"#;
+    server.mark_job_failed(NS, "paul-v1-train-g1-rev1", failure).unwrap();
+    let failed = wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Failed", "OutOfMemory").await;
+    let message = failed["status"]["conditions"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("Job paul-v1-train-g1-rev1 failed: SFT ran out of GPU memory with 8 samples"),
+        "{message}"
+    );
+    assert!(failed["status"]["completionTime"].is_string());
+
+    // A spec change after a failure is a new run, on the same revision.
+    edit_training_job(&server, "paul-v1", |job| job["spec"]["sft"]["perDeviceBatchSize"] = json!(2)).await;
+    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
+    assert_eq!(trainer_jobs(&server), ["paul-v1-train-g1-rev1", "paul-v1-train-g2-rev1"]);
+
+    // A pod that died without a result (a crash, an eviction) still fails with a pointer to the logs.
+    server.mark_job_failed(NS, "paul-v1-train-g2-rev1", "").unwrap();
+    let failed = wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Failed", "TrainerFailed").await;
+    assert!(
+        failed["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kubectl logs job/paul-v1-train-g2-rev1")
+    );
+    operator.shutdown().await;
+}
