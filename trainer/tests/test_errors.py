@@ -126,3 +126,18 @@ def test_hyperparameter_strings_are_typed():
     assert config.max_steps == 5 and config.sft.epochs == 2.0 and config.sft.lora_rank == 16 and config.dpo.enabled is False
     assert config.vllm_max_lora_rank == 16
     assert configuration.parse({"datasetUri": "/d", "baseModelUri": "/m", "sft": {"loraRank": 12}}).vllm_max_lora_rank == 16
+
+
+def test_the_operators_configuration_is_read_as_written():
+    """trainer/tests/fixtures/operator-config.json is what the operator writes for the example
+    TwinTrainingJob (a Rust test keeps it current)."""
+    import os
+
+    config = configuration.load(os.path.join(os.path.dirname(__file__), "fixtures", "operator-config.json"))
+    assert config.run == "g1-rev3f9a"
+    assert config.dataset_uri == "s3://twins-bucket/twins/datasets/paul/rev-3f9a"
+    assert config.output_uri == "s3://twins-bucket/twins/models/paul-v1/g1-rev3f9a"
+    assert config.sft.method == "qlora" and config.sft.lora_rank == 32 and config.sft.per_device_batch_size == 8
+    assert config.dpo.enabled and config.dpo.beta == 0.5 and config.dpo.learning_rate == 2e-6
+    assert config.termination_message_path == "/dev/termination-log"
+    assert config.vllm_max_lora_rank == 32
