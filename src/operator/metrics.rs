@@ -36,6 +36,22 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+/// Labels of training runs.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    /// `kubernetes` or `sagemaker`.
+    pub backend: String,
+    /// The phase a run reached: `Running`, `Succeeded` or `Failed`.
+    pub phase: String,
+}
+
+/// Labels of the run-duration histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    /// `kubernetes` or `sagemaker`.
+    pub backend: String,
+}
+
 /// Every metric, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -46,6 +62,8 @@ pub struct Metrics {
     pub objects: Family<PhaseLabels, Gauge<i64, AtomicI64>>,
     /// 1 while this replica leads.
     pub leader: Gauge<i64, AtomicI64>,
+    runs: Family<RunLabels, Counter>,
+    run_durations: Family<BackendLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -71,7 +89,22 @@ impl Default for Metrics {
         );
         registry.register("objects", "Twin objects by kind and phase", objects.clone());
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
-        Self { registry, reconciles, failures, durations, objects, leader }
+        let runs = Family::<RunLabels, Counter>::default();
+        // Training runs last minutes to days.
+        let run_durations = Family::<BackendLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 259200.0])
+        });
+        registry.register(
+            "training_runs",
+            "Training runs that reached a phase (Running, Succeeded, Failed), by backend",
+            runs.clone(),
+        );
+        registry.register(
+            "training_run_duration_seconds",
+            "Duration of finished training runs, start to completion, by backend",
+            run_durations.clone(),
+        );
+        Self { registry, reconciles, failures, durations, objects, leader, runs, run_durations }
     }
 }
 
@@ -88,6 +121,16 @@ impl Metrics {
         self.failures
             .get_or_create(&FailureLabels { controller: controller.into(), reason: reason.into() })
             .inc();
+    }
+
+    /// Counts a training run reaching a phase, and the duration of a finished one.
+    pub fn training_run(&self, backend: &str, phase: &str, duration: Option<Duration>) {
+        self.runs.get_or_create(&RunLabels { backend: backend.into(), phase: phase.into() }).inc();
+        if let Some(duration) = duration {
+            self.run_durations
+                .get_or_create(&BackendLabels { backend: backend.into() })
+                .observe(duration.as_secs_f64());
+        }
     }
 
     /// Reconciles so far of one controller (for tests and logs).

@@ -333,7 +333,7 @@ async fn one_of_two_replicas_reconciles_and_the_other_takes_over() {
 
 /// The value of one series in a Prometheus exposition (`name value` or `name{labels} value`),
 /// never read from its HELP or TYPE lines.
-fn sample(exposition: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(exposition: &str, series: &str) -> Option<f64> {
     exposition.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
         let (name, value) = line.rsplit_once(' ')?;
         if name == series { value.parse().ok() } else { None }

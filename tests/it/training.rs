@@ -10,8 +10,8 @@ use twin_operator::api::{TwinDataset, TwinTrainingJob};
 use twin_operator::contract::TrainerConfig;
 
 use crate::operator::{
-    NS, apply_examples, build_result, create_drafts_config_map, eventually, publish_dataset_revision, start,
-    wait_for_phase,
+    NS, apply_examples, build_result, create_drafts_config_map, eventually, publish_dataset_revision, sample,
+    start, wait_for_phase,
 };
 use crate::support::fake_apiserver::FakeApiServer;
 use crate::support::repo;
@@ -136,6 +136,16 @@ async fn a_training_job_runs_the_trainer_on_gpus_and_reports_its_result() {
     );
     assert!(status["startTime"].is_string() && status["completionTime"].is_string(), "{status}");
     assert!(status["conditions"][0]["message"].as_str().unwrap().contains("SFT loss 1.250"));
+    // Counted once, with its duration (the restarted operator saw it Running already).
+    let metrics = operator.metrics.encode();
+    let runs = |phase: &str| {
+        sample(&metrics, &format!("twin_training_runs_total{{backend=\"kubernetes\",phase=\"{phase}\"}}"))
+    };
+    assert_eq!((runs("Succeeded"), runs("Running")), (Some(1.0), None), "{metrics}");
+    assert_eq!(
+        sample(&metrics, "twin_training_run_duration_seconds_count{backend=\"kubernetes\"}"),
+        Some(1.0)
+    );
 
     // A second job asks to retrain on every new revision; it trains on the same one first.
     edit_training_job(&server, "paul-v2", |job| job["spec"]["retrainOnNewRevision"] = json!(true)).await;

@@ -25,7 +25,7 @@ use super::context::Context;
 use super::dataset::status::job_finished;
 use super::driver::{Validation, Verdict, referrers, run_controller, settle, with_finalizer};
 use super::error::{Error, Result};
-use crate::api::training::TrainingPhase;
+use crate::api::training::{TrainingPhase, TwinTrainingJobStatus};
 use crate::api::{TwinDataset, TwinTrainingJob};
 use crate::contract::labels;
 use build::Run;
@@ -76,9 +76,36 @@ async fn train(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Action> {
             apply_children(&ctx, &*job, &children.child_set()?).await?;
             let observed = fetch_run(&ctx, &namespace, &build::job_name(&job, &run)).await?;
             let (verdict, status) = status::from_run(&job, &run, &output, &observed);
+            count_run(&ctx, &job, &verdict.assessment.phase, &status);
             settle(&ctx, &*job, &verdict, status).await
         }
     }
+}
+
+/// Counts a run that reaches a phase for the first time (a new run, or a new phase of the
+/// stored one), and times a finished one. The stored status is the memory: a restarted
+/// operator counts nothing twice.
+fn count_run(ctx: &Context, job: &TwinTrainingJob, phase: &TrainingPhase, status: &TwinTrainingJobStatus) {
+    let stored = job.status.as_ref();
+    let job_name = |s: &TwinTrainingJobStatus| s.backend.as_ref().and_then(|b| b.job_name.clone());
+    let same_run = stored.and_then(job_name) == job_name(status);
+    if same_run && stored.and_then(|s| s.phase).as_ref() == Some(phase) {
+        return;
+    }
+    let name = match phase {
+        TrainingPhase::Running => "Running",
+        TrainingPhase::Succeeded => "Succeeded",
+        TrainingPhase::Failed => "Failed",
+        _ => return,
+    };
+    let duration = match (&status.start_time, &status.completion_time) {
+        (Some(start), Some(end)) if *phase != TrainingPhase::Running => {
+            Some(std::time::Duration::from_secs(end.0.duration_since(start.0).as_secs().max(0) as u64))
+        }
+        _ => None,
+    };
+    let backend = status.backend.as_ref().map_or("kubernetes", |b| b.kind.as_str());
+    ctx.metrics.training_run(backend, name, duration);
 }
 
 /// The run's Job and, once it has finished, its trainer's result.
