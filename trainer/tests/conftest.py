@@ -3,16 +3,12 @@ and a tiny dataset revision in DESIGN §4's formats."""
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-CHATML = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 
 TOPICS = [
     ("ownership", "Ownership means each value has one owner, and the value is dropped when the owner goes out of scope."),
@@ -37,59 +33,31 @@ def conversation(topic, answer):
 
 @pytest.fixture(scope="session")
 def dataset_dir(tmp_path_factory):
+    from twin_trainer import synthetic
+
     folder = tmp_path_factory.mktemp("dataset") / "r1"
-    (folder / "instruct").mkdir(parents=True)
-    (folder / "preference").mkdir()
     train = [conversation(t, a) for t, a in TOPICS[:6]] * 2
     test = [conversation(t, a) for t, a in TOPICS[6:]]
     preference = [
         {"prompt": f"Write the section about {t} in your own voice.", "chosen": a, "rejected": f"{t.capitalize()} is a thing in programming."}
         for t, a in TOPICS
     ]
-    for path, rows in [("instruct/train.jsonl", train), ("instruct/test.jsonl", test), ("preference/train.jsonl", preference)]:
-        (folder / path).write_text("".join(json.dumps(row) + "\n" for row in rows))
-    (folder / "manifest.json").write_text(json.dumps({"revision": "r1"}))
-    return folder
+    return Path(synthetic.write_dataset(str(folder), train, test, preference))
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A Llama with 2 layers of width 64 (4 query heads, 2 key/value heads), random weights,
     and a byte-level BPE tokenizer trained on the dataset's words."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from twin_trainer import synthetic
 
     folder = tmp_path_factory.mktemp("tiny-llama")
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
     texts = [SYSTEM] + [f"Write the section about {t} in your own voice. {a} assistant user system" for t, a in TOPICS]
-    tokenizer.train_from_iterator(
-        texts * 4,
-        trainers.BpeTrainer(vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    tok = synthetic.tokenizer(texts * 4)
+    synthetic.llama(
+        str(folder), tok, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
     )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token="<|endoftext|>"
-    )
-    fast.chat_template = CHATML
-    fast.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(fast),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=fast.bos_token_id,
-        eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
     return folder
 
 

@@ -39,7 +39,8 @@ def test_sft_loss_goes_down_and_dpo_runs(finished_run):
     sft = metrics["sft"]
     assert sft["steps"] == 6 and len(sft["losses"]) == 6
     assert sft["lastLoss"] < sft["firstLoss"], sft["losses"]
-    assert sft["tokens"] > 0 and sft["tokensPerSecond"] > 0
+    assert sft["tokens"] > 0 and sft["tokensPerSecond"] > 0 and sft["steadyTokensPerSecond"] > 0
+    assert sft["peakGpuMemoryGiB"] is None, "no GPU here"
     assert sft["evalSamples"] == 2
     dpo = metrics["dpo"]
     assert "skipped" not in dpo and dpo["steps"] == 6

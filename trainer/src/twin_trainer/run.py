@@ -37,6 +37,8 @@ def _stage(result: train.StageResult) -> dict:
         "tokens": result.tokens,
         "seconds": round(result.seconds, 3),
         "tokensPerSecond": round(result.tokens / result.seconds, 1) if result.seconds else None,
+        "steadyTokensPerSecond": round(result.steady_tokens_per_second, 1) if result.steady_tokens_per_second else None,
+        "peakGpuMemoryGiB": round(result.peak_gpu_gib, 3) if result.peak_gpu_gib is not None else None,
     }
 
 

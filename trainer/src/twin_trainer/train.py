@@ -16,11 +16,18 @@ TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 
 @dataclass
 class StageResult:
+    """What one stage (SFT or DPO) measured."""
+
     losses: list[float] = field(default_factory=list)
     train_loss: float | None = None
     eval_loss: float | None = None
     reward_accuracy: float | None = None
     eval_samples: int = 0
+    # Tokens/s once warmed up: over the steps after the first fifth (compilation, allocator
+    # and kernel autotuning make the first steps slow).
+    steady_tokens_per_second: float | None = None
+    # The stage's own peak of GPU memory (none on CPU).
+    peak_gpu_gib: float | None = None
     tokens: int = 0
     seconds: float = 0.0
     steps: int = 0
@@ -82,7 +89,37 @@ def _common(config: Config, output_dir: str, stage, cuda: bool) -> dict:
     }
 
 
-def _result(trainer, output, started: float) -> StageResult:
+class StepClock:
+    """Records when each optimiser step ended and how many tokens had been seen by then."""
+
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                clock.marks.append((time.monotonic(), int(state.num_input_tokens_seen or 0)))
+
+        self.marks: list[tuple[float, int]] = []
+        self.callback = Callback()
+
+    def steady_rate(self) -> float | None:
+        if len(self.marks) < 3:
+            return None
+        first = max(1, len(self.marks) // 5)
+        (t0, n0), (t1, n1) = self.marks[first - 1], self.marks[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+
+
+def _reset_peak(cuda: bool) -> None:
+    if cuda:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _result(trainer, output, started: float, clock: StepClock, cuda: bool) -> StageResult:
     history = trainer.state.log_history
     result = StageResult(
         losses=[entry["loss"] for entry in history if "loss" in entry],
@@ -90,7 +127,12 @@ def _result(trainer, output, started: float) -> StageResult:
         tokens=int(trainer.state.num_input_tokens_seen or 0),
         seconds=time.monotonic() - started,
         steps=trainer.state.global_step,
+        steady_tokens_per_second=clock.steady_rate(),
     )
+    if cuda:
+        import torch
+
+        result.peak_gpu_gib = torch.cuda.max_memory_allocated() / 2**30
     return result
 
 
@@ -121,10 +163,13 @@ def sft(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda
         processing_class=tokenizer,
         peft_config=peft,
     )
+    clock = StepClock()
+    trainer.add_callback(clock.callback)
+    _reset_peak(cuda)
     started = time.monotonic()
     try:
         output = trainer.train()
-        result = _result(trainer, output, started)
+        result = _result(trainer, output, started, clock, cuda)
         if test:
             result.eval_loss = trainer.evaluate()["eval_loss"]
             result.eval_samples = len(test)
@@ -148,6 +193,9 @@ def dpo(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda
     trainer = DPOTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(data.preference), processing_class=tokenizer
     )
+    clock = StepClock()
+    trainer.add_callback(clock.callback)
+    _reset_peak(cuda)
     started = time.monotonic()
     try:
         output = trainer.train()
@@ -155,7 +203,7 @@ def dpo(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda
         if _is_oom(error):
             raise _out_of_memory("DPO", settings.per_device_batch_size, settings.max_length) from None
         raise
-    result = _result(trainer, output, started)
+    result = _result(trainer, output, started, clock, cuda)
     accuracies = [entry["rewards/accuracies"] for entry in trainer.state.log_history if "rewards/accuracies" in entry]
     if accuracies:
         tail = accuracies[-max(1, len(accuracies) // 4):]
