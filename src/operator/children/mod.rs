@@ -10,6 +10,7 @@
 //! new controller brings children without new applier code.
 
 pub mod naming;
+pub mod pod;
 
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};

@@ -8,10 +8,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    EnvVarSource, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector, SecurityContext, Volume,
-    VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    PodTemplateSpec, ResourceRequirements, SecretEnvSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -19,7 +17,6 @@ use kube::api::ObjectMeta;
 
 use super::validate::ValidDataset;
 use crate::api::TwinDataset;
-use crate::api::common::SecretKeyRef;
 use crate::contract::labels::{
     DATASET_ANNOTATION, DATASET_BUILD_COMPONENT, DATASET_NAME, GENERATION_ANNOTATION,
 };
@@ -28,9 +25,13 @@ use crate::operator::children::naming::{
     CRONJOB_NAME_LIMIT, NAME_LIMIT, child_labels, child_name, instance_label, is_controlled_by,
     owner_reference,
 };
+use crate::operator::children::pod::{job_pod, mount_claims, restricted_container, secret_env};
 use crate::operator::children::{ApplyPolicy, ChildSet};
 use crate::operator::error::Result;
 use crate::operator::settings::OperatorSettings;
+
+/// The user the twin image runs as (distroless's nonroot).
+const BUILD_UID: i64 = 65532;
 
 /// The desired children of a dataset.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,22 +139,11 @@ fn pod_template(valid: &ValidDataset, settings: &OperatorSettings) -> PodTemplat
             ..Default::default()
         });
     }
-    for (index, (claim, writes)) in valid.claims.iter().enumerate() {
-        volumes.push(Volume {
-            name: format!("pvc-{index}"),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: claim.clone(),
-                read_only: Some(!writes),
-            }),
-            ..Default::default()
-        });
-        mounts.push(VolumeMount {
-            name: format!("pvc-{index}"),
-            mount_path: format!("{}/{claim}", paths::PVC_ROOT),
-            read_only: Some(!writes),
-            ..Default::default()
-        });
-    }
+    mount_claims(
+        valid.claims.iter().map(|(claim, writes)| (claim.as_str(), *writes)),
+        &mut volumes,
+        &mut mounts,
+    );
     let mut env = vec![
         EnvVar {
             name: env::CRAWLER_ALLOW_NETWORKS.into(),
@@ -169,21 +159,9 @@ fn pod_template(valid: &ValidDataset, settings: &OperatorSettings) -> PodTemplat
         EnvVar { name: env::LOG_FORMAT.into(), value: Some("json".into()), ..Default::default() },
     ];
     // Secrets by reference: each token or key reaches the build as one environment variable.
-    let secret_env = |name: String, secret: &SecretKeyRef| EnvVar {
-        name,
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.name.clone(),
-                key: secret.key.clone(),
-                optional: Some(false),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
     for source in &dataset.spec.sources {
         if let Some(secret) = source.git.as_ref().and_then(|g| g.token_secret_ref.as_ref()) {
-            env.push(secret_env(env::git_token(&source.name), secret));
+            env.push(secret_env(&env::git_token(&source.name), secret));
         }
     }
     if let Some(secret) = dataset
@@ -193,7 +171,7 @@ fn pod_template(valid: &ValidDataset, settings: &OperatorSettings) -> PodTemplat
         .and_then(|i| i.generator.as_ref())
         .and_then(|g| g.api_key_secret_ref.as_ref())
     {
-        env.push(secret_env(env::GENERATOR_API_KEY.into(), secret));
+        env.push(secret_env(env::GENERATOR_API_KEY, secret));
     }
     let env_from = dataset.spec.output.credentials_secret_ref.as_ref().map(|secret| {
         vec![EnvFromSource {
@@ -226,41 +204,11 @@ fn pod_template(valid: &ValidDataset, settings: &OperatorSettings) -> PodTemplat
         volume_mounts: Some(mounts),
         termination_message_path: Some(paths::TERMINATION_MESSAGE_PATH.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
-            ..Default::default()
-        }),
+        security_context: Some(restricted_container()),
         ..Default::default()
     };
-    PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(child_labels(DATASET_NAME, &dataset.name_any(), DATASET_BUILD_COMPONENT)),
-            ..Default::default()
-        }),
-        spec: Some(PodSpec {
-            restart_policy: Some("Never".into()),
-            service_account_name: overrides.service_account_name.clone(),
-            node_selector: Some(overrides.node_selector.clone()).filter(|n| !n.is_empty()),
-            tolerations: Some(overrides.tolerations.clone()).filter(|t| !t.is_empty()),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(65532),
-                run_as_group: Some(65532),
-                fs_group: Some(65532),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            containers: vec![container],
-            volumes: Some(volumes),
-            ..Default::default()
-        }),
-    }
+    let labels = child_labels(DATASET_NAME, &dataset.name_any(), DATASET_BUILD_COMPONENT);
+    job_pod(labels, &overrides, BUILD_UID, container, volumes)
 }
 
 fn job_spec(valid: &ValidDataset, settings: &OperatorSettings) -> JobSpec {

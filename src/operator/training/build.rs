@@ -9,10 +9,8 @@ use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    EnvVarSource, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector, SecurityContext, Volume,
-    VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    PodTemplateSpec, ResourceRequirements, SecretEnvSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -25,6 +23,7 @@ use crate::contract::labels::{RUN_ANNOTATION, TRAINER_COMPONENT, TRAINING_NAME};
 use crate::contract::{TrainerConfig, paths};
 use crate::hashing::sha256_hex;
 use crate::operator::children::naming::{NAME_LIMIT, child_labels, child_name, owner_reference};
+use crate::operator::children::pod::{job_pod, mount_claims, restricted_container, secret_env};
 use crate::operator::children::{ApplyPolicy, ChildSet};
 use crate::operator::error::Result;
 use crate::operator::settings::OperatorSettings;
@@ -196,22 +195,8 @@ fn pod_template(
         (job.spec.base_model.uri.as_str(), false),
         (job.spec.output.uri.as_str(), true),
     ];
-    for (index, (claim, writes)) in claims(&read).into_iter().enumerate() {
-        volumes.push(Volume {
-            name: format!("pvc-{index}"),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: claim.clone(),
-                read_only: Some(!writes),
-            }),
-            ..Default::default()
-        });
-        mounts.push(VolumeMount {
-            name: format!("pvc-{index}"),
-            mount_path: format!("{}/{claim}", paths::PVC_ROOT),
-            read_only: Some(!writes),
-            ..Default::default()
-        });
-    }
+    let claims = claims(&read);
+    mount_claims(claims.iter().map(|(claim, writes)| (claim.as_str(), *writes)), &mut volumes, &mut mounts);
     let var = |name: &str, value: &str| EnvVar {
         name: name.into(),
         value: Some(value.into()),
@@ -221,18 +206,7 @@ fn pod_template(
     let mut env =
         vec![var("HOME", "/tmp"), var("HF_HOME", "/tmp/hf"), var("TRITON_CACHE_DIR", "/tmp/triton")];
     if let Some(secret) = &job.spec.base_model.token_secret_ref {
-        env.push(EnvVar {
-            name: "HF_TOKEN".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: secret.name.clone(),
-                    key: secret.key.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        env.push(secret_env("HF_TOKEN", secret));
     }
     // S3 settings: the output's, else the dataset's (one set of AWS variables per pod).
     let s3 = [&job.spec.output, &dataset.spec.output].into_iter().find(|l| l.uri.starts_with("s3://"));
@@ -270,41 +244,11 @@ fn pod_template(
         volume_mounts: Some(mounts),
         termination_message_path: Some(paths::TERMINATION_MESSAGE_PATH.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
-            ..Default::default()
-        }),
+        security_context: Some(restricted_container()),
         ..Default::default()
     };
-    PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(child_labels(TRAINING_NAME, &job.name_any(), TRAINER_COMPONENT)),
-            ..Default::default()
-        }),
-        spec: Some(PodSpec {
-            restart_policy: Some("Never".into()),
-            service_account_name: overrides.service_account_name.clone(),
-            node_selector: Some(overrides.node_selector.clone()).filter(|n| !n.is_empty()),
-            tolerations: Some(overrides.tolerations.clone()).filter(|t| !t.is_empty()),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(TRAINER_UID),
-                run_as_group: Some(TRAINER_UID),
-                fs_group: Some(TRAINER_UID),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            containers: vec![container],
-            volumes: Some(volumes),
-            ..Default::default()
-        }),
-    }
+    let labels = child_labels(TRAINING_NAME, &job.name_any(), TRAINER_COMPONENT);
+    job_pod(labels, overrides, TRAINER_UID, container, volumes)
 }
 
 /// The desired children of a run on the kubernetes backend.

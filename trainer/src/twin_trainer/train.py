@@ -119,10 +119,21 @@ def _reset_peak(cuda: bool) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def _result(trainer, output, started: float, clock: StepClock, cuda: bool) -> StageResult:
-    history = trainer.state.log_history
+def _train(trainer, stage: str, batch: int, length: int, cuda: bool) -> StageResult:
+    """Runs a stage's training, timed step by step, with its own memory peak; running out of
+    GPU memory is explained with the batch size and length that did not fit."""
+    clock = StepClock()
+    trainer.add_callback(clock.callback)
+    _reset_peak(cuda)
+    started = time.monotonic()
+    try:
+        output = trainer.train()
+    except Exception as error:
+        if _is_oom(error):
+            raise _out_of_memory(stage, batch, length) from None
+        raise
     result = StageResult(
-        losses=[entry["loss"] for entry in history if "loss" in entry],
+        losses=[entry["loss"] for entry in trainer.state.log_history if "loss" in entry],
         train_loss=output.training_loss,
         tokens=int(trainer.state.num_input_tokens_seen or 0),
         seconds=time.monotonic() - started,
@@ -163,20 +174,10 @@ def sft(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda
         processing_class=tokenizer,
         peft_config=peft,
     )
-    clock = StepClock()
-    trainer.add_callback(clock.callback)
-    _reset_peak(cuda)
-    started = time.monotonic()
-    try:
-        output = trainer.train()
-        result = _result(trainer, output, started, clock, cuda)
-        if test:
-            result.eval_loss = trainer.evaluate()["eval_loss"]
-            result.eval_samples = len(test)
-    except Exception as error:
-        if _is_oom(error):
-            raise _out_of_memory("SFT", settings.per_device_batch_size, settings.max_seq_length) from None
-        raise
+    result = _train(trainer, "SFT", settings.per_device_batch_size, settings.max_seq_length, cuda)
+    if test:
+        result.eval_loss = trainer.evaluate()["eval_loss"]
+        result.eval_samples = len(test)
     return trainer.model, result
 
 
@@ -193,17 +194,7 @@ def dpo(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda
     trainer = DPOTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(data.preference), processing_class=tokenizer
     )
-    clock = StepClock()
-    trainer.add_callback(clock.callback)
-    _reset_peak(cuda)
-    started = time.monotonic()
-    try:
-        output = trainer.train()
-    except Exception as error:
-        if _is_oom(error):
-            raise _out_of_memory("DPO", settings.per_device_batch_size, settings.max_length) from None
-        raise
-    result = _result(trainer, output, started, clock, cuda)
+    result = _train(trainer, "DPO", settings.per_device_batch_size, settings.max_length, cuda)
     accuracies = [entry["rewards/accuracies"] for entry in trainer.state.log_history if "rewards/accuracies" in entry]
     if accuracies:
         tail = accuracies[-max(1, len(accuracies) // 4):]
