@@ -47,13 +47,14 @@ pub fn from_run(
     let job_status = child.status.clone().unwrap_or_default();
     let mut backend =
         BackendStatus { kind: "kubernetes".into(), job_name: Some(name.clone()), ..Default::default() };
-    status.start_time = job_status.start_time.clone().or(status.start_time);
     // A new run clears what the previous one reported.
     if status.backend.as_ref().and_then(|b| b.job_name.as_deref()) != Some(name.as_str()) {
         status.metrics = None;
         status.model = None;
+        status.start_time = None;
         status.completion_time = None;
     }
+    status.start_time = job_status.start_time.clone().or(status.start_time);
     let result = observed.termination_message.as_deref().map(TrainerResult::parse);
     let assessment = if job_condition(child, "Complete") {
         match result {
