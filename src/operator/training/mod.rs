@@ -25,6 +25,7 @@ use super::context::Context;
 use super::dataset::status::job_finished;
 use super::driver::{Validation, Verdict, referrers, run_controller, settle, with_finalizer};
 use super::error::{Error, Result};
+use super::references;
 use crate::api::training::{TrainingPhase, TwinTrainingJobStatus};
 use crate::api::{TwinDataset, TwinTrainingJob};
 use crate::contract::labels;
@@ -58,10 +59,21 @@ async fn train(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Action> {
     match validate::validate(&job, dataset.as_ref()) {
         Validation::Wait(verdict) => settle(&ctx, &*job, &verdict, status).await,
         Validation::Proceed(pinned) => {
-            let (Some(backend), Some(dataset)) = (&job.spec.backend.kubernetes, dataset.as_ref()) else {
+            let Some(backend) = &job.spec.backend.kubernetes else {
                 // The SageMaker backend does not start runs yet: the revision stays pinned.
                 status.dataset_revision = Some(pinned.revision);
                 return settle(&ctx, &*job, &pinned.verdict, status).await;
+            };
+            let Some(dataset) = dataset.as_ref() else {
+                // Deleted after the revision was pinned: where its files are went with it.
+                let message = references::missing_reference(
+                    "TwinDataset",
+                    &job.spec.dataset_ref.name,
+                    &namespace,
+                    "spec.datasetRef.name",
+                );
+                let assessment = Assessment::not_ready(TrainingPhase::Pending, "DatasetNotFound", message);
+                return settle(&ctx, &*job, &Verdict::settled(assessment), status).await;
             };
             let run = Run::new(&job, &pinned.revision);
             let built = build::run_output(&job, &run)
