@@ -287,9 +287,12 @@ pub struct SageMakerBackend {
     #[serde(default = "default_instance_type")]
     #[schemars(length(min = 4, max = 64), regex(pattern = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"))]
     pub instance_type: String,
-    /// Training image in ECR (TRL + PEFT, the same trainer as the kubernetes backend).
+    /// Training image in ECR (the same trainer as the kubernetes backend: SageMaker pulls only
+    /// from ECR). Unset means the operator's `--sagemaker-trainer-image` (the chart's
+    /// `workloads.sagemakerTrainerImage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
-    pub image: String,
+    pub image: Option<String>,
     /// Longest the job may run.
     #[serde(default = "default_max_runtime")]
     #[schemars(range(min = 60, max = 2419200))]

@@ -32,6 +32,10 @@ pub struct OperatorSettings {
     /// Default trainer image of the kubernetes training backend.
     #[arg(long, default_value = "ghcr.io/twin-operator/twin-trainer:0.1.0", env = "TWIN_TRAINER_IMAGE")]
     pub trainer_image: String,
+    /// Default training image of the sagemaker backend, in ECR (SageMaker pulls only from
+    /// ECR, so there is no public default). Empty means unset: each job must name its image.
+    #[arg(long, default_value = "", env = "TWIN_SAGEMAKER_TRAINER_IMAGE")]
+    pub sagemaker_trainer_image: String,
     /// Default image of the vllm engine.
     #[arg(long, default_value = "vllm/vllm-openai:v0.11.0", env = "TWIN_VLLM_IMAGE")]
     pub vllm_image: String,
@@ -73,6 +77,7 @@ impl OperatorSettings {
             lease_duration_seconds: 3,
             twin_image: "twin:test".into(),
             trainer_image: "twin-trainer:test".into(),
+            sagemaker_trainer_image: String::new(),
             vllm_image: "vllm:test".into(),
             crawler_allow_networks: String::new(),
             log_format: None,

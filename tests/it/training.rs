@@ -227,3 +227,44 @@ fn the_trainer_configuration_is_the_one_the_trainer_reads() {
         "regenerate with TWIN_UPDATE_FIXTURES=1 and check the trainer still reads it"
     );
 }
+
+#[tokio::test]
+async fn a_sagemaker_job_says_which_image_to_set_and_what_it_waits_for() {
+    let server = FakeApiServer::start().await;
+    create_drafts_config_map(&server).await;
+    let operator = start(&server, "replica-a").await;
+    apply_examples(&server).await;
+    publish_dataset_revision(&server, "paul", "rev-1").await;
+    // The example names its ECR image: it pins the revision and says SageMaker runs are not
+    // started by this release.
+    let pinned = wait_for_phase(
+        &server,
+        "TwinTrainingJob",
+        "paul-v1-sagemaker",
+        "Pending",
+        "SageMakerNotSupportedYet",
+    )
+    .await;
+    assert_eq!(pinned["status"]["datasetRevision"], "rev-1");
+    // Without an image in the spec, and none set on the operator, the status says where to set one.
+    let mut edited: Value =
+        serde_saphyr::from_str(&repo::read("manifests/examples/twintrainingjob-sagemaker.yaml")).unwrap();
+    edited["metadata"]["name"] = json!("no-image");
+    edited["spec"]["backend"]["sagemaker"].as_object_mut().unwrap().remove("image");
+    Api::<TwinTrainingJob>::namespaced(server.client(), NS)
+        .patch("no-image", &PatchParams::apply("kubectl"), &Patch::Apply(&edited))
+        .await
+        .unwrap();
+    let waiting =
+        wait_for_phase(&server, "TwinTrainingJob", "no-image", "Pending", "TrainerImageNotSet").await;
+    let message = waiting["status"]["conditions"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("--sagemaker-trainer-image") && message.contains("workloads.sagemakerTrainerImage"),
+        "{message}"
+    );
+    assert!(
+        trainer_jobs(&server).iter().all(|job| job.starts_with("paul-v1-train-")),
+        "SageMaker jobs make no Kubernetes Job"
+    );
+    operator.shutdown().await;
+}

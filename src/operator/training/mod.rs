@@ -60,9 +60,10 @@ async fn train(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Action> {
         Validation::Wait(verdict) => settle(&ctx, &*job, &verdict, status).await,
         Validation::Proceed(pinned) => {
             let Some(backend) = &job.spec.backend.kubernetes else {
-                // The SageMaker backend does not start runs yet: the revision stays pinned.
-                status.dataset_revision = Some(pinned.revision);
-                return settle(&ctx, &*job, &pinned.verdict, status).await;
+                status.dataset_revision = Some(pinned.revision.clone());
+                let verdict =
+                    sagemaker_pending(&job, &pinned.revision, &ctx.settings.sagemaker_trainer_image);
+                return settle(&ctx, &*job, &verdict, status).await;
             };
             let Some(dataset) = dataset.as_ref() else {
                 // Deleted after the revision was pinned: where its files are went with it.
@@ -92,6 +93,32 @@ async fn train(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Action> {
             settle(&ctx, &*job, &verdict, status).await
         }
     }
+}
+
+/// What a job on the SageMaker backend waits for: its training image, when neither the spec
+/// nor the operator names one; else this release, which does not start SageMaker jobs yet.
+fn sagemaker_pending(job: &TwinTrainingJob, revision: &str, default_image: &str) -> Verdict<TrainingPhase> {
+    let image =
+        job.spec.backend.sagemaker.as_ref().and_then(|s| s.image.as_deref()).filter(|i| !i.is_empty());
+    let assessment = if image.is_none() && default_image.is_empty() {
+        Assessment::not_ready(
+            TrainingPhase::Pending,
+            "TrainerImageNotSet",
+            "no SageMaker training image: set spec.backend.sagemaker.image, or the operator's \
+             --sagemaker-trainer-image (the chart's workloads.sagemakerTrainerImage) to the trainer \
+             image pushed to ECR, the only registry SageMaker pulls from",
+        )
+    } else {
+        Assessment::not_ready(
+            TrainingPhase::Pending,
+            "SageMakerNotSupportedYet",
+            format!(
+                "dataset revision {revision} is pinned; this release does not start SageMaker training jobs \
+                 yet (the kubernetes backend trains)"
+            ),
+        )
+    };
+    Verdict { assessment, recheck: Some(validate::PINNED_RECHECK) }
 }
 
 /// Counts a run that reaches a phase for the first time (a new run, or a new phase of the
