@@ -42,11 +42,12 @@ def _stage(result: train.StageResult) -> dict:
     }
 
 
-def _peak_memory(cuda: bool) -> dict:
-    if cuda:
-        import torch
-
-        return {"peakMemoryGiB": round(torch.cuda.max_memory_allocated() / 2**30, 3), "peakMemoryOf": "gpu"}
+def _peak_memory(stages: list[train.StageResult]) -> dict:
+    """The run's peak: the largest of its stages' GPU peaks (each stage resets the counter), or
+    the process's largest resident size on CPU."""
+    gpu = [stage.peak_gpu_gib for stage in stages if stage.peak_gpu_gib is not None]
+    if gpu:
+        return {"peakMemoryGiB": round(max(gpu), 3), "peakMemoryOf": "gpu"}
     # Linux reports the largest resident size in KiB.
     return {"peakMemoryGiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3), "peakMemoryOf": "process"}
 
@@ -66,6 +67,7 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
         data = training_data.load(folder, need_preference=config.dpo.enabled)
         model, tokenizer, source = base_model.load(config.base_model_uri, config.sft.method, config.hub_token_env, workdir)
         model, sft = train.sft(config, data, model, tokenizer, workdir, cuda)
+        stages = [sft]
         dpo_metrics: dict
         if not config.dpo.enabled:
             dpo_metrics = {"skipped": "dpo.enabled is false"}
@@ -74,6 +76,7 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
         else:
             model, dpo = train.dpo(config, data, model, tokenizer, workdir, cuda)
             dpo_metrics = {**_stage(dpo), "rewardAccuracy": dpo.reward_accuracy}
+            stages.append(dpo)
         if not primary:
             return {"status": "Succeeded"}
         out = model_dir or os.path.join(workdir, "out")
@@ -112,7 +115,7 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
                 "vllmMaxLoraRank": config.vllm_max_lora_rank,
                 "gguf": gguf,
             },
-            **_peak_memory(cuda),
+            **_peak_memory(stages),
             "durationSeconds": round(time.monotonic() - started, 3),
         }
         with open(os.path.join(out, "metrics.json"), "w", encoding="utf-8") as file:
