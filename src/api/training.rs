@@ -184,8 +184,8 @@ pub enum SftMethod {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DpoSpec {
-    /// Run DPO after SFT. Skipped, with a condition saying so, when the dataset has no
-    /// preference triples.
+    /// Run DPO after SFT. Skipped when the dataset has no preference triples, and the Ready
+    /// condition's message says so.
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// How far the policy may move from the SFT model (higher stays closer).

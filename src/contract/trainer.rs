@@ -54,6 +54,9 @@ pub struct TrainerSuccess {
     /// The `--max-lora-rank` vLLM needs for this adapter.
     #[serde(default)]
     pub vllm_max_lora_rank: Option<u32>,
+    /// Why DPO did not run (disabled, or no preference triples), when it did not.
+    #[serde(default)]
+    pub dpo_skipped: Option<String>,
 }
 
 /// What a failed run reports.

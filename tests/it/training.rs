@@ -192,6 +192,17 @@ async fn a_failed_trainer_fails_the_run_with_its_reason() {
     edit_training_job(&server, "paul-v1", |job| job["spec"]["sft"]["perDeviceBatchSize"] = json!(2)).await;
     wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
     assert_eq!(trainer_jobs(&server), ["paul-v1-train-g1-rev1", "paul-v1-train-g2-rev1"]);
+    // A run whose dataset had no preference triples succeeds and says DPO was skipped.
+    edit_training_job(&server, "no-dpo", |_| {}).await;
+    wait_for_phase(&server, "TwinTrainingJob", "no-dpo", "Running", "Training").await;
+    let skipped = r#"{"status":"Succeeded","sftTrainLoss":1.0,"dpoRewardAccuracy":null,"dpoSkipped":"the dataset has no preference triples (preference/train.jsonl)"}"#;
+    server.mark_job_succeeded(NS, "no-dpo-train-g1-rev1", skipped).unwrap();
+    let done = wait_for_phase(&server, "TwinTrainingJob", "no-dpo", "Succeeded", "AdapterPublished").await;
+    let message = done["status"]["conditions"][0]["message"].as_str().unwrap();
+    assert!(
+        message.ends_with("DPO skipped: the dataset has no preference triples (preference/train.jsonl))"),
+        "{message}"
+    );
 
     // A pod that died without a result (a crash, an eviction) still fails with a pointer to the logs.
     server.mark_job_failed(NS, "paul-v1-train-g2-rev1", "").unwrap();

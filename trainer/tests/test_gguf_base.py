@@ -22,6 +22,8 @@ def test_a_gguf_base_model_trains(tmp_path, dataset_dir):
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["sft"]["steps"] == 1 and metrics["sft"]["trainLoss"] > 0
     assert metrics["dpo"] == {"skipped": "dpo.enabled is false"}
+    summary = json.loads((tmp_path / "out.termination").read_text())
+    assert summary["dpoSkipped"] == "dpo.enabled is false" and summary["dpoRewardAccuracy"] is None
     # SmolLM2: 30 layers, 7 projections each, A and B.
     assert metrics["adapter"]["gguf"] == {"architecture": "llama", "tensors": 30 * 7 * 2}
     tokenizer = json.loads((tmp_path / "out" / "tokenizer" / "tokenizer_config.json").read_text())

@@ -134,10 +134,13 @@ fn metrics(success: &TrainerSuccess) -> TrainingMetrics {
 
 fn success_message(success: &TrainerSuccess, adapter: &str) -> String {
     let number = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.3}"));
+    let dpo = match &success.dpo_skipped {
+        Some(why) => format!("DPO skipped: {why}"),
+        None => format!("DPO reward accuracy {}", number(success.dpo_reward_accuracy)),
+    };
     format!(
-        "adapter published at {adapter} (SFT loss {}, eval loss {}, DPO reward accuracy {})",
+        "adapter published at {adapter} (SFT loss {}, eval loss {}, {dpo})",
         number(success.sft_train_loss),
         number(success.sft_eval_loss),
-        number(success.dpo_reward_accuracy)
     )
 }

@@ -131,6 +131,7 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
             "sftTrainLoss": sft.train_loss,
             "sftEvalLoss": sft.eval_loss,
             "dpoRewardAccuracy": dpo_metrics.get("rewardAccuracy"),
+            "dpoSkipped": dpo_metrics.get("skipped"),
             "vllmMaxLoraRank": config.vllm_max_lora_rank,
         }
     finally:
