@@ -83,19 +83,13 @@ pub fn from_run(
             ),
         }
     } else if job_condition(child, "Failed") {
-        status.completion_time = job_status
-            .conditions
-            .as_ref()
-            .and_then(|c| c.iter().find(|c| c.type_ == "Failed"))
-            .and_then(|c| c.last_transition_time.clone());
-        let why = job_status
-            .conditions
-            .as_ref()
-            .and_then(|c| c.iter().find(|c| c.type_ == "Failed"))
-            .map(|c| c.reason.clone().unwrap_or_default())
-            .unwrap_or_default();
-        backend.detail =
-            Some(format!("Failed{}", if why.is_empty() { String::new() } else { format!(" ({why})") }));
+        let failed = job_status.conditions.as_ref().and_then(|c| c.iter().find(|c| c.type_ == "Failed"));
+        status.completion_time = failed.and_then(|c| c.last_transition_time.clone());
+        let why = failed
+            .and_then(|c| c.reason.as_deref())
+            .filter(|r| !r.is_empty())
+            .map_or(String::new(), |r| format!(" ({r})"));
+        backend.detail = Some(format!("Failed{why}"));
         match result {
             Some(Ok(TrainerResult::Failed(failure))) => Assessment::not_ready(
                 TrainingPhase::Failed,
@@ -105,10 +99,7 @@ pub fn from_run(
             _ => Assessment::not_ready(
                 TrainingPhase::Failed,
                 "TrainerFailed",
-                format!(
-                    "Job {name} failed{}; see kubectl logs job/{name}",
-                    if why.is_empty() { String::new() } else { format!(" ({why})") }
-                ),
+                format!("Job {name} failed{why}; see kubectl logs job/{name}"),
             ),
         }
     } else {
