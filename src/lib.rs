@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod apidoc;
+pub mod aws;
 pub mod backoff;
 pub mod contract;
 pub mod crdgen;

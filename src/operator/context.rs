@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use super::error::{Error, Result};
 use super::metrics::Metrics;
 use super::settings::OperatorSettings;
+use super::training::sagemaker::client::SageMakerClients;
 
 /// The field manager of every server-side apply the operator makes, children and status alike.
 pub const FIELD_MANAGER: &str = "twin-operator";
@@ -26,6 +27,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Publishes Kubernetes Events.
     pub recorder: Recorder,
+    /// Clients of the sagemaker training backend.
+    pub sagemaker: SageMakerClients,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -34,7 +37,8 @@ impl Context {
     pub fn new(client: Client, settings: OperatorSettings, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: Some(settings.identity()) };
         let recorder = Recorder::new(client.clone(), reporter);
-        Self { client, settings, metrics, recorder, failures: Mutex::new(HashMap::new()) }
+        let sagemaker = SageMakerClients::new(settings.sagemaker_client.clone());
+        Self { client, settings, metrics, recorder, sagemaker, failures: Mutex::new(HashMap::new()) }
     }
 
     /// The API of a kind across the watched namespaces (one, or all).

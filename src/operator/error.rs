@@ -60,6 +60,17 @@ pub enum Error {
         /// What the API server said.
         source: kube::Error,
     },
+    /// A call to AWS SageMaker failed for a reason that may pass: throttled beyond the SDK's
+    /// own retries, unreachable, a server error.
+    #[error("SageMaker {op} {name}: {message}")]
+    SageMaker {
+        /// The API call.
+        op: &'static str,
+        /// The training job.
+        name: String,
+        /// What the SDK or the service said.
+        message: String,
+    },
     /// An object could not be serialised (a bug, not a user error).
     #[error("serialising {what}: {source}")]
     Serialize {
@@ -103,6 +114,7 @@ impl Error {
             | Error::WriteStatus { source }
             | Error::Finalizer { source, .. } => refused(source),
             Error::Serialize { .. } | Error::Unidentified(_) => true,
+            Error::SageMaker { .. } => false,
         }
     }
 
@@ -126,6 +138,7 @@ impl Error {
             | Error::ListChildren { source, .. }
             | Error::DeleteChild { source, .. }
             | Error::Finalizer { source, .. } => api(source, "RequestRejected"),
+            Error::SageMaker { .. } => "SageMakerUnavailable",
             Error::Serialize { .. } => "SerializationFailed",
             Error::Unidentified(_) => "Unidentified",
         }

@@ -36,6 +36,14 @@ pub struct OperatorSettings {
     /// ECR, so there is no public default). Empty means unset: each job must name its image.
     #[arg(long, default_value = "", env = "TWIN_SAGEMAKER_TRAINER_IMAGE")]
     pub sagemaker_trainer_image: String,
+    /// Shortest wait between two DescribeTrainingJob calls of a running SageMaker job; the
+    /// wait grows with the time the job has not changed, up to five minutes.
+    #[arg(long, default_value_t = 30, env = "TWIN_SAGEMAKER_POLL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub sagemaker_poll_seconds: u64,
+    /// The SageMaker client every call goes through, instead of one per region and credentials
+    /// from the AWS configuration chain (tests and embedding; not a flag).
+    #[arg(skip)]
+    pub sagemaker_client: Option<aws_sdk_sagemaker::Client>,
     /// Default image of the vllm engine.
     #[arg(long, default_value = "vllm/vllm-openai:v0.11.0", env = "TWIN_VLLM_IMAGE")]
     pub vllm_image: String,
@@ -78,6 +86,8 @@ impl OperatorSettings {
             twin_image: "twin:test".into(),
             trainer_image: "twin-trainer:test".into(),
             sagemaker_trainer_image: String::new(),
+            sagemaker_poll_seconds: 1,
+            sagemaker_client: None,
             vllm_image: "vllm:test".into(),
             crawler_allow_networks: String::new(),
             log_format: None,

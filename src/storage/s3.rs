@@ -3,13 +3,13 @@
 //! given as `credentialsSecretRef` sets), web identity (IRSA), EKS Pod Identity, the instance
 //! profile. Each object is written by one PUT, which S3 makes visible whole or not at all.
 
-use aws_config::{BehaviorVersion, Region};
+use aws_config::Region;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
 use super::StorageError;
+use crate::aws::{self, describe};
 
 /// Where and how to reach S3.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,45 +27,10 @@ pub struct S3Store {
     prefix: String,
 }
 
-/// An SDK error said with the service's code and message, which name the actual problem
-/// (`NoSuchBucket`, `AccessDenied`, ...), not just "service error".
-fn describe<E, R>(error: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match error {
-        SdkError::ServiceError(service) => {
-            let inner = service.err();
-            format!(
-                "{}: {}",
-                inner.code().unwrap_or("error"),
-                inner.message().unwrap_or("the service refused the request")
-            )
-        }
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(inner) = source {
-                text = format!("{text}: {inner}");
-                source = inner.source();
-            }
-            text
-        }
-    }
-}
-
 impl S3Store {
     /// A store for `s3://bucket/prefix`.
     pub async fn new(bucket: &str, prefix: &str, options: &S3Options) -> Self {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
-        if let Some(region) = &options.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        let shared = loader.load().await;
+        let shared = aws::sdk_config(options.region.as_deref(), None).await;
         let mut config = aws_sdk_s3::config::Builder::from(&shared);
         if shared.region().is_none() {
             // S3 needs a region to sign; us-east-1 reaches any bucket through redirects.

@@ -17,6 +17,7 @@ mod hub;
 mod operator;
 mod pipeline;
 mod s3;
+mod sagemaker;
 mod sources;
 mod steps;
 mod training;

@@ -20,10 +20,12 @@ use crate::support::{repo, twins, wait};
 
 pub(crate) const NS: &str = "twins";
 
+/// An operator replica; its SageMaker client reaches nothing (tests/it/sagemaker.rs gives one
+/// that does), so no test calls out of the machine.
 pub(crate) async fn start(server: &FakeApiServer, identity: &str) -> Operator {
-    Operator::start(server.client(), &server.url, OperatorSettings::for_tests(identity))
-        .await
-        .expect("the operator starts")
+    let mut settings = OperatorSettings::for_tests(identity);
+    settings.sagemaker_client = Some(crate::support::sagemaker::unreachable().await);
+    Operator::start(server.client(), &server.url, settings).await.expect("the operator starts")
 }
 
 pub(crate) async fn eventually<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T

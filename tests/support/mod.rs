@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod git_http;
 pub mod moto;
 pub mod repo;
+pub mod sagemaker;
 pub mod serve;
 pub mod twins;
 pub mod wait;

@@ -10,13 +10,17 @@ from conftest import training_config
 from twin_trainer.__main__ import main
 
 
-def sagemaker_root(tmp_path, config, dataset_dir=None):
+def sagemaker_root(tmp_path, config, dataset_dir=None, channels=("dataset",)):
+    """SageMaker's layout: the hyperparameters, and the dataset in one `dataset` channel or in
+    one channel per split (what the operator starts)."""
     root = tmp_path / "opt-ml"
     (root / "input" / "config").mkdir(parents=True)
     # SageMaker passes every hyperparameter as a string.
     (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"config": json.dumps(config)}))
     if dataset_dir is not None:
-        shutil.copytree(dataset_dir, root / "input" / "data" / "dataset")
+        for channel in channels:
+            source = dataset_dir if channel == "dataset" else dataset_dir / channel
+            shutil.copytree(source, root / "input" / "data" / channel)
     return root
 
 
@@ -32,6 +36,17 @@ def test_a_run_reads_the_channel_and_writes_the_model_folder(tmp_path, dataset_d
     assert metrics["sft"]["steps"] == 2 and metrics["dpo"]["steps"] == 2
     assert metrics["datasetUri"] == str(root / "input" / "data" / "dataset")
     assert not (root / "output" / "failure").exists()
+
+
+def test_a_run_reads_one_channel_per_split(tmp_path, dataset_dir, tiny_model_dir):
+    config = training_config("s3://bucket/twins/datasets/paul/r1", tiny_model_dir, tmp_path / "unused", maxSteps=2)
+    del config["outputUri"]
+    root = sagemaker_root(tmp_path, config, dataset_dir, channels=("instruct", "preference"))
+    assert main(["--sagemaker-root", str(root)]) == 0
+    metrics = json.loads((root / "model" / "metrics.json").read_text())
+    # Both splits were read from their channels: SFT evaluated on instruct/test.jsonl, DPO ran.
+    assert metrics["sft"]["steps"] == 2 and metrics["sft"]["evalLoss"] is not None
+    assert metrics["dpo"]["steps"] == 2
 
 
 def test_a_failure_is_written_where_sagemaker_reads_it(tmp_path, tiny_model_dir):

@@ -65,6 +65,13 @@ pub fn run_output(job: &TwinTrainingJob, run: &Run) -> Result<StorageUri, String
     Ok(root.join(&format!("models/{}/{}", job.name_any(), run.name)))
 }
 
+/// Where a dataset revision's files are (DESIGN §4): `<output>/datasets/<dataset>/<revision>`.
+pub fn revision_folder(dataset: &TwinDataset, revision: &str) -> Result<StorageUri, String> {
+    let root: StorageUri =
+        dataset.spec.output.uri.parse().map_err(|e| format!("the dataset's spec.output.uri: {e}"))?;
+    Ok(root.join(&format!("datasets/{}/{revision}", dataset.name_any())))
+}
+
 /// A URI as the trainer pod reaches it: `pvc://` as the path where its claim is mounted, the
 /// rest as they are.
 fn in_pod(uri: &str) -> String {
@@ -112,9 +119,7 @@ pub fn trainer_config(
     dataset: &TwinDataset,
     run: &Run,
 ) -> Result<TrainerConfig, String> {
-    let dataset_root: StorageUri =
-        dataset.spec.output.uri.parse().map_err(|e| format!("the dataset's spec.output.uri: {e}"))?;
-    let revision_uri = dataset_root.join(&format!("datasets/{}/{}", dataset.name_any(), run.revision));
+    let revision_uri = revision_folder(dataset, &run.revision)?;
     Ok(TrainerConfig {
         run: run.name.clone(),
         dataset_uri: in_pod(&revision_uri.to_string()),

@@ -1,11 +1,12 @@
 //! The TwinTrainingJob controller. Each reconcile: fetch the dataset it trains on → validate
 //! (the dataset is Ready) → pin its revision → on the kubernetes backend, build the run's
-//! trainer ConfigMap and Job → apply them → fetch the Job and its result → status. A job on the
-//! SageMaker backend carries a finalizer from the start, so that deleting it can stop what it
-//! runs outside the cluster.
+//! trainer ConfigMap and Job → apply them → fetch the Job and its result → status; on the
+//! sagemaker backend, create or describe the run's training job → status. A job on the
+//! SageMaker backend carries a finalizer from the start, so that deleting it stops what it runs
+//! outside the cluster.
 
 pub mod build;
-pub mod cleanup;
+pub mod sagemaker;
 pub mod status;
 pub mod validate;
 
@@ -40,13 +41,21 @@ async fn reconcile(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Actio
     if job.spec.backend.sagemaker.is_none() {
         return train(job, ctx).await;
     }
-    let (apply_ctx, cleanup_ctx) = (ctx.clone(), ctx.clone());
+    // Deleted while a training job runs: it is stopped first, and the finalizer stays until
+    // SageMaker says it has stopped.
+    if job.metadata.deletion_timestamp.is_some() && job.finalizers().iter().any(|f| f == SAGEMAKER_FINALIZER) {
+        if let Some(wait) = sagemaker::cleanup::stop_outside_work(&job, &ctx).await? {
+            return Ok(Action::requeue(wait));
+        }
+    }
+    let apply_ctx = ctx.clone();
     with_finalizer(
         &ctx,
         job,
         SAGEMAKER_FINALIZER,
         move |job| train(job, apply_ctx),
-        move |job| cleanup::stop_outside_work(job, cleanup_ctx),
+        // Reached once nothing runs on SageMaker any more: the finalizer goes.
+        |_| async { Ok(Action::await_change()) },
     )
     .await
 }
@@ -54,17 +63,11 @@ async fn reconcile(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Actio
 /// The steps of a live training job.
 async fn train(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = job.namespace().ok_or(Error::Unidentified("namespace"))?;
-    let mut status = job.status.clone().unwrap_or_default();
+    let status = job.status.clone().unwrap_or_default();
     let dataset = ctx.fetch::<TwinDataset>(&namespace, &job.spec.dataset_ref.name).await?;
     match validate::validate(&job, dataset.as_ref()) {
         Validation::Wait(verdict) => settle(&ctx, &*job, &verdict, status).await,
         Validation::Proceed(pinned) => {
-            let Some(backend) = &job.spec.backend.kubernetes else {
-                status.dataset_revision = Some(pinned.revision.clone());
-                let verdict =
-                    sagemaker_pending(&job, &pinned.revision, &ctx.settings.sagemaker_trainer_image);
-                return settle(&ctx, &*job, &verdict, status).await;
-            };
             let Some(dataset) = dataset.as_ref() else {
                 // Deleted after the revision was pinned: where its files are went with it.
                 let message = references::missing_reference(
@@ -75,6 +78,13 @@ async fn train(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Action> {
                 );
                 let assessment = Assessment::not_ready(TrainingPhase::Pending, "DatasetNotFound", message);
                 return settle(&ctx, &*job, &Verdict::settled(assessment), status).await;
+            };
+            let Some(backend) = &job.spec.backend.kubernetes else {
+                let backend = job.spec.backend.sagemaker.as_ref().ok_or(Error::Unidentified("backend"))?;
+                let (verdict, status) =
+                    sagemaker::train(&ctx, &job, dataset, backend, &pinned.revision, status).await?;
+                count_run(&ctx, &job, &verdict.assessment.phase, &status);
+                return settle(&ctx, &*job, &verdict, status).await;
             };
             let run = Run::new(&job, &pinned.revision);
             let built = build::run_output(&job, &run)
@@ -93,32 +103,6 @@ async fn train(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Action> {
             settle(&ctx, &*job, &verdict, status).await
         }
     }
-}
-
-/// What a job on the SageMaker backend waits for: its training image, when neither the spec
-/// nor the operator names one; else this release, which does not start SageMaker jobs yet.
-fn sagemaker_pending(job: &TwinTrainingJob, revision: &str, default_image: &str) -> Verdict<TrainingPhase> {
-    let image =
-        job.spec.backend.sagemaker.as_ref().and_then(|s| s.image.as_deref()).filter(|i| !i.is_empty());
-    let assessment = if image.is_none() && default_image.is_empty() {
-        Assessment::not_ready(
-            TrainingPhase::Pending,
-            "TrainerImageNotSet",
-            "no SageMaker training image: set spec.backend.sagemaker.image, or the operator's \
-             --sagemaker-trainer-image (the chart's workloads.sagemakerTrainerImage) to the trainer \
-             image pushed to ECR, the only registry SageMaker pulls from",
-        )
-    } else {
-        Assessment::not_ready(
-            TrainingPhase::Pending,
-            "SageMakerNotSupportedYet",
-            format!(
-                "dataset revision {revision} is pinned; this release does not start SageMaker training jobs \
-                 yet (the kubernetes backend trains)"
-            ),
-        )
-    };
-    Verdict { assessment, recheck: Some(validate::PINNED_RECHECK) }
 }
 
 /// Counts a run that reaches a phase for the first time (a new run, or a new phase of the

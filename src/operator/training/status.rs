@@ -33,9 +33,9 @@ pub fn from_run(
     output: &StorageUri,
     observed: &ObservedRun,
 ) -> (Verdict<TrainingPhase>, TwinTrainingJobStatus) {
-    let mut status = job.status.clone().unwrap_or_default();
-    status.dataset_revision = Some(run.revision.clone());
     let Some(child) = &observed.job else {
+        let mut status = job.status.clone().unwrap_or_default();
+        status.dataset_revision = Some(run.revision.clone());
         let assessment = Assessment::not_ready(
             TrainingPhase::Pending,
             "TrainerPending",
@@ -45,15 +45,8 @@ pub fn from_run(
     };
     let name = child.name_any();
     let job_status = child.status.clone().unwrap_or_default();
-    let mut backend =
-        BackendStatus { kind: "kubernetes".into(), job_name: Some(name.clone()), ..Default::default() };
-    // A new run clears what the previous one reported.
-    if status.backend.as_ref().and_then(|b| b.job_name.as_deref()) != Some(name.as_str()) {
-        status.metrics = None;
-        status.model = None;
-        status.start_time = None;
-        status.completion_time = None;
-    }
+    let mut status = new_run(job, run, &name, "kubernetes");
+    let mut backend = status.backend.take().unwrap_or_default();
     status.start_time = job_status.start_time.clone().or(status.start_time);
     let result = observed.termination_message.as_deref().map(TrainerResult::parse);
     let assessment = if job_condition(child, "Complete") {
@@ -115,6 +108,27 @@ pub fn from_run(
     (Verdict::settled(assessment), status)
 }
 
+/// The stored status carried over to `run`, executed as `name` on the backend `kind`: the
+/// run's revision and backend, and, when the stored status is a previous run's, what that run
+/// reported cleared.
+pub fn new_run(job: &TwinTrainingJob, run: &Run, name: &str, kind: &str) -> TwinTrainingJobStatus {
+    let mut status = job.status.clone().unwrap_or_default();
+    status.dataset_revision = Some(run.revision.clone());
+    let previous = status.backend.take().filter(|b| b.job_name.as_deref() == Some(name));
+    if previous.is_none() {
+        status.metrics = None;
+        status.model = None;
+        status.start_time = None;
+        status.completion_time = None;
+    }
+    status.backend = Some(BackendStatus {
+        kind: kind.into(),
+        job_name: Some(name.into()),
+        ..previous.unwrap_or_default()
+    });
+    status
+}
+
 fn metrics(success: &TrainerSuccess) -> TrainingMetrics {
     TrainingMetrics {
         sft_train_loss: success.sft_train_loss,
@@ -123,7 +137,8 @@ fn metrics(success: &TrainerSuccess) -> TrainingMetrics {
     }
 }
 
-fn success_message(success: &TrainerSuccess, adapter: &str) -> String {
+/// The Ready condition's message of a run that published its adapter.
+pub fn success_message(success: &TrainerSuccess, adapter: &str) -> String {
     let number = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.3}"));
     let dpo = match &success.dpo_skipped {
         Some(why) => format!("DPO skipped: {why}"),

@@ -10,12 +10,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import traceback
 
 from . import config as configuration
 from .errors import TrainerError
 
 SAGEMAKER_ROOT = "/opt/ml"
+# The channels of a SageMaker run that hold one split of the dataset revision each.
+SPLIT_CHANNELS = ("instruct", "preference")
 
 
 class Layout:
@@ -33,10 +36,28 @@ class Layout:
         if not self.sagemaker:
             return configuration.load(self.config_path)
         config = configuration.from_hyperparameters(self.config_path)
-        channel = os.path.join(self.root, "input", "data", "dataset")
-        if os.path.isdir(channel):
-            config.dataset_uri = channel
+        dataset = self.dataset_from_channels()
+        if dataset is not None:
+            config.dataset_uri = dataset
         return config
+
+    def dataset_from_channels(self) -> str | None:
+        """The dataset revision as SageMaker downloaded it: one `dataset` channel holding the
+        whole revision, or (what the operator starts) one channel per split, `instruct` and
+        optionally `preference`, so that the revision's documents and embeddings, which training
+        does not read, are not downloaded. Per-split channels are joined into one folder of
+        links in the revision's layout."""
+        data = os.path.join(self.root, "input", "data")
+        whole = os.path.join(data, "dataset")
+        if os.path.isdir(whole):
+            return whole
+        splits = [s for s in SPLIT_CHANNELS if os.path.isdir(os.path.join(data, s))]
+        if not splits:
+            return None
+        joined = tempfile.mkdtemp(prefix="twin-dataset-")
+        for split in splits:
+            os.symlink(os.path.join(data, split), os.path.join(joined, split))
+        return joined
 
     def model_dir(self) -> str | None:
         return os.path.join(self.root, "model") if self.sagemaker else None

@@ -1,0 +1,309 @@
+//! The TwinTrainingJob controller's sagemaker backend against the fake API server: against an
+//! in-memory SageMaker behind the SDK's own mocks (a run created once and mirrored while it
+//! runs, across a restart, to success, failure and a stop; throttling; the finalizer stopping a
+//! running job) and against moto's emulator (create, describe, completed).
+
+use std::time::Duration;
+
+use aws_sdk_sagemaker::types::{SecondaryStatus, TrainingJobStatus};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+use twin_operator::api::TwinTrainingJob;
+use twin_operator::operator::{Operator, OperatorSettings};
+
+use crate::operator::{
+    NS, apply_examples, create_drafts_config_map, eventually, publish_dataset_revision, sample, status_of,
+    wait_for_phase,
+};
+use crate::support::fake_apiserver::FakeApiServer;
+use crate::support::moto::Moto;
+use crate::support::repo;
+use crate::support::sagemaker::{self, FakeSageMaker};
+
+const EXAMPLE: &str = "paul-v1-sagemaker";
+
+async fn start_with(server: &FakeApiServer, identity: &str, client: aws_sdk_sagemaker::Client) -> Operator {
+    let mut settings = OperatorSettings::for_tests(identity);
+    settings.sagemaker_client = Some(client);
+    Operator::start(server.client(), &server.url, settings).await.expect("the operator starts")
+}
+
+/// The examples applied and the dataset's first revision published: the SageMaker example
+/// starts its run.
+async fn examples_with_a_dataset(server: &FakeApiServer) {
+    create_drafts_config_map(server).await;
+    apply_examples(server).await;
+    publish_dataset_revision(server, "paul", "rev-1").await;
+}
+
+/// The training job name the status records.
+async fn recorded_name(server: &FakeApiServer, name: &str) -> String {
+    eventually(&format!("{name}'s SageMaker job name"), Duration::from_secs(15), || async {
+        status_of(server, "TwinTrainingJob", name)["backend"]["jobName"].as_str().map(str::to_string)
+    })
+    .await
+}
+
+fn message(object: &Value) -> String {
+    object["status"]["conditions"][0]["message"].as_str().unwrap_or_default().to_string()
+}
+
+async fn apply_variant(server: &FakeApiServer, name: &str, edit: impl FnOnce(&mut Value)) {
+    let mut edited: Value =
+        serde_saphyr::from_str(&repo::read("manifests/examples/twintrainingjob-sagemaker.yaml")).unwrap();
+    edited["metadata"]["name"] = json!(name);
+    edit(&mut edited);
+    Api::<TwinTrainingJob>::namespaced(server.client(), NS)
+        .patch(name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&edited))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
+    let server = FakeApiServer::start().await;
+    let fake = FakeSageMaker::default();
+    let operator = start_with(&server, "replica-a", fake.client(1).0).await;
+    examples_with_a_dataset(&server).await;
+    let running = wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
+    let name = recorded_name(&server, EXAMPLE).await;
+    assert_eq!(fake.creates(), [name.clone()]);
+    assert_eq!(running["status"]["datasetRevision"], "rev-1");
+    let backend = &running["status"]["backend"];
+    assert_eq!(backend["kind"], "sagemaker");
+    assert_eq!(backend["trainingJobArn"], format!("arn:aws:sagemaker:eu-central-1:123456789012:training-job/{name}"));
+    assert_eq!(backend["detail"], "InProgress/Starting");
+    assert!(message(&running).contains("(Starting: Preparing the instances for training)"), "{running}");
+
+    // What SageMaker was asked: the example's image, role, instance and spot settings, one
+    // channel per split, the trainer's configuration, metrics read from its result line.
+    let request = fake.job(&name).unwrap().request;
+    let algorithm = request.algorithm_specification().unwrap();
+    assert_eq!(algorithm.training_image(), Some("123456789012.dkr.ecr.eu-central-1.amazonaws.com/twin-trainer:0.1.0"));
+    let metrics: Vec<&str> = algorithm.metric_definitions().iter().filter_map(|m| m.name()).collect();
+    assert_eq!(metrics, ["sft:train_loss", "sft:eval_loss", "dpo:reward_accuracy", "vllm:max_lora_rank"]);
+    assert_eq!(request.role_arn(), Some("arn:aws:iam::123456789012:role/twin-sagemaker-training"));
+    let resources = request.resource_config().unwrap();
+    assert_eq!(resources.instance_type().map(|t| t.as_str()), Some("ml.g5.2xlarge"));
+    assert_eq!(resources.instance_count(), Some(1));
+    assert_eq!(request.enable_managed_spot_training(), Some(true));
+    let stopping = request.stopping_condition().unwrap();
+    assert_eq!((stopping.max_runtime_in_seconds(), stopping.max_wait_time_in_seconds()), (Some(86400), Some(172800)));
+    let channels: Vec<(&str, &str)> = request
+        .input_data_config()
+        .iter()
+        .map(|c| (c.channel_name().unwrap(), c.data_source().unwrap().s3_data_source().unwrap().s3_uri().unwrap()))
+        .collect();
+    // The published revision has no preference triples: no channel for them.
+    assert_eq!(channels, [("instruct", "s3://twins-bucket/twins/datasets/paul/rev-1/instruct/")]);
+    let config: Value = serde_json::from_str(&request.hyper_parameters().unwrap()["config"]).unwrap();
+    assert_eq!(config["outputUri"], "s3://twins-bucket/twins/models/paul-v1-sagemaker/g1-rev1");
+    assert_eq!(config["baseModelUri"], "s3://twins-bucket/models/Llama-3.1-8B");
+    assert_eq!(config["datasetRevision"], "rev-1");
+    assert_eq!(
+        request.output_data_config().unwrap().s3_output_path(),
+        Some("s3://twins-bucket/twins/models/paul-v1-sagemaker/g1-rev1/sagemaker")
+    );
+    let tags: Vec<(&str, &str)> =
+        request.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
+    assert!(tags.contains(&("llmtwin.dev/training-job", EXAMPLE)), "{tags:?}");
+
+    // SageMaker moves on: the status follows (polled, with no watch event).
+    fake.update(&name, |job| {
+        job.secondary = SecondaryStatus::Training;
+        job.message = "Training image download completed. Training in progress.".into();
+    });
+    eventually("the Training secondary status", Duration::from_secs(15), || async {
+        let status = status_of(&server, "TwinTrainingJob", EXAMPLE);
+        (status["backend"]["detail"] == "InProgress/Training").then_some(())
+    })
+    .await;
+
+    // A restarted operator describes the job it recorded: never a second one.
+    operator.shutdown().await;
+    let described = fake.describes();
+    let operator = start_with(&server, "replica-b", fake.client(1).0).await;
+    eventually("the restarted operator to describe the job", Duration::from_secs(15), || async {
+        (fake.describes() > described).then_some(())
+    })
+    .await;
+    assert_eq!(fake.creates(), [name.clone()]);
+
+    // Completed: the adapter and the metrics SageMaker read from the trainer's result line.
+    fake.update(&name, |job| {
+        job.status = TrainingJobStatus::Completed;
+        job.secondary = SecondaryStatus::Completed;
+        job.metrics = vec![
+            ("sft:train_loss".into(), 1.25),
+            ("sft:eval_loss".into(), 1.5),
+            ("vllm:max_lora_rank".into(), 16.0),
+            ("train:progress".into(), 100.0),
+        ];
+    });
+    let done = wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Succeeded", "AdapterPublished").await;
+    let status = &done["status"];
+    assert_eq!(status["metrics"], json!({"sftTrainLoss": 1.25, "sftEvalLoss": 1.5}));
+    assert_eq!(
+        status["model"],
+        json!({"baseModel": "s3://twins-bucket/models/Llama-3.1-8B", "adapterUri": "s3://twins-bucket/twins/models/paul-v1-sagemaker/g1-rev1/adapter", "maxLoraRank": 16})
+    );
+    assert!(status["startTime"].is_string() && status["completionTime"].is_string(), "{status}");
+    assert!(message(&done).contains("DPO skipped: no reward accuracy"), "{done}");
+    let metrics = operator.metrics.encode();
+    assert_eq!(
+        sample(&metrics, "twin_training_runs_total{backend=\"sagemaker\",phase=\"Succeeded\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(fake.creates(), [name]);
+    operator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_or_stopped_training_job_fails_the_run_with_its_reason() {
+    let server = FakeApiServer::start().await;
+    let fake = FakeSageMaker::default();
+    let operator = start_with(&server, "replica-a", fake.client(1).0).await;
+    examples_with_a_dataset(&server).await;
+    let name = recorded_name(&server, EXAMPLE).await;
+    wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
+    fake.update(&name, |job| {
+        job.status = TrainingJobStatus::Failed;
+        job.secondary = SecondaryStatus::Failed;
+        job.failure_reason = Some(
+            "AlgorithmError: OutOfMemory: CUDA ran out of memory at per-device batch size 8 and 2048 tokens"
+                .into(),
+        );
+    });
+    let failed = wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Failed", "OutOfMemory").await;
+    assert!(message(&failed).ends_with("failed: CUDA ran out of memory at per-device batch size 8 and 2048 tokens"), "{failed}");
+
+    // Another job, stopped outside the operator after its run time ran out.
+    apply_variant(&server, "capped", |job| job["spec"]["backend"]["sagemaker"]["maxRuntimeSeconds"] = json!(3600)).await;
+    let capped = recorded_name(&server, "capped").await;
+    wait_for_phase(&server, "TwinTrainingJob", "capped", "Running", "Training").await;
+    fake.update(&capped, |job| {
+        job.status = TrainingJobStatus::Stopped;
+        job.secondary = SecondaryStatus::MaxRuntimeExceeded;
+    });
+    let stopped = wait_for_phase(&server, "TwinTrainingJob", "capped", "Failed", "MaxRuntimeExceeded").await;
+    assert!(message(&stopped).contains("maxRuntimeSeconds"), "{stopped}");
+    assert_eq!(fake.creates().len(), 2);
+    let metrics = operator.metrics.encode();
+    assert_eq!(sample(&metrics, "twin_training_runs_total{backend=\"sagemaker\",phase=\"Failed\"}"), Some(2.0));
+    operator.shutdown().await;
+}
+
+#[tokio::test]
+async fn throttling_is_retried_and_said_in_the_status_meanwhile() {
+    let server = FakeApiServer::start().await;
+    let fake = FakeSageMaker::default();
+    // Four throttled answers: the SDK's three attempts of one call, then one more.
+    let (client, throttle) = fake.client(4);
+    let operator = start_with(&server, "replica-a", client).await;
+    examples_with_a_dataset(&server).await;
+    let name = recorded_name(&server, EXAMPLE).await;
+    wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
+    fake.start_throttling();
+    // The SDK retries three times; the call fails; the status says why while the controller
+    // backs off.
+    let throttled = wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "SageMakerUnavailable").await;
+    assert!(message(&throttled).contains("ThrottlingException: Rate exceeded"), "{throttled}");
+    // The next reconcile's first attempt is throttled once more, its retry answered.
+    fake.update(&name, |job| job.secondary = SecondaryStatus::Training);
+    eventually("the run to be described again", Duration::from_secs(30), || async {
+        let status = status_of(&server, "TwinTrainingJob", EXAMPLE);
+        (status["conditions"][0]["reason"] == "Training" && status["backend"]["detail"] == "InProgress/Training")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(throttle.num_calls(), 5, "four throttled attempts, then the answer");
+    let metrics = operator.metrics.encode();
+    assert_eq!(
+        sample(&metrics, "twin_reconcile_failures_total{controller=\"twintrainingjob\",reason=\"SageMakerUnavailable\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(fake.creates(), [name]);
+    operator.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_a_running_job_stops_it_before_the_object_goes() {
+    let server = FakeApiServer::start().await;
+    let fake = FakeSageMaker::default();
+    let operator = start_with(&server, "replica-a", fake.client(1).0).await;
+    examples_with_a_dataset(&server).await;
+    let name = recorded_name(&server, EXAMPLE).await;
+    wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
+    let jobs = Api::<TwinTrainingJob>::namespaced(server.client(), NS);
+    jobs.delete(EXAMPLE, &Default::default()).await.unwrap();
+    eventually("StopTrainingJob", Duration::from_secs(15), || async { (fake.stops() == [name.clone()]).then_some(()) })
+        .await;
+    // Stopping takes SageMaker a while: the object stays meanwhile.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held = jobs.get_opt(EXAMPLE).await.unwrap().expect("held by the finalizer while the job stops");
+    assert!(held.metadata.deletion_timestamp.is_some());
+    assert_eq!(fake.stops().len(), 1, "stopped once, then waited for");
+    fake.update(&name, |job| {
+        job.status = TrainingJobStatus::Stopped;
+        job.secondary = SecondaryStatus::Stopped;
+    });
+    eventually("the object to go once the job stopped", Duration::from_secs(30), || async {
+        jobs.get_opt(EXAMPLE).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    operator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_job_without_an_image_says_which_setting_to_set() {
+    let server = FakeApiServer::start().await;
+    let fake = FakeSageMaker::default();
+    let operator = start_with(&server, "replica-a", fake.client(1).0).await;
+    examples_with_a_dataset(&server).await;
+    apply_variant(&server, "no-image", |job| {
+        job["spec"]["backend"]["sagemaker"].as_object_mut().unwrap().remove("image");
+    })
+    .await;
+    let waiting = wait_for_phase(&server, "TwinTrainingJob", "no-image", "Pending", "TrainerImageNotSet").await;
+    let said = message(&waiting);
+    assert!(said.contains("--sagemaker-trainer-image") && said.contains("workloads.sagemakerTrainerImage"), "{said}");
+    // A gated Hub model would put its token in the training job's description: refused.
+    apply_variant(&server, "gated", |job| {
+        job["spec"]["baseModel"] = json!({"uri": "hf://meta-llama/Llama-3.1-8B", "tokenSecretRef": {"name": "hf", "key": "token"}});
+    })
+    .await;
+    let refused = wait_for_phase(&server, "TwinTrainingJob", "gated", "Failed", "InvalidSpec").await;
+    assert!(message(&refused).starts_with("spec.baseModel.tokenSecretRef"), "{refused}");
+    assert_eq!(fake.creates().len(), 1, "only the example's run was created");
+    operator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_against_motos_sagemaker_is_created_described_and_completed() {
+    let moto = Moto::start();
+    let client = sagemaker::client_at(&moto.endpoint()).await;
+    let server = FakeApiServer::start().await;
+    let operator = start_with(&server, "replica-a", client.clone()).await;
+    examples_with_a_dataset(&server).await;
+    // moto completes a training job as soon as it is created.
+    let done = wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Succeeded", "AdapterPublished").await;
+    let name = done["status"]["backend"]["jobName"].as_str().unwrap().to_string();
+    assert_eq!(
+        done["status"]["model"]["adapterUri"],
+        "s3://twins-bucket/twins/models/paul-v1-sagemaker/g1-rev1/adapter"
+    );
+    assert!(done["status"]["backend"]["trainingJobArn"].as_str().unwrap().ends_with(&format!("training-job/{name}")));
+    let described = client.describe_training_job().training_job_name(&name).send().await.unwrap();
+    assert_eq!(described.role_arn(), Some("arn:aws:iam::123456789012:role/twin-sagemaker-training"));
+    assert_eq!(
+        described.algorithm_specification().and_then(|a| a.training_image()),
+        Some("123456789012.dkr.ecr.eu-central-1.amazonaws.com/twin-trainer:0.1.0")
+    );
+    let config: Value = serde_json::from_str(&described.hyper_parameters().unwrap()["config"]).unwrap();
+    assert_eq!(config["datasetRevision"], "rev-1");
+    let listed = client.list_training_jobs().send().await.unwrap();
+    assert_eq!(listed.training_job_summaries().len(), 1);
+    operator.shutdown().await;
+}
