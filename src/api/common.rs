@@ -92,7 +92,8 @@ pub struct BaseModel {
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new(MODEL_URI_RULE).message(MODEL_URI_MESSAGE))]
     pub uri: String,
-    /// A Secret key holding a Hugging Face token, for gated models such as Llama.
+    /// A Secret key holding a Hugging Face token, for gated models such as Llama. The sagemaker
+    /// training backend refuses it (SageMaker would show the token): copy the model to S3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret_ref: Option<SecretKeyRef>,
 }

@@ -269,7 +269,8 @@ fn default_gpu_resource() -> String {
     "nvidia.com/gpu".into()
 }
 
-/// An AWS SageMaker training job.
+/// An AWS SageMaker training job per run. SageMaker reads and writes AWS S3 only: the dataset
+/// and the output are `s3://`, the base model `hf://` (not gated) or `s3://`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -372,13 +373,14 @@ pub struct TwinTrainingJobStatus {
 pub struct BackendStatus {
     /// `kubernetes` or `sagemaker`.
     pub kind: String,
-    /// The Kubernetes Job's name.
+    /// The run's Kubernetes Job, or its SageMaker training job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_name: Option<String>,
     /// The SageMaker training job's ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training_job_arn: Option<String>,
-    /// The backend's own words on the run's state.
+    /// The backend's own words on the run's state: the Job's, or SageMaker's
+    /// `<status>/<secondary status>` (`InProgress/Training`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }

@@ -37,7 +37,8 @@ impl Context {
     pub fn new(client: Client, settings: OperatorSettings, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: Some(settings.identity()) };
         let recorder = Recorder::new(client.clone(), reporter);
-        let sagemaker = SageMakerClients::new(settings.sagemaker_client.clone());
+        let sagemaker =
+            SageMakerClients::new(settings.sagemaker_client.clone(), settings.sagemaker_endpoint_url.clone());
         Self { client, settings, metrics, recorder, sagemaker, failures: Mutex::new(HashMap::new()) }
     }
 

@@ -40,10 +40,14 @@ pub struct OperatorSettings {
     /// wait grows with the time the job has not changed, up to five minutes.
     #[arg(long, default_value_t = 30, env = "TWIN_SAGEMAKER_POLL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=600))]
     pub sagemaker_poll_seconds: u64,
-    /// The SageMaker client every call goes through, instead of one per region and credentials
-    /// from the AWS configuration chain (tests and embedding; not a flag).
+    /// The SageMaker client every call goes through, instead of one per region and identity
+    /// (tests and embedding; not a flag).
     #[arg(skip)]
     pub sagemaker_client: Option<aws_sdk_sagemaker::Client>,
+    /// Where the per-job SageMaker clients send their calls instead of the SDK's endpoint
+    /// (tests and embedding; not a flag: a deployment sets `AWS_ENDPOINT_URL_SAGEMAKER`).
+    #[arg(skip)]
+    pub sagemaker_endpoint_url: Option<String>,
     /// Default image of the vllm engine.
     #[arg(long, default_value = "vllm/vllm-openai:v0.11.0", env = "TWIN_VLLM_IMAGE")]
     pub vllm_image: String,
@@ -88,6 +92,7 @@ impl OperatorSettings {
             sagemaker_trainer_image: String::new(),
             sagemaker_poll_seconds: 1,
             sagemaker_client: None,
+            sagemaker_endpoint_url: None,
             vllm_image: "vllm:test".into(),
             crawler_allow_networks: String::new(),
             log_format: None,

@@ -1,11 +1,13 @@
 //! The TwinTrainingJob controller's sagemaker backend against the fake API server: against an
-//! in-memory SageMaker behind the SDK's own mocks (a run created once and mirrored while it
-//! runs, across a restart, to success, failure and a stop; throttling; the finalizer stopping a
-//! running job) and against moto's emulator (create, describe, completed).
+//! in-memory SageMaker that speaks the service's protocol to the real SDK client (a run created
+//! once and mirrored while it runs, across a restart, to success, failure and a stop;
+//! throttling; the finalizer stopping a running job) and against moto's emulator (create,
+//! describe, completed).
 
 use std::time::Duration;
 
-use aws_sdk_sagemaker::types::{SecondaryStatus, TrainingJobStatus};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use twin_operator::api::TwinTrainingJob;
@@ -17,8 +19,8 @@ use crate::operator::{
 };
 use crate::support::fake_apiserver::FakeApiServer;
 use crate::support::moto::Moto;
-use crate::support::repo;
 use crate::support::sagemaker::{self, FakeSageMaker};
+use crate::support::{repo, twins};
 
 const EXAMPLE: &str = "paul-v1-sagemaker";
 
@@ -62,8 +64,8 @@ async fn apply_variant(server: &FakeApiServer, name: &str, edit: impl FnOnce(&mu
 #[tokio::test]
 async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
     let server = FakeApiServer::start().await;
-    let fake = FakeSageMaker::default();
-    let operator = start_with(&server, "replica-a", fake.client(1).0).await;
+    let fake = FakeSageMaker::start().await;
+    let operator = start_with(&server, "replica-a", fake.client().await).await;
     examples_with_a_dataset(&server).await;
     let running = wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
     let name = recorded_name(&server, EXAMPLE).await;
@@ -71,46 +73,60 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
     assert_eq!(running["status"]["datasetRevision"], "rev-1");
     let backend = &running["status"]["backend"];
     assert_eq!(backend["kind"], "sagemaker");
-    assert_eq!(backend["trainingJobArn"], format!("arn:aws:sagemaker:eu-central-1:123456789012:training-job/{name}"));
+    assert_eq!(
+        backend["trainingJobArn"],
+        format!("arn:aws:sagemaker:eu-central-1:123456789012:training-job/{name}")
+    );
     assert_eq!(backend["detail"], "InProgress/Starting");
     assert!(message(&running).contains("(Starting: Preparing the instances for training)"), "{running}");
 
     // What SageMaker was asked: the example's image, role, instance and spot settings, one
     // channel per split, the trainer's configuration, metrics read from its result line.
     let request = fake.job(&name).unwrap().request;
-    let algorithm = request.algorithm_specification().unwrap();
-    assert_eq!(algorithm.training_image(), Some("123456789012.dkr.ecr.eu-central-1.amazonaws.com/twin-trainer:0.1.0"));
-    let metrics: Vec<&str> = algorithm.metric_definitions().iter().filter_map(|m| m.name()).collect();
-    assert_eq!(metrics, ["sft:train_loss", "sft:eval_loss", "dpo:reward_accuracy", "vllm:max_lora_rank"]);
-    assert_eq!(request.role_arn(), Some("arn:aws:iam::123456789012:role/twin-sagemaker-training"));
-    let resources = request.resource_config().unwrap();
-    assert_eq!(resources.instance_type().map(|t| t.as_str()), Some("ml.g5.2xlarge"));
-    assert_eq!(resources.instance_count(), Some(1));
-    assert_eq!(request.enable_managed_spot_training(), Some(true));
-    let stopping = request.stopping_condition().unwrap();
-    assert_eq!((stopping.max_runtime_in_seconds(), stopping.max_wait_time_in_seconds()), (Some(86400), Some(172800)));
-    let channels: Vec<(&str, &str)> = request
-        .input_data_config()
+    let algorithm = &request["AlgorithmSpecification"];
+    assert_eq!(
+        algorithm["TrainingImage"],
+        "123456789012.dkr.ecr.eu-central-1.amazonaws.com/twin-trainer:0.1.0"
+    );
+    assert_eq!(algorithm["TrainingInputMode"], "File");
+    let metrics: Vec<&str> = algorithm["MetricDefinitions"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|c| (c.channel_name().unwrap(), c.data_source().unwrap().s3_data_source().unwrap().s3_uri().unwrap()))
+        .map(|m| m["Name"].as_str().unwrap())
         .collect();
+    assert_eq!(metrics, ["sft:train_loss", "sft:eval_loss", "dpo:reward_accuracy", "vllm:max_lora_rank"]);
+    assert_eq!(request["RoleArn"], "arn:aws:iam::123456789012:role/twin-sagemaker-training");
+    assert_eq!(request["ResourceConfig"]["InstanceType"], "ml.g5.2xlarge");
+    assert_eq!(request["ResourceConfig"]["InstanceCount"], 1);
+    assert_eq!(request["EnableManagedSpotTraining"], true);
+    assert_eq!(
+        request["StoppingCondition"],
+        json!({"MaxRuntimeInSeconds": 86400, "MaxWaitTimeInSeconds": 172800})
+    );
     // The published revision has no preference triples: no channel for them.
-    assert_eq!(channels, [("instruct", "s3://twins-bucket/twins/datasets/paul/rev-1/instruct/")]);
-    let config: Value = serde_json::from_str(&request.hyper_parameters().unwrap()["config"]).unwrap();
+    assert_eq!(
+        request["InputDataConfig"],
+        json!([{"ChannelName": "instruct", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix",
+            "S3Uri": "s3://twins-bucket/twins/datasets/paul/rev-1/instruct/",
+            "S3DataDistributionType": "FullyReplicated"
+        }}}])
+    );
+    let config: Value = serde_json::from_str(request["HyperParameters"]["config"].as_str().unwrap()).unwrap();
     assert_eq!(config["outputUri"], "s3://twins-bucket/twins/models/paul-v1-sagemaker/g1-rev1");
     assert_eq!(config["baseModelUri"], "s3://twins-bucket/models/Llama-3.1-8B");
     assert_eq!(config["datasetRevision"], "rev-1");
     assert_eq!(
-        request.output_data_config().unwrap().s3_output_path(),
-        Some("s3://twins-bucket/twins/models/paul-v1-sagemaker/g1-rev1/sagemaker")
+        request["OutputDataConfig"]["S3OutputPath"],
+        "s3://twins-bucket/twins/models/paul-v1-sagemaker/g1-rev1/sagemaker"
     );
-    let tags: Vec<(&str, &str)> =
-        request.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
-    assert!(tags.contains(&("llmtwin.dev/training-job", EXAMPLE)), "{tags:?}");
+    let tags = request["Tags"].as_array().unwrap();
+    assert!(tags.contains(&json!({"Key": "llmtwin.dev/training-job", "Value": EXAMPLE})), "{tags:?}");
 
     // SageMaker moves on: the status follows (polled, with no watch event).
     fake.update(&name, |job| {
-        job.secondary = SecondaryStatus::Training;
+        job.secondary = "Training".into();
         job.message = "Training image download completed. Training in progress.".into();
     });
     eventually("the Training secondary status", Duration::from_secs(15), || async {
@@ -121,18 +137,17 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
 
     // A restarted operator describes the job it recorded: never a second one.
     operator.shutdown().await;
-    let described = fake.describes();
-    let operator = start_with(&server, "replica-b", fake.client(1).0).await;
+    let described = fake.calls(|c| c.describes);
+    let operator = start_with(&server, "replica-b", fake.client().await).await;
     eventually("the restarted operator to describe the job", Duration::from_secs(15), || async {
-        (fake.describes() > described).then_some(())
+        (fake.calls(|c| c.describes) > described).then_some(())
     })
     .await;
     assert_eq!(fake.creates(), [name.clone()]);
 
     // Completed: the adapter and the metrics SageMaker read from the trainer's result line.
     fake.update(&name, |job| {
-        job.status = TrainingJobStatus::Completed;
-        job.secondary = SecondaryStatus::Completed;
+        job.to("Completed", "Completed");
         job.metrics = vec![
             ("sft:train_loss".into(), 1.25),
             ("sft:eval_loss".into(), 1.5),
@@ -162,65 +177,74 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
 #[tokio::test]
 async fn a_failed_or_stopped_training_job_fails_the_run_with_its_reason() {
     let server = FakeApiServer::start().await;
-    let fake = FakeSageMaker::default();
-    let operator = start_with(&server, "replica-a", fake.client(1).0).await;
+    let fake = FakeSageMaker::start().await;
+    let operator = start_with(&server, "replica-a", fake.client().await).await;
     examples_with_a_dataset(&server).await;
     let name = recorded_name(&server, EXAMPLE).await;
     wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
     fake.update(&name, |job| {
-        job.status = TrainingJobStatus::Failed;
-        job.secondary = SecondaryStatus::Failed;
+        job.to("Failed", "Failed");
         job.failure_reason = Some(
             "AlgorithmError: OutOfMemory: CUDA ran out of memory at per-device batch size 8 and 2048 tokens"
                 .into(),
         );
     });
     let failed = wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Failed", "OutOfMemory").await;
-    assert!(message(&failed).ends_with("failed: CUDA ran out of memory at per-device batch size 8 and 2048 tokens"), "{failed}");
+    assert!(
+        message(&failed)
+            .ends_with("failed: CUDA ran out of memory at per-device batch size 8 and 2048 tokens"),
+        "{failed}"
+    );
 
     // Another job, stopped outside the operator after its run time ran out.
-    apply_variant(&server, "capped", |job| job["spec"]["backend"]["sagemaker"]["maxRuntimeSeconds"] = json!(3600)).await;
+    apply_variant(&server, "capped", |job| {
+        job["spec"]["backend"]["sagemaker"]["maxRuntimeSeconds"] = json!(3600)
+    })
+    .await;
     let capped = recorded_name(&server, "capped").await;
     wait_for_phase(&server, "TwinTrainingJob", "capped", "Running", "Training").await;
-    fake.update(&capped, |job| {
-        job.status = TrainingJobStatus::Stopped;
-        job.secondary = SecondaryStatus::MaxRuntimeExceeded;
-    });
+    fake.update(&capped, |job| job.to("Stopped", "MaxRuntimeExceeded"));
     let stopped = wait_for_phase(&server, "TwinTrainingJob", "capped", "Failed", "MaxRuntimeExceeded").await;
     assert!(message(&stopped).contains("maxRuntimeSeconds"), "{stopped}");
     assert_eq!(fake.creates().len(), 2);
     let metrics = operator.metrics.encode();
-    assert_eq!(sample(&metrics, "twin_training_runs_total{backend=\"sagemaker\",phase=\"Failed\"}"), Some(2.0));
+    assert_eq!(
+        sample(&metrics, "twin_training_runs_total{backend=\"sagemaker\",phase=\"Failed\"}"),
+        Some(2.0)
+    );
     operator.shutdown().await;
 }
 
 #[tokio::test]
 async fn throttling_is_retried_and_said_in_the_status_meanwhile() {
     let server = FakeApiServer::start().await;
-    let fake = FakeSageMaker::default();
-    // Four throttled answers: the SDK's three attempts of one call, then one more.
-    let (client, throttle) = fake.client(4);
-    let operator = start_with(&server, "replica-a", client).await;
+    let fake = FakeSageMaker::start().await;
+    let operator = start_with(&server, "replica-a", fake.client().await).await;
     examples_with_a_dataset(&server).await;
     let name = recorded_name(&server, EXAMPLE).await;
     wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
-    fake.start_throttling();
-    // The SDK retries three times; the call fails; the status says why while the controller
-    // backs off.
-    let throttled = wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "SageMakerUnavailable").await;
+    // Four throttled answers: the SDK's three attempts of one call fail, and the status says
+    // why while the controller backs off; the next call's first attempt is throttled too, and
+    // its retry answered.
+    fake.throttle_next(4);
+    let throttled =
+        wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "SageMakerUnavailable").await;
     assert!(message(&throttled).contains("ThrottlingException: Rate exceeded"), "{throttled}");
-    // The next reconcile's first attempt is throttled once more, its retry answered.
-    fake.update(&name, |job| job.secondary = SecondaryStatus::Training);
+    fake.update(&name, |job| job.secondary = "Training".into());
     eventually("the run to be described again", Duration::from_secs(30), || async {
         let status = status_of(&server, "TwinTrainingJob", EXAMPLE);
-        (status["conditions"][0]["reason"] == "Training" && status["backend"]["detail"] == "InProgress/Training")
+        (status["conditions"][0]["reason"] == "Training"
+            && status["backend"]["detail"] == "InProgress/Training")
             .then_some(())
     })
     .await;
-    assert_eq!(throttle.num_calls(), 5, "four throttled attempts, then the answer");
+    assert_eq!(fake.calls(|c| (c.throttled, c.throttle_next)), (4, 0));
     let metrics = operator.metrics.encode();
     assert_eq!(
-        sample(&metrics, "twin_reconcile_failures_total{controller=\"twintrainingjob\",reason=\"SageMakerUnavailable\"}"),
+        sample(
+            &metrics,
+            "twin_reconcile_failures_total{controller=\"twintrainingjob\",reason=\"SageMakerUnavailable\"}"
+        ),
         Some(1.0),
         "{metrics}"
     );
@@ -231,24 +255,23 @@ async fn throttling_is_retried_and_said_in_the_status_meanwhile() {
 #[tokio::test]
 async fn deleting_a_running_job_stops_it_before_the_object_goes() {
     let server = FakeApiServer::start().await;
-    let fake = FakeSageMaker::default();
-    let operator = start_with(&server, "replica-a", fake.client(1).0).await;
+    let fake = FakeSageMaker::start().await;
+    let operator = start_with(&server, "replica-a", fake.client().await).await;
     examples_with_a_dataset(&server).await;
     let name = recorded_name(&server, EXAMPLE).await;
     wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
     let jobs = Api::<TwinTrainingJob>::namespaced(server.client(), NS);
     jobs.delete(EXAMPLE, &Default::default()).await.unwrap();
-    eventually("StopTrainingJob", Duration::from_secs(15), || async { (fake.stops() == [name.clone()]).then_some(()) })
-        .await;
+    eventually("StopTrainingJob", Duration::from_secs(15), || async {
+        (fake.stops() == [name.clone()]).then_some(())
+    })
+    .await;
     // Stopping takes SageMaker a while: the object stays meanwhile.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let held = jobs.get_opt(EXAMPLE).await.unwrap().expect("held by the finalizer while the job stops");
     assert!(held.metadata.deletion_timestamp.is_some());
     assert_eq!(fake.stops().len(), 1, "stopped once, then waited for");
-    fake.update(&name, |job| {
-        job.status = TrainingJobStatus::Stopped;
-        job.secondary = SecondaryStatus::Stopped;
-    });
+    fake.update(&name, |job| job.to("Stopped", "Stopped"));
     eventually("the object to go once the job stopped", Duration::from_secs(30), || async {
         jobs.get_opt(EXAMPLE).await.ok()?.is_none().then_some(())
     })
@@ -259,24 +282,71 @@ async fn deleting_a_running_job_stops_it_before_the_object_goes() {
 #[tokio::test]
 async fn a_job_without_an_image_says_which_setting_to_set() {
     let server = FakeApiServer::start().await;
-    let fake = FakeSageMaker::default();
-    let operator = start_with(&server, "replica-a", fake.client(1).0).await;
+    let fake = FakeSageMaker::start().await;
+    let operator = start_with(&server, "replica-a", fake.client().await).await;
     examples_with_a_dataset(&server).await;
     apply_variant(&server, "no-image", |job| {
         job["spec"]["backend"]["sagemaker"].as_object_mut().unwrap().remove("image");
     })
     .await;
-    let waiting = wait_for_phase(&server, "TwinTrainingJob", "no-image", "Pending", "TrainerImageNotSet").await;
+    let waiting =
+        wait_for_phase(&server, "TwinTrainingJob", "no-image", "Pending", "TrainerImageNotSet").await;
     let said = message(&waiting);
-    assert!(said.contains("--sagemaker-trainer-image") && said.contains("workloads.sagemakerTrainerImage"), "{said}");
+    assert!(
+        said.contains("--sagemaker-trainer-image") && said.contains("workloads.sagemakerTrainerImage"),
+        "{said}"
+    );
     // A gated Hub model would put its token in the training job's description: refused.
     apply_variant(&server, "gated", |job| {
-        job["spec"]["baseModel"] = json!({"uri": "hf://meta-llama/Llama-3.1-8B", "tokenSecretRef": {"name": "hf", "key": "token"}});
+        job["spec"]["baseModel"] =
+            json!({"uri": "hf://meta-llama/Llama-3.1-8B", "tokenSecretRef": {"name": "hf", "key": "token"}});
     })
     .await;
     let refused = wait_for_phase(&server, "TwinTrainingJob", "gated", "Failed", "InvalidSpec").await;
     assert!(message(&refused).starts_with("spec.baseModel.tokenSecretRef"), "{refused}");
     assert_eq!(fake.creates().len(), 1, "only the example's run was created");
+    operator.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_keys_of_the_credentials_secret_sign_the_calls() {
+    let server = FakeApiServer::start().await;
+    let fake = FakeSageMaker::start().await;
+    // Per-job clients, as in a deployment, sent to the fake.
+    let mut settings = OperatorSettings::for_tests("replica-a");
+    settings.sagemaker_endpoint_url = Some(fake.endpoint());
+    let operator = Operator::start(server.client(), &server.url, settings).await.unwrap();
+    let keys = [("AWS_ACCESS_KEY_ID", "AKIAFROMSECRET"), ("AWS_SECRET_ACCESS_KEY", "s3cr3t")];
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta { name: Some("aws-training".into()), ..Default::default() },
+        data: Some(keys.into_iter().map(|(k, v)| (k.to_string(), ByteString(v.into()))).collect()),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(server.client(), NS).create(&Default::default(), &secret).await.unwrap();
+    create_drafts_config_map(&server).await;
+    twins::apply_file(&server.client(), NS, &repo::path("manifests/examples/twindataset.yaml"), "kubectl")
+        .await;
+    apply_variant(&server, "keyed", |job| {
+        job["spec"]["backend"]["sagemaker"]["credentialsSecretRef"] = json!({"name": "aws-training"});
+    })
+    .await;
+    publish_dataset_revision(&server, "paul", "rev-1").await;
+    wait_for_phase(&server, "TwinTrainingJob", "keyed", "Running", "Training").await;
+    let signed_by = fake.calls(|c| c.signed_by.clone());
+    assert!(!signed_by.is_empty());
+    assert!(
+        signed_by.iter().all(|(key, region)| key == "AKIAFROMSECRET" && region == "eu-central-1"),
+        "{signed_by:?}"
+    );
+    // A Secret that does not exist: the run waits and says which.
+    apply_variant(&server, "unkeyed", |job| {
+        job["spec"]["backend"]["sagemaker"]["credentialsSecretRef"] = json!({"name": "no-such-secret"});
+    })
+    .await;
+    let waiting =
+        wait_for_phase(&server, "TwinTrainingJob", "unkeyed", "Pending", "CredentialsSecretNotFound").await;
+    assert!(message(&waiting).contains("\"no-such-secret\""), "{waiting}");
+    assert_eq!(fake.creates().len(), 1);
     operator.shutdown().await;
 }
 
@@ -294,7 +364,12 @@ async fn a_run_against_motos_sagemaker_is_created_described_and_completed() {
         done["status"]["model"]["adapterUri"],
         "s3://twins-bucket/twins/models/paul-v1-sagemaker/g1-rev1/adapter"
     );
-    assert!(done["status"]["backend"]["trainingJobArn"].as_str().unwrap().ends_with(&format!("training-job/{name}")));
+    assert!(
+        done["status"]["backend"]["trainingJobArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("training-job/{name}"))
+    );
     let described = client.describe_training_job().training_job_name(&name).send().await.unwrap();
     assert_eq!(described.role_arn(), Some("arn:aws:iam::123456789012:role/twin-sagemaker-training"));
     assert_eq!(

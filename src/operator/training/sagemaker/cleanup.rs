@@ -18,7 +18,8 @@ use crate::operator::error::{Error, Result};
 const STOPPING_RECHECK: Duration = Duration::from_secs(10);
 
 async fn event(ctx: &Context, job: &TwinTrainingJob, type_: EventType, reason: &str, note: String) {
-    let event = Event { type_, reason: reason.into(), note: Some(note), action: "Cleanup".into(), secondary: None };
+    let event =
+        Event { type_, reason: reason.into(), note: Some(note), action: "Cleanup".into(), secondary: None };
     if let Err(error) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
         warn!(object = %object_key(job), "could not publish an Event: {error}");
     }
@@ -41,7 +42,8 @@ pub async fn stop_outside_work(job: &TwinTrainingJob, ctx: &Context) -> Result<O
         Err(unusable) => {
             // Without credentials the job cannot be reached: say so rather than hold the
             // deletion forever.
-            let note = format!("SageMaker training job {name} may still run ({}); {stop_by_hand}", unusable.message);
+            let note =
+                format!("SageMaker training job {name} may still run ({}); {stop_by_hand}", unusable.message);
             event(ctx, job, EventType::Warning, "TrainingJobNotStopped", note).await;
             return Ok(None);
         }
@@ -52,7 +54,8 @@ pub async fn stop_outside_work(job: &TwinTrainingJob, ctx: &Context) -> Result<O
             let said = match refusal {
                 Refusal::Quota(said) | Refusal::Rejected(said) => said,
             };
-            let note = format!("SageMaker training job {name} could not be described ({said}); {stop_by_hand}");
+            let note =
+                format!("SageMaker training job {name} could not be described ({said}); {stop_by_hand}");
             event(ctx, job, EventType::Warning, "TrainingJobNotStopped", note).await;
             return Ok(None);
         }
@@ -60,7 +63,9 @@ pub async fn stop_outside_work(job: &TwinTrainingJob, ctx: &Context) -> Result<O
     let state = described.as_ref().and_then(|d| d.training_job_status()).map(|s| s.as_str().to_string());
     match state.as_deref() {
         Some("InProgress") => {
-            if let Err(Refusal::Quota(said) | Refusal::Rejected(said)) = stop_training_job(&client, &name).await? {
+            if let Err(Refusal::Quota(said) | Refusal::Rejected(said)) =
+                stop_training_job(&client, &name).await?
+            {
                 let note = format!("SageMaker refused to stop training job {name} ({said}); {stop_by_hand}");
                 event(ctx, job, EventType::Warning, "TrainingJobNotStopped", note).await;
                 return Ok(None);

@@ -47,6 +47,7 @@ pub enum Refusal {
 /// The SageMaker clients of the operator.
 pub struct SageMakerClients {
     fixed: Option<Client>,
+    endpoint_url: Option<String>,
     /// Clients by region and identity, with the Secret's resourceVersion they were built from.
     built: Mutex<HashMap<String, (String, Client)>>,
 }
@@ -56,9 +57,10 @@ const SECRET_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 const SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 
 impl SageMakerClients {
-    /// Clients built per region and identity, or `fixed` for every call.
-    pub fn new(fixed: Option<Client>) -> Self {
-        Self { fixed, built: Mutex::new(HashMap::new()) }
+    /// Clients built per region and identity (sending to `endpoint_url` when given), or
+    /// `fixed` for every call.
+    pub fn new(fixed: Option<Client>, endpoint_url: Option<String>) -> Self {
+        Self { fixed, endpoint_url, built: Mutex::new(HashMap::new()) }
     }
 
     /// The client for a job's backend: its region, and the keys of its `credentialsSecretRef`
@@ -97,7 +99,12 @@ impl SageMakerClients {
         {
             return Ok(Ok(client.clone()));
         }
-        let client = Client::new(&sdk_config(Some(&backend.region), credentials).await);
+        let shared = sdk_config(Some(&backend.region), credentials).await;
+        let mut config = aws_sdk_sagemaker::config::Builder::from(&shared);
+        if let Some(endpoint) = &self.endpoint_url {
+            config = config.endpoint_url(endpoint);
+        }
+        let client = Client::from_conf(config.build());
         self.built.lock().expect("clients lock").insert(key, (version, client.clone()));
         Ok(Ok(client))
     }
@@ -172,10 +179,7 @@ pub async fn create_training_job(
         .training_image(&request.image)
         .training_input_mode(TrainingInputMode::File);
     for (metric, field) in RESULT_METRICS {
-        let definition = MetricDefinition::builder()
-            .name(metric)
-            .regex(metric_regex(field))
-            .build();
+        let definition = MetricDefinition::builder().name(metric).regex(metric_regex(field)).build();
         algorithm = algorithm.metric_definitions(definition);
     }
     let channels = request.channels.iter().map(|(name, prefix)| {
@@ -189,13 +193,12 @@ pub async fn create_training_job(
             .data_source(DataSource::builder().s3_data_source(source).build())
             .build()
     });
-    let mut stopping = StoppingCondition::builder().max_runtime_in_seconds(request.max_runtime_seconds as i32);
+    let mut stopping =
+        StoppingCondition::builder().max_runtime_in_seconds(request.max_runtime_seconds as i32);
     if let Some(wait) = request.max_wait_seconds {
         stopping = stopping.max_wait_time_in_seconds(wait as i32);
     }
-    let tags = request.tags.iter().map(|(key, value)| {
-        Tag::builder().key(key).value(value).build()
-    });
+    let tags = request.tags.iter().map(|(key, value)| Tag::builder().key(key).value(value).build());
     let result = client
         .create_training_job()
         .training_job_name(&request.name)
@@ -243,15 +246,28 @@ mod tests {
     fn secret(pairs: &[(&str, &str)]) -> Secret {
         Secret {
             metadata: kube::api::ObjectMeta { name: Some("aws".into()), ..Default::default() },
-            data: Some(pairs.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect::<BTreeMap<_, _>>()),
+            data: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
             ..Default::default()
         }
     }
 
     #[test]
     fn a_credentials_secret_needs_both_keys() {
-        let keys = secret_credentials(&secret(&[(ACCESS_KEY, "AKIA"), (SECRET_KEY, "s3cr3t\n"), (SESSION_TOKEN, "t")])).unwrap();
-        assert_eq!((keys.access_key_id(), keys.secret_access_key(), keys.session_token()), ("AKIA", "s3cr3t", Some("t")));
+        let keys = secret_credentials(&secret(&[
+            (ACCESS_KEY, "AKIA"),
+            (SECRET_KEY, "s3cr3t\n"),
+            (SESSION_TOKEN, "t"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (keys.access_key_id(), keys.secret_access_key(), keys.session_token()),
+            ("AKIA", "s3cr3t", Some("t"))
+        );
         let error = secret_credentials(&secret(&[(ACCESS_KEY, "AKIA")])).unwrap_err();
         assert!(error.contains("\"aws\"") && error.contains(SECRET_KEY), "{error}");
     }

@@ -39,7 +39,9 @@ fn refused(phase: TrainingPhase, op: &str, refusal: Refusal) -> Verdict<Training
             format!("SageMaker {op} refused for the account's quota, retrying: {said}"),
             QUOTA_RECHECK,
         ),
-        Refusal::Rejected(said) => ("SageMakerRejected", format!("SageMaker {op} refused: {said}"), REFUSED_RECHECK),
+        Refusal::Rejected(said) => {
+            ("SageMakerRejected", format!("SageMaker {op} refused: {said}"), REFUSED_RECHECK)
+        }
     };
     Verdict { assessment: Assessment::not_ready(phase, reason, message), recheck: Some(recheck) }
 }
@@ -60,7 +62,8 @@ pub async fn train(
         Ok(verdict) => Ok((verdict, status)),
         Err(error @ Error::SageMaker { .. }) => {
             let phase = job.status.as_ref().and_then(|s| s.phase).unwrap_or(TrainingPhase::Pending);
-            let assessment = Assessment::not_ready(phase, "SageMakerUnavailable", format!("{error}; retrying"));
+            let assessment =
+                Assessment::not_ready(phase, "SageMakerUnavailable", format!("{error}; retrying"));
             publish_status(ctx, job, &assessment, status).await?;
             Err(error)
         }
@@ -144,7 +147,8 @@ async fn run_training_job(
     };
     let floor = Duration::from_secs(ctx.settings.sagemaker_poll_seconds);
     let now = k8s_openapi::jiff::Timestamp::now();
-    let (verdict, observed) = observe::from_training_job(job, &run, &output, name, &(&described).into(), now, floor);
+    let (verdict, observed) =
+        observe::from_training_job(job, &run, &output, name, &(&described).into(), now, floor);
     *status = observed;
     Ok(verdict)
 }

@@ -147,9 +147,12 @@ pub fn from_training_job(
                 sft_eval_loss: observed.metrics.get(RESULT_METRICS[1].0).copied(),
                 dpo_reward_accuracy: observed.metrics.get(RESULT_METRICS[2].0).copied(),
                 vllm_max_lora_rank: observed.metrics.get(RESULT_METRICS[3].0).map(|rank| *rank as u32),
-                dpo_skipped: match (job.spec.dpo.enabled, observed.metrics.contains_key(RESULT_METRICS[2].0)) {
+                dpo_skipped: match (job.spec.dpo.enabled, observed.metrics.contains_key(RESULT_METRICS[2].0))
+                {
                     (false, _) => Some("disabled in spec.dpo".into()),
-                    (true, false) => Some("no reward accuracy in the job's log (no preference triples?)".into()),
+                    (true, false) => {
+                        Some("no reward accuracy in the job's log (no preference triples?)".into())
+                    }
                     (true, true) => None,
                 },
             };
@@ -213,7 +216,9 @@ pub fn creating(job: &TwinTrainingJob, run: &Run, name: &str) -> TwinTrainingJob
 #[cfg(test)]
 mod tests {
     use aws_sdk_sagemaker::operation::describe_training_job::builders::DescribeTrainingJobOutputBuilder;
-    use aws_sdk_sagemaker::types::{MetricData, SecondaryStatus, SecondaryStatusTransition, TrainingJobStatus};
+    use aws_sdk_sagemaker::types::{
+        MetricData, SecondaryStatus, SecondaryStatusTransition, TrainingJobStatus,
+    };
     use serde_json::json;
 
     use super::*;
@@ -239,7 +244,9 @@ mod tests {
     fn describe(status: TrainingJobStatus, secondary: SecondaryStatus) -> DescribeTrainingJobOutputBuilder {
         DescribeTrainingJobOutput::builder()
             .training_job_name("paul-twin-g1-rev1-0123456789")
-            .training_job_arn("arn:aws:sagemaker:eu-west-1:123456789012:training-job/paul-twin-g1-rev1-0123456789")
+            .training_job_arn(
+                "arn:aws:sagemaker:eu-west-1:123456789012:training-job/paul-twin-g1-rev1-0123456789",
+            )
             .training_job_status(status)
             .secondary_status(secondary.clone())
             .secondary_status_transitions(
@@ -254,20 +261,36 @@ mod tests {
             .last_modified_time(at(1_800_000_100))
     }
 
-    fn observe(job: &TwinTrainingJob, output: DescribeTrainingJobOutputBuilder) -> (Verdict<TrainingPhase>, TwinTrainingJobStatus) {
+    fn observe(
+        job: &TwinTrainingJob,
+        output: DescribeTrainingJobOutputBuilder,
+    ) -> (Verdict<TrainingPhase>, TwinTrainingJobStatus) {
         let output = output.build();
         let run = Run::new(job, "rev-1");
         let root = "s3://twins-bucket/twins/models/paul-twin/g1-rev1".parse().unwrap();
         let now = Timestamp::from_second(1_800_000_500).unwrap();
-        from_training_job(job, &run, &root, "paul-twin-g1-rev1-0123456789", &(&output).into(), now, Duration::from_secs(10))
+        from_training_job(
+            job,
+            &run,
+            &root,
+            "paul-twin-g1-rev1-0123456789",
+            &(&output).into(),
+            now,
+            Duration::from_secs(10),
+        )
     }
 
     #[test]
     fn a_running_job_says_what_sagemaker_is_doing_and_is_polled_with_backoff() {
-        let (verdict, status) = observe(&job(true), describe(TrainingJobStatus::InProgress, SecondaryStatus::Downloading));
+        let (verdict, status) =
+            observe(&job(true), describe(TrainingJobStatus::InProgress, SecondaryStatus::Downloading));
         assert_eq!(verdict.assessment.phase, TrainingPhase::Running);
         assert_eq!(verdict.assessment.reason, "Training");
-        assert!(verdict.assessment.message.contains("(Downloading: Downloading the training image)"), "{}", verdict.assessment.message);
+        assert!(
+            verdict.assessment.message.contains("(Downloading: Downloading the training image)"),
+            "{}",
+            verdict.assessment.message
+        );
         // Changed 400 s ago: looked at again in 100 s.
         assert_eq!(verdict.recheck, Some(Duration::from_secs(100)));
         let backend = status.backend.unwrap();
@@ -298,10 +321,16 @@ mod tests {
             .final_metric_data_list(metric("vllm:max_lora_rank", 16.0))
             .final_metric_data_list(metric("train:progress", 100.0));
         let (verdict, status) = observe(&job(true), output);
-        assert_eq!((verdict.assessment.phase, verdict.assessment.reason.as_str()), (TrainingPhase::Succeeded, "AdapterPublished"));
+        assert_eq!(
+            (verdict.assessment.phase, verdict.assessment.reason.as_str()),
+            (TrainingPhase::Succeeded, "AdapterPublished")
+        );
         assert_eq!(verdict.recheck, None);
         let metrics = status.metrics.unwrap();
-        assert_eq!((metrics.sft_train_loss, metrics.sft_eval_loss, metrics.dpo_reward_accuracy), (Some(1.234), Some(1.5), Some(0.75)));
+        assert_eq!(
+            (metrics.sft_train_loss, metrics.sft_eval_loss, metrics.dpo_reward_accuracy),
+            (Some(1.234), Some(1.5), Some(0.75))
+        );
         let model = status.model.unwrap();
         assert_eq!(model.adapter_uri, "s3://twins-bucket/twins/models/paul-twin/g1-rev1/adapter");
         assert_eq!(model.max_lora_rank, Some(16));
@@ -311,8 +340,13 @@ mod tests {
 
     #[test]
     fn a_completed_job_without_dpo_says_why_there_is_no_reward_accuracy() {
-        let (verdict, _) = observe(&job(false), describe(TrainingJobStatus::Completed, SecondaryStatus::Completed));
-        assert!(verdict.assessment.message.contains("DPO skipped: disabled in spec.dpo"), "{}", verdict.assessment.message);
+        let (verdict, _) =
+            observe(&job(false), describe(TrainingJobStatus::Completed, SecondaryStatus::Completed));
+        assert!(
+            verdict.assessment.message.contains("DPO skipped: disabled in spec.dpo"),
+            "{}",
+            verdict.assessment.message
+        );
     }
 
     #[test]
@@ -324,7 +358,8 @@ mod tests {
             assert!(status.completion_time.is_some());
             (verdict.assessment.reason, verdict.assessment.message)
         };
-        let (reason, message) = failed("AlgorithmError: OutOfMemory: CUDA out of memory at batch size 8 and 2048 tokens");
+        let (reason, message) =
+            failed("AlgorithmError: OutOfMemory: CUDA out of memory at batch size 8 and 2048 tokens");
         assert_eq!(reason, "OutOfMemory");
         assert!(message.ends_with("failed: CUDA out of memory at batch size 8 and 2048 tokens"), "{message}");
         assert_eq!(failed("ClientError: No S3 objects found under S3 URL").0, "ClientError");
@@ -334,7 +369,8 @@ mod tests {
 
     #[test]
     fn a_stopped_job_fails_the_run_saying_who_stopped_it() {
-        let stopped = |secondary| observe(&job(true), describe(TrainingJobStatus::Stopped, secondary)).0.assessment;
+        let stopped =
+            |secondary| observe(&job(true), describe(TrainingJobStatus::Stopped, secondary)).0.assessment;
         assert_eq!(stopped(SecondaryStatus::MaxRuntimeExceeded).reason, "MaxRuntimeExceeded");
         assert_eq!(stopped(SecondaryStatus::MaxWaitTimeExceeded).reason, "MaxWaitTimeExceeded");
         let by_hand = stopped(SecondaryStatus::Stopped);

@@ -138,7 +138,8 @@ pub fn training_job_request(
     let mut channels = vec![("instruct".to_string(), format!("{}/", revision.join("instruct")))];
     // A channel over an empty prefix fails the job, so preference triples are asked for only
     // when the dataset publishes them (without them the trainer skips DPO and says so).
-    let preference = dataset.status.as_ref().and_then(|s| s.artifacts.as_ref()).and_then(|a| a.preference.as_ref());
+    let preference =
+        dataset.status.as_ref().and_then(|s| s.artifacts.as_ref()).and_then(|a| a.preference.as_ref());
     if job.spec.dpo.enabled && preference.is_some() {
         channels.push(("preference".into(), format!("{}/", revision.join("preference"))));
     }
@@ -219,20 +220,29 @@ mod tests {
 
     #[test]
     fn the_request_reads_each_split_from_its_channel_and_writes_under_the_run() {
-        let job = job("paul-twin", json!({"backend": {"sagemaker": {"spot": true, "maxWaitSeconds": 172800}}}));
+        let job =
+            job("paul-twin", json!({"backend": {"sagemaker": {"spot": true, "maxWaitSeconds": 172800}}}));
         let dataset = dataset(json!({"uri": "s3://twins-bucket/twins"}), true);
         let run = Run::new(&job, "rev-1");
-        let request = training_job_request(&job, &backend(&job), &dataset, &run, "1234.dkr.ecr/twin-trainer:1").unwrap();
+        let request =
+            training_job_request(&job, &backend(&job), &dataset, &run, "1234.dkr.ecr/twin-trainer:1")
+                .unwrap();
         assert_eq!(request.name, training_job_name(&job, &run));
         assert_eq!(
             request.channels,
             vec![
                 ("instruct".to_string(), "s3://twins-bucket/twins/datasets/paul/rev-1/instruct/".to_string()),
-                ("preference".to_string(), "s3://twins-bucket/twins/datasets/paul/rev-1/preference/".to_string()),
+                (
+                    "preference".to_string(),
+                    "s3://twins-bucket/twins/datasets/paul/rev-1/preference/".to_string()
+                ),
             ]
         );
         assert_eq!(request.output_path, "s3://twins-bucket/twins/models/paul-twin/g2-rev1/sagemaker");
-        assert_eq!((request.spot, request.max_wait_seconds, request.max_runtime_seconds), (true, Some(172800), 86400));
+        assert_eq!(
+            (request.spot, request.max_wait_seconds, request.max_runtime_seconds),
+            (true, Some(172800), 86400)
+        );
         assert_eq!(request.instance_type, "ml.g5.2xlarge");
         let config: serde_json::Value = serde_json::from_str(&request.config).unwrap();
         assert_eq!(config["outputUri"], "s3://twins-bucket/twins/models/paul-twin/g2-rev1");
@@ -246,7 +256,8 @@ mod tests {
         let with_dpo = job("paul-twin", json!({}));
         let run = Run::new(&with_dpo, "rev-1");
         let no_triples = dataset(json!({"uri": "s3://twins-bucket/twins"}), false);
-        let request = training_job_request(&with_dpo, &backend(&with_dpo), &no_triples, &run, "image").unwrap();
+        let request =
+            training_job_request(&with_dpo, &backend(&with_dpo), &no_triples, &run, "image").unwrap();
         assert_eq!(request.channels.len(), 1);
         let dpo_off = job("paul-twin", json!({"dpo": {"enabled": false}}));
         let triples = dataset(json!({"uri": "s3://twins-bucket/twins"}), true);
@@ -281,11 +292,13 @@ mod tests {
         let error = training_job_request(&job_a, &backend(&job_a), &on_minio, &run, "image").unwrap_err();
         assert!(error.contains("http://minio:9000"), "{error}");
         let s3 = dataset(json!({"uri": "s3://twins-bucket/twins"}), false);
-        let gated = job("paul-twin", json!({"baseModel": {"tokenSecretRef": {"name": "hf", "key": "token"}}}));
+        let gated =
+            job("paul-twin", json!({"baseModel": {"tokenSecretRef": {"name": "hf", "key": "token"}}}));
         let error = training_job_request(&gated, &backend(&gated), &s3, &run, "image").unwrap_err();
         assert!(error.starts_with("spec.baseModel.tokenSecretRef"), "{error}");
         let on_pvc_model = job("paul-twin", json!({"baseModel": {"uri": "pvc://models/llama"}}));
-        let error = training_job_request(&on_pvc_model, &backend(&on_pvc_model), &s3, &run, "image").unwrap_err();
+        let error =
+            training_job_request(&on_pvc_model, &backend(&on_pvc_model), &s3, &run, "image").unwrap_err();
         assert!(error.starts_with("spec.baseModel.uri"), "{error}");
     }
 
