@@ -69,7 +69,7 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
     examples_with_a_dataset(&server).await;
     let running = wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
     let name = recorded_name(&server, EXAMPLE).await;
-    assert_eq!(fake.creates(), [name.clone()]);
+    assert_eq!(fake.creates(), std::slice::from_ref(&name));
     assert_eq!(running["status"]["datasetRevision"], "rev-1");
     let backend = &running["status"]["backend"];
     assert_eq!(backend["kind"], "sagemaker");
@@ -143,7 +143,7 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
         (fake.calls(|c| c.describes) > described).then_some(())
     })
     .await;
-    assert_eq!(fake.creates(), [name.clone()]);
+    assert_eq!(fake.creates(), std::slice::from_ref(&name));
 
     // Completed: the adapter and the metrics SageMaker read from the trainer's result line.
     fake.update(&name, |job| {

@@ -43,11 +43,11 @@ async fn reconcile(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Actio
     }
     // Deleted while a training job runs: it is stopped first, and the finalizer stays until
     // SageMaker says it has stopped.
-    if job.metadata.deletion_timestamp.is_some() && job.finalizers().iter().any(|f| f == SAGEMAKER_FINALIZER)
+    if job.metadata.deletion_timestamp.is_some()
+        && job.finalizers().iter().any(|f| f == SAGEMAKER_FINALIZER)
+        && let Some(wait) = sagemaker::cleanup::stop_outside_work(&job, &ctx).await?
     {
-        if let Some(wait) = sagemaker::cleanup::stop_outside_work(&job, &ctx).await? {
-            return Ok(Action::requeue(wait));
-        }
+        return Ok(Action::requeue(wait));
     }
     let apply_ctx = ctx.clone();
     with_finalizer(
