@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 use twin_operator::api::TwinTrainingJob;
 use twin_operator::operator::{Operator, OperatorSettings};
@@ -21,6 +21,7 @@ use crate::support::fake_apiserver::FakeApiServer;
 use crate::support::moto::Moto;
 use crate::support::sagemaker::{self, FakeSageMaker};
 use crate::support::{repo, twins};
+use crate::training::apply_edited_example;
 
 const EXAMPLE: &str = "paul-v1-sagemaker";
 
@@ -51,24 +52,25 @@ fn message(object: &Value) -> String {
 }
 
 async fn apply_variant(server: &FakeApiServer, name: &str, edit: impl FnOnce(&mut Value)) {
-    let mut edited: Value =
-        serde_saphyr::from_str(&repo::read("manifests/examples/twintrainingjob-sagemaker.yaml")).unwrap();
-    edited["metadata"]["name"] = json!(name);
-    edit(&mut edited);
-    Api::<TwinTrainingJob>::namespaced(server.client(), NS)
-        .patch(name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&edited))
-        .await
-        .unwrap();
+    apply_edited_example(server, "manifests/examples/twintrainingjob-sagemaker.yaml", name, edit).await;
+}
+
+/// An operator against `fake`, the examples applied, and the SageMaker example's run created
+/// and Running: the operator and the training job's name.
+async fn running_example(server: &FakeApiServer, fake: &FakeSageMaker) -> (Operator, String) {
+    let operator = start_with(server, "replica-a", fake.client().await).await;
+    examples_with_a_dataset(server).await;
+    let name = recorded_name(server, EXAMPLE).await;
+    wait_for_phase(server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
+    (operator, name)
 }
 
 #[tokio::test]
 async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
     let server = FakeApiServer::start().await;
     let fake = FakeSageMaker::start().await;
-    let operator = start_with(&server, "replica-a", fake.client().await).await;
-    examples_with_a_dataset(&server).await;
-    let running = wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
-    let name = recorded_name(&server, EXAMPLE).await;
+    let (operator, name) = running_example(&server, &fake).await;
+    let running = server.get("llmtwin.dev/v1alpha1", "TwinTrainingJob", NS, EXAMPLE).unwrap();
     assert_eq!(fake.creates(), std::slice::from_ref(&name));
     assert_eq!(running["status"]["datasetRevision"], "rev-1");
     let backend = &running["status"]["backend"];
@@ -178,10 +180,7 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
 async fn a_failed_or_stopped_training_job_fails_the_run_with_its_reason() {
     let server = FakeApiServer::start().await;
     let fake = FakeSageMaker::start().await;
-    let operator = start_with(&server, "replica-a", fake.client().await).await;
-    examples_with_a_dataset(&server).await;
-    let name = recorded_name(&server, EXAMPLE).await;
-    wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
+    let (operator, name) = running_example(&server, &fake).await;
     fake.update(&name, |job| {
         job.to("Failed", "Failed");
         job.failure_reason = Some(
@@ -219,10 +218,7 @@ async fn a_failed_or_stopped_training_job_fails_the_run_with_its_reason() {
 async fn throttling_is_retried_and_said_in_the_status_meanwhile() {
     let server = FakeApiServer::start().await;
     let fake = FakeSageMaker::start().await;
-    let operator = start_with(&server, "replica-a", fake.client().await).await;
-    examples_with_a_dataset(&server).await;
-    let name = recorded_name(&server, EXAMPLE).await;
-    wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
+    let (operator, name) = running_example(&server, &fake).await;
     // Four throttled answers: the SDK's three attempts of one call fail, and the status says
     // why while the controller backs off; the next call's first attempt is throttled too, and
     // its retry answered.
@@ -256,10 +252,7 @@ async fn throttling_is_retried_and_said_in_the_status_meanwhile() {
 async fn deleting_a_running_job_stops_it_before_the_object_goes() {
     let server = FakeApiServer::start().await;
     let fake = FakeSageMaker::start().await;
-    let operator = start_with(&server, "replica-a", fake.client().await).await;
-    examples_with_a_dataset(&server).await;
-    let name = recorded_name(&server, EXAMPLE).await;
-    wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
+    let (operator, name) = running_example(&server, &fake).await;
     let jobs = Api::<TwinTrainingJob>::namespaced(server.client(), NS);
     jobs.delete(EXAMPLE, &Default::default()).await.unwrap();
     eventually("StopTrainingJob", Duration::from_secs(15), || async {

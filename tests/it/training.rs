@@ -29,8 +29,17 @@ fn trainer_jobs(server: &FakeApiServer) -> Vec<String> {
 }
 
 async fn edit_training_job(server: &FakeApiServer, name: &str, edit: impl FnOnce(&mut Value)) {
-    let mut edited: Value =
-        serde_saphyr::from_str(&repo::read("manifests/examples/twintrainingjob.yaml")).unwrap();
+    apply_edited_example(server, "manifests/examples/twintrainingjob.yaml", name, edit).await;
+}
+
+/// Applies the TwinTrainingJob of an example file under another name, edited.
+pub(crate) async fn apply_edited_example(
+    server: &FakeApiServer,
+    example: &str,
+    name: &str,
+    edit: impl FnOnce(&mut Value),
+) {
+    let mut edited: Value = serde_saphyr::from_str(&repo::read(example)).unwrap();
     edited["metadata"]["name"] = json!(name);
     edit(&mut edited);
     Api::<TwinTrainingJob>::namespaced(server.client(), NS)

@@ -177,7 +177,6 @@ where
     Ok(())
 }
 
-
 /// What the finished container of a Job's newest pod wrote to its termination-message path
 /// (the workload's one-line result), if any pod left one.
 pub async fn job_termination_message(ctx: &Context, namespace: &str, job: &str) -> Result<Option<String>> {
