@@ -20,6 +20,7 @@ pub mod contract;
 pub mod crdgen;
 pub mod embedding;
 pub mod hashing;
+pub mod local;
 pub mod net;
 pub mod operator;
 pub mod parallel;

@@ -50,11 +50,8 @@ enum Command {
         #[arg(short = 'f', long = "filename")]
         path: PathBuf,
     },
-    /// Chat with a twin endpoint from the terminal.
-    Chat {
-        /// Base URL of the endpoint, e.g. http://localhost:8080/v1.
-        url: String,
-    },
+    /// Chat with a twin endpoint from the terminal (the gateway also serves a chat page at /).
+    Chat(twin_operator::local::chat::ChatArgs),
 }
 
 #[derive(Subcommand)]
@@ -77,7 +74,7 @@ fn main() -> ExitCode {
         }
         Command::Serve { args } => runtime().block_on(twin_operator::serve::run(args)),
         Command::Up { .. } => not_in_this_release("twin up", "local mode"),
-        Command::Chat { .. } => not_in_this_release("twin chat", "the chat client"),
+        Command::Chat(args) => runtime().block_on(twin_operator::local::chat::run(args)),
     }
 }
 

@@ -1,7 +1,8 @@
-//! Outbound requests of the dataset crawlers: which addresses they may reach.
+//! Outbound HTTP: which addresses the dataset crawlers may reach, and server-sent events.
 
 pub mod guard;
 pub mod http;
 pub mod robots;
+pub mod sse;
 
 pub use guard::{AddressClass, NetworkGuard, Refusal};

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod index;
 pub mod knowledge;
 pub mod metrics;
+mod page;
 pub mod prompt;
 pub mod promptlog;
 pub mod routes;

@@ -1,5 +1,5 @@
-//! The gateway's HTTP surface: the router, authentication, request counting, health,
-//! readiness, metrics and models, and what every endpoint shares (reading a JSON body within
+//! The gateway's HTTP surface: the router (the chat page at `/` included), authentication,
+//! request counting, health, readiness, metrics and models, and what every endpoint shares (reading a JSON body within
 //! the limit, the in-flight limit, error answers). The chat and embeddings endpoints have
 //! modules of their own.
 
@@ -69,6 +69,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route_layer(middleware::from_fn_with_state(gateway.clone(), authenticate));
     Router::new()
         .nest("/v1", v1)
+        .merge(super::page::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -84,7 +85,7 @@ async fn not_found(request: Request) -> ApiError {
         "invalid_request_error",
         Some("unknown_url"),
         format!(
-            "no route {} {}: see /v1/chat/completions, /v1/models, /v1/embeddings",
+            "no route {} {}: see /v1/chat/completions, /v1/models, /v1/embeddings, or the chat page at /",
             request.method(),
             request.uri().path()
         ),

@@ -16,7 +16,7 @@ use super::pipeline::{Scratch, model_dir};
 use crate::support::gateway::{Collector, Gateway, Upstream, client};
 use crate::support::repo;
 
-const POSTS: [(&str, &str); 5] = [
+pub(crate) const POSTS: [(&str, &str); 5] = [
     (
         "retries.md",
         "# Why my operator retries\n\nWhen a reconcile fails, the operator waits and tries again, doubling the wait each time up to five minutes, with jitter so that a thousand failing objects do not all retry in the same second. A failure that a person must fix is not retried at all: it waits for the spec to change.",
@@ -40,7 +40,7 @@ const POSTS: [(&str, &str); 5] = [
 ];
 
 /// Builds a dataset named `paul` from `posts` with the real pipeline; returns its folder URI.
-async fn publish(scratch: &Scratch, posts: &[(&str, &str)]) -> String {
+pub(crate) async fn publish(scratch: &Scratch, posts: &[(&str, &str)]) -> String {
     for (path, text) in posts {
         scratch.write(&format!("corpus/{path}"), text);
     }
@@ -68,11 +68,11 @@ fn args(list: &[&str]) -> Vec<String> {
 }
 
 /// `--engine openai --upstream BASE` and more.
-fn openai(base: &str, more: &[&str]) -> Vec<String> {
+pub(crate) fn openai(base: &str, more: &[&str]) -> Vec<String> {
     args(&[&["--engine", "openai", "--upstream", base][..], more].concat())
 }
 
-fn models_dir() -> String {
+pub(crate) fn models_dir() -> String {
     repo::path(".cache/models").display().to_string()
 }
 

@@ -5,6 +5,7 @@ mod support;
 
 mod argocd;
 mod chart;
+mod chat;
 mod cli;
 mod crds;
 #[path = "../e2e/mod.rs"]

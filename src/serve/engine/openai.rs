@@ -15,6 +15,7 @@ use tokenizers::Tokenizer;
 use tokio::sync::OnceCell;
 
 use super::{Completion, Engine, EngineError, EngineInfo, FinishReason, Piece, PieceStream, Prompt};
+use crate::net::sse::{EventStream, SseError, innermost, truncate};
 use crate::serve::api::Usage;
 
 /// Where the upstream is and how long to wait for it.
@@ -269,10 +270,7 @@ impl Engine for OpenAiEngine {
 
 /// Reads a server-sent-event answer, one piece at a time.
 struct SseReader {
-    response: reqwest::Response,
-    buffer: Vec<u8>,
-    read: usize,
-    limit: usize,
+    events: EventStream,
     pending: VecDeque<Piece>,
     finish_reason: Option<FinishReason>,
     usage: Option<Usage>,
@@ -281,10 +279,7 @@ struct SseReader {
 impl SseReader {
     fn new(response: reqwest::Response, limit: usize) -> Self {
         Self {
-            response,
-            buffer: Vec::new(),
-            read: 0,
-            limit,
+            events: EventStream::new(response, limit),
             pending: VecDeque::new(),
             finish_reason: None,
             usage: None,
@@ -298,55 +293,22 @@ impl SseReader {
             if let Some(piece) = self.pending.pop_front() {
                 return Ok(piece);
             }
-            if let Some(end) = event_end(&self.buffer) {
-                let event: Vec<u8> = self.buffer.drain(..end.1).collect();
-                self.read_event(&event[..end.0])?;
-                continue;
+            match self.events.next().await {
+                Ok(Some(data)) => self.read_event(&data)?,
+                Ok(None) => {
+                    return Err(EngineError::Unavailable(
+                        "the upstream closed the stream before the answer was finished".into(),
+                    ));
+                }
+                Err(error @ SseError::Broken(_)) => {
+                    return Err(EngineError::Unavailable(format!("the upstream's {error}")));
+                }
+                Err(error) => return Err(EngineError::BadResponse(format!("the upstream's {error}"))),
             }
-            let chunk = self.response.chunk().await.map_err(|e| {
-                EngineError::Unavailable(format!("the upstream's stream broke off: {}", innermost(&e)))
-            })?;
-            let Some(chunk) = chunk else {
-                return Err(EngineError::Unavailable(
-                    "the upstream closed the stream before the answer was finished".into(),
-                ));
-            };
-            self.read += chunk.len();
-            if self.read > self.limit {
-                return Err(EngineError::BadResponse(format!(
-                    "the upstream's answer is over {} bytes",
-                    self.limit
-                )));
-            }
-            self.buffer.extend_from_slice(&chunk);
         }
     }
 
-    fn read_event(&mut self, event: &[u8]) -> Result<(), EngineError> {
-        let text = std::str::from_utf8(event)
-            .map_err(|_| EngineError::BadResponse("the upstream's stream is not UTF-8".into()))?;
-        let mut data = String::new();
-        for line in text.lines() {
-            if let Some(value) = line.strip_prefix("data:") {
-                if !data.is_empty() {
-                    data.push('\n');
-                }
-                data.push_str(value.strip_prefix(' ').unwrap_or(value));
-            } else if !(line.is_empty()
-                || line.starts_with(':')
-                || line.starts_with("event:")
-                || line.starts_with("id:")
-                || line.starts_with("retry:"))
-            {
-                return Err(EngineError::BadResponse(format!(
-                    "the upstream's stream holds a line that is not an event: {:?}",
-                    truncate(line)
-                )));
-            }
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
+    fn read_event(&mut self, data: &str) -> Result<(), EngineError> {
         if data.trim() == "[DONE]" {
             self.pending.push_back(Piece::Done {
                 finish_reason: self.finish_reason.unwrap_or(FinishReason::Stop),
@@ -354,10 +316,10 @@ impl SseReader {
             });
             return Ok(());
         }
-        let chunk: Value = serde_json::from_str(&data).map_err(|_| {
+        let chunk: Value = serde_json::from_str(data).map_err(|_| {
             EngineError::BadResponse(format!(
                 "the upstream sent an event that is not JSON: {:?}",
-                truncate(&data)
+                truncate(data)
             ))
         })?;
         if let Some(error) = chunk.get("error") {
@@ -368,10 +330,7 @@ impl SseReader {
             self.usage = serde_json::from_value(chunk["usage"].clone()).ok();
         }
         let choices = chunk["choices"].as_array().ok_or_else(|| {
-            EngineError::BadResponse(format!(
-                "the upstream sent a chunk without choices: {}",
-                truncate(&data)
-            ))
+            EngineError::BadResponse(format!("the upstream sent a chunk without choices: {}", truncate(data)))
         })?;
         if let Some(choice) = choices.first() {
             if let Some(content) = choice["delta"]["content"].as_str()
@@ -384,16 +343,6 @@ impl SseReader {
             }
         }
         Ok(())
-    }
-}
-
-/// Where the first complete event ends: (end of its content, end including the blank line).
-fn event_end(buffer: &[u8]) -> Option<(usize, usize)> {
-    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2));
-    let crlf = buffer.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, i + 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
-        (a, b) => a.or(b),
     }
 }
 
@@ -472,33 +421,9 @@ fn transport_error(url: &str, error: reqwest::Error) -> EngineError {
     }
 }
 
-fn innermost(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        message = inner.to_string();
-        source = inner.source();
-    }
-    message
-}
-
-fn truncate(text: &str) -> &str {
-    match text.char_indices().nth(200) {
-        Some((i, _)) => &text[..i],
-        None => text,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn events_end_at_the_first_blank_line_of_either_kind() {
-        assert_eq!(event_end(b"data: a\n\ndata: b\n\n"), Some((7, 9)));
-        assert_eq!(event_end(b"data: a\r\n\r\n"), Some((7, 11)));
-        assert_eq!(event_end(b"data: a\n"), None);
-    }
 
     #[test]
     fn upstream_statuses_map_to_what_the_client_should_do() {
