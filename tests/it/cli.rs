@@ -19,7 +19,7 @@ fn help_lists_every_role_of_the_binary() {
 
 #[test]
 fn subcommands_of_later_releases_exit_non_zero_and_say_why() {
-    for args in [&["up", "-f", "manifests/examples"][..], &["chat", "http://localhost:8080/v1"]] {
+    for args in [&["up", "-f", "manifests/examples"][..]] {
         let output = twin(args);
         assert_eq!(output.status.code(), Some(2), "twin {args:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
