@@ -45,11 +45,9 @@ enum Command {
         args: Vec<std::ffi::OsString>,
     },
     /// Run TwinDataset, TwinTrainingJob and TwinEndpoint YAML on this machine.
-    Up {
-        /// Folder or file of resource YAML.
-        #[arg(short = 'f', long = "filename")]
-        path: PathBuf,
-    },
+    Up(twin_operator::local::up::UpArgs),
+    /// Show what `twin up` ran here, as `kubectl get` would.
+    Status(twin_operator::local::up::StatusArgs),
     /// Chat with a twin endpoint from the terminal (the gateway also serves a chat page at /).
     Chat(twin_operator::local::chat::ChatArgs),
 }
@@ -73,7 +71,8 @@ fn main() -> ExitCode {
             runtime().block_on(twin_operator::pipeline::command::run(args))
         }
         Command::Serve { args } => runtime().block_on(twin_operator::serve::run(args)),
-        Command::Up { .. } => not_in_this_release("twin up", "local mode"),
+        Command::Up(args) => runtime().block_on(twin_operator::local::up::run(args)),
+        Command::Status(args) => twin_operator::local::up::status(args),
         Command::Chat(args) => runtime().block_on(twin_operator::local::chat::run(args)),
     }
 }
@@ -109,14 +108,4 @@ fn crd(output_dir: Option<PathBuf>, helm_templates_dir: Option<PathBuf>) -> Exit
             ExitCode::FAILURE
         }
     }
-}
-
-/// Subcommands whose work ships in a later release say so and exit non-zero, so that no
-/// script mistakes them for success.
-fn not_in_this_release(command: &str, what: &str) -> ExitCode {
-    eprintln!(
-        "error: `{command}` is not available in this release of twin-operator: {what} ship in a \
-         later release. Today `twin crd` works; see README.md."
-    );
-    ExitCode::from(2)
 }

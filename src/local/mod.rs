@@ -1,4 +1,10 @@
-//! Running twins on one machine: `twin chat` (a terminal client for any twin endpoint).
-//! `twin up` and `twin status` come next (DESIGN §11).
+//! Running twins on one machine: `twin up` (the YAML users `kubectl apply`, checked as the API
+//! server would check it and run here), `twin status`, and `twin chat` (a terminal client for any
+//! twin endpoint). DESIGN §11.
 
 pub mod chat;
+pub mod manifest;
+pub mod plan;
+pub mod schema;
+pub mod state;
+pub mod up;

@@ -23,4 +23,5 @@ mod sources;
 mod steps;
 mod training;
 mod training_data;
+mod up;
 mod validation;

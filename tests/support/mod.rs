@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-pub mod crd_schema;
+/// The API server's checks of custom resources, which `twin up` shares.
+pub use twin_operator::local::schema as crd_schema;
 pub mod fake_apiserver;
 pub mod gateway;
 pub mod git_http;

@@ -147,7 +147,7 @@ pub fn default_types() -> Vec<ResourceType> {
         ),
     ];
     for crd in twin_operator::api::crds() {
-        let schema = CrdSchema::from_crd(&crd);
+        let schema = CrdSchema::from_crd(&crd).expect("the generated CRDs compile");
         let version = crd.spec.versions.iter().find(|v| v.served).expect("a served version");
         types.push(ResourceType {
             group: crd.spec.group.clone(),

@@ -3,7 +3,8 @@
 //! `kubectl apply`'s default `--validate=strict`), `x-kubernetes-list-type` uniqueness, and the
 //! CEL `x-kubernetes-validations` rules (with `oldSelf` on update), evaluated by kube-cel.
 //!
-//! Used by the API tests and by the fake API server, which answers a bad object with a 422.
+//! `twin up` checks its YAML with it; the tests' fake API server answers a bad object with a
+//! 422 from it.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube_cel::{CompiledSchema, Validator, apply_defaults, compile_schema};
@@ -26,32 +27,38 @@ pub struct CrdSchema {
 }
 
 impl CrdSchema {
-    /// Reads the first served version of a CRD. Panics when a CEL rule does not compile: such
-    /// a CRD would be refused by the API server.
-    pub fn from_crd(crd: &CustomResourceDefinition) -> Self {
-        let version = crd.spec.versions.iter().find(|v| v.served).expect("a served version");
-        let openapi_schema = serde_json::to_value(
-            version.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).expect("an openAPIV3Schema"),
-        )
-        .expect("schema serialises");
+    /// Reads the first served version of a CRD. A CEL rule that does not compile is an error:
+    /// the API server would refuse such a CRD.
+    pub fn from_crd(crd: &CustomResourceDefinition) -> Result<Self, String> {
+        let kind = &crd.spec.names.kind;
+        let version = crd
+            .spec
+            .versions
+            .iter()
+            .find(|v| v.served)
+            .ok_or_else(|| format!("{kind}: no served version"))?;
+        let schema = version.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref());
+        let openapi_schema =
+            serde_json::to_value(schema.ok_or_else(|| format!("{kind}: no openAPIV3Schema"))?)
+                .map_err(|e| format!("{kind}: {e}"))?;
         let mut strict = to_strict_json_schema(&openapi_schema);
         // The API server always accepts the object envelope, whatever the schema lists.
         let envelope = serde_json::json!({"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}});
-        let properties = strict["properties"].as_object_mut().expect("root properties");
-        for (name, schema) in envelope.as_object().unwrap() {
+        let properties = strict["properties"]
+            .as_object_mut()
+            .ok_or_else(|| format!("{kind}: the schema has no properties"))?;
+        for (name, schema) in envelope.as_object().into_iter().flatten() {
             properties.entry(name.clone()).or_insert(schema.clone());
         }
         let strict_json_schema = jsonschema::draft4::new(&strict)
-            .unwrap_or_else(|e| panic!("{}: schema is not valid JSON Schema: {e}", crd.spec.names.kind));
+            .map_err(|e| format!("{kind}: the schema is not valid JSON Schema: {e}"))?;
         let cel = compile_schema(&openapi_schema);
         let mut compile_errors = Vec::new();
         collect_compile_errors(&cel, &mut compile_errors);
-        assert!(
-            compile_errors.is_empty(),
-            "{}: CEL rules do not compile: {compile_errors:#?}",
-            crd.spec.names.kind
-        );
-        Self {
+        if !compile_errors.is_empty() {
+            return Err(format!("{kind}: CEL rules do not compile: {compile_errors:?}"));
+        }
+        Ok(Self {
             group: crd.spec.group.clone(),
             version: version.name.clone(),
             kind: crd.spec.names.kind.clone(),
@@ -59,7 +66,7 @@ impl CrdSchema {
             openapi_schema,
             strict_json_schema,
             cel,
-        }
+        })
     }
 
     /// `apiVersion` of objects of this CRD.
@@ -122,14 +129,16 @@ pub struct CrdCatalog {
 }
 
 impl CrdCatalog {
-    /// The CRDs generated from the Rust types (`crds/` is checked against them elsewhere).
+    /// The CRDs of the three kinds, generated from the Rust types (`crds/` is checked against
+    /// them by the tests). Their rules compile (the tests hold them to it).
     pub fn generated() -> Self {
-        Self { schemas: twin_operator::api::crds().iter().map(CrdSchema::from_crd).collect() }
+        let schemas = crate::api::crds().iter().map(CrdSchema::from_crd).collect::<Result<_, _>>();
+        Self { schemas: schemas.expect("the generated CRDs' schemas and rules compile") }
     }
 
     /// The CRD of a kind.
-    pub fn by_kind(&self, kind: &str) -> &CrdSchema {
-        self.schemas.iter().find(|s| s.kind == kind).unwrap_or_else(|| panic!("no CRD for kind {kind}"))
+    pub fn by_kind(&self, kind: &str) -> Option<&CrdSchema> {
+        self.schemas.iter().find(|s| s.kind == kind)
     }
 
     /// Checks an object against the CRD named by its `kind`.
