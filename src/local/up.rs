@@ -92,12 +92,33 @@ async fn build_dataset(dataset: &TwinDataset, options: &BuildOptions) -> Status<
 }
 
 /// Runs one resource; whether it reached the state it should.
-async fn run_one(
-    resource: &Located,
-    options: &BuildOptions,
-    state: &mut State,
-    dir: &std::path::Path,
-) -> Result<bool, String> {
+/// The final status of work run on a thread of its own (with its own runtime), so that a stop
+/// request is heard while the pipeline keeps threads busy.
+type Running = tokio::sync::oneshot::Receiver<Status<'static>>;
+
+fn on_own_thread<F>(work: impl FnOnce() -> F + Send + 'static) -> Running
+where
+    F: std::future::Future<Output = Status<'static>>,
+{
+    let (done, running) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        let status = match runtime {
+            Ok(runtime) => runtime.block_on(work()),
+            Err(error) => Status {
+                phase: "Failed",
+                reason: "Crashed",
+                message: format!("cannot start a runtime: {error}"),
+                revision: None,
+            },
+        };
+        let _ = done.send(status);
+    });
+    running
+}
+
+/// What runs a resource: its status while it runs, and the work that gives its final status.
+fn work(resource: &Located, options: &BuildOptions) -> (Status<'static>, Option<Running>) {
     match &resource.twin {
         Twin::Dataset(dataset) => {
             let running = Status {
@@ -106,11 +127,8 @@ async fn run_one(
                 message: "collecting, cleaning, chunking and embedding the sources".into(),
                 revision: None,
             };
-            report(state, dir, resource, running)?;
-            let status = build_dataset(dataset, options).await;
-            let ready = status.phase == "Ready";
-            report(state, dir, resource, status)?;
-            Ok(ready)
+            let (dataset, options) = (dataset.clone(), options.clone());
+            (running, Some(on_own_thread(move || async move { build_dataset(&dataset, &options).await })))
         }
         Twin::Training(_) | Twin::Endpoint(_) => {
             let status = Status {
@@ -122,14 +140,22 @@ async fn run_one(
                 ),
                 revision: None,
             };
-            report(state, dir, resource, status)?;
-            Ok(false)
+            (status, None)
         }
     }
 }
 
+/// Ctrl-C, or SIGTERM (a supervisor stopping the process).
+async fn stop_requested() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match terminate.as_mut() { Some(signal) => { signal.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
 /// `twin up`: exit status 0 when every resource reached its goal, 1 when one failed or could
-/// not run, 2 for YAML that cannot run (nothing is run or written then), 130 on Ctrl-C.
+/// not run, 2 for YAML that cannot run (nothing is run or written then), 130 when stopped.
 pub async fn run(args: UpArgs) -> ExitCode {
     crate::telemetry::init(None);
     let resources = match manifest::load(&args.path).and_then(plan::plan) {
@@ -155,26 +181,39 @@ pub async fn run(args: UpArgs) -> ExitCode {
     };
     let mut all_reached = true;
     for resource in &resources {
-        let outcome = tokio::select! {
-            outcome = run_one(resource, &options, &mut state, &args.state_dir) => Some(outcome),
-            _ = tokio::signal::ctrl_c() => None,
+        let (first, running) = work(resource, &options);
+        let reached = first.phase == "Ready";
+        if let Err(error) = report(&mut state, &args.state_dir, resource, first) {
+            eprintln!("error: cannot keep the state: {error}");
+            return ExitCode::FAILURE;
+        }
+        let Some(running) = running else {
+            all_reached &= reached;
+            continue;
         };
-        match outcome {
-            Some(Ok(reached)) => all_reached &= reached,
-            None => {
+        let last = tokio::select! {
+            finished = running => finished.unwrap_or_else(|error| Status {
+                phase: "Failed",
+                reason: "Crashed",
+                message: format!("the work on it ended without a result ({error})"),
+                revision: None,
+            }),
+            _ = stop_requested() => {
                 let stopped = Status {
                     phase: "Pending",
                     reason: "Interrupted",
-                    message: "stopped by Ctrl-C before it finished; nothing partial was published".into(),
+                    message: "stopped (Ctrl-C or SIGTERM) before it finished; nothing partial was published".into(),
                     revision: None,
                 };
                 let _ = report(&mut state, &args.state_dir, resource, stopped);
-                return ExitCode::from(130);
+                // The pipeline may hold a thread in the middle of a batch: leave without waiting.
+                std::process::exit(130);
             }
-            Some(Err(error)) => {
-                eprintln!("error: cannot keep the state: {error}");
-                return ExitCode::FAILURE;
-            }
+        };
+        all_reached &= last.phase == "Ready";
+        if let Err(error) = report(&mut state, &args.state_dir, resource, last) {
+            eprintln!("error: cannot keep the state: {error}");
+            return ExitCode::FAILURE;
         }
     }
     if all_reached { ExitCode::SUCCESS } else { ExitCode::FAILURE }
