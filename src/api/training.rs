@@ -88,6 +88,11 @@ pub struct TwinTrainingJobSpec {
     /// run has finished. Off: a run keeps the revision it pinned until the spec changes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retrain_on_new_revision: bool,
+    /// Stop each stage (SFT, then DPO) after this many optimiser steps instead of after its
+    /// epochs: for trial runs and the quickstart. Unset trains for the epochs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub max_steps: Option<u32>,
 }
 
 /// Supervised fine-tuning.

@@ -1,10 +1,48 @@
-//! The trainer's side of the contract (`trainer/`, Python): the JSON configuration the operator
-//! writes for a run, and the one-line result the trainer leaves in its termination message.
-//! trainer/README.md documents the same fields.
+//! The trainer's side of the contract (`trainer/`, Python): what a run is and where its files
+//! go, the JSON configuration written for a run (by the operator, or by `twin up`), and the
+//! one-line result the trainer leaves in its termination message. trainer/README.md documents
+//! the same fields.
 
+use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
 use crate::api::training::{DpoSpec, SftSpec};
+use crate::api::{TwinDataset, TwinTrainingJob};
+use crate::hashing::sha256_hex;
+use crate::storage::StorageUri;
+
+/// One run: the job's generation on a pinned dataset revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// `g<generation>-<revision>` (the revision shortened to fit a name).
+    pub name: String,
+    /// The dataset revision trained on.
+    pub revision: String,
+}
+
+impl Run {
+    /// The run of `job`'s current generation on `revision`.
+    pub fn new(job: &TwinTrainingJob, revision: &str) -> Self {
+        let generation = job.metadata.generation.unwrap_or(1);
+        let short: String =
+            revision.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect::<String>();
+        let short = if short.is_empty() { sha256_hex(revision.as_bytes())[..12].to_string() } else { short };
+        Self { name: format!("g{generation}-{}", short.to_ascii_lowercase()), revision: revision.to_string() }
+    }
+}
+
+/// Where a run's artifacts go, in the user's terms: `<output>/models/<job>/<run>`.
+pub fn run_output(job: &TwinTrainingJob, run: &Run) -> Result<StorageUri, String> {
+    let root: StorageUri = job.spec.output.uri.parse().map_err(|e| format!("spec.output.uri: {e}"))?;
+    Ok(root.join(&format!("models/{}/{}", job.name_any(), run.name)))
+}
+
+/// Where a dataset revision's files are (DESIGN §4): `<output>/datasets/<dataset>/<revision>`.
+pub fn revision_folder(dataset: &TwinDataset, revision: &str) -> Result<StorageUri, String> {
+    let root: StorageUri =
+        dataset.spec.output.uri.parse().map_err(|e| format!("the dataset's spec.output.uri: {e}"))?;
+    Ok(root.join(&format!("datasets/{}/{revision}", dataset.name_any())))
+}
 
 /// The configuration of one run (`twin-trainer --config FILE`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -26,6 +64,33 @@ pub struct TrainerConfig {
     pub dpo: DpoSpec,
     /// Where the one-line result goes.
     pub termination_message_path: String,
+    /// Stop each stage after this many optimiser steps (the job's `maxSteps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u32>,
+}
+
+impl TrainerConfig {
+    /// The configuration of `run`; `reach` turns a URI into what the trainer opens (a mounted
+    /// path for `pvc://` in a pod, the URI itself elsewhere).
+    pub fn for_run(
+        job: &TwinTrainingJob,
+        dataset: &TwinDataset,
+        run: &Run,
+        termination_message_path: &str,
+        reach: impl Fn(&str) -> String,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            run: run.name.clone(),
+            dataset_uri: reach(&revision_folder(dataset, &run.revision)?.to_string()),
+            dataset_revision: run.revision.clone(),
+            base_model_uri: reach(&job.spec.base_model.uri),
+            output_uri: reach(&run_output(job, run)?.to_string()),
+            sft: job.spec.sft.clone(),
+            dpo: job.spec.dpo.clone(),
+            termination_message_path: termination_message_path.into(),
+            max_steps: job.spec.max_steps,
+        })
+    }
 }
 
 /// The trainer's one-line result.
@@ -72,5 +137,44 @@ impl TrainerResult {
     /// Reads a termination message.
     pub fn parse(message: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(message.trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_runs_configuration_names_its_folders_and_step_limit() {
+        let job: TwinTrainingJob = serde_json::from_value(json!({
+            "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinTrainingJob",
+            "metadata": {"name": "paul-v1", "namespace": "twins", "generation": 3},
+            "spec": {"datasetRef": {"name": "paul"}, "baseModel": {"uri": "file:///models/smollm2.gguf"},
+                     "backend": {"kubernetes": {}}, "output": {"uri": "file:///twin/out"}, "maxSteps": 20}
+        }))
+        .unwrap();
+        let dataset: TwinDataset = serde_json::from_value(json!({
+            "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinDataset",
+            "metadata": {"name": "paul", "namespace": "twins"},
+            "spec": {"author": {"name": "Paul"}, "sources": [{"name": "blog", "files": {"uri": "file:///corpus"}}],
+                     "output": {"uri": "file:///twin/out"}}
+        }))
+        .unwrap();
+        let run = Run::new(&job, "Rev-1f2e");
+        assert_eq!(run.name, "g3-rev1f2e");
+        let config =
+            TrainerConfig::for_run(&job, &dataset, &run, "/tmp/result", |uri| uri.replace("file://", ""))
+                .unwrap();
+        assert_eq!(config.dataset_uri, "/twin/out/datasets/paul/Rev-1f2e");
+        assert_eq!(config.output_uri, "/twin/out/models/paul-v1/g3-rev1f2e");
+        assert_eq!(config.base_model_uri, "/models/smollm2.gguf");
+        assert_eq!(config.max_steps, Some(20));
+        let written = serde_json::to_value(&config).unwrap();
+        assert_eq!(
+            (written["maxSteps"].clone(), written["terminationMessagePath"].clone()),
+            (json!(20), json!("/tmp/result"))
+        );
     }
 }

@@ -20,8 +20,8 @@ use crate::api::common::StorageLocation;
 use crate::api::training::KubernetesBackend;
 use crate::api::{TwinDataset, TwinTrainingJob};
 use crate::contract::labels::{RUN_ANNOTATION, TRAINER_COMPONENT, TRAINING_NAME};
+pub use crate::contract::trainer::{Run, revision_folder, run_output};
 use crate::contract::{TrainerConfig, paths};
-use crate::hashing::sha256_hex;
 use crate::operator::children::naming::{NAME_LIMIT, child_labels, child_name, owner_reference};
 use crate::operator::children::pod::{job_pod, mount_claims, restricted_container, secret_env};
 use crate::operator::children::{ApplyPolicy, ChildSet};
@@ -34,42 +34,9 @@ const TRAINER_UID: i64 = 1000;
 /// The trainer's exit status for a failure it explained: retrying would fail the same way.
 const EXPLAINED_FAILURE: i32 = 1;
 
-/// One run: the job's generation on a pinned dataset revision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Run {
-    /// `g<generation>-<revision>` (the revision shortened to fit a name).
-    pub name: String,
-    /// The dataset revision trained on.
-    pub revision: String,
-}
-
-impl Run {
-    /// The run of `job`'s current generation on `revision`.
-    pub fn new(job: &TwinTrainingJob, revision: &str) -> Self {
-        let generation = job.metadata.generation.unwrap_or(1);
-        let short: String =
-            revision.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect::<String>();
-        let short = if short.is_empty() { sha256_hex(revision.as_bytes())[..12].to_string() } else { short };
-        Self { name: format!("g{generation}-{}", short.to_ascii_lowercase()), revision: revision.to_string() }
-    }
-}
-
 /// Name of a run's Job (and of its configuration ConfigMap).
 pub fn job_name(job: &TwinTrainingJob, run: &Run) -> String {
     child_name(&job.name_any(), &format!("-train-{}", run.name), NAME_LIMIT)
-}
-
-/// Where a run's artifacts go, in the user's terms: `<output>/models/<job>/<run>`.
-pub fn run_output(job: &TwinTrainingJob, run: &Run) -> Result<StorageUri, String> {
-    let root: StorageUri = job.spec.output.uri.parse().map_err(|e| format!("spec.output.uri: {e}"))?;
-    Ok(root.join(&format!("models/{}/{}", job.name_any(), run.name)))
-}
-
-/// Where a dataset revision's files are (DESIGN §4): `<output>/datasets/<dataset>/<revision>`.
-pub fn revision_folder(dataset: &TwinDataset, revision: &str) -> Result<StorageUri, String> {
-    let root: StorageUri =
-        dataset.spec.output.uri.parse().map_err(|e| format!("the dataset's spec.output.uri: {e}"))?;
-    Ok(root.join(&format!("datasets/{}/{revision}", dataset.name_any())))
 }
 
 /// A URI as the trainer pod reaches it: `pvc://` as the path where its claim is mounted, the
@@ -119,17 +86,7 @@ pub fn trainer_config(
     dataset: &TwinDataset,
     run: &Run,
 ) -> Result<TrainerConfig, String> {
-    let revision_uri = revision_folder(dataset, &run.revision)?;
-    Ok(TrainerConfig {
-        run: run.name.clone(),
-        dataset_uri: in_pod(&revision_uri.to_string()),
-        dataset_revision: run.revision.clone(),
-        base_model_uri: in_pod(&job.spec.base_model.uri),
-        output_uri: in_pod(&run_output(job, run)?.to_string()),
-        sft: job.spec.sft.clone(),
-        dpo: job.spec.dpo.clone(),
-        termination_message_path: paths::TERMINATION_MESSAGE_PATH.into(),
-    })
+    TrainerConfig::for_run(job, dataset, run, paths::TERMINATION_MESSAGE_PATH, in_pod)
 }
 
 /// The claims the run reads or writes, each once: (claim, written).
