@@ -7,4 +7,5 @@ pub mod manifest;
 pub mod plan;
 pub mod schema;
 pub mod state;
+pub mod train;
 pub mod up;

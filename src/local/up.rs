@@ -1,8 +1,9 @@
 //! `twin up -f PATH`: the resources of the YAML, checked and ordered, run on this machine, each
 //! status printed as it changes and kept in the state folder; and `twin status`, which shows
 //! them again. TwinDatasets run through the dataset pipeline in this process (a rerun on an
-//! unchanged corpus keeps its revision and rewrites nothing). Training jobs and endpoints are
-//! recorded as not run yet: this release runs them only on a cluster.
+//! unchanged corpus keeps its revision and rewrites nothing); TwinTrainingJobs through the
+//! trainer as a child process (a finished run is reused). Endpoints are recorded as not run
+//! yet: this release serves them with `twin serve` or on a cluster.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::manifest::{self, Located, Twin};
 use super::plan;
 use super::state::{Entry, State, table};
+use super::train;
 use crate::api::TwinDataset;
 use crate::contract::env;
 use crate::pipeline::{BuildOptions, build};
@@ -29,6 +31,13 @@ pub struct UpArgs {
     /// ~/.cache/twin/models.
     #[arg(long, env = env::MODELS_DIR)]
     pub models_dir: Option<PathBuf>,
+    /// The Python of the trainer's environment, for TwinTrainingJobs (`scripts/trainer-env`
+    /// builds it and prints its path). Unset: training jobs wait, saying how to set it up.
+    #[arg(long, env = "TWIN_TRAINER_PYTHON")]
+    pub trainer_python: Option<PathBuf>,
+    /// The trainer's package source, put on its PYTHONPATH when the folder exists.
+    #[arg(long = "trainer-src", default_value = "trainer/src", env = "TWIN_TRAINER_SRC")]
+    pub trainer_source: PathBuf,
 }
 
 /// `twin status` settings.
@@ -40,11 +49,22 @@ pub struct StatusArgs {
 }
 
 /// A status as `twin up` reports it.
-struct Status<'a> {
-    phase: &'a str,
-    reason: &'a str,
+struct Status {
+    phase: &'static str,
+    reason: String,
     message: String,
     revision: Option<String>,
+}
+
+impl Status {
+    fn new(phase: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Self { phase, reason: reason.into(), message: message.into(), revision: None }
+    }
+
+    /// Whether the resource got where it should: a Ready dataset, a Succeeded training job.
+    fn reached(&self) -> bool {
+        matches!(self.phase, "Ready" | "Succeeded")
+    }
 }
 
 /// Prints a resource's status and keeps it in the state folder.
@@ -60,7 +80,7 @@ fn report(
         namespace: resource.twin.namespace().into(),
         name: resource.twin.name().into(),
         phase: status.phase.into(),
-        reason: status.reason.into(),
+        reason: status.reason,
         message: status.message,
         updated: Timestamp::now().to_string(),
         revision: status.revision,
@@ -70,14 +90,14 @@ fn report(
 }
 
 /// Builds a dataset with the pipeline; its final status.
-async fn build_dataset(dataset: &TwinDataset, options: &BuildOptions) -> Status<'static> {
+async fn build_dataset(dataset: &TwinDataset, options: &BuildOptions) -> Status {
     match build(dataset, options).await {
         Ok(published) => {
             let stats = &published.stats;
             let unchanged = if published.unchanged { "; unchanged, nothing rewritten" } else { "" };
             Status {
                 phase: "Ready",
-                reason: if published.unchanged { "RevisionUnchanged" } else { "RevisionPublished" },
+                reason: if published.unchanged { "RevisionUnchanged" } else { "RevisionPublished" }.into(),
                 message: format!(
                     "revision {}: {} documents, {} chunks, {} instruction samples{unchanged}",
                     published.revision, stats.documents, stats.chunks, stats.instruct_samples
@@ -85,32 +105,25 @@ async fn build_dataset(dataset: &TwinDataset, options: &BuildOptions) -> Status<
                 revision: Some(published.revision),
             }
         }
-        Err(error) => {
-            Status { phase: "Failed", reason: error.reason(), message: error.to_string(), revision: None }
-        }
+        Err(error) => Status::new("Failed", error.reason(), error.to_string()),
     }
 }
 
 /// Runs one resource; whether it reached the state it should.
 /// The final status of work run on a thread of its own (with its own runtime), so that a stop
 /// request is heard while the pipeline keeps threads busy.
-type Running = tokio::sync::oneshot::Receiver<Status<'static>>;
+type Running = tokio::sync::oneshot::Receiver<Status>;
 
 fn on_own_thread<F>(work: impl FnOnce() -> F + Send + 'static) -> Running
 where
-    F: std::future::Future<Output = Status<'static>>,
+    F: std::future::Future<Output = Status>,
 {
     let (done, running) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
         let status = match runtime {
             Ok(runtime) => runtime.block_on(work()),
-            Err(error) => Status {
-                phase: "Failed",
-                reason: "Crashed",
-                message: format!("cannot start a runtime: {error}"),
-                revision: None,
-            },
+            Err(error) => Status::new("Failed", "Crashed", format!("cannot start a runtime: {error}")),
         };
         let _ = done.send(status);
     });
@@ -118,31 +131,66 @@ where
 }
 
 /// What runs a resource: its status while it runs, and the work that gives its final status.
-fn work(resource: &Located, options: &BuildOptions) -> (Status<'static>, Option<Running>) {
+fn work(resource: &Located, context: &Context, state: &State) -> (Status, Option<Running>) {
     match &resource.twin {
         Twin::Dataset(dataset) => {
-            let running = Status {
-                phase: "Running",
-                reason: "Building",
-                message: "collecting, cleaning, chunking and embedding the sources".into(),
-                revision: None,
-            };
-            let (dataset, options) = (dataset.clone(), options.clone());
+            let running = Status::new(
+                "Running",
+                "Building",
+                "collecting, cleaning, chunking and embedding the sources",
+            );
+            let (dataset, options) = (dataset.clone(), context.options.clone());
             (running, Some(on_own_thread(move || async move { build_dataset(&dataset, &options).await })))
         }
-        Twin::Training(_) | Twin::Endpoint(_) => {
-            let status = Status {
-                phase: "Pending",
-                reason: "NotRunLocally",
-                message: format!(
-                    "this release of twin up builds datasets only; run this {} on a cluster (kubectl apply)",
-                    resource.twin.kind()
-                ),
-                revision: None,
+        Twin::Training(job) => {
+            let namespace = resource.twin.namespace();
+            let name = &job.spec.dataset_ref.name;
+            let dataset = context.resources.iter().find_map(|r| match &r.twin {
+                Twin::Dataset(d) if r.twin.name() == name && r.twin.namespace() == namespace => {
+                    Some(d.clone())
+                }
+                _ => None,
+            });
+            let ready = state.get("TwinDataset", namespace, name).filter(|e| e.phase == "Ready");
+            let (Some(dataset), Some(revision)) = (dataset, ready.and_then(|e| e.revision.clone())) else {
+                let waiting = format!("TwinDataset {name:?} is not Ready here; training starts once it is");
+                return (Status::new("Pending", "WaitingForDataset", waiting), None);
             };
-            (status, None)
+            let running = Status {
+                revision: Some(revision.clone()),
+                ..Status::new("Running", "Training", format!("training on dataset revision {revision}"))
+            };
+            let (job, trainer, state_dir, slot) = (
+                job.clone(),
+                context.trainer.clone(),
+                context.state_dir.clone(),
+                context.trainer_child.clone(),
+            );
+            let trained = on_own_thread(move || async move {
+                let outcome = train::train(&job, &dataset, &revision, &trainer, &state_dir, &slot);
+                Status {
+                    revision: Some(revision),
+                    ..Status::new(outcome.phase, &outcome.reason, outcome.message)
+                }
+            });
+            (running, Some(trained))
+        }
+        Twin::Endpoint(_) => {
+            let message = "this release of twin up does not serve endpoints yet: run `twin serve`, or this \
+                           TwinEndpoint on a cluster (kubectl apply)";
+            (Status::new("Pending", "NotRunLocally", message), None)
         }
     }
+}
+
+/// What every resource's run shares.
+struct Context {
+    resources: Vec<Located>,
+    options: BuildOptions,
+    trainer: train::Trainer,
+    state_dir: PathBuf,
+    /// The trainer's process while a training job runs.
+    trainer_child: train::ChildSlot,
 }
 
 /// Ctrl-C, or SIGTERM (a supervisor stopping the process).
@@ -174,15 +222,21 @@ pub async fn run(args: UpArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let options = BuildOptions {
-        models_dir: args.models_dir.clone(),
-        hub: crate::storage::hub::HubOptions::from_env(),
-        ..Default::default()
+    let context = Context {
+        options: BuildOptions {
+            models_dir: args.models_dir.clone(),
+            hub: crate::storage::hub::HubOptions::from_env(),
+            ..Default::default()
+        },
+        trainer: train::Trainer { python: args.trainer_python.clone(), source: args.trainer_source.clone() },
+        state_dir: args.state_dir.clone(),
+        trainer_child: Default::default(),
+        resources,
     };
     let mut all_reached = true;
-    for resource in &resources {
-        let (first, running) = work(resource, &options);
-        let reached = first.phase == "Ready";
+    for resource in &context.resources {
+        let (first, running) = work(resource, &context, &state);
+        let reached = first.reached();
         if let Err(error) = report(&mut state, &args.state_dir, resource, first) {
             eprintln!("error: cannot keep the state: {error}");
             return ExitCode::FAILURE;
@@ -192,25 +246,22 @@ pub async fn run(args: UpArgs) -> ExitCode {
             continue;
         };
         let last = tokio::select! {
-            finished = running => finished.unwrap_or_else(|error| Status {
-                phase: "Failed",
-                reason: "Crashed",
-                message: format!("the work on it ended without a result ({error})"),
-                revision: None,
+            finished = running => finished.unwrap_or_else(|error| {
+                Status::new("Failed", "Crashed", format!("the work on it ended without a result ({error})"))
             }),
             _ = stop_requested() => {
-                let stopped = Status {
-                    phase: "Pending",
-                    reason: "Interrupted",
-                    message: "stopped (Ctrl-C or SIGTERM) before it finished; nothing partial was published".into(),
-                    revision: None,
-                };
+                train::stop(&context.trainer_child);
+                let stopped = Status::new(
+                    "Pending",
+                    "Interrupted",
+                    "stopped (Ctrl-C or SIGTERM) before it finished; nothing partial was published",
+                );
                 let _ = report(&mut state, &args.state_dir, resource, stopped);
                 // The pipeline may hold a thread in the middle of a batch: leave without waiting.
                 std::process::exit(130);
             }
         };
-        all_reached &= last.phase == "Ready";
+        all_reached &= last.reached();
         if let Err(error) = report(&mut state, &args.state_dir, resource, last) {
             eprintln!("error: cannot keep the state: {error}");
             return ExitCode::FAILURE;

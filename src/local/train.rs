@@ -1,0 +1,178 @@
+//! A TwinTrainingJob run by `twin up`: the trainer (`trainer/`, Python) as a child process on
+//! this machine's CPU or GPU, with the configuration the operator would write for the same run;
+//! its step log shown as it trains; its one-line result read back. A run that already finished
+//! (its `metrics.json`, which the trainer writes last, is there) is reused, not trained again.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::api::{TwinDataset, TwinTrainingJob};
+use crate::contract::trainer::{Run, TrainerConfig, TrainerResult, run_output};
+use crate::storage::StorageUri;
+
+/// Where the trainer is on this machine.
+#[derive(Debug, Clone, Default)]
+pub struct Trainer {
+    /// The Python of the trainer's environment (`scripts/trainer-env` prints it).
+    pub python: Option<PathBuf>,
+    /// The trainer's package source (`trainer/src`), put on `PYTHONPATH` when it exists.
+    pub source: PathBuf,
+}
+
+/// How a local training run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// `Succeeded`, `Failed` or `Pending`.
+    pub phase: &'static str,
+    /// A CamelCase reason.
+    pub reason: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// The child process of a run, so that a stop request can end it.
+pub type ChildSlot = Arc<Mutex<Option<Child>>>;
+
+fn outcome(phase: &'static str, reason: &str, message: String) -> Outcome {
+    Outcome { phase, reason: reason.into(), message }
+}
+
+/// The run's folder on this machine, when its output is local.
+fn local_folder(uri: &StorageUri) -> Option<PathBuf> {
+    match uri {
+        StorageUri::File { path } => Some(path.clone()),
+        _ => None,
+    }
+}
+
+fn success_message(adapter: &str, result: &crate::contract::trainer::TrainerSuccess) -> String {
+    let number = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.3}"));
+    format!(
+        "adapter at {adapter} (SFT loss {}, eval loss {})",
+        number(result.sft_train_loss),
+        number(result.sft_eval_loss)
+    )
+}
+
+/// Trains `job` on `revision` of `dataset`, the child process kept in `slot` while it runs.
+/// Blocks: run it on a thread of its own.
+pub fn train(
+    job: &TwinTrainingJob,
+    dataset: &TwinDataset,
+    revision: &str,
+    trainer: &Trainer,
+    state_dir: &Path,
+    slot: &ChildSlot,
+) -> Outcome {
+    let run = Run::new(job, revision);
+    let output = match run_output(job, &run) {
+        Ok(output) => output,
+        Err(error) => return outcome("Failed", "InvalidSpec", error),
+    };
+    let adapter = output.join("adapter").to_string();
+    if local_folder(&output).is_some_and(|folder| folder.join("metrics.json").is_file()) {
+        return outcome(
+            "Succeeded",
+            "AdapterReused",
+            format!("run {} on revision {revision} trained before: adapter at {adapter}", run.name),
+        );
+    }
+    let Some(python) = trainer.python.as_ref().filter(|p| p.is_file()) else {
+        return outcome(
+            "Pending",
+            "TrainerNotInstalled",
+            "the trainer's Python environment is not set up here: run scripts/trainer-env and give the \
+             python it prints as --trainer-python (or TWIN_TRAINER_PYTHON)"
+                .into(),
+        );
+    };
+    let runs = state_dir.join("training");
+    if let Err(error) = std::fs::create_dir_all(&runs) {
+        return outcome("Failed", "StateUnwritable", format!("{}: {error}", runs.display()));
+    }
+    let stem = format!(
+        "{}-{}-{}",
+        job.metadata.namespace.as_deref().unwrap_or("default"),
+        job.metadata.name.as_deref().unwrap_or_default(),
+        run.name
+    );
+    let result_path = runs.join(format!("{stem}.result"));
+    let _ = std::fs::remove_file(&result_path);
+    let config = match TrainerConfig::for_run(
+        job,
+        dataset,
+        &run,
+        &result_path.display().to_string(),
+        str::to_string,
+    ) {
+        Ok(config) => config,
+        Err(error) => return outcome("Failed", "InvalidSpec", error),
+    };
+    let config_path = runs.join(format!("{stem}.json"));
+    let written = serde_json::to_string_pretty(&config).expect("the trainer configuration serialises");
+    if let Err(error) = std::fs::write(&config_path, written) {
+        return outcome("Failed", "StateUnwritable", format!("{}: {error}", config_path.display()));
+    }
+    let mut command = Command::new(python);
+    command.args(["-m", "twin_trainer", "--config"]).arg(&config_path);
+    if trainer.source.is_dir() {
+        let mut path = std::ffi::OsString::from(trainer.source.as_os_str());
+        if let Some(existing) = std::env::var_os("PYTHONPATH") {
+            path.push(":");
+            path.push(existing);
+        }
+        command.env("PYTHONPATH", path);
+    }
+    // The trainer's step log goes to this terminal as it trains.
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            return outcome(
+                "Failed",
+                "TrainerNotStarted",
+                format!("cannot start {}: {error}", python.display()),
+            );
+        }
+    };
+    *slot.lock().expect("child slot") = Some(child);
+    let status = loop {
+        let mut guard = slot.lock().expect("child slot");
+        let Some(child) = guard.as_mut() else {
+            return outcome("Pending", "Interrupted", "the trainer was stopped".into());
+        };
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                guard.take();
+                break status;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                return outcome("Failed", "TrainerLost", format!("waiting for the trainer: {error}"));
+            }
+        }
+        drop(guard);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let result = std::fs::read_to_string(&result_path).ok().map(|text| TrainerResult::parse(&text));
+    match result {
+        Some(Ok(TrainerResult::Succeeded(success))) => {
+            outcome("Succeeded", "AdapterPublished", success_message(&adapter, &success))
+        }
+        Some(Ok(TrainerResult::Failed(failure))) => outcome("Failed", &failure.reason, failure.message),
+        _ => outcome(
+            "Failed",
+            "TrainerFailed",
+            format!("the trainer exited with {status} and left no result in {}", result_path.display()),
+        ),
+    }
+}
+
+/// Ends a run's trainer, if one runs.
+pub fn stop(slot: &ChildSlot) {
+    if let Some(mut child) = slot.lock().expect("child slot").take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
