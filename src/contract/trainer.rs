@@ -133,6 +133,23 @@ pub struct TrainerFailure {
     pub message: String,
 }
 
+impl TrainerSuccess {
+    /// What a published run says: where its adapter is, its losses, and DPO's accuracy or why
+    /// DPO did not run.
+    pub fn summary(&self, adapter: &str) -> String {
+        let number = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.3}"));
+        let dpo = match &self.dpo_skipped {
+            Some(why) => format!("DPO skipped: {why}"),
+            None => format!("DPO reward accuracy {}", number(self.dpo_reward_accuracy)),
+        };
+        format!(
+            "adapter published at {adapter} (SFT loss {}, eval loss {}, {dpo})",
+            number(self.sft_train_loss),
+            number(self.sft_eval_loss),
+        )
+    }
+}
+
 impl TrainerResult {
     /// Reads a termination message.
     pub fn parse(message: &str) -> Result<Self, serde_json::Error> {

@@ -47,15 +47,6 @@ fn local_folder(uri: &StorageUri) -> Option<PathBuf> {
     }
 }
 
-fn success_message(adapter: &str, result: &crate::contract::trainer::TrainerSuccess) -> String {
-    let number = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.3}"));
-    format!(
-        "adapter at {adapter} (SFT loss {}, eval loss {})",
-        number(result.sft_train_loss),
-        number(result.sft_eval_loss)
-    )
-}
-
 /// Trains `job` on `revision` of `dataset`, the child process kept in `slot` while it runs.
 /// Blocks: run it on a thread of its own.
 pub fn train(
@@ -158,7 +149,7 @@ pub fn train(
     let result = std::fs::read_to_string(&result_path).ok().map(|text| TrainerResult::parse(&text));
     match result {
         Some(Ok(TrainerResult::Succeeded(success))) => {
-            outcome("Succeeded", "AdapterPublished", success_message(&adapter, &success))
+            outcome("Succeeded", "AdapterPublished", success.summary(&adapter))
         }
         Some(Ok(TrainerResult::Failed(failure))) => outcome("Failed", &failure.reason, failure.message),
         _ => outcome(

@@ -109,7 +109,6 @@ async fn build_dataset(dataset: &TwinDataset, options: &BuildOptions) -> Status 
     }
 }
 
-/// Runs one resource; whether it reached the state it should.
 /// The final status of work run on a thread of its own (with its own runtime), so that a stop
 /// request is heard while the pipeline keeps threads busy.
 type Running = tokio::sync::oneshot::Receiver<Status>;

@@ -230,7 +230,9 @@ fn twin_up_trains_on_the_dataset_it_built_and_reuses_the_adapter() {
         "{stdout}"
     );
     assert!(
-        statuses[3].starts_with("twintrainingjob/paul-v1 Succeeded (AdapterPublished): adapter at file://"),
+        statuses[3].starts_with(
+            "twintrainingjob/paul-v1 Succeeded (AdapterPublished): adapter published at file://"
+        ),
         "{stdout}"
     );
     let revision = statuses[1].split("revision ").nth(1).unwrap().split(':').next().unwrap().to_string();

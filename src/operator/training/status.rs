@@ -61,11 +61,7 @@ pub fn from_run(
                 });
                 status.completion_time = job_status.completion_time.clone();
                 backend.detail = Some("Complete".into());
-                Assessment::ready(
-                    TrainingPhase::Succeeded,
-                    "AdapterPublished",
-                    success_message(&success, &adapter),
-                )
+                Assessment::ready(TrainingPhase::Succeeded, "AdapterPublished", success.summary(&adapter))
             }
             _ => Assessment::not_ready(
                 TrainingPhase::Failed,
@@ -135,18 +131,4 @@ fn metrics(success: &TrainerSuccess) -> TrainingMetrics {
         sft_eval_loss: success.sft_eval_loss,
         dpo_reward_accuracy: success.dpo_reward_accuracy,
     }
-}
-
-/// The Ready condition's message of a run that published its adapter.
-pub fn success_message(success: &TrainerSuccess, adapter: &str) -> String {
-    let number = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.3}"));
-    let dpo = match &success.dpo_skipped {
-        Some(why) => format!("DPO skipped: {why}"),
-        None => format!("DPO reward accuracy {}", number(success.dpo_reward_accuracy)),
-    };
-    format!(
-        "adapter published at {adapter} (SFT loss {}, eval loss {}, {dpo})",
-        number(success.sft_train_loss),
-        number(success.sft_eval_loss),
-    )
 }

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::super::build::Run;
-use super::super::status::{self as run_status, new_run};
+use super::super::status::new_run;
 use super::request::RESULT_METRICS;
 use crate::api::TwinTrainingJob;
 use crate::api::training::{TrainedModel, TrainingMetrics, TrainingPhase, TwinTrainingJobStatus};
@@ -170,7 +170,7 @@ pub fn from_training_job(
             finished(Assessment::ready(
                 TrainingPhase::Succeeded,
                 "AdapterPublished",
-                run_status::success_message(&success, &adapter),
+                success.summary(&adapter),
             ))
         }
         "Failed" => {
