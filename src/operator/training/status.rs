@@ -52,16 +52,9 @@ pub fn from_run(
     let assessment = if job_condition(child, "Complete") {
         match result {
             Some(Ok(TrainerResult::Succeeded(success))) => {
-                let adapter = output.join("adapter").to_string();
-                status.metrics = Some(metrics(&success));
-                status.model = Some(TrainedModel {
-                    base_model: job.spec.base_model.uri.clone(),
-                    adapter_uri: adapter.clone(),
-                    max_lora_rank: success.vllm_max_lora_rank,
-                });
                 status.completion_time = job_status.completion_time.clone();
                 backend.detail = Some("Complete".into());
-                Assessment::ready(TrainingPhase::Succeeded, "AdapterPublished", success.summary(&adapter))
+                published(job, &mut status, output, &success)
             }
             _ => Assessment::not_ready(
                 TrainingPhase::Failed,
@@ -125,10 +118,24 @@ pub fn new_run(job: &TwinTrainingJob, run: &Run, name: &str, kind: &str) -> Twin
     status
 }
 
-fn metrics(success: &TrainerSuccess) -> TrainingMetrics {
-    TrainingMetrics {
+/// A run that published its adapter, on either backend: its metrics and model in the status,
+/// and the Ready assessment saying where the adapter is.
+pub fn published(
+    job: &TwinTrainingJob,
+    status: &mut TwinTrainingJobStatus,
+    output: &StorageUri,
+    success: &TrainerSuccess,
+) -> Assessment<TrainingPhase> {
+    let adapter = output.join("adapter").to_string();
+    status.metrics = Some(TrainingMetrics {
         sft_train_loss: success.sft_train_loss,
         sft_eval_loss: success.sft_eval_loss,
         dpo_reward_accuracy: success.dpo_reward_accuracy,
-    }
+    });
+    status.model = Some(TrainedModel {
+        base_model: job.spec.base_model.uri.clone(),
+        adapter_uri: adapter.clone(),
+        max_lora_rank: success.vllm_max_lora_rank,
+    });
+    Assessment::ready(TrainingPhase::Succeeded, "AdapterPublished", success.summary(&adapter))
 }

@@ -112,7 +112,7 @@ async fn run_training_job(
     // (and stops) it.
     let recorded = status.backend.as_ref().and_then(|b| b.job_name.as_deref()) == Some(name);
     if !recorded {
-        let creating = observe::creating(job, &run, name);
+        let creating = super::status::new_run(job, &run, name, "sagemaker");
         let assessment = Assessment::not_ready(
             TrainingPhase::Pending,
             "CreatingTrainingJob",
@@ -122,6 +122,7 @@ async fn run_training_job(
         *status = creating;
     }
     let phase = status.phase.unwrap_or(TrainingPhase::Pending);
+    let floor = Duration::from_secs(ctx.settings.sagemaker_poll_seconds);
     let described = match describe_training_job(&client, name).await? {
         Ok(Some(described)) => described,
         Ok(None) => {
@@ -137,7 +138,6 @@ async fn run_training_job(
                         "CreatingTrainingJob",
                         format!("SageMaker training job {name} was created"),
                     );
-                    let floor = Duration::from_secs(ctx.settings.sagemaker_poll_seconds);
                     return Ok(Verdict { assessment, recheck: Some(floor) });
                 }
                 Err(refusal) => return Ok(refused(phase, "DescribeTrainingJob", refusal)),
@@ -145,7 +145,6 @@ async fn run_training_job(
         }
         Err(refusal) => return Ok(refused(phase, "DescribeTrainingJob", refusal)),
     };
-    let floor = Duration::from_secs(ctx.settings.sagemaker_poll_seconds);
     let now = k8s_openapi::jiff::Timestamp::now();
     let (verdict, observed) =
         observe::from_training_job(job, &run, &output, name, &(&described).into(), now, floor);

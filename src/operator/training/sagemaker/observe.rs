@@ -12,10 +12,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::super::build::Run;
-use super::super::status::new_run;
+use super::super::status::{new_run, published};
 use super::request::RESULT_METRICS;
 use crate::api::TwinTrainingJob;
-use crate::api::training::{TrainedModel, TrainingMetrics, TrainingPhase, TwinTrainingJobStatus};
+use crate::api::training::{TrainingPhase, TwinTrainingJobStatus};
 use crate::contract::trainer::TrainerSuccess;
 use crate::operator::conditions::Assessment;
 use crate::operator::driver::Verdict;
@@ -141,7 +141,6 @@ pub fn from_training_job(
     let finished = |assessment| Verdict::settled(assessment);
     let verdict = match observed.status.as_str() {
         "Completed" => {
-            let adapter = output.join("adapter").to_string();
             let success = TrainerSuccess {
                 sft_train_loss: observed.metrics.get(RESULT_METRICS[0].0).copied(),
                 sft_eval_loss: observed.metrics.get(RESULT_METRICS[1].0).copied(),
@@ -156,22 +155,8 @@ pub fn from_training_job(
                     (true, true) => None,
                 },
             };
-            status.metrics = Some(TrainingMetrics {
-                sft_train_loss: success.sft_train_loss,
-                sft_eval_loss: success.sft_eval_loss,
-                dpo_reward_accuracy: success.dpo_reward_accuracy,
-            });
-            status.model = Some(TrainedModel {
-                base_model: job.spec.base_model.uri.clone(),
-                adapter_uri: adapter.clone(),
-                max_lora_rank: success.vllm_max_lora_rank,
-            });
             status.completion_time = observed.ended.clone().or(observed.last_modified.clone());
-            finished(Assessment::ready(
-                TrainingPhase::Succeeded,
-                "AdapterPublished",
-                success.summary(&adapter),
-            ))
+            finished(published(job, &mut status, output, &success))
         }
         "Failed" => {
             status.completion_time = observed.ended.clone().or(observed.last_modified.clone());
@@ -206,11 +191,6 @@ pub fn from_training_job(
         _ => running("Training", &format!("is training on dataset revision {}", run.revision)),
     };
     (verdict, status)
-}
-
-/// A run's status before its training job could be described.
-pub fn creating(job: &TwinTrainingJob, run: &Run, name: &str) -> TwinTrainingJobStatus {
-    new_run(job, run, name, "sagemaker")
 }
 
 #[cfg(test)]
