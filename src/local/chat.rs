@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::net::sse::{EventStream, innermost};
-use crate::serve::api::Source;
+use crate::serve::api::{Lineage, Source};
 
 /// The largest streamed answer read.
 const ANSWER_LIMIT: usize = 16 << 20;
@@ -67,6 +67,18 @@ fn source_lines(sources: &[Source]) -> Vec<String> {
             format!("  {}. {title}{place}  ({}, score {:.3})", index + 1, source.chunk_id, source.score)
         })
         .collect()
+}
+
+/// What answered, in one line: the model, its adapter, the dataset revision.
+fn lineage_line(lineage: &Lineage) -> String {
+    let mut line = lineage.base_model.clone();
+    if let Some(adapter) = &lineage.adapter {
+        line.push_str(&format!(" with adapter {adapter}"));
+    }
+    if let (Some(dataset), Some(revision)) = (&lineage.dataset, &lineage.revision) {
+        line.push_str(&format!(", passages from dataset {dataset} revision {revision}"));
+    }
+    line
 }
 
 /// An error answer's message (OpenAI's `{"error": {"message": ...}}`), else the body.
@@ -149,6 +161,7 @@ impl Session {
         let mut events = EventStream::new(response, ANSWER_LIMIT);
         let mut answer = String::new();
         let mut sources: Vec<Source> = Vec::new();
+        let mut lineage: Option<Lineage> = None;
         let write = |out: &mut dyn Write, text: &str| {
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
@@ -173,6 +186,9 @@ impl Session {
             if let Some(listed) = chunk.get("sources").filter(|s| !s.is_null()) {
                 sources = serde_json::from_value(listed.clone()).unwrap_or_default();
             }
+            if let Some(said) = chunk.get("lineage").filter(|l| !l.is_null()) {
+                lineage = serde_json::from_value(said.clone()).ok();
+            }
             if let Some(text) = chunk["choices"][0]["delta"]["content"].as_str() {
                 answer.push_str(text);
                 write(out, text);
@@ -181,6 +197,9 @@ impl Session {
         write(out, "\n");
         if !sources.is_empty() {
             write(out, &format!("\nSources:\n{}\n", source_lines(&sources).join("\n")));
+        }
+        if let Some(lineage) = &lineage {
+            write(out, &format!("Answered by: {}\n", lineage_line(lineage)));
         }
         self.history.push(Turn { role: "user", content: question.to_string() });
         self.history.push(Turn { role: "assistant", content: answer });
@@ -283,6 +302,24 @@ mod tests {
                 "  2. b2  (b2, score 0.010)"
             ]
         );
+    }
+
+    #[test]
+    fn the_lineage_names_the_model_the_adapter_and_the_revision() {
+        let mut lineage = Lineage {
+            dataset: Some("paul".into()),
+            revision: Some("r1".into()),
+            engine: "embedded".into(),
+            base_model: "smollm2.gguf".into(),
+            adapter: Some("/out/models/paul-v1/g1-r1/adapter.gguf".into()),
+        };
+        assert_eq!(
+            lineage_line(&lineage),
+            "smollm2.gguf with adapter /out/models/paul-v1/g1-r1/adapter.gguf, passages from dataset paul revision r1"
+        );
+        lineage.adapter = None;
+        lineage.revision = None;
+        assert_eq!(lineage_line(&lineage), "smollm2.gguf");
     }
 
     #[test]

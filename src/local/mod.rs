@@ -3,9 +3,11 @@
 //! twin endpoint). DESIGN §11.
 
 pub mod chat;
+pub mod endpoint;
 pub mod manifest;
 pub mod plan;
 pub mod schema;
+pub mod serving;
 pub mod state;
 pub mod train;
 pub mod up;

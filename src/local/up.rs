@@ -2,16 +2,19 @@
 //! status printed as it changes and kept in the state folder; and `twin status`, which shows
 //! them again. TwinDatasets run through the dataset pipeline in this process (a rerun on an
 //! unchanged corpus keeps its revision and rewrites nothing); TwinTrainingJobs through the
-//! trainer as a child process (a finished run is reused). Endpoints are recorded as not run
-//! yet: this release serves them with `twin serve` or on a cluster.
+//! trainer as a child process (a finished run is reused); TwinEndpoints through the gateway of
+//! `twin serve` in this process, served until Ctrl-C.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use k8s_openapi::jiff::Timestamp;
 
+use super::endpoint;
 use super::manifest::{self, Located, Twin};
 use super::plan;
+use super::serving::{self, ToServe};
 use super::state::{Entry, State, table};
 use super::train;
 use crate::api::TwinDataset;
@@ -38,6 +41,10 @@ pub struct UpArgs {
     /// The trainer's package source, put on its PYTHONPATH when the folder exists.
     #[arg(long = "trainer-src", default_value = "trainer/src", env = "TWIN_TRAINER_SRC")]
     pub trainer_source: PathBuf,
+    /// Where the first TwinEndpoint listens; each next one takes the following port (port 0:
+    /// any free port). 0.0.0.0 serves other machines too.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "TWIN_UP_LISTEN", value_name = "ADDR")]
+    pub listen: SocketAddr,
 }
 
 /// `twin status` settings.
@@ -49,7 +56,7 @@ pub struct StatusArgs {
 }
 
 /// A status as `twin up` reports it.
-struct Status {
+pub struct Status {
     phase: &'static str,
     reason: String,
     message: String,
@@ -57,11 +64,18 @@ struct Status {
 }
 
 impl Status {
-    fn new(phase: &'static str, reason: &str, message: impl Into<String>) -> Self {
+    /// A status with no dataset revision.
+    pub fn new(phase: &'static str, reason: &str, message: impl Into<String>) -> Self {
         Self { phase, reason: reason.into(), message: message.into(), revision: None }
     }
 
-    /// Whether the resource got where it should: a Ready dataset, a Succeeded training job.
+    /// The status with the dataset revision it concerns.
+    pub fn with_revision(self, revision: Option<String>) -> Self {
+        Self { revision, ..self }
+    }
+
+    /// Whether the resource got where it should: a Ready dataset or endpoint, a Succeeded
+    /// training job.
     fn reached(&self) -> bool {
         matches!(self.phase, "Ready" | "Succeeded")
     }
@@ -174,11 +188,7 @@ fn work(resource: &Located, context: &Context, state: &State) -> (Status, Option
             });
             (running, Some(trained))
         }
-        Twin::Endpoint(_) => {
-            let message = "this release of twin up does not serve endpoints yet: run `twin serve`, or this \
-                           TwinEndpoint on a cluster (kubectl apply)";
-            (Status::new("Pending", "NotRunLocally", message), None)
-        }
+        Twin::Endpoint(_) => unreachable!("endpoints are served once the rest has run"),
     }
 }
 
@@ -193,7 +203,7 @@ struct Context {
 }
 
 /// Ctrl-C, or SIGTERM (a supervisor stopping the process).
-async fn stop_requested() {
+pub(super) async fn stop_requested() {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -221,6 +231,16 @@ pub async fn run(args: UpArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Every endpoint's address is taken first: a port in use is said before hours of training.
+    let mut listeners = match endpoint::bind_all(&resources, args.listen) {
+        Ok(listeners) => listeners,
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("error: {problem}");
+            }
+            return ExitCode::from(2);
+        }
+    };
     let context = Context {
         options: BuildOptions {
             models_dir: args.models_dir.clone(),
@@ -234,6 +254,9 @@ pub async fn run(args: UpArgs) -> ExitCode {
     };
     let mut all_reached = true;
     for resource in &context.resources {
+        if matches!(resource.twin, Twin::Endpoint(_)) {
+            continue;
+        }
         let (first, running) = work(resource, &context, &state);
         let reached = first.reached();
         if let Err(error) = report(&mut state, &args.state_dir, resource, first) {
@@ -264,6 +287,41 @@ pub async fn run(args: UpArgs) -> ExitCode {
         if let Err(error) = report(&mut state, &args.state_dir, resource, last) {
             eprintln!("error: cannot keep the state: {error}");
             return ExitCode::FAILURE;
+        }
+    }
+    let mut to_serve = Vec::new();
+    for (index, resource) in context.resources.iter().enumerate() {
+        if !matches!(resource.twin, Twin::Endpoint(_)) {
+            continue;
+        }
+        let listener = listeners.remove(&index);
+        let url = listener.as_ref().map(endpoint::base_url).unwrap_or_default();
+        let planned =
+            endpoint::plan(resource, &context.resources, &state, &url, context.options.models_dir.as_deref());
+        match (planned, listener) {
+            (Ok(plan), Some(listener)) => {
+                to_serve.push(ToServe { resource: resource.clone(), plan, listener, url })
+            }
+            (Err(status), _) => {
+                all_reached = false;
+                if let Err(error) = report(&mut state, &args.state_dir, resource, status) {
+                    eprintln!("error: cannot keep the state: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            (Ok(_), None) => unreachable!("an endpoint served here has its address"),
+        }
+    }
+    if !to_serve.is_empty() {
+        let state_dir = args.state_dir.clone();
+        let mut keep = |resource: &Located, status: Status| report(&mut state, &state_dir, resource, status);
+        match serving::serve_until_stopped(to_serve, &mut keep).await {
+            Ok(ended) if ended.interrupted => return ExitCode::from(130),
+            Ok(ended) => all_reached &= ended.all_reached,
+            Err(error) => {
+                eprintln!("error: cannot keep the state: {error}");
+                return ExitCode::FAILURE;
+            }
         }
     }
     if all_reached { ExitCode::SUCCESS } else { ExitCode::FAILURE }

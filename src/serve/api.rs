@@ -300,6 +300,26 @@ pub struct Source {
     pub bm25: Option<f32>,
 }
 
+/// What answered: the dataset revision, the model and the adapter (a twin extension of every
+/// answer, and part of each prompt-log line).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lineage {
+    /// The dataset's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// The revision served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The engine's kind.
+    pub engine: String,
+    /// The base model.
+    pub base_model: String,
+    /// The LoRA adapter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+}
+
 /// Token counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
@@ -335,6 +355,8 @@ pub struct ChatCompletion<'a> {
     pub usage: Usage,
     /// The passages retrieved for the answer.
     pub sources: &'a [Source],
+    /// What answered.
+    pub lineage: &'a Lineage,
 }
 
 /// The one choice of an answer.
@@ -376,6 +398,9 @@ pub struct ChatChunk<'a> {
     /// In the first chunk only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sources: Option<&'a [Source]>,
+    /// In the first chunk only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<&'a Lineage>,
 }
 
 /// A chunk's choice.

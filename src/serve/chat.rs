@@ -12,13 +12,12 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::api::{
-    AnswerMessage, ApiError, ChatCompletion, ChatRequest, Choice, Role, Source, Usage, ValidChat,
+    AnswerMessage, ApiError, ChatCompletion, ChatRequest, Choice, Lineage, Role, Source, Usage, ValidChat,
 };
 use super::engine::{Engine, EngineError, Prompt};
 use super::index::Passage;
-use super::knowledge::Knowledge;
 use super::prompt::{TokenCounter, default_system_prompt, fit};
-use super::promptlog::{Latency, Lineage, PromptRecord};
+use super::promptlog::{Latency, PromptRecord};
 use super::routes::{Gateway, InFlight, admit, internal, model_not_found, not_ready, read_json, refused};
 
 struct Counter<'a>(&'a dyn Engine);
@@ -42,8 +41,9 @@ pub(super) struct Prepared {
     pub(super) question: String,
     pub(super) latency: Latency,
     pub(super) started: Instant,
-    pub(super) knowledge: Option<Arc<Knowledge>>,
     pub(super) engine: Arc<dyn Engine>,
+    /// What answers: the dataset revision, the model and the adapter.
+    pub(super) lineage: Lineage,
     /// The request's span, open until the answer is finished (a stream outlives the handler).
     pub(super) span: tracing::Span,
 }
@@ -170,6 +170,13 @@ async fn prepare(gateway: &Arc<Gateway>, chat: &ValidChat, started: Instant) -> 
         .collect();
     let mut sampling = chat.sampling.clone();
     sampling.max_tokens = Some(answer_tokens as u32);
+    let lineage = Lineage {
+        dataset: knowledge.as_ref().map(|k| k.dataset.clone()),
+        revision: knowledge.as_ref().map(|k| k.revision.clone()),
+        engine: info.kind.to_string(),
+        base_model: info.model.clone(),
+        adapter: info.adapter.clone(),
+    };
     Ok(Prepared {
         id: format!("chatcmpl-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
         created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
@@ -179,8 +186,8 @@ async fn prepare(gateway: &Arc<Gateway>, chat: &ValidChat, started: Instant) -> 
         question,
         latency,
         started,
-        knowledge,
         engine: engine.clone(),
+        lineage,
         span: tracing::Span::current(),
     })
 }
@@ -256,6 +263,7 @@ async fn whole_answer(gateway: &Arc<Gateway>, mut prepared: Prepared) -> Respons
         }],
         usage,
         sources: &prepared.sources,
+        lineage: &prepared.lineage,
     };
     let bytes = serde_json::to_vec(&body).expect("an answer serialises");
     log_answer(gateway, &prepared, &completion.text, completion.finish_reason.as_str(), None, usage);
@@ -279,7 +287,6 @@ pub(super) fn log_answer(
     metrics.prompt_tokens.observe(f64::from(usage.prompt_tokens));
     metrics.completion_tokens.observe(f64::from(usage.completion_tokens));
     let Some(log) = &gateway.prompt_log else { return };
-    let info = prepared.engine.info();
     let mut latency = prepared.latency;
     latency.total = prepared.started.elapsed().as_secs_f64() * 1e3;
     log.record(PromptRecord {
@@ -293,12 +300,6 @@ pub(super) fn log_answer(
         error,
         usage,
         latency_ms: latency,
-        lineage: Lineage {
-            dataset: prepared.knowledge.as_ref().map(|k| k.dataset.clone()),
-            revision: prepared.knowledge.as_ref().map(|k| k.revision.clone()),
-            engine: info.kind.to_string(),
-            base_model: info.model.clone(),
-            adapter: info.adapter.clone(),
-        },
+        lineage: prepared.lineage.clone(),
     });
 }

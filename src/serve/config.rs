@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// authentication.
     #[arg(long, env = "TWIN_SERVE_API_KEY_FILE", value_name = "FILE")]
     pub api_key_file: Option<PathBuf>,
+    /// The API key itself, when a caller in this process has it (`twin up` reads TWIN_API_KEY);
+    /// never a flag, so that it stays out of process listings.
+    #[arg(skip)]
+    pub api_key: Option<String>,
     /// The system prompt. Default: one asking the model to answer as the dataset's author,
     /// grounded in the passages.
     #[arg(long, env = "TWIN_SERVE_SYSTEM_PROMPT")]

@@ -56,7 +56,11 @@ pub async fn run(args: Vec<OsString>) -> ExitCode {
     };
     // Spans of each request (embed, retrieve, generate) go out over OTLP when configured.
     let _traces = crate::telemetry::init_with_traces(args.log_format.as_deref(), "twin-serve");
-    match serve(args).await {
+    let served = match bind(&args.listen) {
+        Ok(listener) => serve(args, listener, shutdown_signal(), None).await,
+        Err(message) => Err(message),
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             error!("{message}");
@@ -177,10 +181,28 @@ fn engine_loader(args: &ServeArgs) -> Result<EngineLoad, String> {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
-    let api_key_sha256 = match &args.api_key_file {
-        Some(path) => Some(Sha256::digest(read_secret(path, "the API key")?.as_bytes()).into()),
-        None => None,
+/// Takes the address to listen on, so that an address in use is said before anything loads.
+pub fn bind(address: &str) -> Result<std::net::TcpListener, String> {
+    let listener =
+        std::net::TcpListener::bind(address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    listener.set_nonblocking(true).map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    Ok(listener)
+}
+
+/// Serves the gateway `args` describe on `listener` until `stop` ends (then finishes the
+/// requests under way and writes the rest of the prompt log); `ready` is told /readyz's message
+/// once the engine and the dataset have loaded. An engine that cannot load ends it with why.
+pub async fn serve(
+    args: ServeArgs,
+    listener: std::net::TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+    ready: Option<tokio::sync::oneshot::Sender<String>>,
+) -> Result<(), String> {
+    let api_key_sha256 = match (&args.api_key_file, &args.api_key) {
+        (Some(path), _) => Some(Sha256::digest(read_secret(path, "the API key")?.as_bytes()).into()),
+        (None, Some(key)) if !key.trim().is_empty() => Some(Sha256::digest(key.trim().as_bytes()).into()),
+        (None, Some(_)) => return Err("the API key given is empty".into()),
+        (None, None) => None,
     };
     let load_engine = engine_loader(&args)?;
     let s3 = S3Options { endpoint_url: args.s3_endpoint_url.clone(), region: args.s3_region.clone() };
@@ -235,10 +257,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         load_error: Mutex::new(None),
         started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
     });
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    info!(address = %args.listen, model = %name, engine = ?args.engine, dataset = ?args.dataset, "twin serve listening");
+    let address = listener.local_addr().map_or_else(|_| args.listen.clone(), |a| a.to_string());
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    info!(address = %address, model = %name, engine = ?args.engine, dataset = ?args.dataset, "twin serve listening");
 
     // The engine and the index load behind the listener: /healthz answers meanwhile, /readyz
     // says what is still loading.
@@ -295,12 +317,24 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             .await;
         }));
     }
+    let announcer = ready.map(|ready| {
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(message) = gateway.readiness() {
+                    let _ = ready.send(message);
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+    });
     let app = routes::router(gateway.clone());
     // Answers are small and latency matters more than packet count.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let server = axum::serve(listener, app).with_graceful_shutdown(stop);
     let engine_failed = async {
         match engine_task.await {
             Ok(Err(message)) => message,
@@ -308,15 +342,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             Err(e) => format!("loading the engine panicked: {e}"),
         }
     };
-    tokio::select! {
-        served = server => served.map_err(|e| format!("the server failed: {e}"))?,
-        message = engine_failed => return Err(message),
+    let served = tokio::select! {
+        served = server => served.map_err(|e| format!("the server failed: {e}")),
+        message = engine_failed => Err(message),
+    };
+    // The background work holds the gateway: end it however serving ended.
+    for task in [announcer, reloader].into_iter().flatten() {
+        task.abort();
+        let _ = task.await;
     }
+    served?;
     info!("stopped accepting requests; writing the rest of the prompt log");
-    if let Some(reloader) = reloader {
-        reloader.abort();
-        let _ = reloader.await;
-    }
     drop(gateway);
     if let Some(writer) = prompt_log_writer {
         // The writer ends once the last handle of the log is gone (requests finished).

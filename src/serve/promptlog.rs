@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::api::{Source, Usage};
+use super::api::{Lineage, Source, Usage};
 use super::metrics::GatewayMetrics;
 use crate::storage::ObjectStore;
 
@@ -55,25 +55,6 @@ pub struct Latency {
     pub first_token: f64,
     /// The whole request.
     pub total: f64,
-}
-
-/// What answered: the dataset revision, the model and the adapter.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Lineage {
-    /// The dataset's name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dataset: Option<String>,
-    /// The revision served.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
-    /// The engine's kind.
-    pub engine: String,
-    /// The base model.
-    pub base_model: String,
-    /// The LoRA adapter.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub adapter: Option<String>,
 }
 
 /// How the log is written.

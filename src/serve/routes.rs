@@ -145,30 +145,29 @@ async fn authenticate(State(gateway): State<Arc<Gateway>>, request: Request, nex
 }
 
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
-    let engine = gateway.engine.get().is_some();
-    let knowledge = gateway.shelf.get();
-    let waiting = |what: &str| {
-        let error = gateway.load_error.lock().expect("not poisoned").clone();
-        let message = match error {
-            Some(error) => format!("{what}: {error}"),
-            None => what.to_string(),
-        };
-        (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
-    };
-    match (engine, gateway.has_dataset, &knowledge) {
-        (false, _, _) => waiting("the engine is loading"),
-        (true, true, None) => waiting("the dataset index is loading"),
-        (true, _, Some(k)) => {
-            (StatusCode::OK, format!("ready: revision {} ({} passages)", k.revision, k.index.len()))
-                .into_response()
-        }
-        (true, false, None) => {
-            (StatusCode::OK, "ready (no dataset: answers without retrieval)").into_response()
-        }
+    match gateway.readiness() {
+        Ok(message) => (StatusCode::OK, message).into_response(),
+        Err(message) => (StatusCode::SERVICE_UNAVAILABLE, message).into_response(),
     }
 }
 
 impl Gateway {
+    /// What /readyz says: ready (with the revision served), or what is still loading and why.
+    pub fn readiness(&self) -> Result<String, String> {
+        let engine = self.engine.get().is_some();
+        let knowledge = self.shelf.get();
+        let waiting = |what: &str| match self.load_error.lock().expect("not poisoned").clone() {
+            Some(error) => Err(format!("{what}: {error}")),
+            None => Err(what.to_string()),
+        };
+        match (engine, self.has_dataset, &knowledge) {
+            (false, _, _) => waiting("the engine is loading"),
+            (true, true, None) => waiting("the dataset index is loading"),
+            (true, _, Some(k)) => Ok(format!("ready: revision {} ({} passages)", k.revision, k.index.len())),
+            (true, false, None) => Ok("ready (no dataset: answers without retrieval)".into()),
+        }
+    }
+
     pub(super) fn engine(&self) -> Result<&Arc<dyn Engine>, ApiError> {
         self.engine.get().ok_or_else(|| not_ready("the engine is still loading"))
     }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tracing::Instrument;
 
-use super::api::{ChatChunk, ChunkChoice, Delta, Source, Usage};
+use super::api::{ChatChunk, ChunkChoice, Delta, Usage};
 use super::chat::{Prepared, engine_error, generate_span, log_answer};
 use super::engine::{EngineError, FinishReason, Piece};
 use super::metrics::RouteLabels;
@@ -26,6 +26,7 @@ fn chunk<'a>(gateway: &'a Gateway, prepared: &'a Prepared) -> ChatChunk<'a> {
         choices: Vec::new(),
         usage: None,
         sources: None,
+        lineage: None,
     }
 }
 
@@ -36,12 +37,13 @@ fn chunk_event(
     delta: Delta,
     finish_reason: Option<&str>,
     usage: Option<Option<Usage>>,
-    sources: Option<&[Source]>,
+    first: bool,
 ) -> Bytes {
     event(&ChatChunk {
         choices: vec![ChunkChoice { index: 0, delta, finish_reason }],
         usage,
-        sources,
+        sources: first.then_some(prepared.sources.as_slice()),
+        lineage: first.then_some(&prepared.lineage),
         ..chunk(gateway, prepared)
     })
 }
@@ -70,8 +72,7 @@ pub(super) async fn stream_answer(
         }
     };
     let delta = Delta { role: Some("assistant"), content: Some("") };
-    let first =
-        chunk_event(&gateway, &prepared, delta, None, include_usage.then_some(None), Some(&prepared.sources));
+    let first = chunk_event(&gateway, &prepared, delta, None, include_usage.then_some(None), true);
     let gateway_for_stream = gateway.clone();
     let body =
         async_stream_events(gateway_for_stream, prepared, pieces, include_usage, permit, first, generate);
@@ -138,7 +139,7 @@ fn async_stream_events(
         let usage_field = state.include_usage.then_some(None);
         let prepared = &state.prepared;
         let make = |delta: Delta, finish: Option<&str>| {
-            chunk_event(&gateway, prepared, delta, finish, usage_field, None)
+            chunk_event(&gateway, prepared, delta, finish, usage_field, false)
         };
         match next {
             Some(Ok(Piece::Text(text))) => {

@@ -61,8 +61,14 @@ async fn twin_chat_streams_the_answer_and_lists_its_sources() {
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", text(&output.stderr));
     assert!(stdout.starts_with("Hello from upstream\n"), "{stdout}");
-    let sources: Vec<&str> =
-        stdout.split("\nSources:\n").nth(1).expect("a sources section").lines().collect();
+    let after = stdout.split("\nSources:\n").nth(1).expect("a sources section");
+    let sources: Vec<&str> = after.lines().take_while(|line| line.starts_with("  ")).collect();
+    // Then what answered: the gateway's lineage.
+    let answered = after.lines().nth(sources.len()).unwrap_or_default();
+    assert!(
+        answered.starts_with("Answered by: ") && answered.contains(", passages from dataset paul revision "),
+        "{stdout}"
+    );
     assert!(!sources.is_empty(), "{stdout}");
     assert!(sources[0].starts_with("  1. "), "{stdout}");
     assert!(

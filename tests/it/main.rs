@@ -17,6 +17,7 @@ mod generator;
 mod hub;
 mod operator;
 mod pipeline;
+mod quickstart;
 mod s3;
 mod sagemaker;
 mod sources;

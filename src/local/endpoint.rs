@@ -1,0 +1,282 @@
+//! A TwinEndpoint run by `twin up`: the gateway of `twin serve` in this process, on an address
+//! taken before anything else runs (so a port in use is said at once), with the embedded engine
+//! loading the training job's GGUF base model and the `adapter.gguf` its run published (or the
+//! `external` engine's URL), and the dataset revision `twin up` built. A training job that has
+//! not trained here leaves the endpoint serving its base model, and saying so.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::manifest::{Located, Twin};
+use super::state::State;
+use super::up::Status;
+use crate::api::endpoint::EngineKind;
+use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
+use crate::contract::trainer::{Run, revision_folder, run_output};
+use crate::serve::config::ServeArgs;
+use crate::storage::StorageUri;
+
+/// The environment variable that gives `twin up` an endpoint's API key locally, where the
+/// Secret that `spec.gateway.apiKeySecretRef` names does not exist.
+pub const API_KEY_ENV: &str = "TWIN_API_KEY";
+
+/// Whether `twin up` serves the endpoint on this machine: vLLM runs only on a cluster's GPUs.
+pub fn served_here(endpoint: &TwinEndpoint) -> bool {
+    endpoint.spec.engine.kind != EngineKind::Vllm
+}
+
+/// The address each endpoint served here listens on, taken now, by the endpoint's index among
+/// `resources`: the first at `listen`, each next one on the following port (any free port each
+/// when `listen`'s port is 0). A taken address is a problem naming the endpoint.
+pub fn bind_all(
+    resources: &[Located],
+    listen: SocketAddr,
+) -> Result<BTreeMap<usize, TcpListener>, Vec<String>> {
+    let mut listeners = BTreeMap::new();
+    let mut problems = Vec::new();
+    let mut next = listen;
+    for (index, resource) in resources.iter().enumerate() {
+        let Twin::Endpoint(endpoint) = &resource.twin else { continue };
+        if !served_here(endpoint) {
+            continue;
+        }
+        match crate::serve::bind(&next.to_string()) {
+            Ok(listener) => {
+                listeners.insert(index, listener);
+            }
+            Err(error) => problems.push(format!(
+                "{}: {error}: stop what uses it, or give twin up another --listen address",
+                resource.at()
+            )),
+        }
+        if next.port() != 0 {
+            next.set_port(next.port().wrapping_add(1));
+        }
+    }
+    if problems.is_empty() { Ok(listeners) } else { Err(problems) }
+}
+
+/// The base URL clients use for a listener's address.
+pub fn base_url(listener: &TcpListener) -> String {
+    let mut address = listener.local_addr().expect("a bound listener has an address");
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    format!("http://{address}")
+}
+
+/// An endpoint ready to serve: the gateway's settings and what it will say once it serves.
+#[derive(Debug)]
+pub struct Plan {
+    /// `twin serve`'s settings.
+    pub args: ServeArgs,
+    /// What is served: model, adapter, dataset revision.
+    pub serving: String,
+    /// Why it serves less than asked (the base model without its adapter), if it does.
+    pub degraded: Option<(String, String)>,
+    /// The dataset revision it retrieves from.
+    pub revision: Option<String>,
+}
+
+/// The training job the endpoint names, from the YAML.
+fn job<'a>(resources: &'a [Located], namespace: &str, name: &str) -> Option<&'a TwinTrainingJob> {
+    resources.iter().find_map(|r| match &r.twin {
+        Twin::Training(job) if r.twin.name() == name && r.twin.namespace() == namespace => Some(job),
+        _ => None,
+    })
+}
+
+/// The dataset the endpoint names, from the YAML.
+fn dataset<'a>(resources: &'a [Located], namespace: &str, name: &str) -> Option<&'a TwinDataset> {
+    resources.iter().find_map(|r| match &r.twin {
+        Twin::Dataset(dataset) if r.twin.name() == name && r.twin.namespace() == namespace => Some(dataset),
+        _ => None,
+    })
+}
+
+/// A `file://` URI's path, or a plain path.
+fn local_path(uri: &str) -> Option<PathBuf> {
+    match uri.parse::<StorageUri>() {
+        Ok(StorageUri::File { path }) => Some(path),
+        Ok(_) => None,
+        Err(_) if !uri.contains("://") => Some(PathBuf::from(uri)),
+        Err(_) => None,
+    }
+}
+
+/// The GGUF file the embedded engine loads for a base model URI: a local `.gguf` file, or
+/// `hf://org/name@revision/file.gguf` (downloaded into the models folder).
+fn gguf_base(uri: &str, field: &str) -> Result<String, Status> {
+    let refused = |why: &str| {
+        Status::new(
+            "Failed",
+            "ModelNotGguf",
+            format!(
+                "{field} {uri}: {why}; the embedded engine runs a GGUF file (file:///path/model.gguf or \
+                 hf://org/name@revision/file.gguf): serve other models with engine.kind external, or vllm on a cluster"
+            ),
+        )
+    };
+    if !uri.ends_with(".gguf") {
+        return Err(refused("not a .gguf file"));
+    }
+    if uri.starts_with("hf://") {
+        return Ok(uri.to_string());
+    }
+    match local_path(uri) {
+        Some(path) if path.is_file() => Ok(path.display().to_string()),
+        Some(path) => Err(refused(&format!("{} does not exist", path.display()))),
+        None => Err(refused("twin up reads models from this machine or the Hub")),
+    }
+}
+
+/// The GGUF adapter next to a PEFT adapter folder the trainer published (`<run>/adapter` and
+/// `<run>/adapter.gguf`), or the `.gguf` file itself.
+fn gguf_adapter(uri: &str, field: &str) -> Result<PathBuf, Status> {
+    let missing = |why: String| Status::new("Failed", "AdapterNotFound", format!("{field} {uri}: {why}"));
+    let path = local_path(uri)
+        .ok_or_else(|| missing("twin up serves adapters from this machine (file://)".into()))?;
+    let gguf = if uri.ends_with(".gguf") { path } else { path.with_extension("gguf") };
+    if gguf.is_file() {
+        Ok(gguf)
+    } else {
+        Err(missing(format!(
+            "{} does not exist: the embedded engine loads the trainer's GGUF adapter (adapter.gguf next to adapter/)",
+            gguf.display()
+        )))
+    }
+}
+
+/// The base model and adapter the embedded engine loads, and why it serves less than asked.
+type Model = (String, Option<PathBuf>, Option<(String, String)>);
+
+/// What the endpoint's `model` resolves to here.
+fn model(
+    endpoint: &TwinEndpoint,
+    resources: &[Located],
+    state: &State,
+    namespace: &str,
+) -> Result<Model, Status> {
+    let spec = &endpoint.spec.model;
+    if let Some(base) = &spec.base_model {
+        let model = gguf_base(&base.uri, "spec.model.baseModel.uri")?;
+        let adapter =
+            spec.adapter_uri.as_deref().map(|uri| gguf_adapter(uri, "spec.model.adapterUri")).transpose()?;
+        return Ok((model, adapter, None));
+    }
+    let name = spec.training_job_ref.as_ref().map(|r| r.name.as_str()).unwrap_or_default();
+    let Some(job) = job(resources, namespace, name) else {
+        let message = format!("TwinTrainingJob {name:?} is not in the YAML given");
+        return Err(Status::new("Pending", "TrainingJobNotFound", message));
+    };
+    let model =
+        gguf_base(&job.spec.base_model.uri, &format!("TwinTrainingJob {name:?}'s spec.baseModel.uri"))?;
+    let entry = state.get("TwinTrainingJob", namespace, name);
+    let trained = entry.filter(|e| e.phase == "Succeeded").and_then(|e| e.revision.as_deref());
+    let Some(revision) = trained else {
+        let why =
+            entry.map_or_else(|| "has not run".to_string(), |e| format!("is {} ({})", e.phase, e.reason));
+        let degraded = (
+            "ServingBaseModel".to_string(),
+            format!(
+                "TwinTrainingJob {name:?} {why}, so this serves its base model without the twin's adapter"
+            ),
+        );
+        return Ok((model, None, Some(degraded)));
+    };
+    let run = Run::new(job, revision);
+    let output = run_output(job, &run).map_err(|e| Status::new("Failed", "InvalidSpec", e))?;
+    let adapter =
+        gguf_adapter(&output.join("adapter").to_string(), &format!("TwinTrainingJob {name:?}'s adapter"))?;
+    Ok((model, Some(adapter), None))
+}
+
+/// The endpoint's dataset revision folder, when it names a dataset.
+fn knowledge(
+    endpoint: &TwinEndpoint,
+    resources: &[Located],
+    state: &State,
+    namespace: &str,
+) -> Result<Option<(String, String)>, Status> {
+    let Some(reference) = &endpoint.spec.dataset_ref else { return Ok(None) };
+    let name = &reference.name;
+    let ready = state.get("TwinDataset", namespace, name).filter(|e| e.phase == "Ready");
+    let (Some(dataset), Some(revision)) =
+        (dataset(resources, namespace, name), ready.and_then(|e| e.revision.clone()))
+    else {
+        let message = format!("TwinDataset {name:?} is not Ready here; the endpoint serves once it is");
+        return Err(Status::new("Pending", "WaitingForDataset", message));
+    };
+    let folder = revision_folder(dataset, &revision).map_err(|e| Status::new("Failed", "InvalidSpec", e))?;
+    Ok(Some((folder.to_string(), revision)))
+}
+
+/// How `twin up` serves the endpoint on `url`, or its status when it cannot.
+pub fn plan(
+    resource: &Located,
+    resources: &[Located],
+    state: &State,
+    url: &str,
+    models_dir: Option<&std::path::Path>,
+) -> Result<Plan, Status> {
+    let Twin::Endpoint(endpoint) = &resource.twin else { unreachable!("plan() is given endpoints") };
+    let namespace = resource.twin.namespace();
+    if !served_here(endpoint) {
+        return Err(Status::new(
+            "Pending",
+            "EngineNotLocal",
+            "engine.kind vllm runs on a cluster's GPUs (kubectl apply); to serve this twin here set engine.kind \
+             embedded (a GGUF base model, on the CPU) or external (an OpenAI-compatible url)",
+        ));
+    }
+    let mut argv: Vec<String> = vec!["twin serve".into(), "--name".into(), resource.twin.name().into()];
+    argv.extend(["--listen".into(), url.trim_start_matches("http://").into()]);
+    argv.extend(["--top-k".into(), endpoint.spec.gateway.rag.top_k.to_string()]);
+    if let Some(prompt) = &endpoint.spec.gateway.system_prompt {
+        argv.extend(["--system-prompt".into(), prompt.clone()]);
+    }
+    if let Some(dir) = models_dir {
+        argv.extend(["--models-dir".into(), dir.display().to_string()]);
+    }
+    let mut serving = Vec::new();
+    let mut degraded = None;
+    if endpoint.spec.engine.kind == EngineKind::External {
+        let upstream = endpoint.spec.engine.url.clone().unwrap_or_default();
+        serving.push(format!("the model at {upstream}"));
+        argv.extend(["--engine".into(), "openai".into(), "--upstream".into(), upstream]);
+    } else {
+        let (model, adapter, less) = model(endpoint, resources, state, namespace)?;
+        serving.push(model.clone());
+        argv.extend(["--engine".into(), "embedded".into(), "--model".into(), model]);
+        if let Some(adapter) = adapter {
+            serving.push(format!("with adapter {}", adapter.display()));
+            argv.extend(["--adapter".into(), adapter.display().to_string()]);
+        }
+        degraded = less;
+    }
+    let knowledge = knowledge(endpoint, resources, state, namespace)?;
+    if let Some((folder, revision)) = &knowledge {
+        serving.push(format!("on dataset revision {revision}"));
+        argv.extend(["--dataset".into(), folder.clone()]);
+    }
+    let mut args = ServeArgs::try_parse_from(&argv)
+        .map_err(|e| Status::new("Failed", "InvalidSpec", format!("the gateway's settings: {e}")))?;
+    if endpoint.spec.gateway.api_key_secret_ref.is_some() {
+        let key = std::env::var(API_KEY_ENV).ok().filter(|k| !k.trim().is_empty());
+        let Some(key) = key else {
+            return Err(Status::new(
+                "Pending",
+                "ApiKeyNotSet",
+                format!(
+                    "spec.gateway.apiKeySecretRef names a Secret, which exists only in a cluster: give the key \
+                     here as {API_KEY_ENV}"
+                ),
+            ));
+        };
+        args.api_key = Some(key);
+    }
+    Ok(Plan { args, serving: serving.join(" "), degraded, revision: knowledge.map(|(_, revision)| revision) })
+}
