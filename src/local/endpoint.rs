@@ -16,7 +16,7 @@ use super::up::Status;
 use crate::api::endpoint::EngineKind;
 use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use crate::contract::trainer::{Run, revision_folder, run_output};
-use crate::serve::config::ServeArgs;
+use crate::serve::config::{ApiKey, ServeArgs};
 use crate::storage::StorageUri;
 
 /// The environment variable that gives `twin up` an endpoint's API key locally, where the
@@ -214,15 +214,22 @@ fn knowledge(
     Ok(Some((folder.to_string(), revision)))
 }
 
+/// What an endpoint is served with on this machine.
+pub struct Here<'a> {
+    /// Every resource of the YAML.
+    pub resources: &'a [Located],
+    /// Their statuses so far.
+    pub state: &'a State,
+    /// Where models are found and downloaded to.
+    pub models_dir: Option<&'a std::path::Path>,
+    /// The API key clients must send, for endpoints that ask for one ([`API_KEY_ENV`]).
+    pub api_key: Option<String>,
+}
+
 /// How `twin up` serves the endpoint on `url`, or its status when it cannot.
-pub fn plan(
-    resource: &Located,
-    resources: &[Located],
-    state: &State,
-    url: &str,
-    models_dir: Option<&std::path::Path>,
-) -> Result<Plan, Status> {
+pub fn plan(resource: &Located, here: &Here, url: &str) -> Result<Plan, Status> {
     let Twin::Endpoint(endpoint) = &resource.twin else { unreachable!("plan() is given endpoints") };
+    let (resources, state, models_dir) = (here.resources, here.state, here.models_dir);
     let namespace = resource.twin.namespace();
     if !served_here(endpoint) {
         return Err(Status::new(
@@ -265,8 +272,7 @@ pub fn plan(
     let mut args = ServeArgs::try_parse_from(&argv)
         .map_err(|e| Status::new("Failed", "InvalidSpec", format!("the gateway's settings: {e}")))?;
     if endpoint.spec.gateway.api_key_secret_ref.is_some() {
-        let key = std::env::var(API_KEY_ENV).ok().filter(|k| !k.trim().is_empty());
-        let Some(key) = key else {
+        let Some(key) = here.api_key.clone().filter(|k| !k.trim().is_empty()) else {
             return Err(Status::new(
                 "Pending",
                 "ApiKeyNotSet",
@@ -276,7 +282,175 @@ pub fn plan(
                 ),
             ));
         };
-        args.api_key = Some(key);
+        args.api_key = Some(ApiKey(key));
     }
     Ok(Plan { args, serving: serving.join(" "), degraded, revision: knowledge.map(|(_, revision)| revision) })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::local::manifest;
+    use crate::local::state::Entry;
+
+    /// A fresh folder for one test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("twin-endpoint-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A dataset, a training job on a GGUF base and an endpoint serving it, under `dir`.
+    fn resources(dir: &Path, base: &str, engine: &str) -> Vec<Located> {
+        let d = dir.display();
+        let yaml = format!(
+            "apiVersion: llmtwin.dev/v1alpha1\nkind: TwinDataset\nmetadata: {{name: paul}}\nspec:\n  author: {{name: Paul}}\n  sources: [{{name: blog, files: {{uri: 'file://{d}/corpus'}}}}]\n  output: {{uri: 'file://{d}/out'}}\n---\n\
+             apiVersion: llmtwin.dev/v1alpha1\nkind: TwinTrainingJob\nmetadata: {{name: paul-v1}}\nspec:\n  datasetRef: {{name: paul}}\n  baseModel: {{uri: '{base}'}}\n  backend: {{kubernetes: {{}}}}\n  output: {{uri: 'file://{d}/out'}}\n---\n\
+             apiVersion: llmtwin.dev/v1alpha1\nkind: TwinEndpoint\nmetadata: {{name: paul}}\nspec:\n  model: {{trainingJobRef: {{name: paul-v1}}}}\n  datasetRef: {{name: paul}}\n  engine: {engine}\n  gateway: {{rag: {{topK: 3}}, systemPrompt: Answer as Paul.}}\n"
+        );
+        std::fs::write(dir.join("twins.yaml"), yaml).unwrap();
+        manifest::load(&dir.join("twins.yaml")).unwrap()
+    }
+
+    fn entry(kind: &str, name: &str, phase: &str, reason: &str) -> Entry {
+        Entry {
+            kind: kind.into(),
+            namespace: "default".into(),
+            name: name.into(),
+            phase: phase.into(),
+            reason: reason.into(),
+            message: String::new(),
+            updated: String::new(),
+            revision: Some("rev1".into()),
+            file: "twins.yaml".into(),
+        }
+    }
+
+    fn here<'a>(resources: &'a [Located], state: &'a State) -> Here<'a> {
+        Here { resources, state, models_dir: None, api_key: None }
+    }
+
+    /// The dataset Ready on rev1, the training job in `phase`.
+    fn state(phase: &str, reason: &str) -> State {
+        let mut state = State::default();
+        state.record(entry("TwinDataset", "paul", "Ready", "RevisionPublished"));
+        state.record(entry("TwinTrainingJob", "paul-v1", phase, reason));
+        state
+    }
+
+    #[test]
+    fn an_embedded_endpoint_serves_its_jobs_adapter_on_the_revision_built() {
+        let dir = scratch("adapter");
+        let base = dir.join("smollm2.gguf");
+        std::fs::write(&base, b"GGUF").unwrap();
+        let adapter = dir.join("out/models/paul-v1/g1-rev1/adapter.gguf");
+        std::fs::create_dir_all(adapter.parent().unwrap()).unwrap();
+        std::fs::write(&adapter, b"GGUF").unwrap();
+        let resources = resources(&dir, &format!("file://{}", base.display()), "{kind: embedded}");
+        let served = plan(
+            &resources[2],
+            &here(&resources, &state("Succeeded", "AdapterPublished")),
+            "http://127.0.0.1:8080",
+        )
+        .unwrap();
+        assert_eq!(served.args.model.as_deref(), Some(base.display().to_string().as_str()));
+        assert_eq!(served.args.adapter.as_deref(), Some(adapter.display().to_string().as_str()));
+        assert_eq!(served.args.dataset, Some(format!("file://{}/out/datasets/paul/rev1", dir.display())));
+        assert_eq!((served.args.name.as_deref(), served.args.top_k), (Some("paul"), 3));
+        assert_eq!(served.args.system_prompt.as_deref(), Some("Answer as Paul."));
+        assert_eq!((served.degraded, served.revision.as_deref()), (None, Some("rev1")));
+
+        // Not trained here: the base model alone, said.
+        let base_only = plan(
+            &resources[2],
+            &here(&resources, &state("Pending", "TrainerNotInstalled")),
+            "http://127.0.0.1:8080",
+        )
+        .unwrap();
+        assert_eq!(base_only.args.adapter, None);
+        let (reason, why) = base_only.degraded.unwrap();
+        assert_eq!(reason, "ServingBaseModel");
+        assert!(why.contains("is Pending (TrainerNotInstalled)"), "{why}");
+
+        // Trained, but its adapter is gone.
+        std::fs::remove_file(&adapter).unwrap();
+        let gone = plan(
+            &resources[2],
+            &here(&resources, &state("Succeeded", "AdapterPublished")),
+            "http://127.0.0.1:8080",
+        )
+        .unwrap_err();
+        assert_eq!(gone.reason, "AdapterNotFound");
+        assert!(gone.message.contains("adapter.gguf does not exist"), "{}", gone.message);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn what_cannot_be_served_here_says_why() {
+        let dir = scratch("refused");
+        let url = "http://127.0.0.1:8080";
+        let ready = state("Succeeded", "AdapterPublished");
+        let vllm = resources(&dir, "hf://HuggingFaceTB/SmolLM2-135M", "{kind: vllm}");
+        let refused = plan(&vllm[2], &here(&vllm, &ready), url).unwrap_err();
+        assert_eq!((refused.phase, refused.reason.as_str()), ("Pending", "EngineNotLocal"));
+
+        let safetensors = resources(&dir, "hf://HuggingFaceTB/SmolLM2-135M", "{kind: embedded}");
+        let refused = plan(&safetensors[2], &here(&safetensors, &ready), url).unwrap_err();
+        assert_eq!(refused.reason, "ModelNotGguf");
+        assert!(
+            refused.message.starts_with("TwinTrainingJob \"paul-v1\"'s spec.baseModel.uri hf://"),
+            "{}",
+            refused.message
+        );
+
+        let missing = resources(&dir, &format!("file://{}/none.gguf", dir.display()), "{kind: embedded}");
+        let refused = plan(&missing[2], &here(&missing, &ready), url).unwrap_err();
+        assert!(refused.message.contains("none.gguf does not exist"), "{}", refused.message);
+
+        let external = resources(
+            &dir,
+            "hf://HuggingFaceTB/SmolLM2-135M",
+            "{kind: external, url: 'http://vllm:8000/v1'}",
+        );
+        let waiting = plan(&external[2], &here(&external, &State::default()), url).unwrap_err();
+        assert_eq!(waiting.reason, "WaitingForDataset");
+        let served = plan(&external[2], &here(&external, &ready), url).unwrap();
+        assert_eq!(served.args.upstream.as_deref(), Some("http://vllm:8000/v1"));
+        assert!(served.args.api_key.is_none());
+
+        // A Secret's key: given here, or the endpoint waits for it.
+        let mut keyed = external.clone();
+        if let Twin::Endpoint(endpoint) = &mut keyed[2].twin {
+            endpoint.spec.gateway.api_key_secret_ref =
+                Some(serde_json::from_value(serde_json::json!({"name": "twin-api", "key": "key"})).unwrap());
+        }
+        let waiting = plan(&keyed[2], &here(&keyed, &ready), url).unwrap_err();
+        assert_eq!(waiting.reason, "ApiKeyNotSet");
+        assert!(waiting.message.contains(API_KEY_ENV), "{}", waiting.message);
+        let with_key = Here { api_key: Some("s3cret".into()), ..here(&keyed, &ready) };
+        let served = plan(&keyed[2], &with_key, url).unwrap();
+        assert_eq!(served.args.api_key.map(|k| k.0).as_deref(), Some("s3cret"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn each_endpoint_takes_its_own_address_and_a_taken_one_is_named() {
+        let dir = scratch("bind");
+        let mut resources = resources(&dir, "hf://x/y", "{kind: embedded}");
+        let mut second = resources[2].clone();
+        if let Twin::Endpoint(endpoint) = &mut second.twin {
+            endpoint.metadata.name = Some("paul-2".into());
+        }
+        resources.push(second);
+        let listeners = bind_all(&resources, "127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(listeners.keys().copied().collect::<Vec<_>>(), [2, 3]);
+        let taken = listeners[&2].local_addr().unwrap();
+        let problems = bind_all(&resources, taken).unwrap_err();
+        assert!(problems[0].contains("(TwinEndpoint paul): cannot listen on"), "{problems:?}");
+        assert!(base_url(&listeners[&3]).starts_with("http://127.0.0.1:"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -56,10 +56,11 @@ pub struct StatusArgs {
 }
 
 /// A status as `twin up` reports it.
+#[derive(Debug)]
 pub struct Status {
-    phase: &'static str,
-    reason: String,
-    message: String,
+    pub(super) phase: &'static str,
+    pub(super) reason: String,
+    pub(super) message: String,
     revision: Option<String>,
 }
 
@@ -215,25 +216,15 @@ pub(super) async fn stop_requested() {
 /// not run, 2 for YAML that cannot run (nothing is run or written then), 130 when stopped.
 pub async fn run(args: UpArgs) -> ExitCode {
     crate::telemetry::init(None);
-    let resources = match manifest::load(&args.path).and_then(plan::plan) {
-        Ok(resources) => resources,
-        Err(problems) => {
-            for problem in problems {
-                eprintln!("error: {problem}");
-            }
-            return ExitCode::from(2);
-        }
-    };
-    let mut state = match State::load(&args.state_dir) {
-        Ok(state) => state,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    // Every endpoint's address is taken first: a port in use is said before hours of training.
-    let mut listeners = match endpoint::bind_all(&resources, args.listen) {
-        Ok(listeners) => listeners,
+    // Every endpoint's address is taken with the checks, before anything runs: a port in use is
+    // said at once, not after hours of training.
+    let checked = manifest::load(&args.path).and_then(plan::plan).and_then(|resources| {
+        let listeners = endpoint::bind_all(&resources, args.listen)?;
+        let state = State::load(&args.state_dir).map_err(|error| vec![error])?;
+        Ok((resources, listeners, state))
+    });
+    let (resources, mut listeners, mut state) = match checked {
+        Ok(checked) => checked,
         Err(problems) => {
             for problem in problems {
                 eprintln!("error: {problem}");
@@ -296,8 +287,13 @@ pub async fn run(args: UpArgs) -> ExitCode {
         }
         let listener = listeners.remove(&index);
         let url = listener.as_ref().map(endpoint::base_url).unwrap_or_default();
-        let planned =
-            endpoint::plan(resource, &context.resources, &state, &url, context.options.models_dir.as_deref());
+        let here = endpoint::Here {
+            resources: &context.resources,
+            state: &state,
+            models_dir: context.options.models_dir.as_deref(),
+            api_key: std::env::var(endpoint::API_KEY_ENV).ok(),
+        };
+        let planned = endpoint::plan(resource, &here, &url);
         match (planned, listener) {
             (Ok(plan), Some(listener)) => {
                 to_serve.push(ToServe { resource: resource.clone(), plan, listener, url })

@@ -74,7 +74,7 @@ pub struct ServeArgs {
     /// The API key itself, when a caller in this process has it (`twin up` reads TWIN_API_KEY);
     /// never a flag, so that it stays out of process listings.
     #[arg(skip)]
-    pub api_key: Option<String>,
+    pub api_key: Option<ApiKey>,
     /// The system prompt. Default: one asking the model to answer as the dataset's author,
     /// grounded in the passages.
     #[arg(long, env = "TWIN_SERVE_SYSTEM_PROMPT")]
@@ -143,6 +143,16 @@ pub struct ServeArgs {
     /// `json` or `text` log lines (default: JSON unless stderr is a terminal).
     #[arg(long, env = env::LOG_FORMAT)]
     pub log_format: Option<String>,
+}
+
+/// An API key held in memory, shown as `***` by `{:?}` so that it never reaches a log.
+#[derive(Clone, Default)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// A duration: `250ms`, `30s`, `5m`, `1h`, or plain seconds (`1.5`).

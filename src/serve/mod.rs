@@ -200,7 +200,7 @@ pub async fn serve(
 ) -> Result<(), String> {
     let api_key_sha256 = match (&args.api_key_file, &args.api_key) {
         (Some(path), _) => Some(Sha256::digest(read_secret(path, "the API key")?.as_bytes()).into()),
-        (None, Some(key)) if !key.trim().is_empty() => Some(Sha256::digest(key.trim().as_bytes()).into()),
+        (None, Some(key)) if !key.0.trim().is_empty() => Some(Sha256::digest(key.0.trim().as_bytes()).into()),
         (None, Some(_)) => return Err("the API key given is empty".into()),
         (None, None) => None,
     };
