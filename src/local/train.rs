@@ -116,7 +116,15 @@ pub fn train(
         }
         command.env("PYTHONPATH", path);
     }
-    // The trainer's step log goes to this terminal as it trains.
+    // The trainer's step log (steps, loss) goes to this terminal as it trains; the per-sample
+    // progress bars of the datasets library and library deprecation notices would bury it.
+    for (name, value) in
+        [("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"), ("PYTHONWARNINGS", "ignore::FutureWarning")]
+    {
+        if std::env::var_os(name).is_none() {
+            command.env(name, value);
+        }
+    }
     let child = match command.spawn() {
         Ok(child) => child,
         Err(error) => {
