@@ -213,7 +213,9 @@ pub(super) async fn stop_requested() {
 }
 
 /// `twin up`: exit status 0 when every resource reached its goal, 1 when one failed or could
-/// not run, 2 for YAML that cannot run (nothing is run or written then), 130 when stopped.
+/// not run, 2 for YAML that cannot run or an endpoint's address in use (nothing is run or
+/// written then), 130 when stopped before everything ran. Endpoints are served until Ctrl-C or
+/// SIGTERM, which then ends `twin up` normally.
 pub async fn run(args: UpArgs) -> ExitCode {
     crate::telemetry::init(None);
     // Every endpoint's address is taken with the checks, before anything runs: a port in use is
