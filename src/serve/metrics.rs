@@ -43,6 +43,8 @@ pub struct GatewayMetrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Requests being served.
     pub in_flight: Gauge<i64, AtomicI64>,
+    /// 1 when the engine and the dataset are loaded (as /readyz says), else 0.
+    pub ready: Gauge<i64, AtomicI64>,
     /// Seconds to embed a question.
     pub embedding: Histogram,
     /// Seconds to search the index.
@@ -78,6 +80,7 @@ impl Default for GatewayMetrics {
             requests: Family::default(),
             errors: Family::default(),
             in_flight: Gauge::default(),
+            ready: Gauge::default(),
             embedding: latency(),
             retrieval: latency(),
             time_to_first_token: latency(),
@@ -99,6 +102,11 @@ impl Default for GatewayMetrics {
         );
         registry.register("errors", "Failed requests, by kind", metrics.errors.clone());
         registry.register("in_flight", "Requests being served", metrics.in_flight.clone());
+        registry.register(
+            "ready",
+            "1 when the engine and the dataset are loaded and requests are answered, else 0",
+            metrics.ready.clone(),
+        );
         registry.register_with_unit(
             "embedding",
             "Time to embed a question",

@@ -177,6 +177,7 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
     if let Some(knowledge) = gateway.shelf.get() {
         gateway.metrics.index_passages.set(knowledge.index.len() as i64);
     }
+    gateway.metrics.ready.set(i64::from(gateway.readiness().is_ok()));
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         gateway.metrics.encode(),

@@ -589,6 +589,7 @@ async fn the_in_flight_limit_answers_429_and_the_api_key_401() {
         "{metrics}"
     );
     assert_eq!(sample("twin_gateway_in_flight ").as_deref(), Some("0"));
+    assert_eq!(sample("twin_gateway_ready ").as_deref(), Some("1"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,6 +15,7 @@ mod fake_apiserver;
 mod gateway;
 mod generator;
 mod hub;
+mod monitoring;
 mod operator;
 mod pipeline;
 mod quickstart;
