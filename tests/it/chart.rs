@@ -1,11 +1,11 @@
 //! The Helm chart: `helm lint` passes, every rendered object parses into its k8s-openapi type
 //! with no unknown field, the operator runs locked down, RBAC lists exactly the verbs used,
-//! and `values.schema.json` refuses bad values.
+//! the monitoring assets are installed as written, and `values.schema.json` refuses bad values.
 
 use std::process::Command;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -56,6 +56,11 @@ fn check_all_typed(documents: &[Value]) -> Vec<String> {
             "Service" => drop(typed::<Service>(document)),
             "Deployment" => drop(typed::<Deployment>(document)),
             "NetworkPolicy" => drop(typed::<NetworkPolicy>(document)),
+            "ConfigMap" => drop(typed::<ConfigMap>(document)),
+            "PrometheusRule" => {
+                assert_eq!(document["apiVersion"], "monitoring.coreos.com/v1");
+                assert!(document["spec"]["groups"].as_array().is_some_and(|g| !g.is_empty()));
+            }
             "ServiceMonitor" => {
                 assert_eq!(document["apiVersion"], "monitoring.coreos.com/v1");
                 assert_eq!(document["spec"]["endpoints"][0]["port"], "http-metrics");
@@ -119,9 +124,11 @@ fn every_optional_object_renders_and_parses() {
         "serviceMonitor.enabled=true",
         "networkPolicy.enabled=true",
         "namespace.create=true",
+        "monitoring.alerts=true",
+        "monitoring.dashboard=true",
     ]);
     let kinds = check_all_typed(&documents);
-    for kind in ["ServiceMonitor", "NetworkPolicy", "Namespace"] {
+    for kind in ["ServiceMonitor", "NetworkPolicy", "Namespace", "PrometheusRule", "ConfigMap"] {
         assert!(kinds.iter().any(|k| k == kind), "{kind} missing from {kinds:?}");
     }
     assert!(
@@ -240,6 +247,35 @@ fn rbac_grants_exactly_the_verbs_the_operator_uses() {
 }
 
 #[test]
+fn the_chart_installs_the_monitoring_assets_as_manifests_monitoring_has_them() {
+    for file in ["twin-alerts.yaml", "twin-dashboard.json"] {
+        assert_eq!(
+            repo::read(&format!("{CHART}/files/{file}")),
+            repo::read(&format!("manifests/monitoring/{file}")),
+            "{CHART}/files/{file} drifted from manifests/monitoring/: run scripts/generate"
+        );
+    }
+    let documents =
+        render(&["monitoring.alerts=true", "monitoring.dashboard=true", "monitoring.labels.release=kps"]);
+    let rule = find(&documents, "PrometheusRule")[0];
+    let wanted: Value = serde_saphyr::from_str(&repo::read("manifests/monitoring/twin-alerts.yaml")).unwrap();
+    assert_eq!(
+        rule["spec"], wanted["spec"],
+        "the alerts are installed as written, Prometheus's templates untouched"
+    );
+    assert_eq!(rule["metadata"]["labels"]["release"], "kps");
+    let dashboard: ConfigMap = typed(find(&documents, "ConfigMap")[0]);
+    assert_eq!(dashboard.metadata.labels.as_ref().unwrap()["grafana_dashboard"], "1");
+    let json = &dashboard.data.unwrap()["twin-dashboard.json"];
+    assert_eq!(json, &repo::read("manifests/monitoring/twin-dashboard.json"));
+    let defaults = render(&[]);
+    assert!(
+        find(&defaults, "PrometheusRule").is_empty() && find(&defaults, "ConfigMap").is_empty(),
+        "off by default"
+    );
+}
+
+#[test]
 fn values_schema_refuses_bad_values() {
     for bad in [
         "replicaCount=-1",
@@ -247,6 +283,7 @@ fn values_schema_refuses_bad_values() {
         "image.pullPolicy=Sometimes",
         "rbac.clusterwide=false",
         "crawler.allowNetworks[0]=10.0.0.0",
+        "monitoring.alert=true",
     ] {
         let output = Command::new(repo::helm())
             .args(["template", "twin", CHART, "--set", bad])
