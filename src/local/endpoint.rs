@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::manifest::{Located, Twin};
+use super::manifest::{self, Located, Twin};
 use super::state::State;
 use super::up::Status;
 use crate::api::endpoint::EngineKind;
@@ -83,18 +83,18 @@ pub struct Plan {
 
 /// The training job the endpoint names, from the YAML.
 fn job<'a>(resources: &'a [Located], namespace: &str, name: &str) -> Option<&'a TwinTrainingJob> {
-    resources.iter().find_map(|r| match &r.twin {
-        Twin::Training(job) if r.twin.name() == name && r.twin.namespace() == namespace => Some(job),
+    match manifest::find(resources, "TwinTrainingJob", namespace, name)? {
+        Twin::Training(job) => Some(job),
         _ => None,
-    })
+    }
 }
 
 /// The dataset the endpoint names, from the YAML.
 fn dataset<'a>(resources: &'a [Located], namespace: &str, name: &str) -> Option<&'a TwinDataset> {
-    resources.iter().find_map(|r| match &r.twin {
-        Twin::Dataset(dataset) if r.twin.name() == name && r.twin.namespace() == namespace => Some(dataset),
+    match manifest::find(resources, "TwinDataset", namespace, name)? {
+        Twin::Dataset(dataset) => Some(dataset),
         _ => None,
-    })
+    }
 }
 
 /// A `file://` URI's path, or a plain path.
@@ -292,7 +292,6 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::local::manifest;
     use crate::local::state::Entry;
 
     /// A fresh folder for one test.

@@ -58,6 +58,14 @@ impl Twin {
     }
 }
 
+/// The resource of `kind` named `name` in `namespace` among `resources`.
+pub fn find<'a>(resources: &'a [Located], kind: &str, namespace: &str, name: &str) -> Option<&'a Twin> {
+    resources
+        .iter()
+        .map(|r| &r.twin)
+        .find(|twin| twin.kind() == kind && twin.name() == name && twin.namespace() == namespace)
+}
+
 /// A resource with where it was written.
 #[derive(Debug, Clone)]
 pub struct Located {

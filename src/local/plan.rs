@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::manifest::{Located, Twin};
+use super::manifest::{Located, Twin, find};
 
 /// A `file://` folder that must exist: `(field, path)`.
 fn local_folders(twin: &Twin) -> Vec<(String, String)> {
@@ -128,11 +128,7 @@ pub fn plan(mut resources: Vec<Located>) -> Result<Vec<Located>, Vec<String>> {
     for resource in &resources {
         problems.extend(local_problems(resource));
         for (kind, name, field) in references(&resource.twin) {
-            let known = resources.iter().any(|other| {
-                other.twin.kind() == kind
-                    && other.twin.name() == name
-                    && other.twin.namespace() == resource.twin.namespace()
-            });
+            let known = find(&resources, kind, resource.twin.namespace(), &name).is_some();
             if !known {
                 problems.push(format!(
                     "{}: {field}: {kind} {name:?} is not in the YAML given (namespace {})",

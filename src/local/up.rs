@@ -159,12 +159,10 @@ fn work(resource: &Located, context: &Context, state: &State) -> (Status, Option
         Twin::Training(job) => {
             let namespace = resource.twin.namespace();
             let name = &job.spec.dataset_ref.name;
-            let dataset = context.resources.iter().find_map(|r| match &r.twin {
-                Twin::Dataset(d) if r.twin.name() == name && r.twin.namespace() == namespace => {
-                    Some(d.clone())
-                }
+            let dataset = match manifest::find(&context.resources, "TwinDataset", namespace, name) {
+                Some(Twin::Dataset(dataset)) => Some(dataset.clone()),
                 _ => None,
-            });
+            };
             let ready = state.get("TwinDataset", namespace, name).filter(|e| e.phase == "Ready");
             let (Some(dataset), Some(revision)) = (dataset, ready.and_then(|e| e.revision.clone())) else {
                 let waiting = format!("TwinDataset {name:?} is not Ready here; training starts once it is");
