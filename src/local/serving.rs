@@ -134,19 +134,21 @@ pub async fn serve_until_stopped(
             if live.len() == 1 { "" } else { "s" }
         );
         loop {
-            let live: Vec<&mut Serving> = running.iter_mut().filter(|e| !e.ended).collect();
-            if live.is_empty() {
+            let (indices, tasks): (Vec<usize>, Vec<&mut JoinHandle<_>>) = running
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, e)| !e.ended)
+                .map(|(index, e)| (index, &mut e.task))
+                .unzip();
+            if tasks.is_empty() {
                 break;
             }
-            let (resources, tasks): (Vec<Located>, Vec<&mut JoinHandle<_>>) =
-                live.into_iter().map(|e| (e.resource.clone(), &mut e.task)).unzip();
             tokio::select! {
-                (result, index, _) = select_all(tasks) => {
+                (result, position, _) = select_all(tasks) => {
                     all_reached = false;
-                    report(&resources[index], failed(result))?;
-                    if let Some(endpoint) = running.iter_mut().find(|e| e.resource.at() == resources[index].at()) {
-                        endpoint.ended = true;
-                    }
+                    let endpoint = &mut running[indices[position]];
+                    endpoint.ended = true;
+                    report(&endpoint.resource, failed(result))?;
                 }
                 _ = stop_requested() => break,
             }
