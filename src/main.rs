@@ -50,6 +50,9 @@ enum Command {
     Status(twin_operator::local::up::StatusArgs),
     /// Chat with a twin endpoint from the terminal (the gateway also serves a chat page at /).
     Chat(twin_operator::local::chat::ChatArgs),
+    /// Copy a model or adapter from s3://, pvc:// or file:// into a folder, whole or not at all
+    /// (what a TwinEndpoint's init containers run).
+    Fetch(twin_operator::storage::fetch::FetchArgs),
 }
 
 #[derive(Subcommand)]
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Up(args) => runtime().block_on(twin_operator::local::up::run(args)),
         Command::Status(args) => twin_operator::local::up::status(args),
         Command::Chat(args) => runtime().block_on(twin_operator::local::chat::run(args)),
+        Command::Fetch(args) => runtime().block_on(twin_operator::storage::fetch::run(args)),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `TwinEndpoint`: the tuned model served by an inference engine behind a RAG gateway with an
 //! OpenAI-compatible API, autoscaled and monitored.
 
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     BaseModel, HTTP_URL_MESSAGE, HTTP_URL_RULE, LocalObjectRef, MODEL_URI_MESSAGE, MODEL_URI_RULE,
-    PodOverrides, SecretKeyRef,
+    PodOverrides, STORAGE_URI_MESSAGE, STORAGE_URI_RULE, SecretKeyRef,
 };
 
 /// A served twin: an inference engine with the tuned adapter, behind a RAG gateway that
@@ -57,7 +58,10 @@ use super::common::{
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.engine.kind != 'embedded' || !has(self.autoscaling) || self.autoscaling.maxReplicas == 1").message("the embedded engine runs in the gateway process and cannot be autoscaled: set autoscaling.maxReplicas to 1 or use vllm"))]
+#[x_kube(
+    validation = Rule::new("self.engine.kind != 'embedded' || !has(self.autoscaling) || self.autoscaling.maxReplicas == 1").message("the embedded engine runs in the gateway process and cannot be autoscaled: set autoscaling.maxReplicas to 1 or use vllm"),
+    validation = Rule::new("self.engine.kind != 'external' || !has(self.autoscaling)").message("the external engine is scaled by whoever runs it: remove autoscaling, or scale the gateway with gateway.maxReplicas")
+)]
 pub struct TwinEndpointSpec {
     /// The model to serve: `trainingJobRef` (a Succeeded TwinTrainingJob's adapter) or
     /// `baseModel` with an optional `adapterUri`.
@@ -107,7 +111,8 @@ pub struct EndpointModel {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("(self.kind == 'external') == has(self.url)").message("url is required for, and only for, the external engine"),
-    validation = Rule::new("self.kind == 'vllm' || !(has(self.image) || has(self.gpus) || has(self.maxModelLen) || has(self.extraArgs))").message("image, gpus, maxModelLen and extraArgs apply only to the vllm engine")
+    validation = Rule::new("self.kind == 'vllm' || !(has(self.image) || has(self.gpus) || has(self.maxModelLen) || has(self.extraArgs) || has(self.sharedMemory))").message("image, gpus, maxModelLen, extraArgs and sharedMemory apply only to the vllm engine"),
+    validation = Rule::new("self.kind != 'external' || !has(self.modelCache)").message("modelCache applies to the vllm and embedded engines, which load a model")
 )]
 pub struct Engine {
     /// `vllm` runs vLLM on GPUs; `external` uses an existing OpenAI-compatible URL;
@@ -133,11 +138,35 @@ pub struct Engine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub extra_args: Option<Vec<String>>,
+    /// Where the engine keeps the models it downloads, so that a restarted pod does not
+    /// download the base model again. Unset means an emptyDir (kept across container restarts,
+    /// not across pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_cache: Option<ModelCache>,
+    /// Size of the engine's `/dev/shm` (memory-backed; vLLM's tensor-parallel workers and
+    /// PyTorch share tensors through it, and a pod's default is 64 MiB). Unset means 2Gi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_memory: Option<Quantity>,
     /// The external engine's OpenAI-compatible base URL, up to and including `/v1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new(HTTP_URL_RULE).message(HTTP_URL_MESSAGE))]
     pub url: Option<String>,
+}
+
+/// Where downloaded models are kept.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.claimName) && has(self.sizeLimit))").message("sizeLimit bounds the emptyDir used without claimName; a claim's size is its own"))]
+pub struct ModelCache {
+    /// A PersistentVolumeClaim in the same namespace, mounted read-write by every engine
+    /// replica (ReadWriteMany when there is more than one). Unset means an emptyDir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: Option<String>,
+    /// Largest size of the emptyDir cache. Unset means no limit but the node's disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<Quantity>,
 }
 
 /// The kinds of inference engine.
@@ -170,6 +199,22 @@ pub struct Autoscaling {
     #[serde(default = "default_target_requests")]
     #[schemars(range(min = 1, max = 10000))]
     pub target_requests_per_replica: i32,
+    /// Scale with KEDA on vLLM's queue read from Prometheus (a `ScaledObject`), instead of a
+    /// HorizontalPodAutoscaler on the `vllm:num_requests_running` pods metric, which needs a
+    /// custom-metrics adapter most clusters lack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keda: Option<Keda>,
+}
+
+/// KEDA scaling of the engine.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Keda {
+    /// The Prometheus server KEDA queries, e.g. `http://prometheus-operated.monitoring.svc:9090`.
+    /// It must scrape the engine (`monitoring.serviceMonitor`, or its own configuration).
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(HTTP_URL_RULE).message(HTTP_URL_MESSAGE))]
+    pub server_address: String,
 }
 
 fn default_min_replicas() -> i32 {
@@ -183,13 +228,19 @@ fn default_target_requests() -> i32 {
 }
 
 /// The RAG gateway (`twin serve`).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.maxReplicas) || self.maxReplicas >= self.replicas").message("gateway.maxReplicas must be at least gateway.replicas"))]
 pub struct Gateway {
-    /// Gateway replicas.
+    /// Gateway replicas (the fewest, when `maxReplicas` is set).
     #[serde(default = "default_gateway_replicas")]
     #[schemars(range(min = 1, max = 100))]
     pub replicas: i32,
+    /// Most gateway replicas: above `replicas`, a HorizontalPodAutoscaler scales the gateway
+    /// between the two on CPU (70% of its request). Unset runs `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_replicas: Option<i32>,
     /// Retrieval settings.
     #[serde(default)]
     pub rag: Rag,
@@ -202,6 +253,13 @@ pub struct Gateway {
     /// authentication (keep the Service internal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_secret_ref: Option<SecretKeyRef>,
+    /// Where the gateway appends each request's prompt, sources and answer as JSON lines
+    /// (`s3://` or `pvc://`; an S3 store takes the dataset's endpoint, region and credentials).
+    /// Unset logs no prompts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(STORAGE_URI_RULE).message(STORAGE_URI_MESSAGE))]
+    pub prompt_log_uri: Option<String>,
     /// Resources, node selector, tolerations and service account of the gateway pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodOverrides>,
@@ -215,9 +273,11 @@ impl Default for Gateway {
     fn default() -> Self {
         Self {
             replicas: default_gateway_replicas(),
+            max_replicas: None,
             rag: Rag::default(),
             system_prompt: None,
             api_key_secret_ref: None,
+            prompt_log_uri: None,
             pod: None,
         }
     }
@@ -262,7 +322,8 @@ pub enum EndpointPhase {
     Deploying,
     /// Serving at `status.url`.
     Ready,
-    /// Serving, but fewer replicas are ready than desired.
+    /// Not every replica serves: pods crash-loop, are OOM-killed, cannot pull their image, or
+    /// fewer are ready than desired; the conditions say which part and why.
     Degraded,
     /// Cannot serve; see the Ready condition.
     Failed,

@@ -1,6 +1,7 @@
 //! Storage URIs (`s3://`, `pvc://`, `file://`, and `hf://` for models) and the object store the
 //! pipeline writes artifacts to, with atomic writes.
 
+pub mod fetch;
 pub mod hub;
 pub mod local;
 pub mod s3;

@@ -85,4 +85,57 @@ impl S3Store {
             .map_err(|e| StorageError::Remote { op: "write", uri: self.uri(key), reason: describe(&e) })?;
         Ok(())
     }
+
+    /// The keys below `sub` (relative to `sub`), every page of the listing.
+    pub async fn list(&self, sub: &str) -> Result<Vec<String>, StorageError> {
+        let base = format!("{}/", self.key(sub).trim_end_matches('/'));
+        let mut keys = Vec::new();
+        let mut pages =
+            self.client.list_objects_v2().bucket(&self.bucket).prefix(&base).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StorageError::Remote {
+                op: "list",
+                uri: self.uri(sub),
+                reason: describe(&e),
+            })?;
+            for object in page.contents() {
+                if let Some(relative) = object.key().and_then(|k| k.strip_prefix(&base))
+                    && !relative.is_empty()
+                    && !relative.ends_with('/')
+                {
+                    keys.push(relative.to_string());
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Streams an object into a file; `false` when there is no such object.
+    pub async fn download_to(&self, key: &str, path: &std::path::Path) -> Result<bool, StorageError> {
+        use tokio::io::AsyncWriteExt;
+
+        let result = self.client.get_object().bucket(&self.bucket).key(self.key(key)).send().await;
+        let mut output = match result {
+            Ok(output) => output,
+            Err(SdkError::ServiceError(service)) if service.err().is_no_such_key() => return Ok(false),
+            Err(error) => {
+                return Err(StorageError::Remote {
+                    op: "read",
+                    uri: self.uri(key),
+                    reason: describe(&error),
+                });
+            }
+        };
+        let io = |op, source| StorageError::Io { op, path: path.display().to_string(), source };
+        let mut file = tokio::fs::File::create(path).await.map_err(|e| io("create", e))?;
+        while let Some(bytes) = output.body.try_next().await.map_err(|e| StorageError::Remote {
+            op: "read",
+            uri: self.uri(key),
+            reason: e.to_string(),
+        })? {
+            file.write_all(&bytes).await.map_err(|e| io("write", e))?;
+        }
+        file.sync_all().await.map_err(|e| io("sync", e))?;
+        Ok(true)
+    }
 }

@@ -1,4 +1,4 @@
-//! The pod every workload Job of the operator runs in: restricted (non-root, no privilege
+//! The pod every workload of the operator runs in: restricted (non-root, no privilege
 //! escalation, no capabilities, read-only root filesystem, the runtime's seccomp profile), one
 //! container, the pod-level overrides of its twin, PersistentVolumeClaims mounted where
 //! `pvc://` URIs expect them, and Secrets by reference.
@@ -6,13 +6,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, PodSecurityContext,
-    PodSpec, PodTemplateSpec, SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EnvFromSource, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, SecretEnvSource, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount,
 };
 use kube::api::ObjectMeta;
 
-use crate::api::common::{PodOverrides, SecretKeyRef};
+use crate::api::common::{PodOverrides, SecretKeyRef, StorageLocation};
 use crate::contract::paths;
+use crate::storage::StorageUri;
 
 /// The security context of a workload container.
 pub fn restricted_container() -> SecurityContext {
@@ -21,6 +23,37 @@ pub fn restricted_container() -> SecurityContext {
         read_only_root_filesystem: Some(true),
         run_as_non_root: Some(true),
         capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// The pod security context of every workload: non-root as `uid`, the runtime's seccomp
+/// profile, volumes writable by the workload's group.
+pub fn restricted_pod(uid: i64) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        fs_group: Some(uid),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// A restricted pod spec running `containers` as `uid`, with the twin's pod-level overrides.
+pub fn workload_pod_spec(
+    overrides: &PodOverrides,
+    uid: i64,
+    containers: Vec<Container>,
+    volumes: Vec<Volume>,
+) -> PodSpec {
+    PodSpec {
+        service_account_name: overrides.service_account_name.clone(),
+        node_selector: Some(overrides.node_selector.clone()).filter(|n| !n.is_empty()),
+        tolerations: Some(overrides.tolerations.clone()).filter(|t| !t.is_empty()),
+        security_context: Some(restricted_pod(uid)),
+        containers,
+        volumes: Some(volumes),
         ..Default::default()
     }
 }
@@ -37,25 +70,61 @@ pub fn job_pod(
         metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
         spec: Some(PodSpec {
             restart_policy: Some("Never".into()),
-            service_account_name: overrides.service_account_name.clone(),
-            node_selector: Some(overrides.node_selector.clone()).filter(|n| !n.is_empty()),
-            tolerations: Some(overrides.tolerations.clone()).filter(|t| !t.is_empty()),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(uid),
-                run_as_group: Some(uid),
-                fs_group: Some(uid),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            containers: vec![container],
-            volumes: Some(volumes),
-            ..Default::default()
+            ..workload_pod_spec(overrides, uid, vec![container], volumes)
         }),
     }
+}
+
+/// A URI as a pod reaches it: `pvc://` as the path where its claim is mounted, the rest as
+/// they are.
+pub fn in_pod(uri: &str) -> String {
+    match uri.parse::<StorageUri>() {
+        Ok(StorageUri::Pvc { claim, path }) => {
+            format!("{}/{claim}/{path}", paths::PVC_ROOT).trim_end_matches('/').to_string()
+        }
+        _ => uri.to_string(),
+    }
+}
+
+/// The claims of `pvc://` URIs a pod reads or writes, each once: (claim, written).
+pub fn claims(uris: &[(&str, bool)]) -> Vec<(String, bool)> {
+    let mut claims: Vec<(String, bool)> = Vec::new();
+    for (uri, writes) in uris {
+        if let Ok(StorageUri::Pvc { claim, .. }) = uri.parse::<StorageUri>() {
+            match claims.iter_mut().find(|(c, _)| *c == claim) {
+                Some(entry) => entry.1 |= writes,
+                None => claims.push((claim, *writes)),
+            }
+        }
+    }
+    claims
+}
+
+/// S3 settings of a storage location as the AWS SDK reads them.
+pub fn s3_env(location: &StorageLocation) -> Vec<EnvVar> {
+    let var = |name: &str, value: &String| EnvVar {
+        name: name.into(),
+        value: Some(value.clone()),
+        ..Default::default()
+    };
+    let mut env = Vec::new();
+    if let Some(endpoint) = &location.endpoint_url {
+        env.push(var("AWS_ENDPOINT_URL_S3", endpoint));
+    }
+    if let Some(region) = &location.region {
+        env.push(var("AWS_REGION", region));
+    }
+    env
+}
+
+/// The Secret of a storage location's S3 credentials, as the container's environment.
+pub fn s3_credentials(location: &StorageLocation) -> Option<Vec<EnvFromSource>> {
+    location.credentials_secret_ref.as_ref().map(|secret| {
+        vec![EnvFromSource {
+            secret_ref: Some(SecretEnvSource { name: secret.name.clone(), optional: Some(false) }),
+            ..Default::default()
+        }]
+    })
 }
 
 /// Mounts each claim at `<PVC_ROOT>/<claim>`, writable where the workload writes to it.

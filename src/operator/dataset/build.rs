@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    PodTemplateSpec, ResourceRequirements, SecretEnvSource, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, PodTemplateSpec,
+    ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -25,7 +25,9 @@ use crate::operator::children::naming::{
     CRONJOB_NAME_LIMIT, NAME_LIMIT, child_labels, child_name, instance_label, is_controlled_by,
     owner_reference,
 };
-use crate::operator::children::pod::{job_pod, mount_claims, restricted_container, secret_env};
+use crate::operator::children::pod::{
+    job_pod, mount_claims, restricted_container, s3_credentials, secret_env,
+};
 use crate::operator::children::{ApplyPolicy, ChildSet};
 use crate::operator::error::Result;
 use crate::operator::settings::OperatorSettings;
@@ -173,12 +175,7 @@ fn pod_template(valid: &ValidDataset, settings: &OperatorSettings) -> PodTemplat
     {
         env.push(secret_env(env::GENERATOR_API_KEY, secret));
     }
-    let env_from = dataset.spec.output.credentials_secret_ref.as_ref().map(|secret| {
-        vec![EnvFromSource {
-            secret_ref: Some(SecretEnvSource { name: secret.name.clone(), optional: Some(false) }),
-            ..Default::default()
-        }]
-    });
+    let env_from = s3_credentials(&dataset.spec.output);
     let resources = overrides.resources.clone().unwrap_or_else(|| ResourceRequirements {
         requests: Some(BTreeMap::from([
             ("cpu".into(), Quantity("1".into())),

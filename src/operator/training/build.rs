@@ -9,25 +9,25 @@ use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    PodTemplateSpec, ResourceRequirements, SecretEnvSource, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, PodTemplateSpec,
+    ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 use kube::api::ObjectMeta;
 
-use crate::api::common::StorageLocation;
 use crate::api::training::KubernetesBackend;
 use crate::api::{TwinDataset, TwinTrainingJob};
 use crate::contract::labels::{RUN_ANNOTATION, TRAINER_COMPONENT, TRAINING_NAME};
 pub use crate::contract::trainer::{Run, revision_folder, run_output};
 use crate::contract::{TrainerConfig, paths};
 use crate::operator::children::naming::{NAME_LIMIT, child_labels, child_name, owner_reference};
-use crate::operator::children::pod::{job_pod, mount_claims, restricted_container, secret_env};
+use crate::operator::children::pod::{
+    claims, in_pod, job_pod, mount_claims, restricted_container, s3_credentials, s3_env, secret_env,
+};
 use crate::operator::children::{ApplyPolicy, ChildSet};
 use crate::operator::error::Result;
 use crate::operator::settings::OperatorSettings;
-use crate::storage::StorageUri;
 
 /// The user the trainer image runs as (trainer/Dockerfile).
 const TRAINER_UID: i64 = 1000;
@@ -37,17 +37,6 @@ const EXPLAINED_FAILURE: i32 = 1;
 /// Name of a run's Job (and of its configuration ConfigMap).
 pub fn job_name(job: &TwinTrainingJob, run: &Run) -> String {
     child_name(&job.name_any(), &format!("-train-{}", run.name), NAME_LIMIT)
-}
-
-/// A URI as the trainer pod reaches it: `pvc://` as the path where its claim is mounted, the
-/// rest as they are.
-fn in_pod(uri: &str) -> String {
-    match uri.parse::<StorageUri>() {
-        Ok(StorageUri::Pvc { claim, path }) => {
-            format!("{}/{claim}/{path}", paths::PVC_ROOT).trim_end_matches('/').to_string()
-        }
-        _ => uri.to_string(),
-    }
 }
 
 /// The desired children of a run.
@@ -87,37 +76,6 @@ pub fn trainer_config(
     run: &Run,
 ) -> Result<TrainerConfig, String> {
     TrainerConfig::for_run(job, dataset, run, paths::TERMINATION_MESSAGE_PATH, in_pod)
-}
-
-/// The claims the run reads or writes, each once: (claim, written).
-fn claims(uris: &[(&str, bool)]) -> Vec<(String, bool)> {
-    let mut claims: Vec<(String, bool)> = Vec::new();
-    for (uri, writes) in uris {
-        if let Ok(StorageUri::Pvc { claim, .. }) = uri.parse::<StorageUri>() {
-            match claims.iter_mut().find(|(c, _)| *c == claim) {
-                Some(entry) => entry.1 |= writes,
-                None => claims.push((claim, *writes)),
-            }
-        }
-    }
-    claims
-}
-
-/// S3 settings of a storage location as the AWS SDK reads them.
-fn s3_env(location: &StorageLocation) -> Vec<EnvVar> {
-    let var = |name: &str, value: &String| EnvVar {
-        name: name.into(),
-        value: Some(value.clone()),
-        ..Default::default()
-    };
-    let mut env = Vec::new();
-    if let Some(endpoint) = &location.endpoint_url {
-        env.push(var("AWS_ENDPOINT_URL_S3", endpoint));
-    }
-    if let Some(region) = &location.region {
-        env.push(var("AWS_REGION", region));
-    }
-    env
 }
 
 fn pod_template(
@@ -173,12 +131,7 @@ fn pod_template(
     // S3 settings: the output's, else the dataset's (one set of AWS variables per pod).
     let s3 = [&job.spec.output, &dataset.spec.output].into_iter().find(|l| l.uri.starts_with("s3://"));
     env.extend(s3.map(s3_env).unwrap_or_default());
-    let env_from = s3.and_then(|l| l.credentials_secret_ref.as_ref()).map(|secret| {
-        vec![EnvFromSource {
-            secret_ref: Some(SecretEnvSource { name: secret.name.clone(), optional: Some(false) }),
-            ..Default::default()
-        }]
-    });
+    let env_from = s3.and_then(s3_credentials);
     let overrides = &backend.pod;
     let mut resources = overrides.resources.clone().unwrap_or_else(|| ResourceRequirements {
         requests: Some(BTreeMap::from([
