@@ -2,6 +2,10 @@
 //! names → validate (resolve the model, then the dataset revision) → status with the model's
 //! lineage. The engine and gateway join as build and apply steps with the serving release.
 
+pub mod build;
+pub mod engine;
+pub mod gateway;
+pub mod scaling;
 pub mod validate;
 
 use std::sync::Arc;

@@ -1,0 +1,349 @@
+//! The vLLM engine of a TwinEndpoint (pure): a Deployment of vLLM's OpenAI server with the
+//! base model, the twin's adapter as a named LoRA module (fetched by an init container running
+//! `twin fetch`), GPUs, shared memory, a model cache, and probes patient with slow loads.
+//!
+//! The LoRA module carries the endpoint's name, so the gateway always asks for the same model
+//! while the adapter behind the name changes with each rollout.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PersistentVolumeClaimVolumeSource,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use super::build::{ADAPTER_ANNOTATION, ENGINE_COMPONENT, Inputs, engine_name, rolling_deployment};
+use crate::api::common::StorageLocation;
+use crate::hashing::sha256_hex;
+use crate::operator::children::pod::{
+    claims, in_pod, mount_claims, restricted_container, s3_credentials, s3_env, secret_env, workload_pod_spec,
+};
+use crate::operator::settings::OperatorSettings;
+use crate::storage::hub::HubModel;
+
+/// The port vLLM listens on.
+pub const PORT: i32 = 8000;
+/// The user vLLM runs as (the image would run as root).
+const ENGINE_UID: i64 = 1000;
+/// Where the model cache is mounted.
+const MODELS: &str = "/models";
+/// Where the adapter is fetched to.
+const ADAPTERS: &str = "/adapters";
+/// GPUs of an engine replica when the spec leaves it unset.
+const DEFAULT_GPUS: u32 = 1;
+/// vLLM's own default `--max-lora-rank`, used when the adapter's rank is unknown.
+const DEFAULT_MAX_LORA_RANK: u32 = 16;
+/// The accelerator resource the engine requests.
+pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+
+/// The base model as vLLM is given it: its `model` argument, extra flags, and what an init
+/// container fetches first (source URI, folder).
+struct BaseArgs {
+    model: String,
+    flags: Vec<String>,
+    fetch: Option<(String, String)>,
+}
+
+fn base_args(uri: &str) -> Result<BaseArgs, String> {
+    let field = "the base model";
+    if uri.ends_with(".gguf") {
+        return Err(format!(
+            "{field} {uri} is a GGUF file: vLLM serves LoRA adapters on safetensors weights; use the model's Hub or S3 folder, or engine.kind embedded for GGUF"
+        ));
+    }
+    if uri.starts_with("hf://") {
+        let model = HubModel::parse(uri)?;
+        let flags = if model.revision == "main" {
+            Vec::new()
+        } else {
+            vec!["--revision".into(), model.revision.clone()]
+        };
+        return Ok(BaseArgs { model: model.repo, flags, fetch: None });
+    }
+    if uri.starts_with("s3://") {
+        let folder = format!("{MODELS}/s3/{}", &sha256_hex(uri.as_bytes())[..16]);
+        return Ok(BaseArgs { model: folder.clone(), flags: Vec::new(), fetch: Some((uri.into(), folder)) });
+    }
+    if uri.starts_with("pvc://") {
+        return Ok(BaseArgs { model: in_pod(uri), flags: Vec::new(), fetch: None });
+    }
+    Err(format!("{field} {uri} cannot be loaded in a cluster: use hf://, s3:// or pvc://"))
+}
+
+/// The adapter as vLLM loads it (`--lora-modules NAME=PATH`), and what an init container
+/// fetches first.
+fn adapter_args(name: &str, uri: &str) -> Result<(String, Option<(String, String)>), String> {
+    if uri.starts_with("hf://") {
+        let model = HubModel::parse(uri)?;
+        if model.revision != "main" {
+            return Err(format!(
+                "the adapter {uri}: vLLM loads Hub adapters at their main revision only; copy this revision to s3:// or pvc://"
+            ));
+        }
+        return Ok((format!("{name}={}", model.repo), None));
+    }
+    if uri.starts_with("s3://") || uri.starts_with("pvc://") {
+        let folder = format!("{ADAPTERS}/{name}");
+        return Ok((format!("{name}={folder}"), Some((uri.into(), folder))));
+    }
+    Err(format!("the adapter {uri} cannot be loaded in a cluster: use s3://, pvc:// or hf://"))
+}
+
+fn var(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
+}
+
+fn empty_dir(name: &str, medium: Option<&str>, size: Option<Quantity>) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource { medium: medium.map(Into::into), size_limit: size }),
+        ..Default::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount { name: name.into(), mount_path: path.into(), ..Default::default() }
+}
+
+/// An init container running `twin fetch SOURCE FOLDER`.
+pub fn fetch_container(
+    name: &str,
+    (source, folder): &(String, String),
+    location: Option<&StorageLocation>,
+    mounts: Vec<VolumeMount>,
+    settings: &OperatorSettings,
+) -> Container {
+    let s3 = location.filter(|l| l.uri.starts_with("s3://") && source.starts_with("s3://"));
+    Container {
+        name: name.into(),
+        image: Some(settings.twin_image.clone()),
+        args: Some(vec!["fetch".into(), source.clone(), folder.clone()]),
+        env: Some(s3.map(s3_env).unwrap_or_default()).filter(|e| !e.is_empty()),
+        env_from: s3.and_then(s3_credentials),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".into(), Quantity("100m".into())),
+                ("memory".into(), Quantity("128Mi".into())),
+            ])),
+            limits: Some(BTreeMap::from([("memory".into(), Quantity("512Mi".into()))])),
+            ..Default::default()
+        }),
+        volume_mounts: Some(mounts),
+        security_context: Some(restricted_container()),
+        ..Default::default()
+    }
+}
+
+/// An HTTP probe of `path` on the `http` port.
+pub fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(5),
+        ..Default::default()
+    }
+}
+
+/// The vLLM command line.
+fn vllm_args(inputs: &Inputs, base: &BaseArgs, lora_module: Option<&str>) -> Vec<String> {
+    let endpoint = inputs.endpoint;
+    let engine = &endpoint.spec.engine;
+    let name = endpoint.name_any();
+    let mut args =
+        vec![base.model.clone(), "--host".into(), "0.0.0.0".into(), "--port".into(), PORT.to_string()];
+    args.extend(base.flags.iter().cloned());
+    let extra = engine.extra_args.clone().unwrap_or_default();
+    let given = |flag: &str| extra.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    match lora_module {
+        // The base answers as `<name>-base`; the twin is the LoRA module named after the endpoint.
+        Some(module) => {
+            args.extend(["--served-model-name".into(), format!("{name}-base")]);
+            args.extend(["--enable-lora".into(), "--max-loras".into(), "1".into()]);
+            args.extend(["--lora-modules".into(), module.into()]);
+            if !given("--max-lora-rank") {
+                let rank = inputs.max_lora_rank.unwrap_or(DEFAULT_MAX_LORA_RANK);
+                args.extend(["--max-lora-rank".into(), rank.to_string()]);
+            }
+        }
+        None => args.extend(["--served-model-name".into(), name]),
+    }
+    if let Some(length) = engine.max_model_len {
+        args.extend(["--max-model-len".into(), length.to_string()]);
+    }
+    let gpus = engine.gpus.unwrap_or(DEFAULT_GPUS);
+    if gpus > 1 && !given("--tensor-parallel-size") {
+        args.extend(["--tensor-parallel-size".into(), gpus.to_string()]);
+    }
+    args.extend(extra);
+    args
+}
+
+/// The engine's Deployment.
+pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deployment, String> {
+    let endpoint = inputs.endpoint;
+    let engine = &endpoint.spec.engine;
+    let overrides = engine.pod.clone().unwrap_or_default();
+    let base = base_args(&inputs.model.base_model)?;
+    let adapter = match &inputs.model.adapter_uri {
+        Some(uri) => Some(adapter_args(&endpoint.name_any(), uri)?),
+        None => None,
+    };
+    let cache = engine.model_cache.clone().unwrap_or_default();
+    let models = match &cache.claim_name {
+        Some(claim) => Volume {
+            name: "models".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: Some(false),
+            }),
+            ..Default::default()
+        },
+        None => empty_dir("models", None, cache.size_limit.clone()),
+    };
+    let shared_memory = engine.shared_memory.clone().unwrap_or_else(|| Quantity("2Gi".into()));
+    let mut volumes = vec![
+        models,
+        empty_dir("adapters", None, None),
+        empty_dir("shm", Some("Memory"), Some(shared_memory)),
+        empty_dir("tmp", None, None),
+    ];
+    let mut claim_mounts = Vec::new();
+    let read = [Some(inputs.model.base_model.as_str()), inputs.model.adapter_uri.as_deref()];
+    let read: Vec<(&str, bool)> = read.into_iter().flatten().map(|uri| (uri, false)).collect();
+    let claims = claims(&read);
+    mount_claims(
+        claims.iter().map(|(claim, writes)| (claim.as_str(), *writes)),
+        &mut volumes,
+        &mut claim_mounts,
+    );
+
+    let mut init = Vec::new();
+    if let Some(fetch) = &base.fetch {
+        let mounts = [mount("models", MODELS), mount("tmp", "/tmp")].into_iter().chain(claim_mounts.clone());
+        init.push(fetch_container("fetch-model", fetch, None, mounts.collect(), settings));
+    }
+    if let Some((_, Some(fetch))) = &adapter {
+        let mounts =
+            [mount("adapters", ADAPTERS), mount("tmp", "/tmp")].into_iter().chain(claim_mounts.clone());
+        init.push(fetch_container(
+            "fetch-adapter",
+            fetch,
+            inputs.adapter_location,
+            mounts.collect(),
+            settings,
+        ));
+    }
+
+    // The root filesystem is read-only: caches go to /tmp, downloads and compiled kernels to
+    // the model cache, so that a restarted pod finds them.
+    let mut env = vec![
+        var("HOME", "/tmp"),
+        var("HF_HOME", format!("{MODELS}/huggingface")),
+        var("VLLM_CACHE_ROOT", format!("{MODELS}/vllm")),
+        var("VLLM_NO_USAGE_STATS", "1"),
+        var("DO_NOT_TRACK", "1"),
+    ];
+    if let Some(secret) = inputs.hub_token {
+        env.push(secret_env("HF_TOKEN", secret));
+    }
+    let gpus = engine.gpus.unwrap_or(DEFAULT_GPUS);
+    let mut resources = overrides.resources.clone().unwrap_or_else(|| ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), Quantity("2".into())),
+            ("memory".into(), Quantity("16Gi".into())),
+        ])),
+        limits: Some(BTreeMap::from([("memory".into(), Quantity("32Gi".into()))])),
+        ..Default::default()
+    });
+    if gpus > 0 {
+        let count = Quantity(gpus.to_string());
+        resources.limits.get_or_insert_default().insert(GPU_RESOURCE.into(), count.clone());
+        resources.requests.get_or_insert_default().insert(GPU_RESOURCE.into(), count);
+    }
+    let mut mounts = vec![
+        mount("models", MODELS),
+        mount("adapters", ADAPTERS),
+        mount("shm", "/dev/shm"),
+        mount("tmp", "/tmp"),
+    ];
+    mounts.extend(claim_mounts);
+    let lora_module = adapter.as_ref().map(|(module, _)| module.as_str());
+    let container = Container {
+        name: "vllm".into(),
+        image: Some(engine.image.clone().unwrap_or_else(|| settings.vllm_image.clone())),
+        command: Some(vec!["vllm".into(), "serve".into()]),
+        args: Some(vllm_args(inputs, &base, lora_module)),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        env: Some(env),
+        resources: Some(resources),
+        volume_mounts: Some(mounts),
+        // Downloading and loading a model takes minutes: up to an hour before liveness counts.
+        startup_probe: Some(probe("/health", 10, 360)),
+        readiness_probe: Some(probe("/health", 5, 3)),
+        liveness_probe: Some(probe("/health", 15, 4)),
+        security_context: Some(restricted_container()),
+        ..Default::default()
+    };
+    let spec = PodSpec {
+        init_containers: Some(init).filter(|i| !i.is_empty()),
+        // Requests under way finish before the pod goes.
+        termination_grace_period_seconds: Some(120),
+        ..workload_pod_spec(&overrides, ENGINE_UID, vec![container], volumes)
+    };
+    let annotations = inputs
+        .model
+        .adapter_uri
+        .iter()
+        .map(|adapter| (ADAPTER_ANNOTATION.to_string(), adapter.clone()))
+        .collect();
+    let replicas = match &endpoint.spec.autoscaling {
+        Some(_) => None,
+        None => Some(1),
+    };
+    Ok(rolling_deployment(
+        endpoint,
+        engine_name(endpoint),
+        ENGINE_COMPONENT,
+        replicas,
+        annotations,
+        PodTemplateSpec { metadata: None, spec: Some(spec) },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_models_and_adapters_become_vllm_arguments_or_a_reason() {
+        let hub = base_args("hf://meta-llama/Llama-3.1-8B@v1").unwrap();
+        assert_eq!(
+            (hub.model.as_str(), hub.flags.as_slice()),
+            ("meta-llama/Llama-3.1-8B", &["--revision".to_string(), "v1".into()][..])
+        );
+        let s3 = base_args("s3://models/llama").unwrap();
+        assert!(s3.model.starts_with("/models/s3/") && s3.fetch.is_some());
+        assert_eq!(base_args("pvc://weights/llama").unwrap().model, "/mnt/twin/pvc/weights/llama");
+        assert!(base_args("hf://org/m@main/m.gguf").unwrap_err().contains("GGUF"));
+        assert!(base_args("file:///m").unwrap_err().contains("cannot be loaded in a cluster"));
+        let (module, fetch) = adapter_args("paul", "s3://out/models/paul-v1/g1-r/adapter").unwrap();
+        assert_eq!(module, "paul=/adapters/paul");
+        assert_eq!(fetch.unwrap(), ("s3://out/models/paul-v1/g1-r/adapter".into(), "/adapters/paul".into()));
+        assert_eq!(adapter_args("paul", "hf://org/lora").unwrap(), ("paul=org/lora".into(), None));
+        assert!(adapter_args("paul", "hf://org/lora@v2").unwrap_err().contains("main revision"));
+    }
+}

@@ -1,0 +1,273 @@
+//! The gateway of a TwinEndpoint (pure): a Deployment of `twin serve` with the dataset
+//! revision pinned, the engine as its upstream (or the embedded engine with the twin's GGUF
+//! adapter), the system prompt, the API key from its Secret as a file, the prompt log, and
+//! probes on `/healthz` and `/readyz`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SecretVolumeSource, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::ResourceExt;
+
+use super::build::{
+    ADAPTER_ANNOTATION, GATEWAY_COMPONENT, Inputs, REVISION_ANNOTATION, engine_name, gateway_name,
+    rolling_deployment,
+};
+use super::engine::{self, fetch_container, probe};
+use crate::api::endpoint::EngineKind;
+use crate::contract::trainer::revision_folder;
+use crate::contract::{env, paths};
+use crate::operator::children::pod::{
+    claims, in_pod, mount_claims, restricted_container, s3_credentials, workload_pod_spec,
+};
+use crate::operator::settings::OperatorSettings;
+
+/// The port the gateway listens on.
+pub const PORT: i32 = 8080;
+/// The user of the twin image.
+const GATEWAY_UID: i64 = 65532;
+/// Where the API key Secret is mounted.
+const API_KEY_DIR: &str = "/var/run/twin/api-key";
+/// Where the embedded engine's adapter is fetched to.
+const ADAPTERS: &str = "/adapters";
+
+fn var(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(read_only).filter(|r| *r),
+        ..Default::default()
+    }
+}
+
+/// The GGUF the embedded engine loads for a base model: an `hf://…/file.gguf` URI as is, a
+/// `pvc://` file where its claim is mounted.
+fn embedded_model(uri: &str) -> Result<String, String> {
+    if !uri.ends_with(".gguf") {
+        return Err(format!(
+            "the base model {uri} is not a .gguf file: the embedded engine runs GGUF models (hf://org/name@revision/file.gguf or pvc://claim/file.gguf); serve other models with engine.kind vllm"
+        ));
+    }
+    match uri.split_once("://").map(|(scheme, _)| scheme) {
+        Some("hf") | Some("pvc") => Ok(in_pod(uri)),
+        _ => Err(format!(
+            "the base model {uri}: the embedded engine loads hf:// or pvc:// GGUF files in a cluster"
+        )),
+    }
+}
+
+/// The trainer's GGUF adapter beside a PEFT adapter folder (`<run>/adapter` → `<run>/adapter.gguf`).
+fn gguf_adapter(uri: &str) -> String {
+    if uri.ends_with(".gguf") { uri.to_string() } else { format!("{}.gguf", uri.trim_end_matches('/')) }
+}
+
+/// The gateway's Deployment.
+pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deployment, String> {
+    let endpoint = inputs.endpoint;
+    let spec = &endpoint.spec;
+    let gateway = &spec.gateway;
+    let overrides = gateway.pod.clone().unwrap_or_default();
+    let name = endpoint.name_any();
+    let namespace = endpoint.namespace().unwrap_or_default();
+    let mut env = vec![
+        var("TWIN_SERVE_NAME", name.clone()),
+        var("TWIN_SERVE_LISTEN", format!("0.0.0.0:{PORT}")),
+        var("TWIN_SERVE_TOP_K", gateway.rag.top_k.to_string()),
+        var(env::MODELS_DIR, paths::MODELS_DIR),
+        var(env::LOG_FORMAT, "json"),
+        EnvVar {
+            name: "TWIN_SERVE_REPLICA".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "models".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+        Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
+    ];
+    let mut mounts = vec![mount("models", paths::MODELS_DIR, false), mount("tmp", "/tmp", false)];
+    let mut init = Vec::new();
+    let mut annotations = BTreeMap::new();
+    // (URI, written) of every pvc:// place the gateway reaches, for the claims to mount.
+    let mut places: Vec<(String, bool)> = Vec::new();
+    match spec.engine.kind {
+        EngineKind::Vllm => {
+            env.push(var("TWIN_SERVE_ENGINE", "openai"));
+            let upstream = format!("http://{}.{namespace}.svc:{}/v1", engine_name(endpoint), engine::PORT);
+            env.push(var("TWIN_SERVE_UPSTREAM", upstream));
+            env.push(var("TWIN_SERVE_UPSTREAM_MODEL", name.clone()));
+            if let Some(length) = spec.engine.max_model_len {
+                env.push(var("TWIN_SERVE_CONTEXT_TOKENS", length.to_string()));
+            }
+        }
+        EngineKind::External => {
+            env.push(var("TWIN_SERVE_ENGINE", "openai"));
+            let url = spec.engine.url.clone().ok_or("spec.engine.url is required for the external engine")?;
+            env.push(var("TWIN_SERVE_UPSTREAM", url));
+        }
+        EngineKind::Embedded => {
+            env.push(var("TWIN_SERVE_ENGINE", "embedded"));
+            env.push(var("TWIN_SERVE_MODEL", embedded_model(&inputs.model.base_model)?));
+            places.push((inputs.model.base_model.clone(), false));
+            if let Some(adapter) = &inputs.model.adapter_uri {
+                let source = gguf_adapter(adapter);
+                if !(source.starts_with("s3://") || source.starts_with("pvc://")) {
+                    return Err(format!(
+                        "the adapter {adapter}: the embedded engine loads the trainer's adapter.gguf from s3:// or pvc://"
+                    ));
+                }
+                let folder = format!("{ADAPTERS}/{name}");
+                let file = source.rsplit('/').next().unwrap_or("adapter.gguf").to_string();
+                env.push(var("TWIN_SERVE_ADAPTER", format!("{folder}/{file}")));
+                places.push((source.clone(), false));
+                init.push((source, folder));
+                annotations.insert(ADAPTER_ANNOTATION.to_string(), adapter.clone());
+            }
+        }
+    }
+    if let Some(dataset) = inputs.dataset
+        && let Some(revision) = inputs.gateway_revision
+    {
+        let folder = revision_folder(dataset, revision)?.to_string();
+        env.push(var("TWIN_SERVE_DATASET", in_pod(&folder)));
+        places.push((folder, false));
+        annotations.insert(REVISION_ANNOTATION.to_string(), revision.to_string());
+    }
+    if let Some(log) = &gateway.prompt_log_uri {
+        env.push(var("TWIN_SERVE_PROMPT_LOG", in_pod(log)));
+        places.push((log.clone(), true));
+    }
+    // S3 settings and credentials: the dataset's, which the prompt log shares.
+    let s3 = inputs.dataset.map(|d| &d.spec.output).filter(|l| l.uri.starts_with("s3://"));
+    if let Some(location) = s3 {
+        env.extend(location.endpoint_url.iter().map(|url| var("TWIN_SERVE_S3_ENDPOINT_URL", url.clone())));
+        env.extend(location.region.iter().map(|region| var("TWIN_SERVE_S3_REGION", region.clone())));
+    }
+    if let Some(prompt) = &gateway.system_prompt {
+        env.push(var("TWIN_SERVE_SYSTEM_PROMPT", prompt.clone()));
+    }
+    if let Some(secret) = &gateway.api_key_secret_ref {
+        volumes.push(Volume {
+            name: "api-key".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.name.clone()),
+                items: Some(vec![KeyToPath { key: secret.key.clone(), path: "api-key".into(), mode: None }]),
+                default_mode: Some(0o440),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        });
+        mounts.push(mount("api-key", API_KEY_DIR, true));
+        env.push(var("TWIN_SERVE_API_KEY_FILE", format!("{API_KEY_DIR}/api-key")));
+    }
+    let read: Vec<(&str, bool)> = places.iter().map(|(uri, writes)| (uri.as_str(), *writes)).collect();
+    let claims = claims(&read);
+    let mut claim_mounts = Vec::new();
+    mount_claims(
+        claims.iter().map(|(claim, writes)| (claim.as_str(), *writes)),
+        &mut volumes,
+        &mut claim_mounts,
+    );
+    let init: Vec<Container> = init
+        .iter()
+        .map(|fetch| {
+            let fetch_mounts = [mount("adapters", ADAPTERS, false), mount("tmp", "/tmp", false)]
+                .into_iter()
+                .chain(claim_mounts.clone());
+            fetch_container("fetch-adapter", fetch, s3, fetch_mounts.collect(), settings)
+        })
+        .collect();
+    if !init.is_empty() {
+        volumes.push(Volume {
+            name: "adapters".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        });
+        mounts.push(mount("adapters", ADAPTERS, true));
+    }
+    mounts.extend(claim_mounts);
+    let embedded = spec.engine.kind == EngineKind::Embedded;
+    let resources = overrides.resources.clone().unwrap_or_else(|| {
+        let (cpu, memory, limit) = if embedded { ("2", "2Gi", "4Gi") } else { ("500m", "1Gi", "2Gi") };
+        ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".into(), Quantity(cpu.into())),
+                ("memory".into(), Quantity(memory.into())),
+            ])),
+            limits: Some(BTreeMap::from([("memory".into(), Quantity(limit.into()))])),
+            ..Default::default()
+        }
+    });
+    let container = Container {
+        name: "gateway".into(),
+        image: Some(overrides.image.clone().unwrap_or_else(|| settings.twin_image.clone())),
+        args: Some(vec!["serve".into()]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        env: Some(env),
+        env_from: s3.and_then(s3_credentials),
+        resources: Some(resources),
+        volume_mounts: Some(mounts),
+        // Loading the embedding model and the revision's index (or the embedded model) takes a
+        // while: ten minutes before liveness counts.
+        startup_probe: Some(probe("/healthz", 5, 120)),
+        readiness_probe: Some(probe("/readyz", 5, 3)),
+        liveness_probe: Some(probe("/healthz", 10, 3)),
+        security_context: Some(restricted_container()),
+        ..Default::default()
+    };
+    let spec_pod = PodSpec {
+        init_containers: Some(init).filter(|i| !i.is_empty()),
+        termination_grace_period_seconds: Some(60),
+        ..workload_pod_spec(&overrides, GATEWAY_UID, vec![container], volumes)
+    };
+    let replicas = match gateway.max_replicas {
+        Some(max) if max > gateway.replicas => None,
+        _ => Some(gateway.replicas),
+    };
+    Ok(rolling_deployment(
+        endpoint,
+        gateway_name(endpoint),
+        GATEWAY_COMPONENT,
+        replicas,
+        annotations,
+        PodTemplateSpec { metadata: None, spec: Some(spec_pod) },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_engine_loads_gguf_models_and_the_trainers_gguf_adapter() {
+        assert_eq!(embedded_model("pvc://models/smollm2.gguf").unwrap(), "/mnt/twin/pvc/models/smollm2.gguf");
+        assert_eq!(embedded_model("hf://org/m@v1/m.gguf").unwrap(), "hf://org/m@v1/m.gguf");
+        assert!(embedded_model("hf://org/m").unwrap_err().contains("not a .gguf file"));
+        assert!(embedded_model("s3://b/m.gguf").unwrap_err().contains("hf:// or pvc://"));
+        assert_eq!(gguf_adapter("s3://out/models/p/g1-r/adapter/"), "s3://out/models/p/g1-r/adapter.gguf");
+        assert_eq!(gguf_adapter("pvc://out/a.gguf"), "pvc://out/a.gguf");
+    }
+}
