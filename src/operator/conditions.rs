@@ -39,14 +39,26 @@ pub fn ready_condition<P>(
     previous: &[Condition],
     now: Time,
 ) -> Condition {
+    condition(CONDITION_READY, assessment, generation, previous, now)
+}
+
+/// A condition of `type_` for an assessment (of the whole object, or of one of its parts),
+/// keeping the previous transition time when its status did not change.
+pub fn condition<P>(
+    type_: &str,
+    assessment: &Assessment<P>,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: Time,
+) -> Condition {
     let status = if assessment.ready { "True" } else { "False" };
     let last_transition_time = previous
         .iter()
-        .find(|c| c.type_ == CONDITION_READY && c.status == status)
+        .find(|c| c.type_ == type_ && c.status == status)
         .map(|c| c.last_transition_time.clone())
         .unwrap_or(now);
     Condition {
-        type_: CONDITION_READY.into(),
+        type_: type_.into(),
         status: status.into(),
         reason: assessment.reason.clone(),
         message: assessment.message.clone(),

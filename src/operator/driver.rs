@@ -362,7 +362,9 @@ pub async fn publish_status<K: TwinKind>(
     let previous_conditions = previous.map(K::conditions_of).unwrap_or_default();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let ready = ready_condition(assessment, generation, previous_conditions, now);
-    K::set_summary(&mut status, assessment.phase, generation, with_ready(previous_conditions, ready));
+    // The other conditions are the status's own (a reconcile may have set its parts').
+    let conditions = with_ready(K::conditions_of(&status), ready);
+    K::set_summary(&mut status, assessment.phase, generation, conditions);
     if previous == Some(&status) {
         return Ok(());
     }

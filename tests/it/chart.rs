@@ -184,6 +184,8 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
 /// Widening RBAC must be a deliberate change of this list.
 fn expected_rules(read_secrets: bool) -> Vec<PolicyRule> {
     let manage = ["get", "list", "watch", "create", "patch", "delete"];
+    // Applied and pruned, never read one by one or watched.
+    let applied = ["list", "create", "patch", "delete"];
     let mut rules = vec![
         rule(
             &["llmtwin.dev"],
@@ -201,12 +203,14 @@ fn expected_rules(read_secrets: bool) -> Vec<PolicyRule> {
             &["update"],
         ),
         rule(&["batch"], &["jobs", "cronjobs"], &manage),
-        rule(&[""], &["configmaps", "services"], &manage),
-        rule(&[""], &["pods"], &["get", "list", "watch"]),
+        rule(&[""], &["configmaps"], &manage),
+        rule(&[""], &["services"], &applied),
+        rule(&[""], &["pods"], &["list"]),
         rule(&["apps"], &["deployments"], &manage),
-        rule(&["autoscaling"], &["horizontalpodautoscalers"], &manage),
-        rule(&["policy"], &["poddisruptionbudgets"], &manage),
-        rule(&["monitoring.coreos.com"], &["servicemonitors"], &manage),
+        rule(&["autoscaling"], &["horizontalpodautoscalers"], &applied),
+        rule(&["policy"], &["poddisruptionbudgets"], &applied),
+        rule(&["monitoring.coreos.com"], &["servicemonitors"], &applied),
+        rule(&["keda.sh"], &["scaledobjects"], &applied),
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
     ];
     if read_secrets {

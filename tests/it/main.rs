@@ -10,6 +10,8 @@ mod cli;
 mod crds;
 #[path = "../e2e/mod.rs"]
 mod e2e;
+mod endpoint;
+mod endpoint_steps;
 mod examples;
 mod fake_apiserver;
 mod gateway;

@@ -178,14 +178,15 @@ async fn a_training_job_waiting_for_its_dataset_moves_on_when_it_turns_ready() {
     let job = wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
     assert_eq!(job["status"]["datasetRevision"], "rev-3f9a");
     // The endpoint over a base model and the dataset resolves, with lineage.
-    let endpoint = wait_for_phase(&server, "TwinEndpoint", "paul-external", "Pending", "ModelResolved").await;
+    let endpoint =
+        wait_for_phase(&server, "TwinEndpoint", "paul-external", "Deploying", "GatewayRollingOut").await;
     assert_eq!(endpoint["status"]["model"]["datasetRevision"], "rev-3f9a");
     assert_eq!(endpoint["status"]["model"]["baseModel"], "hf://meta-llama/Llama-3.1-8B-Instruct");
     // A training job that succeeds wakes the endpoint that serves it.
     server
         .mark_job_succeeded(NS, "paul-v1-train-g1-rev3f9a", r#"{"status":"Succeeded","sftTrainLoss":1.2}"#)
         .unwrap();
-    let endpoint = wait_for_phase(&server, "TwinEndpoint", "paul", "Pending", "ModelResolved").await;
+    let endpoint = wait_for_phase(&server, "TwinEndpoint", "paul", "Deploying", "EngineRollingOut").await;
     assert_eq!(
         endpoint["status"]["model"]["adapterUri"],
         "s3://twins-bucket/twins/models/paul-v1/g1-rev3f9a/adapter"
@@ -281,7 +282,7 @@ async fn faults_do_not_stop_convergence_or_lose_updates() {
     publish_dataset_revision(&server, "paul", "rev-1").await;
     server.close_watches();
     wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
-    wait_for_phase(&server, "TwinEndpoint", "paul-external", "Pending", "ModelResolved").await;
+    wait_for_phase(&server, "TwinEndpoint", "paul-external", "Deploying", "GatewayRollingOut").await;
     assert!(
         operator.metrics.encode().contains("twin_reconcile_failures_total{controller="),
         "failures are counted"

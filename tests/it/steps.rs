@@ -25,11 +25,11 @@ use twin_operator::operator::{OperatorSettings, endpoint, training};
 use crate::support::repo;
 
 /// The documents of a fixture, by kind.
-fn fixture(name: &str) -> Vec<Value> {
+pub fn fixture(name: &str) -> Vec<Value> {
     serde_saphyr::from_str_multiple(&repo::read(&format!("tests/fixtures/operator/{name}"))).unwrap()
 }
 
-fn of_kind<T: DeserializeOwned>(documents: &[Value], kind: &str) -> Vec<T> {
+pub fn of_kind<T: DeserializeOwned>(documents: &[Value], kind: &str) -> Vec<T> {
     documents
         .iter()
         .filter(|d| d["kind"] == kind)
@@ -37,7 +37,7 @@ fn of_kind<T: DeserializeOwned>(documents: &[Value], kind: &str) -> Vec<T> {
         .collect()
 }
 
-fn with_status<T: DeserializeOwned>(document: &Value, status: Value) -> T {
+pub fn with_status<T: DeserializeOwned>(document: &Value, status: Value) -> T {
     let mut document = document.clone();
     document["status"] = status;
     serde_json::from_value(document).unwrap()
@@ -347,19 +347,19 @@ fn an_endpoint_resolves_its_model_then_its_dataset() {
     };
     assert_eq!(served.adapter_uri.as_deref(), Some("s3://twins/out/models/paul-v1/1/adapter"));
     let (_, verdict) = endpoint::validate::resolve_dataset(&endpoint, None, served.clone());
-    assert_eq!(verdict.assessment.reason, "DatasetNotFound");
+    assert_eq!(verdict.unwrap().assessment.reason, "DatasetNotFound");
     let (_, verdict) = endpoint::validate::resolve_dataset(
         &endpoint,
         Some(&dataset(json!({"phase": "Failed"}))),
         served.clone(),
     );
-    assert_eq!(verdict.assessment.reason, "DatasetFailed");
+    assert_eq!(verdict.unwrap().assessment.reason, "DatasetFailed");
     let (lineage, verdict) = endpoint::validate::resolve_dataset(
         &endpoint,
         Some(&dataset(json!({"phase": "Ready", "revision": "r2"}))),
         served,
     );
-    assert_eq!(verdict.assessment.reason, "ModelResolved");
+    assert!(verdict.is_none(), "a Ready dataset lets the endpoint deploy: {verdict:?}");
     assert_eq!(
         lineage.dataset_revision.as_deref(),
         Some("r1"),

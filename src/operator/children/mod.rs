@@ -155,10 +155,12 @@ where
     );
     for resource in &set.managed {
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, resource);
-        let existing = api
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|source| Error::ListChildren { kind: resource.kind.clone(), source })?;
+        let existing = match api.list(&ListParams::default().labels(&selector)).await {
+            Ok(existing) => existing,
+            // A kind whose CRD is not installed (KEDA, the Prometheus Operator) has no children.
+            Err(kube::Error::Api(status)) if status.code == 404 => continue,
+            Err(source) => return Err(Error::ListChildren { kind: resource.kind.clone(), source }),
+        };
         for object in existing {
             let name = object.name_any();
             if !is_controlled_by(&object.metadata, owner_uid) || set.wants(resource, &name) {

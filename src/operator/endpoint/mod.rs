@@ -1,26 +1,37 @@
 //! The TwinEndpoint controller. Each reconcile: fetch the training job and the dataset it
-//! names → validate (resolve the model, then the dataset revision) → status with the model's
-//! lineage. The engine and gateway join as build and apply steps with the serving release.
+//! names → validate (resolve the model, then the dataset revision) → observe the engine and
+//! gateway Deployments (which revision the gateway pins, whether the engine serves the new
+//! adapter yet) → build the children → apply them → observe the Deployments and pods → status.
 
 pub mod build;
 pub mod engine;
 pub mod gateway;
 pub mod scaling;
+pub mod status;
 pub mod validate;
 
 use std::sync::Arc;
 
 use futures::Future;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
+use super::children::apply_children;
+use super::children::naming::{instance_label, is_controlled_by};
+use super::conditions::Assessment;
 use super::context::Context;
-use super::driver::{Validation, referrers, run_controller, settle};
+use super::driver::{Validation, Verdict, referrers, run_controller, settle};
 use super::error::{Error, Result};
+use crate::api::endpoint::{EndpointPhase, EngineKind};
 use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
+use crate::contract::labels;
 
 async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = endpoint.namespace().ok_or(Error::Unidentified("namespace"))?;
@@ -37,16 +48,76 @@ async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Act
         Some(reference) => ctx.fetch::<TwinDataset>(&namespace, &reference.name).await?,
         None => None,
     };
-    let (served, verdict) = validate::resolve_dataset(&endpoint, dataset.as_ref(), served);
-    status.model = Some(served);
+    let (served, waiting) = validate::resolve_dataset(&endpoint, dataset.as_ref(), served);
+    if let Some(verdict) = waiting {
+        status.model = Some(served);
+        return settle(&ctx, &*endpoint, &verdict, status).await;
+    }
+
+    let before = observe(&ctx, &endpoint, &namespace).await?;
+    let gateway_revision =
+        status::gateway_revision(&endpoint, &served, before.engine.as_ref(), before.gateway.as_ref());
+    let job_spec = training_job.as_ref().map(|job| &job.spec);
+    let inputs = build::Inputs {
+        endpoint: &endpoint,
+        model: &served,
+        hub_token: match job_spec {
+            Some(spec) => spec.base_model.token_secret_ref.as_ref(),
+            None => endpoint.spec.model.base_model.as_ref().and_then(|b| b.token_secret_ref.as_ref()),
+        },
+        adapter_location: job_spec.map(|spec| &spec.output),
+        max_lora_rank: training_job
+            .as_ref()
+            .and_then(|job| job.status.as_ref()?.model.as_ref()?.max_lora_rank),
+        dataset: dataset.as_ref(),
+        gateway_revision: gateway_revision.as_deref(),
+    };
+    let children = match build::build(&inputs, &ctx.settings) {
+        Ok(children) => children,
+        Err(message) => {
+            let assessment = Assessment::not_ready(EndpointPhase::Failed, "InvalidSpec", message);
+            return settle(&ctx, &*endpoint, &Verdict::settled(assessment), status).await;
+        }
+    };
+    apply_children(&ctx, &*endpoint, &children.child_set()?).await?;
+    let observed = observe(&ctx, &endpoint, &namespace).await?;
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let (verdict, status) = status::from_observed(&endpoint, &served, &observed, status, now);
     settle(&ctx, &*endpoint, &verdict, status).await
 }
 
-/// The controller: TwinEndpoints, woken by changes of their spec and of the TwinTrainingJobs
-/// and TwinDatasets they reference.
+/// The endpoint's Deployments (those it controls) and pods as they are now.
+async fn observe(ctx: &Context, endpoint: &TwinEndpoint, namespace: &str) -> Result<status::Observed> {
+    let uid = endpoint.uid().ok_or(Error::Unidentified("uid"))?;
+    let owned = |deployment: Option<Deployment>| deployment.filter(|d| is_controlled_by(&d.metadata, &uid));
+    let engine = match endpoint.spec.engine.kind {
+        EngineKind::Vllm => owned(ctx.fetch::<Deployment>(namespace, &build::engine_name(endpoint)).await?),
+        EngineKind::External | EngineKind::Embedded => None,
+    };
+    let gateway = owned(ctx.fetch::<Deployment>(namespace, &build::gateway_name(endpoint)).await?);
+    let selector = format!(
+        "{}={},{}={}",
+        labels::NAME,
+        build::ENDPOINT_NAME,
+        labels::INSTANCE,
+        instance_label(&endpoint.name_any())
+    );
+    let pods = ctx
+        .namespaced_api::<Pod>(namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::ListChildren { kind: "Pod".into(), source })?
+        .items;
+    Ok(status::Observed { engine, gateway, pods })
+}
+
+/// The controller: TwinEndpoints, woken by changes of their spec, of the TwinTrainingJobs and
+/// TwinDatasets they reference, and of their Deployments.
 pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinEndpoint>, impl Future<Output = ()>) {
     let training_jobs = ctx.watched_api::<TwinTrainingJob>();
     let datasets = ctx.watched_api::<TwinDataset>();
+    let deployments = ctx.watched_api::<Deployment>();
+    let parts = watcher::Config::default().labels(&format!("{}={}", labels::NAME, build::ENDPOINT_NAME));
     run_controller(
         ctx,
         stop,
@@ -57,11 +128,10 @@ pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinEndpoint>, 
             let by_dataset = referrers::<TwinEndpoint, TwinDataset>(endpoints, |endpoint| {
                 endpoint.spec.dataset_ref.as_ref().map(|r| r.name.as_str())
             });
-            controller.watches(training_jobs, watcher::Config::default(), by_training_job).watches(
-                datasets,
-                watcher::Config::default(),
-                by_dataset,
-            )
+            controller
+                .watches(training_jobs, watcher::Config::default(), by_training_job)
+                .watches(datasets, watcher::Config::default(), by_dataset)
+                .owns(deployments, parts)
         },
         reconcile,
     )

@@ -13,7 +13,7 @@ use crate::operator::conditions::Assessment;
 use crate::operator::driver::{Validation, Verdict, upstream_failure};
 use crate::operator::references::{StorageCheck, check_model_uri, missing_reference};
 
-/// How often an endpoint with a resolved model is looked at again without a watch event.
+/// How often a Ready endpoint is looked at again without a watch event.
 pub const RESOLVED_RECHECK: Duration = Duration::from_secs(300);
 
 /// The model the endpoint serves, given its training job as observed.
@@ -82,14 +82,15 @@ pub fn resolve_model(
 }
 
 /// The served model with the dataset revision retrieval uses (the one the adapter was trained
-/// on when there is one), given the dataset as observed; a verdict either way.
+/// on when there is one), given the dataset as observed; with the verdict to stop on when the
+/// dataset is not Ready.
 pub fn resolve_dataset(
     endpoint: &TwinEndpoint,
     dataset: Option<&TwinDataset>,
     mut served: ServedModel,
-) -> (ServedModel, Verdict<EndpointPhase>) {
+) -> (ServedModel, Option<Verdict<EndpointPhase>>) {
     let waiting = |reason: &str, message: String| {
-        Verdict::settled(Assessment::not_ready(EndpointPhase::Pending, reason, message))
+        Some(Verdict::settled(Assessment::not_ready(EndpointPhase::Pending, reason, message)))
     };
     if let Some(reference) = &endpoint.spec.dataset_ref {
         let name = &reference.name;
@@ -119,14 +120,5 @@ pub fn resolve_dataset(
             }
         }
     }
-    let message = format!(
-        "model resolved ({}{}); waiting for the engine and gateway to deploy",
-        served.base_model,
-        served.adapter_uri.as_deref().map(|a| format!(" + adapter {a}")).unwrap_or_default()
-    );
-    let verdict = Verdict {
-        assessment: Assessment::not_ready(EndpointPhase::Pending, "ModelResolved", message),
-        recheck: Some(RESOLVED_RECHECK),
-    };
-    (served, verdict)
+    (served, None)
 }

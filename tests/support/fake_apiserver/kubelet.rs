@@ -152,6 +152,37 @@ impl Shared {
         }))
     }
 
+    /// Starts a pod of a Deployment (its template's labels and spec) with the status given, as
+    /// the scheduler and kubelet report it: a crash-looping, OOM-killed or unschedulable replica.
+    pub fn start_deployment_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: Value,
+    ) -> Result<Value, ApiError> {
+        let (deployment, _) = self.deployment(namespace, name)?;
+        let template = &deployment["spec"]["template"];
+        let prefix = format!("{name}-");
+        let siblings = self
+            .list("v1", "Pod")
+            .iter()
+            .filter(|p| p["metadata"]["name"].as_str().is_some_and(|n| n.starts_with(&prefix)))
+            .count();
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": format!("{name}-7c9d5f8b6-{siblings:05}"),
+                "namespace": namespace,
+                "labels": template["metadata"]["labels"],
+            },
+            "spec": template["spec"],
+        });
+        let type_index = self.key("v1", "Pod", namespace, "").type_index;
+        let created = self.store.lock().unwrap().create(type_index, namespace, pod, CONTROLLER, "Update")?;
+        let pod_name = created["metadata"]["name"].as_str().unwrap().to_string();
+        self.write_status("v1", "Pod", namespace, &pod_name, status)
+    }
+
     /// Ends a pod: its phase becomes `Succeeded` (exit code 0) or `Failed` (exit code 1), and
     /// its first container's termination message is `message`.
     pub fn finish_pod(

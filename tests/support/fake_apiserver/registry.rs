@@ -136,6 +136,7 @@ pub fn default_types() -> Vec<ResourceType> {
         builtin("coordination.k8s.io", "v1", "Lease", "leases", true, false, &[]),
         builtin("events.k8s.io", "v1", "Event", "events", true, false, &["ev"]),
         builtin("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors", true, false, &[]),
+        builtin("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects", true, true, &["so"]),
         builtin(
             "apiextensions.k8s.io",
             "v1",

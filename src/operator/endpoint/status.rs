@@ -1,0 +1,292 @@
+//! A TwinEndpoint's status from what runs (pure): each part (engine, gateway) from its
+//! Deployment and pods, so that a pod that crash-loops, is OOM-killed, cannot pull its image
+//! or cannot be scheduled shows at once with that reason, never as Ready; and which model is
+//! served while a new adapter rolls out.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
+
+use super::build::{
+    ADAPTER_ANNOTATION, ENGINE_COMPONENT, GATEWAY_COMPONENT, REVISION_ANNOTATION, endpoint_url,
+};
+use super::validate::RESOLVED_RECHECK;
+use crate::api::TwinEndpoint;
+use crate::api::endpoint::{EndpointPhase, EngineKind, ReplicaStatus, ServedModel, TwinEndpointStatus};
+use crate::contract::labels;
+use crate::operator::conditions::{Assessment, condition};
+use crate::operator::driver::Verdict;
+
+/// How often an endpoint that is not Ready is looked at again: pods restart without changing
+/// their Deployment.
+pub const UNSETTLED_RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
+/// The condition of the engine.
+pub const ENGINE_READY: &str = "EngineReady";
+/// The condition of the gateway.
+pub const GATEWAY_READY: &str = "GatewayReady";
+
+/// What a pod can be stuck on, mildest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Problem {
+    Unschedulable,
+    ContainerConfigError,
+    ImagePullFailed,
+    CrashLoopBackOff,
+    OomKilled,
+}
+
+impl Problem {
+    fn reason(self) -> &'static str {
+        match self {
+            Problem::Unschedulable => "Unschedulable",
+            Problem::ContainerConfigError => "ContainerConfigError",
+            Problem::ImagePullFailed => "ImagePullFailed",
+            Problem::CrashLoopBackOff => "CrashLoopBackOff",
+            Problem::OomKilled => "OOMKilled",
+        }
+    }
+}
+
+fn container_problem(status: &ContainerStatus) -> Option<(Problem, String)> {
+    if status.ready {
+        return None;
+    }
+    let name = &status.name;
+    let last = status.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+    let now = status.state.as_ref();
+    let oom =
+        |t: &k8s_openapi::api::core::v1::ContainerStateTerminated| t.reason.as_deref() == Some("OOMKilled");
+    if now.and_then(|s| s.terminated.as_ref()).is_some_and(oom) || last.is_some_and(oom) {
+        return Some((
+            Problem::OomKilled,
+            format!(
+                "container {name} was OOM-killed (restarted {} times): raise its memory limit",
+                status.restart_count
+            ),
+        ));
+    }
+    let waiting = now.and_then(|s| s.waiting.as_ref())?;
+    let said = waiting.message.clone().unwrap_or_default();
+    match waiting.reason.as_deref()? {
+        "CrashLoopBackOff" => {
+            let exit = last
+                .map(|t| {
+                    let detail = t.message.as_deref().or(t.reason.as_deref()).unwrap_or_default();
+                    format!(", last exit code {} {}", t.exit_code, detail.trim()).trim_end().to_string()
+                })
+                .unwrap_or_default();
+            Some((
+                Problem::CrashLoopBackOff,
+                format!("container {name} is crash-looping (restarted {} times{exit})", status.restart_count),
+            ))
+        }
+        "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" | "ErrImageNeverPull" => {
+            Some((Problem::ImagePullFailed, format!("container {name} cannot pull {}: {said}", status.image)))
+        }
+        "CreateContainerConfigError" | "CreateContainerError" => {
+            Some((Problem::ContainerConfigError, format!("container {name} cannot start: {said}")))
+        }
+        _ => None,
+    }
+}
+
+/// The worst problem of a pod, with what it says.
+fn pod_problem(pod: &Pod) -> Option<(Problem, String)> {
+    let status = pod.status.as_ref()?;
+    let containers = status.init_container_statuses.iter().chain(status.container_statuses.iter()).flatten();
+    let mut worst = containers.filter_map(container_problem).max_by_key(|(problem, _)| *problem);
+    if worst.is_none()
+        && let Some(condition) = status.conditions.iter().flatten().find(|c| {
+            c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+        })
+    {
+        worst = Some((Problem::Unschedulable, condition.message.clone().unwrap_or_default()));
+    }
+    worst.map(|(problem, message)| (problem, format!("pod {}: {message}", pod.name_any())))
+}
+
+/// The health of one part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartHealth {
+    /// `ready/desired`.
+    pub replicas: String,
+    /// The part's phase, reason and message.
+    pub assessment: Assessment<EndpointPhase>,
+}
+
+/// How bad a part's phase is, for the endpoint's: the worst part speaks.
+fn severity(phase: EndpointPhase) -> u8 {
+    match phase {
+        EndpointPhase::Ready => 0,
+        EndpointPhase::Deploying => 1,
+        EndpointPhase::Pending => 2,
+        EndpointPhase::Degraded => 3,
+        EndpointPhase::Failed => 4,
+    }
+}
+
+/// Whether a Deployment has rolled out its current spec to every replica, with no old pod left.
+pub fn rolled_out(deployment: &Deployment) -> bool {
+    let desired = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(status) = deployment.status.as_ref() else { return false };
+    status.observed_generation >= deployment.metadata.generation
+        && status.updated_replicas.unwrap_or(0) >= desired
+        && status.ready_replicas.unwrap_or(0) >= desired
+        && status.available_replicas.unwrap_or(0) >= desired
+        && status.replicas.unwrap_or(0) <= desired
+}
+
+/// A part's health from its Deployment and pods; `part` is `engine` or `gateway`.
+pub fn part_health(part: &str, deployment: Option<&Deployment>, pods: &[&Pod]) -> PartHealth {
+    let title = format!("{}{}", part[..1].to_uppercase(), &part[1..]);
+    let Some(deployment) = deployment else {
+        let assessment = Assessment::not_ready(
+            EndpointPhase::Deploying,
+            &format!("{title}Creating"),
+            format!("creating the {part}"),
+        );
+        return PartHealth { replicas: "0/0".into(), assessment };
+    };
+    let desired = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = deployment.status.clone().unwrap_or_default();
+    let ready = status.ready_replicas.unwrap_or(0);
+    let replicas = format!("{ready}/{desired}");
+    let counts = format!("{part} {ready}/{desired} ready");
+    let live = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none());
+    if let Some((problem, message)) = live.filter_map(|p| pod_problem(p)).max_by_key(|(problem, _)| *problem)
+    {
+        let phase =
+            if problem == Problem::Unschedulable { EndpointPhase::Pending } else { EndpointPhase::Degraded };
+        let reason = format!("{title}{}", problem.reason());
+        let assessment = Assessment::not_ready(phase, &reason, format!("{counts}; {message}"));
+        return PartHealth { replicas, assessment };
+    }
+    let stalled = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "Progressing"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    if let Some(stalled) = stalled {
+        let message =
+            format!("{counts}; the rollout stalled: {}", stalled.message.clone().unwrap_or_default());
+        let assessment =
+            Assessment::not_ready(EndpointPhase::Degraded, &format!("{title}RolloutStalled"), message);
+        return PartHealth { replicas, assessment };
+    }
+    if rolled_out(deployment) {
+        return PartHealth {
+            replicas,
+            assessment: Assessment::ready(EndpointPhase::Ready, "Available", counts),
+        };
+    }
+    let updated = status.updated_replicas.unwrap_or(0);
+    let message = format!("{counts}, {updated} of {desired} updated to the current spec");
+    let assessment = Assessment::not_ready(EndpointPhase::Deploying, &format!("{title}RollingOut"), message);
+    PartHealth { replicas, assessment }
+}
+
+/// Whether the engine serves `model`'s adapter on every replica (always, for engines the
+/// endpoint does not run).
+pub fn engine_serves(endpoint: &TwinEndpoint, model: &ServedModel, engine: Option<&Deployment>) -> bool {
+    if endpoint.spec.engine.kind != EngineKind::Vllm {
+        return true;
+    }
+    let Some(engine) = engine else { return false };
+    let serving = engine.annotations().get(ADAPTER_ANNOTATION);
+    serving == model.adapter_uri.as_ref() && rolled_out(engine)
+}
+
+/// The dataset revision the gateway pins: the model's once the engine serves its adapter
+/// (retrieval and adapter then move together); until then, the one it pins now.
+pub fn gateway_revision(
+    endpoint: &TwinEndpoint,
+    model: &ServedModel,
+    engine: Option<&Deployment>,
+    gateway: Option<&Deployment>,
+) -> Option<String> {
+    let pinned = gateway.and_then(|g| g.annotations().get(REVISION_ANNOTATION).cloned());
+    if pinned.is_none() || engine_serves(endpoint, model, engine) {
+        return model.dataset_revision.clone();
+    }
+    pinned
+}
+
+/// What runs now.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// The engine's Deployment, if the endpoint runs one and it exists.
+    pub engine: Option<Deployment>,
+    /// The gateway's Deployment.
+    pub gateway: Option<Deployment>,
+    /// The endpoint's pods.
+    pub pods: Vec<Pod>,
+}
+
+/// The verdict and status from what runs: the worst part speaks for the endpoint.
+pub fn from_observed(
+    endpoint: &TwinEndpoint,
+    model: &ServedModel,
+    observed: &Observed,
+    mut status: TwinEndpointStatus,
+    now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> (Verdict<EndpointPhase>, TwinEndpointStatus) {
+    let of = |component: &str| -> Vec<&Pod> {
+        let label = |p: &&Pod| p.labels().get(labels::COMPONENT).map(String::as_str) == Some(component);
+        observed.pods.iter().filter(label).collect()
+    };
+    let vllm = endpoint.spec.engine.kind == EngineKind::Vllm;
+    let gateway = part_health("gateway", observed.gateway.as_ref(), &of(GATEWAY_COMPONENT));
+    let engine = vllm.then(|| part_health("engine", observed.engine.as_ref(), &of(ENGINE_COMPONENT)));
+    let serves = engine_serves(endpoint, model, observed.engine.as_ref());
+    // A new adapter rolls out while the previous one still answers.
+    let replacing = !serves && status.model.as_ref().is_some_and(|shown| shown != model);
+    // The model shown is the one served: the new one once the engine serves it.
+    if serves || status.model.is_none() {
+        status.model = Some(model.clone());
+    }
+    status.url = Some(endpoint_url(endpoint));
+    status.replicas = Some(ReplicaStatus {
+        engine: engine.as_ref().map_or_else(|| "-".into(), |e| e.replicas.clone()),
+        gateway: gateway.replicas.clone(),
+    });
+    let generation = endpoint.metadata.generation;
+    let mut conditions: Vec<Condition> = status
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != ENGINE_READY && c.type_ != GATEWAY_READY)
+        .cloned()
+        .collect();
+    for (kind, part) in [(ENGINE_READY, engine.as_ref()), (GATEWAY_READY, Some(&gateway))] {
+        if let Some(part) = part {
+            conditions.push(condition(kind, &part.assessment, generation, &status.conditions, now.clone()));
+        }
+    }
+    status.conditions = conditions;
+    // On a tie the engine speaks (the last of the worst), as the gateway waits on it.
+    let worst = [&gateway]
+        .into_iter()
+        .chain(engine.iter())
+        .max_by_key(|p| severity(p.assessment.phase))
+        .map(|p| p.assessment.clone())
+        .unwrap_or_else(|| gateway.assessment.clone());
+    let assessment = if worst.ready {
+        let adapter = model.adapter_uri.as_deref().map(|a| format!(" with adapter {a}")).unwrap_or_default();
+        Assessment::ready(
+            EndpointPhase::Ready,
+            "Serving",
+            format!("serving {}{adapter} at {}", model.base_model, endpoint_url(endpoint)),
+        )
+    } else if replacing && worst.phase == EndpointPhase::Deploying {
+        let adapter = model.adapter_uri.as_deref().unwrap_or("the base model");
+        Assessment::not_ready(
+            EndpointPhase::Deploying,
+            "RollingOutAdapter",
+            format!("rolling out {adapter}; the previous model serves meanwhile ({})", worst.message),
+        )
+    } else {
+        worst
+    };
+    let recheck = if assessment.ready { RESOLVED_RECHECK } else { UNSETTLED_RECHECK };
+    (Verdict { assessment, recheck: Some(recheck) }, status)
+}
