@@ -42,6 +42,7 @@ pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 
 /// The base model as vLLM is given it: its `model` argument, extra flags, and what an init
 /// container fetches first (source URI, folder).
+#[derive(Debug)]
 struct BaseArgs {
     model: String,
     flags: Vec<String>,
