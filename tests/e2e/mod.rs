@@ -204,3 +204,76 @@ async fn e2e_one_replica_holds_the_lease() {
     let holder = lease.spec.unwrap().holder_identity.unwrap();
     assert!(holder.starts_with("twin-operator"), "the Lease is held by {holder}");
 }
+
+/// An OpenAI-compatible stub (a Python standard-library server from a ConfigMap) as the
+/// external engine: the operator deploys the gateway in front of it, the endpoint turns Ready,
+/// and a question asked through the gateway's Service comes back answered.
+#[tokio::test]
+#[ignore = "needs a cluster: see the module documentation"]
+async fn e2e_an_external_endpoint_answers_through_the_gateway() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, Service};
+
+    let Some(client) = cluster().await else { return };
+    let ns = TestNamespace::create(&client, "twin-e2e-endpoint").await;
+    let labels = json!({"app": "openai-stub"});
+    let script =
+        json!({"metadata": {"name": "openai-stub"}, "data": {"stub.py": include_str!("openai-stub.py")}});
+    Api::<ConfigMap>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &serde_json::from_value(script).unwrap())
+        .await
+        .unwrap();
+    let stub = json!({
+        "metadata": {"name": "openai-stub"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{"name": "stub", "image": "python:3.12-alpine", "command": ["python", "/stub/stub.py"],
+                    "ports": [{"name": "http", "containerPort": 8000}],
+                    "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 2},
+                    "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
+                    "volumeMounts": [{"name": "stub", "mountPath": "/stub"}]}],
+                "volumes": [{"name": "stub", "configMap": {"name": "openai-stub"}}]}}}
+    });
+    Api::<Deployment>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &serde_json::from_value(stub).unwrap())
+        .await
+        .unwrap();
+    let service = json!({"metadata": {"name": "openai-stub"},
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": 8000, "targetPort": "http"}]}});
+    Api::<Service>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &serde_json::from_value(service).unwrap())
+        .await
+        .unwrap();
+    let endpoint: TwinEndpoint = serde_json::from_value(json!({
+        "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinEndpoint", "metadata": {"name": "stubbed"},
+        "spec": {"model": {"baseModel": {"uri": "hf://e2e/stub"}},
+                 "engine": {"kind": "external", "url": format!("http://openai-stub.{}.svc:8000/v1", ns.name)},
+                 "gateway": {"replicas": 1, "pod": {"resources": {"requests": {"cpu": "50m", "memory": "64Mi"}}}}}
+    }))
+    .unwrap();
+    let endpoints = Api::<TwinEndpoint>::namespaced(client.clone(), &ns.name);
+    endpoints.create(&PostParams::default(), &endpoint).await.unwrap();
+    let ready = eventually("the endpoint to be Ready", Duration::from_secs(300), || async {
+        let object = serde_json::to_value(endpoints.get_opt("stubbed").await.ok()??).ok()?;
+        wait::has_phase(&object, "Ready", "Serving").then_some(object)
+    })
+    .await;
+    assert_eq!(ready["status"]["url"], format!("http://stubbed.{}.svc:8080/v1", ns.name));
+    assert_eq!(ready["status"]["replicas"]["gateway"], "1/1");
+    // Asked through the API server's proxy to the gateway's Service.
+    let question = "What does the operator deploy for an external engine?";
+    let body = json!({"model": "stubbed", "messages": [{"role": "user", "content": question}]});
+    let request = http::Request::post(format!(
+        "/api/v1/namespaces/{}/services/stubbed:8080/proxy/v1/chat/completions",
+        ns.name
+    ))
+    .header("content-type", "application/json")
+    .body(serde_json::to_vec(&body).unwrap())
+    .unwrap();
+    let answer: Value =
+        serde_json::from_str(&client.request_text(request).await.expect("the gateway answers")).unwrap();
+    let content = answer["choices"][0]["message"]["content"].as_str().unwrap_or_default();
+    assert!(content.starts_with("The stub heard:") && content.contains(question), "{answer}");
+}

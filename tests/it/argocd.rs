@@ -148,9 +148,40 @@ fn every_kind_and_phase_maps_to_the_expected_health() {
         ),
         (
             "TwinEndpoint",
-            json!({"observedGeneration": 2, "phase": "Deploying", "conditions": ready("False", "RollingOut", "engine 0/1 ready")}),
+            json!({"observedGeneration": 2, "phase": "Deploying", "conditions": ready("False", "EngineRollingOut", "engine 0/1 ready, 1 of 1 updated to the current spec")}),
             "Progressing",
             "engine 0/1",
+        ),
+        (
+            "TwinEndpoint",
+            json!({"observedGeneration": 2, "phase": "Deploying", "conditions": ready("False", "RollingOutAdapter", "rolling out s3://b/paul-v1/g2/adapter; the previous model serves meanwhile")}),
+            "Progressing",
+            "previous model serves",
+        ),
+        // No GPU node yet: a cluster autoscaler may add one, so it is on its way, and says why.
+        (
+            "TwinEndpoint",
+            json!({"observedGeneration": 2, "phase": "Pending", "conditions": ready("False", "EngineUnschedulable", "engine 0/1 ready; pod paul-engine-7c9d-x: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")}),
+            "Progressing",
+            "Insufficient nvidia.com/gpu",
+        ),
+        (
+            "TwinEndpoint",
+            json!({"observedGeneration": 2, "phase": "Degraded", "conditions": ready("False", "EngineCrashLoopBackOff", "engine 0/1 ready; pod paul-engine-7c9d-x: container vllm is crash-looping (restarted 4 times, last exit code 1 CUDA error)")}),
+            "Degraded",
+            "crash-looping",
+        ),
+        (
+            "TwinEndpoint",
+            json!({"observedGeneration": 2, "phase": "Degraded", "conditions": ready("False", "GatewayOOMKilled", "gateway 1/2 ready; pod paul-5f7-x: container gateway was OOM-killed (restarted 2 times): raise its memory limit")}),
+            "Degraded",
+            "OOM-killed",
+        ),
+        (
+            "TwinEndpoint",
+            json!({"observedGeneration": 2, "phase": "Degraded", "conditions": ready("False", "GatewayImagePullFailed", "gateway 0/2 ready; pod paul-5f7-x: container gateway cannot pull twin:typo")}),
+            "Degraded",
+            "cannot pull",
         ),
         (
             "TwinEndpoint",
@@ -160,7 +191,7 @@ fn every_kind_and_phase_maps_to_the_expected_health() {
         ),
         (
             "TwinEndpoint",
-            json!({"observedGeneration": 2, "phase": "Degraded", "conditions": ready("False", "ReplicasUnavailable", "engine 1/3 ready")}),
+            json!({"observedGeneration": 2, "phase": "Degraded", "conditions": ready("False", "EngineRolloutStalled", "engine 1/3 ready; the rollout stalled: ReplicaSet has timed out progressing")}),
             "Degraded",
             "engine 1/3",
         ),

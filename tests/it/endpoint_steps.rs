@@ -438,3 +438,47 @@ fn a_new_adapter_rolls_the_engine_before_the_gateway_moves_to_its_revision() {
     let (_, status) = status::from_observed(&endpoint, &served, &observed, status, now);
     assert_eq!(status.model.as_ref(), Some(&served));
 }
+
+#[test]
+fn every_variable_set_on_the_gateway_and_fetchers_is_one_their_command_reads() {
+    use clap::CommandFactory;
+    let reads = |command: clap::Command| -> Vec<String> {
+        command
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect()
+    };
+    let serve = reads(twin_operator::serve::config::ServeArgs::command());
+    let fetch = reads(<twin_operator::storage::fetch::FetchArgs as clap::Args>::augment_args(
+        clap::Command::new("fetch"),
+    ));
+    let mut gateways = 0;
+    for name in ["endpoint-vllm", "endpoint-external", "endpoint-embedded"] {
+        let children = built(name);
+        let pods = children.engine.iter().chain([&children.gateway]).map(pod_spec);
+        for pod in pods {
+            for init in pod.init_containers.iter().flatten() {
+                for variable in init.env.iter().flatten() {
+                    assert!(
+                        fetch.contains(&variable.name),
+                        "{name}: twin fetch does not read {}",
+                        variable.name
+                    );
+                }
+            }
+            let main = &pod.containers[0];
+            if main.name == "gateway" {
+                gateways += 1;
+                for variable in main.env.iter().flatten() {
+                    assert!(
+                        serve.contains(&variable.name),
+                        "{name}: twin serve does not read {}",
+                        variable.name
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(gateways, 3);
+}
