@@ -248,6 +248,9 @@ pub fn plan(resource: &Located, here: &Here, url: &str) -> Result<Plan, Status> 
     if let Some(dir) = models_dir {
         argv.extend(["--models-dir".into(), dir.display().to_string()]);
     }
+    if let Some(log) = &endpoint.spec.gateway.prompt_log_uri {
+        argv.extend(["--prompt-log".into(), log.clone()]);
+    }
     let mut serving = Vec::new();
     let mut degraded = None;
     if endpoint.spec.engine.kind == EngineKind::External {

@@ -257,6 +257,22 @@ fn what_an_engine_cannot_load_is_refused_with_the_reason() {
     let (endpoint, _, _, served) = resolved(&documents);
     let error = children_of(&endpoint, None, None, &served).unwrap_err();
     assert!(error.contains("not a .gguf file"), "{error}");
+    // A local prompt log works with twin up only.
+    let mut documents = fixture("endpoint-embedded.yaml");
+    documents[0]["spec"]["gateway"]["promptLogUri"] = json!("file:///var/log/twin");
+    let endpoint: TwinEndpoint = of_kind(&documents, "TwinEndpoint").remove(0);
+    let Validation::Wait(verdict) = validate::resolve_model(&endpoint, None) else {
+        panic!("file:// on a cluster")
+    };
+    assert_eq!(
+        (verdict.assessment.phase, verdict.assessment.reason.as_str()),
+        (EndpointPhase::Failed, "InvalidSpec")
+    );
+    assert!(
+        verdict.assessment.message.contains("spec.gateway.promptLogUri"),
+        "{}",
+        verdict.assessment.message
+    );
 }
 
 /// A Deployment with this template annotation, `desired` replicas and the status given.

@@ -248,6 +248,8 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
     // the model cache, so that a restarted pod finds them.
     let mut env = vec![
         var("HOME", "/tmp"),
+        // No passwd entry exists for the user: PyTorch's caches name themselves after $USER.
+        var("USER", "vllm"),
         var("HF_HOME", format!("{MODELS}/huggingface")),
         var("VLLM_CACHE_ROOT", format!("{MODELS}/vllm")),
         var("VLLM_NO_USAGE_STATS", "1"),
@@ -272,7 +274,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
     }
     let mut mounts = vec![
         mount("models", MODELS),
-        mount("adapters", ADAPTERS),
+        VolumeMount { read_only: Some(true), ..mount("adapters", ADAPTERS) },
         mount("shm", "/dev/shm"),
         mount("tmp", "/tmp"),
     ];

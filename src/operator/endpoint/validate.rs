@@ -11,7 +11,7 @@ use crate::api::training::TrainingPhase;
 use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use crate::operator::conditions::Assessment;
 use crate::operator::driver::{Validation, Verdict, upstream_failure};
-use crate::operator::references::{StorageCheck, check_model_uri, missing_reference};
+use crate::operator::references::{StorageCheck, check_model_uri, check_storage_uri, missing_reference};
 
 /// How often a Ready endpoint is looked at again without a watch event.
 pub const RESOLVED_RECHECK: Duration = Duration::from_secs(300);
@@ -32,6 +32,11 @@ pub fn resolve_model(
         if let StorageCheck::Unusable(message) = check_model_uri(field, uri) {
             return wait(EndpointPhase::Failed, "InvalidSpec", message);
         }
+    }
+    if let Some(log) = &endpoint.spec.gateway.prompt_log_uri
+        && let StorageCheck::Unusable(message) = check_storage_uri("spec.gateway.promptLogUri", log)
+    {
+        return wait(EndpointPhase::Failed, "InvalidSpec", message);
     }
     match (&model.training_job_ref, &model.base_model) {
         (Some(reference), _) => {
