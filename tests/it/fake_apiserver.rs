@@ -475,7 +475,7 @@ async fn kubelet_helpers_finish_jobs_with_termination_messages() {
 #[tokio::test]
 async fn the_admin_api_finishes_jobs_and_pods_runs_cron_jobs_marks_deployments_and_injects_faults() {
     let server = FakeApiServer::start().await;
-    let http = reqwest::Client::new();
+    let http = crate::support::gateway::client();
     let admin = |path: &str| format!("{}/admin/{path}", server.url);
     let job: Job =
         serde_json::from_value(json!({"metadata": {"name": "build"}, "spec": {"template": {"spec": {
@@ -544,6 +544,21 @@ async fn the_admin_api_finishes_jobs_and_pods_runs_cron_jobs_marks_deployments_a
     let status = deployments.get_status("engine").await.unwrap().status.unwrap();
     let available = status.conditions.unwrap().into_iter().find(|c| c.type_ == "Available").unwrap();
     assert_eq!((status.available_replicas, available.reason.as_deref()), (Some(0), Some("CrashLoopBackOff")));
+    // A pod of the Deployment, as the scheduler left it.
+    let unschedulable = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes are available"}]});
+    let pod: Value = http
+        .post(admin("deployments/twins/engine/pods"))
+        .body(unschedulable.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pod["metadata"]["labels"]["app"], "e", "the template's labels");
+    assert_eq!(pod["status"]["conditions"][0]["reason"], "Unschedulable");
+    let refused = http.post(admin("deployments/twins/engine/pods")).body("not json").send().await.unwrap();
+    assert_eq!(refused.status(), 400);
     // Faults: the next matching request fails with the given status and message, then none.
     let fault = json!({"verb": "patch", "resource": "cronjobs", "code": 422, "message": "schedule refused", "count": 1});
     assert_eq!(http.post(admin("faults")).body(fault.to_string()).send().await.unwrap().status(), 200);

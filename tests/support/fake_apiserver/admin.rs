@@ -9,6 +9,7 @@
 //! | `POST /admin/cronjobs/NS/NAME/run` | a Job from the CronJob's template, as its schedule would start |
 //! | `POST /admin/deployments/NS/NAME/available` | every replica ready and available |
 //! | `POST /admin/deployments/NS/NAME/unavailable?reason=R&message=M` | no replica available, with that condition |
+//! | `POST /admin/deployments/NS/NAME/pods` (JSON body: the pod's status) | a pod of the Deployment with that status (crash-looping, OOM-killed, unschedulable) |
 //! | `POST /admin/faults` (JSON: `verb`, `resource`, `subresource`, `code`, `message`, `count`) | the next matching requests fail so |
 //! | `DELETE /admin/faults` | unused faults are forgotten |
 //! | `POST /admin/watches/close` | every open watch ends (clients re-watch) |
@@ -42,6 +43,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/cronjobs/{namespace}/{name}/run", post(cron_job_run))
         .route("/deployments/{namespace}/{name}/available", post(deployment_available))
         .route("/deployments/{namespace}/{name}/unavailable", post(deployment_unavailable))
+        .route("/deployments/{namespace}/{name}/pods", post(deployment_pod))
         .route("/faults", post(add_fault).delete(clear_faults))
         .route("/watches/close", post(close_watches))
 }
@@ -89,6 +91,13 @@ async fn deployment_unavailable(
     let message =
         query.get("message").map(String::as_str).unwrap_or("Deployment does not have minimum availability.");
     answer(shared.mark_deployment_unavailable(&namespace, &name, reason, message))
+}
+
+async fn deployment_pod(State(shared): Admin, Path((namespace, name)): Object, body: String) -> Response {
+    match serde_json::from_str::<Value>(&body) {
+        Ok(status) => answer(shared.start_deployment_pod(&namespace, &name, status)),
+        Err(error) => answer(Err(ApiError::BadRequest(format!("not a pod status: {error}")))),
+    }
 }
 
 async fn add_fault(State(shared): Admin, body: String) -> Response {
