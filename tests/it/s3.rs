@@ -1,9 +1,10 @@
 //! Artifacts in S3, against moto's emulator on 127.0.0.1: a revision published whole (manifest
-//! last), not rewritten when unchanged, an export archive read from the bucket, and a missing
-//! bucket said plainly.
+//! last), not rewritten when unchanged, an export archive read from the bucket, a folder
+//! fetched whole by `twin fetch`, and a missing bucket said plainly.
 
 use serde_json::{Value, json};
 use twin_operator::pipeline::{BuildError, build};
+use twin_operator::storage::fetch::{FetchArgs, Fetched, fetch as twin_fetch};
 use twin_operator::storage::{ObjectStore, S3Options, StorageUri};
 
 use super::pipeline::{Scratch, corpus, dataset, options};
@@ -100,6 +101,30 @@ async fn artifacts_are_published_to_s3_and_an_unchanged_revision_is_not_rewritte
     let again = build(&spec, &options(&scratch)).await.unwrap();
     assert_eq!((again.revision.as_str(), again.unchanged), (result.revision.as_str(), true));
     assert_eq!(again.stats, result.stats);
+
+    // `twin fetch` (an endpoint's init container) copies a folder whole, nested keys too, then
+    // a single object by its own name; a prefix with nothing under it copies nothing.
+    let fetch = |source: String, into: &str| FetchArgs {
+        source,
+        destination: scratch.0.join(into),
+        pvc_root: scratch.0.clone(),
+        s3_endpoint_url: Some(moto.endpoint()),
+        s3_region: Some("eu-west-1".into()),
+    };
+    let revision = fetch(result.artifacts.root.clone(), "fetched/revision");
+    assert_eq!(twin_fetch(&revision).await.unwrap(), Fetched::Copied(6));
+    let copied = std::fs::read(scratch.0.join("fetched/revision/instruct/train.jsonl")).unwrap();
+    let stored =
+        output.read(&format!("datasets/paul/{}/instruct/train.jsonl", result.revision)).await.unwrap();
+    assert_eq!(Some(copied), stored);
+    assert_eq!(twin_fetch(&revision).await.unwrap(), Fetched::AlreadyThere);
+    let one = fetch(format!("{}/manifest.json", result.artifacts.root), "fetched/one");
+    assert_eq!(twin_fetch(&one).await.unwrap(), Fetched::Copied(1));
+    assert!(scratch.0.join("fetched/one/manifest.json").is_file());
+    let none = fetch("s3://twins/team-a/no-such-adapter".into(), "fetched/none");
+    let error = twin_fetch(&none).await.unwrap_err().to_string();
+    assert!(error.contains("nothing to fetch at s3://twins/team-a/no-such-adapter"), "{error}");
+    assert!(!scratch.0.join("fetched/none").exists());
 
     // A bucket that does not exist: a storage failure that names it.
     let mut missing = dataset(&scratch, None);
