@@ -127,7 +127,13 @@ async fn a_vllm_endpoint_deploys_reports_failing_pods_prunes_and_rolls_a_new_ada
     server.mark_deployment_available(NS, "paul-engine").unwrap();
     server.mark_deployment_available(NS, "paul").unwrap();
     let ready = wait_for_phase(&server, "TwinEndpoint", "paul", "Ready", "Serving").await;
-    assert_eq!(ready["status"]["replicas"], json!({"engine": "1/1", "gateway": "2/2"}));
+    // Both are autoscaled: one replica each until their autoscalers say otherwise.
+    assert_eq!(ready["status"]["replicas"], json!({"engine": "1/1", "gateway": "1/1"}));
+    let gateway_hpa = child(&server, "autoscaling/v2", "HorizontalPodAutoscaler", "paul").unwrap();
+    assert_eq!(
+        (gateway_hpa["spec"]["minReplicas"].clone(), gateway_hpa["spec"]["maxReplicas"].clone()),
+        (json!(2), json!(6))
+    );
     assert_eq!(ready["status"]["model"]["adapterUri"], adapter);
 
     // A crash loop turns it Degraded at once, an OOM kill names the memory, no GPU node Pending.
@@ -162,6 +168,16 @@ async fn a_vllm_endpoint_deploys_reports_failing_pods_prunes_and_rolls_a_new_ada
     server.mark_deployment_available(NS, "paul-engine").unwrap();
     wait_for_phase(&server, "TwinEndpoint", "paul", "Ready", "Serving").await;
 
+    // KEDA instead of the autoscaler: a ScaledObject on vLLM's queue, the engine's HPA gone.
+    edit_example::<TwinEndpoint>(&server, "manifests/examples/twinendpoint.yaml", "paul", |e| {
+        e["spec"]["autoscaling"]["keda"] = json!({"serverAddress": "http://prometheus.monitoring.svc:9090"});
+    })
+    .await;
+    let scaled = wait_for_child(&server, "keda.sh/v1alpha1", "ScaledObject", "paul-engine").await;
+    assert_eq!(scaled["spec"]["scaleTargetRef"]["name"], "paul-engine");
+    assert_eq!(scaled["spec"]["triggers"][0]["metadata"]["threshold"], "8");
+    wait_gone(&server, "autoscaling/v2", "HorizontalPodAutoscaler", "paul-engine").await;
+
     // Children the spec no longer wants go: monitoring off, autoscaling off.
     edit_example::<TwinEndpoint>(&server, "manifests/examples/twinendpoint.yaml", "paul", |e| {
         e["spec"]["monitoring"]["serviceMonitor"] = json!(false);
@@ -170,7 +186,7 @@ async fn a_vllm_endpoint_deploys_reports_failing_pods_prunes_and_rolls_a_new_ada
     .await;
     wait_gone(&server, "monitoring.coreos.com/v1", "ServiceMonitor", "paul").await;
     wait_gone(&server, "monitoring.coreos.com/v1", "ServiceMonitor", "paul-engine").await;
-    wait_gone(&server, "autoscaling/v2", "HorizontalPodAutoscaler", "paul-engine").await;
+    wait_gone(&server, "keda.sh/v1alpha1", "ScaledObject", "paul-engine").await;
     wait_gone(&server, "policy/v1", "PodDisruptionBudget", "paul-engine").await;
     assert!(
         child(&server, "policy/v1", "PodDisruptionBudget", "paul").is_some(),
