@@ -203,7 +203,12 @@ fn endpoint_cases() -> Vec<Case> {
     let model_one_of = "set exactly one of model.trainingJobRef or model.baseModel";
     let adapter_with_base = "adapterUri goes with baseModel; a trainingJobRef brings its own adapter";
     let external_url = "url is required for, and only for, the external engine";
-    let vllm_only = "image, gpus, maxModelLen and extraArgs apply only to the vllm engine";
+    let vllm_only = "image, gpus, maxModelLen, extraArgs and sharedMemory apply only to the vllm engine";
+    let cache = "modelCache applies to the vllm and embedded engines, which load a model";
+    let cache_size = "sizeLimit bounds the emptyDir used without claimName; a claim's size is its own";
+    let external_scaling = "the external engine is scaled by whoever runs it: remove autoscaling, or scale the gateway with gateway.maxReplicas";
+    let gateway_max = "gateway.maxReplicas must be at least gateway.replicas";
+    let external = json!({"kind": "external", "url": "http://llm:8000/v1"});
     let embedded = "the embedded engine runs in the gateway process and cannot be autoscaled: set autoscaling.maxReplicas to 1 or use vllm";
     let base_model = json!({"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct"});
     vec![
@@ -288,6 +293,47 @@ fn endpoint_cases() -> Vec<Case> {
             json!({"spec": {"engine": {"kind": "embedded"}, "autoscaling": {"maxReplicas": 1}}}),
         ),
         accept(K, embedded, json!({"spec": {"engine": {"kind": "embedded"}}})),
+        reject(K, vllm_only, json!({"spec": {"engine": {"kind": "embedded", "sharedMemory": "4Gi"}}})),
+        reject(
+            K,
+            cache,
+            json!({"spec": {"engine": {"kind": "external", "url": "http://llm:8000/v1", "modelCache": {}}}}),
+        ),
+        accept(
+            K,
+            cache,
+            json!({"spec": {"engine": {"kind": "embedded", "modelCache": {"sizeLimit": "20Gi"}}}}),
+        ),
+        reject(
+            K,
+            cache_size,
+            json!({"spec": {"engine": {"modelCache": {"claimName": "models", "sizeLimit": "20Gi"}}}}),
+        ),
+        accept(
+            K,
+            cache_size,
+            json!({"spec": {"engine": {"modelCache": {"claimName": "models"}, "sharedMemory": "8Gi"}}}),
+        ),
+        reject(
+            K,
+            external_scaling,
+            json!({"spec": {"engine": external.clone(), "autoscaling": {"maxReplicas": 2}}}),
+        ),
+        accept(
+            K,
+            external_scaling,
+            json!({"spec": {"engine": external.clone(), "gateway": {"replicas": 2, "maxReplicas": 4}}}),
+        ),
+        reject(K, gateway_max, json!({"spec": {"gateway": {"replicas": 3, "maxReplicas": 2}}})),
+        accept(K, gateway_max, json!({"spec": {"gateway": {"replicas": 2, "maxReplicas": 2}}})),
+        reject(K, STORAGE_URI, json!({"spec": {"gateway": {"promptLogUri": "hf://org/logs"}}})),
+        accept(K, STORAGE_URI, json!({"spec": {"gateway": {"promptLogUri": "s3://twins/prompt-logs/paul"}}})),
+        reject(K, HTTP_URL, json!({"spec": {"autoscaling": {"keda": {"serverAddress": "prometheus:9090"}}}})),
+        accept(
+            K,
+            HTTP_URL,
+            json!({"spec": {"autoscaling": {"keda": {"serverAddress": "http://prometheus.monitoring.svc:9090"}}}}),
+        ),
     ]
 }
 
