@@ -6,6 +6,7 @@
 use aws_config::Region;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::StorageError;
@@ -51,20 +52,20 @@ impl S3Store {
         format!("s3://{}/{}", self.bucket, self.key(key))
     }
 
+    /// The object at a key, `None` when absent.
+    async fn get(&self, key: &str) -> Result<Option<GetObjectOutput>, StorageError> {
+        match self.client.get_object().bucket(&self.bucket).key(self.key(key)).send().await {
+            Ok(output) => Ok(Some(output)),
+            Err(SdkError::ServiceError(service)) if service.err().is_no_such_key() => Ok(None),
+            Err(error) => {
+                Err(StorageError::Remote { op: "read", uri: self.uri(key), reason: describe(&error) })
+            }
+        }
+    }
+
     /// Reads a key, `None` when absent.
     pub async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let result = self.client.get_object().bucket(&self.bucket).key(self.key(key)).send().await;
-        let output = match result {
-            Ok(output) => output,
-            Err(SdkError::ServiceError(service)) if service.err().is_no_such_key() => return Ok(None),
-            Err(error) => {
-                return Err(StorageError::Remote {
-                    op: "read",
-                    uri: self.uri(key),
-                    reason: describe(&error),
-                });
-            }
-        };
+        let Some(output) = self.get(key).await? else { return Ok(None) };
         let bytes = output.body.collect().await.map_err(|e| StorageError::Remote {
             op: "read",
             uri: self.uri(key),
@@ -114,18 +115,7 @@ impl S3Store {
     pub async fn download_to(&self, key: &str, path: &std::path::Path) -> Result<bool, StorageError> {
         use tokio::io::AsyncWriteExt;
 
-        let result = self.client.get_object().bucket(&self.bucket).key(self.key(key)).send().await;
-        let mut output = match result {
-            Ok(output) => output,
-            Err(SdkError::ServiceError(service)) if service.err().is_no_such_key() => return Ok(false),
-            Err(error) => {
-                return Err(StorageError::Remote {
-                    op: "read",
-                    uri: self.uri(key),
-                    reason: describe(&error),
-                });
-            }
-        };
+        let Some(mut output) = self.get(key).await? else { return Ok(false) };
         let io = |op, source| StorageError::Io { op, path: path.display().to_string(), source };
         let mut file = tokio::fs::File::create(path).await.map_err(|e| io("create", e))?;
         while let Some(bytes) = output.body.try_next().await.map_err(|e| StorageError::Remote {

@@ -10,10 +10,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 
-use crate::operator::{
-    NS, apply_examples, build_result, create_drafts_config_map, eventually, publish_dataset_revision, start,
-    wait_for_phase,
-};
+use crate::operator::{NS, build_result, eventually, examples_with_a_dataset, wait_for_phase};
 use crate::support::fake_apiserver::FakeApiServer;
 use crate::support::repo;
 
@@ -81,11 +78,7 @@ where
 
 #[tokio::test]
 async fn a_vllm_endpoint_deploys_reports_failing_pods_prunes_and_rolls_a_new_adapter() {
-    let server = FakeApiServer::start().await;
-    create_drafts_config_map(&server).await;
-    let operator = start(&server, "replica-a").await;
-    apply_examples(&server).await;
-    publish_dataset_revision(&server, "paul", "rev-1").await;
+    let (server, operator) = examples_with_a_dataset("rev-1").await;
     wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
     server
         .mark_job_succeeded(NS, "paul-v1-train-g1-rev1", r#"{"status":"Succeeded","vllmMaxLoraRank":32}"#)
@@ -252,11 +245,7 @@ async fn a_vllm_endpoint_deploys_reports_failing_pods_prunes_and_rolls_a_new_ada
 
 #[tokio::test]
 async fn external_and_embedded_endpoints_run_only_the_gateway() {
-    let server = FakeApiServer::start().await;
-    create_drafts_config_map(&server).await;
-    let operator = start(&server, "replica-a").await;
-    apply_examples(&server).await;
-    publish_dataset_revision(&server, "paul", "rev-1").await;
+    let (server, operator) = examples_with_a_dataset("rev-1").await;
     wait_for_phase(&server, "TwinEndpoint", "paul-external", "Deploying", "GatewayRollingOut").await;
     let gateway = child(&server, "apps/v1", "Deployment", "paul-external").unwrap();
     assert_eq!(

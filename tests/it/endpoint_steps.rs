@@ -14,8 +14,7 @@ use twin_operator::operator::endpoint::build::{self, EndpointChildren, Inputs};
 use twin_operator::operator::endpoint::status::{self, Observed};
 use twin_operator::operator::endpoint::{scaling, validate};
 
-use crate::steps::{fixture, of_kind};
-use crate::support::repo;
+use crate::steps::{assert_children_snapshot, fixture, of_kind};
 
 /// The fixture's endpoint, training job and dataset, and the model validation resolves.
 fn resolved(
@@ -55,17 +54,7 @@ fn built(name: &str) -> EndpointChildren {
     let documents = fixture(&format!("{name}.yaml"));
     let (endpoint, job, dataset, served) = resolved(&documents);
     let children = children_of(&endpoint, job.as_ref(), dataset.as_ref(), &served).unwrap();
-    let set = children.child_set().unwrap();
-    let snapshot_path = repo::path(&format!("tests/fixtures/operator/{name}.children.json"));
-    let objects: Vec<&Value> = set.children().iter().map(|c| &c.object).collect();
-    let text = serde_json::to_string_pretty(&objects).unwrap() + "\n";
-    if std::env::var_os("TWIN_UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&snapshot_path, &text).unwrap();
-    }
-    let snapshot = std::fs::read_to_string(&snapshot_path).unwrap_or_else(|_| {
-        panic!("no snapshot at {}: run with TWIN_UPDATE_SNAPSHOTS=1", snapshot_path.display())
-    });
-    assert!(text == snapshot, "the built children differ from {}:\n{text}", snapshot_path.display());
+    assert_children_snapshot(&children.child_set().unwrap(), name);
     children
 }
 

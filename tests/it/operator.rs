@@ -121,6 +121,17 @@ pub(crate) async fn publish_dataset_revision(server: &FakeApiServer, name: &str,
     server.mark_job_succeeded(NS, &job, &build_result(name, revision)).unwrap();
 }
 
+/// A fake API server with the examples applied, an operator reconciling them, and the
+/// example dataset's first build published as `revision`.
+pub(crate) async fn examples_with_a_dataset(revision: &str) -> (FakeApiServer, Operator) {
+    let server = FakeApiServer::start().await;
+    create_drafts_config_map(&server).await;
+    let operator = start(&server, "replica-a").await;
+    apply_examples(&server).await;
+    publish_dataset_revision(&server, "paul", revision).await;
+    (server, operator)
+}
+
 #[tokio::test]
 async fn examples_reach_their_expected_phases_and_conditions() {
     let server = FakeApiServer::start().await;

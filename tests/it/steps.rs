@@ -13,6 +13,7 @@ use twin_operator::api::endpoint::EndpointPhase;
 use twin_operator::api::training::TrainingPhase;
 use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use twin_operator::contract::{BuildReport, FailedBuild, PublishedBuild, env, labels};
+use twin_operator::operator::children::ChildSet;
 use twin_operator::operator::children::naming::{CRONJOB_NAME_LIMIT, NAME_LIMIT};
 use twin_operator::operator::dataset::status::{ObservedBuild, from_build};
 use twin_operator::operator::dataset::validate::{
@@ -60,6 +61,21 @@ fn proceed<'a>(validation: Validation<ValidDataset<'a>, DatasetPhase>) -> ValidD
     }
 }
 
+/// Compares a child set with `tests/fixtures/operator/<name>.children.json`, rewriting it
+/// under `TWIN_UPDATE_SNAPSHOTS=1`.
+pub fn assert_children_snapshot(set: &ChildSet, name: &str) {
+    let snapshot_path = repo::path(&format!("tests/fixtures/operator/{name}.children.json"));
+    let built: Vec<&Value> = set.children().iter().map(|c| &c.object).collect();
+    let built = serde_json::to_string_pretty(&built).unwrap() + "\n";
+    if std::env::var_os("TWIN_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&snapshot_path, &built).unwrap();
+    }
+    let snapshot = std::fs::read_to_string(&snapshot_path).unwrap_or_else(|_| {
+        panic!("no snapshot at {}: run with TWIN_UPDATE_SNAPSHOTS=1", snapshot_path.display())
+    });
+    assert!(built == snapshot, "the built children differ from {}:\n{built}", snapshot_path.display());
+}
+
 #[test]
 fn a_datasets_children_match_their_snapshot() {
     let documents = fixture("dataset-paul.yaml");
@@ -72,16 +88,7 @@ fn a_datasets_children_match_their_snapshot() {
         set.children().iter().map(|c| (c.resource.kind.as_str(), c.name.as_str())).collect();
     assert_eq!(order, [("ConfigMap", "paul-spec"), ("Job", "paul-build-3"), ("CronJob", "paul-refresh")]);
 
-    let snapshot_path = repo::path("tests/fixtures/operator/dataset-paul.children.json");
-    let built: Vec<&Value> = set.children().iter().map(|c| &c.object).collect();
-    let built = serde_json::to_string_pretty(&built).unwrap() + "\n";
-    if std::env::var_os("TWIN_UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&snapshot_path, &built).unwrap();
-    }
-    let snapshot = std::fs::read_to_string(&snapshot_path).unwrap_or_else(|_| {
-        panic!("no snapshot at {}: run with TWIN_UPDATE_SNAPSHOTS=1", snapshot_path.display())
-    });
-    assert!(built == snapshot, "the built children differ from {}:\n{built}", snapshot_path.display());
+    assert_children_snapshot(&set, "dataset-paul");
 
     // What the snapshot holds, said as the behaviour it is for.
     let pod = children.job.spec.as_ref().unwrap().template.spec.clone().unwrap();

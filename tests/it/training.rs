@@ -10,8 +10,8 @@ use twin_operator::api::{TwinDataset, TwinTrainingJob};
 use twin_operator::contract::TrainerConfig;
 
 use crate::operator::{
-    NS, apply_examples, build_result, create_drafts_config_map, eventually, publish_dataset_revision, sample,
-    start, wait_for_phase,
+    NS, apply_examples, build_result, create_drafts_config_map, eventually, examples_with_a_dataset,
+    publish_dataset_revision, sample, start, wait_for_phase,
 };
 use crate::support::fake_apiserver::FakeApiServer;
 use crate::support::repo;
@@ -181,11 +181,7 @@ async fn a_training_job_runs_the_trainer_on_gpus_and_reports_its_result() {
 
 #[tokio::test]
 async fn a_failed_trainer_fails_the_run_with_its_reason() {
-    let server = FakeApiServer::start().await;
-    create_drafts_config_map(&server).await;
-    let operator = start(&server, "replica-a").await;
-    apply_examples(&server).await;
-    publish_dataset_revision(&server, "paul", "rev-1").await;
+    let (server, operator) = examples_with_a_dataset("rev-1").await;
     wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
     let failure = r#"{"status":"Failed","reason":"OutOfMemory","message":"SFT ran out of GPU memory with 8 samples per device of up to 2048 tokens: lower perDeviceBatchSize"}"#;
     server.mark_job_failed(NS, "paul-v1-train-g1-rev1", failure).unwrap();

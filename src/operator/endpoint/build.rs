@@ -7,19 +7,24 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{PodTemplateSpec, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::api::{DynamicObject, ObjectMeta};
 
 use super::{engine, gateway, scaling};
-use crate::api::common::{SecretKeyRef, StorageLocation};
+use crate::api::common::{PodOverrides, SecretKeyRef, StorageLocation};
 use crate::api::endpoint::{EngineKind, ServedModel};
 use crate::api::{TwinDataset, TwinEndpoint};
 use crate::contract::labels;
 use crate::operator::children::naming::{NAME_LIMIT, child_labels, child_name, owner_reference};
+use crate::operator::children::pod::workload_pod_spec;
 use crate::operator::children::{ApplyPolicy, ChildSet};
 use crate::operator::error::Result;
 use crate::operator::settings::OperatorSettings;
@@ -208,6 +213,73 @@ pub fn rolling_deployment(
         }),
         ..Default::default()
     }
+}
+
+/// An environment variable with a value.
+pub fn env_var(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
+}
+
+/// An emptyDir volume, in memory or on the node's disk, of at most `size`.
+pub fn empty_dir(name: &str, medium: Option<&str>, size: Option<Quantity>) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource { medium: medium.map(Into::into), size_limit: size }),
+        ..Default::default()
+    }
+}
+
+/// A volume mounted at `path`.
+pub fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(read_only).filter(|r| *r),
+        ..Default::default()
+    }
+}
+
+/// An HTTP probe of `path` on the `http` port.
+pub fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(5),
+        ..Default::default()
+    }
+}
+
+/// The `http` port of a serving container.
+pub fn http_port(port: i32) -> Vec<ContainerPort> {
+    vec![ContainerPort {
+        name: Some("http".into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }]
+}
+
+/// The restricted pod of a part: its serving container after the init containers that fetch
+/// what it loads, given `grace` seconds to finish the requests under way when it goes.
+pub fn serving_pod(
+    overrides: &PodOverrides,
+    uid: i64,
+    container: Container,
+    init: Vec<Container>,
+    grace: i64,
+    volumes: Vec<Volume>,
+) -> PodTemplateSpec {
+    let spec = PodSpec {
+        init_containers: Some(init).filter(|i| !i.is_empty()),
+        termination_grace_period_seconds: Some(grace),
+        ..workload_pod_spec(overrides, uid, vec![container], volumes)
+    };
+    PodTemplateSpec { metadata: None, spec: Some(spec) }
 }
 
 /// The desired children of an endpoint; `Err` says what in the spec cannot be served.

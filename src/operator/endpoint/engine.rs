@@ -9,18 +9,19 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PersistentVolumeClaimVolumeSource,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Volume, VolumeMount,
+    Container, PersistentVolumeClaimVolumeSource, ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use super::build::{ADAPTER_ANNOTATION, ENGINE_COMPONENT, Inputs, engine_name, rolling_deployment};
+use super::build::{
+    ADAPTER_ANNOTATION, ENGINE_COMPONENT, Inputs, empty_dir, engine_name, env_var, http_port, mount, probe,
+    rolling_deployment, serving_pod,
+};
 use crate::api::common::StorageLocation;
 use crate::hashing::sha256_hex;
 use crate::operator::children::pod::{
-    claims, in_pod, mount_claims, restricted_container, s3_credentials, s3_env, secret_env, workload_pod_spec,
+    claims, in_pod, mount_claims, restricted_container, s3_credentials, s3_env, secret_env,
 };
 use crate::operator::settings::OperatorSettings;
 use crate::storage::hub::HubModel;
@@ -94,22 +95,6 @@ fn adapter_args(name: &str, uri: &str) -> Result<(String, Option<(String, String
     Err(format!("the adapter {uri} cannot be loaded in a cluster: use s3://, pvc:// or hf://"))
 }
 
-fn var(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
-}
-
-fn empty_dir(name: &str, medium: Option<&str>, size: Option<Quantity>) -> Volume {
-    Volume {
-        name: name.into(),
-        empty_dir: Some(EmptyDirVolumeSource { medium: medium.map(Into::into), size_limit: size }),
-        ..Default::default()
-    }
-}
-
-fn mount(name: &str, path: &str) -> VolumeMount {
-    VolumeMount { name: name.into(), mount_path: path.into(), ..Default::default() }
-}
-
 /// An init container running `twin fetch SOURCE FOLDER`.
 pub fn fetch_container(
     name: &str,
@@ -135,21 +120,6 @@ pub fn fetch_container(
         }),
         volume_mounts: Some(mounts),
         security_context: Some(restricted_container()),
-        ..Default::default()
-    }
-}
-
-/// An HTTP probe of `path` on the `http` port.
-pub fn probe(path: &str, period: i32, failures: i32) -> Probe {
-    Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::String("http".into()),
-            ..Default::default()
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(failures),
-        timeout_seconds: Some(5),
         ..Default::default()
     }
 }
@@ -229,12 +199,15 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
 
     let mut init = Vec::new();
     if let Some(fetch) = &base.fetch {
-        let mounts = [mount("models", MODELS), mount("tmp", "/tmp")].into_iter().chain(claim_mounts.clone());
+        let mounts = [mount("models", MODELS, false), mount("tmp", "/tmp", false)]
+            .into_iter()
+            .chain(claim_mounts.clone());
         init.push(fetch_container("fetch-model", fetch, None, mounts.collect(), settings));
     }
     if let Some((_, Some(fetch))) = &adapter {
-        let mounts =
-            [mount("adapters", ADAPTERS), mount("tmp", "/tmp")].into_iter().chain(claim_mounts.clone());
+        let mounts = [mount("adapters", ADAPTERS, false), mount("tmp", "/tmp", false)]
+            .into_iter()
+            .chain(claim_mounts.clone());
         init.push(fetch_container(
             "fetch-adapter",
             fetch,
@@ -247,13 +220,13 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
     // The root filesystem is read-only: caches go to /tmp, downloads and compiled kernels to
     // the model cache, so that a restarted pod finds them.
     let mut env = vec![
-        var("HOME", "/tmp"),
+        env_var("HOME", "/tmp"),
         // No passwd entry exists for the user: PyTorch's caches name themselves after $USER.
-        var("USER", "vllm"),
-        var("HF_HOME", format!("{MODELS}/huggingface")),
-        var("VLLM_CACHE_ROOT", format!("{MODELS}/vllm")),
-        var("VLLM_NO_USAGE_STATS", "1"),
-        var("DO_NOT_TRACK", "1"),
+        env_var("USER", "vllm"),
+        env_var("HF_HOME", format!("{MODELS}/huggingface")),
+        env_var("VLLM_CACHE_ROOT", format!("{MODELS}/vllm")),
+        env_var("VLLM_NO_USAGE_STATS", "1"),
+        env_var("DO_NOT_TRACK", "1"),
     ];
     if let Some(secret) = inputs.hub_token {
         env.push(secret_env("HF_TOKEN", secret));
@@ -273,10 +246,10 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         resources.requests.get_or_insert_default().insert(GPU_RESOURCE.into(), count);
     }
     let mut mounts = vec![
-        mount("models", MODELS),
-        VolumeMount { read_only: Some(true), ..mount("adapters", ADAPTERS) },
-        mount("shm", "/dev/shm"),
-        mount("tmp", "/tmp"),
+        mount("models", MODELS, false),
+        mount("adapters", ADAPTERS, true),
+        mount("shm", "/dev/shm", false),
+        mount("tmp", "/tmp", false),
     ];
     mounts.extend(claim_mounts);
     let lora_module = adapter.as_ref().map(|(module, _)| module.as_str());
@@ -285,12 +258,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         image: Some(engine.image.clone().unwrap_or_else(|| settings.vllm_image.clone())),
         command: Some(vec!["vllm".into(), "serve".into()]),
         args: Some(vllm_args(inputs, &base, lora_module)),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: PORT,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        ports: Some(http_port(PORT)),
         env: Some(env),
         resources: Some(resources),
         volume_mounts: Some(mounts),
@@ -301,12 +269,8 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         security_context: Some(restricted_container()),
         ..Default::default()
     };
-    let spec = PodSpec {
-        init_containers: Some(init).filter(|i| !i.is_empty()),
-        // Requests under way finish before the pod goes.
-        termination_grace_period_seconds: Some(120),
-        ..workload_pod_spec(&overrides, ENGINE_UID, vec![container], volumes)
-    };
+    // Requests under way finish before the pod goes.
+    let template = serving_pod(&overrides, ENGINE_UID, container, init, 120, volumes);
     let annotations = inputs
         .model
         .adapter_uri
@@ -317,14 +281,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         Some(_) => None,
         None => Some(1),
     };
-    Ok(rolling_deployment(
-        endpoint,
-        engine_name(endpoint),
-        ENGINE_COMPONENT,
-        replicas,
-        annotations,
-        PodTemplateSpec { metadata: None, spec: Some(spec) },
-    ))
+    Ok(rolling_deployment(endpoint, engine_name(endpoint), ENGINE_COMPONENT, replicas, annotations, template))
 }
 
 #[cfg(test)]

@@ -7,23 +7,21 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector,
-    PodSpec, PodTemplateSpec, ResourceRequirements, SecretVolumeSource, Volume, VolumeMount,
+    Container, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, ResourceRequirements,
+    SecretVolumeSource, Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
 use super::build::{
-    ADAPTER_ANNOTATION, GATEWAY_COMPONENT, Inputs, REVISION_ANNOTATION, engine_name, gateway_name,
-    rolling_deployment,
+    ADAPTER_ANNOTATION, GATEWAY_COMPONENT, Inputs, REVISION_ANNOTATION, empty_dir, engine_name, env_var,
+    gateway_name, http_port, mount, probe, rolling_deployment, serving_pod,
 };
-use super::engine::{self, fetch_container, probe};
+use super::engine::{self, fetch_container};
 use crate::api::endpoint::EngineKind;
 use crate::contract::trainer::revision_folder;
 use crate::contract::{env, paths};
-use crate::operator::children::pod::{
-    claims, in_pod, mount_claims, restricted_container, s3_credentials, workload_pod_spec,
-};
+use crate::operator::children::pod::{claims, in_pod, mount_claims, restricted_container, s3_credentials};
 use crate::operator::settings::OperatorSettings;
 
 /// The port the gateway listens on.
@@ -34,19 +32,6 @@ const GATEWAY_UID: i64 = 65532;
 const API_KEY_DIR: &str = "/var/run/twin/api-key";
 /// Where the embedded engine's adapter is fetched to.
 const ADAPTERS: &str = "/adapters";
-
-fn var(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
-}
-
-fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
-    VolumeMount {
-        name: name.into(),
-        mount_path: path.into(),
-        read_only: Some(read_only).filter(|r| *r),
-        ..Default::default()
-    }
-}
 
 /// The GGUF the embedded engine loads for a base model: an `hf://…/file.gguf` URI as is, a
 /// `pvc://` file where its claim is mounted.
@@ -78,11 +63,11 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
     let name = endpoint.name_any();
     let namespace = endpoint.namespace().unwrap_or_default();
     let mut env = vec![
-        var("TWIN_SERVE_NAME", name.clone()),
-        var("TWIN_SERVE_LISTEN", format!("0.0.0.0:{PORT}")),
-        var("TWIN_SERVE_TOP_K", gateway.rag.top_k.to_string()),
-        var(env::MODELS_DIR, paths::MODELS_DIR),
-        var(env::LOG_FORMAT, "json"),
+        env_var("TWIN_SERVE_NAME", name.clone()),
+        env_var("TWIN_SERVE_LISTEN", format!("0.0.0.0:{PORT}")),
+        env_var("TWIN_SERVE_TOP_K", gateway.rag.top_k.to_string()),
+        env_var(env::MODELS_DIR, paths::MODELS_DIR),
+        env_var(env::LOG_FORMAT, "json"),
         EnvVar {
             name: "TWIN_SERVE_REPLICA".into(),
             value_from: Some(EnvVarSource {
@@ -95,14 +80,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
             ..Default::default()
         },
     ];
-    let mut volumes = vec![
-        Volume {
-            name: "models".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        },
-        Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
-    ];
+    let mut volumes = vec![empty_dir("models", None, None), empty_dir("tmp", None, None)];
     let mut mounts = vec![mount("models", paths::MODELS_DIR, false), mount("tmp", "/tmp", false)];
     let mut init = Vec::new();
     let mut annotations = BTreeMap::new();
@@ -110,22 +88,22 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
     let mut places: Vec<(String, bool)> = Vec::new();
     match spec.engine.kind {
         EngineKind::Vllm => {
-            env.push(var("TWIN_SERVE_ENGINE", "openai"));
+            env.push(env_var("TWIN_SERVE_ENGINE", "openai"));
             let upstream = format!("http://{}.{namespace}.svc:{}/v1", engine_name(endpoint), engine::PORT);
-            env.push(var("TWIN_SERVE_UPSTREAM", upstream));
-            env.push(var("TWIN_SERVE_UPSTREAM_MODEL", name.clone()));
+            env.push(env_var("TWIN_SERVE_UPSTREAM", upstream));
+            env.push(env_var("TWIN_SERVE_UPSTREAM_MODEL", name.clone()));
             if let Some(length) = spec.engine.max_model_len {
-                env.push(var("TWIN_SERVE_CONTEXT_TOKENS", length.to_string()));
+                env.push(env_var("TWIN_SERVE_CONTEXT_TOKENS", length.to_string()));
             }
         }
         EngineKind::External => {
-            env.push(var("TWIN_SERVE_ENGINE", "openai"));
+            env.push(env_var("TWIN_SERVE_ENGINE", "openai"));
             let url = spec.engine.url.clone().ok_or("spec.engine.url is required for the external engine")?;
-            env.push(var("TWIN_SERVE_UPSTREAM", url));
+            env.push(env_var("TWIN_SERVE_UPSTREAM", url));
         }
         EngineKind::Embedded => {
-            env.push(var("TWIN_SERVE_ENGINE", "embedded"));
-            env.push(var("TWIN_SERVE_MODEL", embedded_model(&inputs.model.base_model)?));
+            env.push(env_var("TWIN_SERVE_ENGINE", "embedded"));
+            env.push(env_var("TWIN_SERVE_MODEL", embedded_model(&inputs.model.base_model)?));
             places.push((inputs.model.base_model.clone(), false));
             if let Some(adapter) = &inputs.model.adapter_uri {
                 let source = gguf_adapter(adapter);
@@ -136,7 +114,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
                 }
                 let folder = format!("{ADAPTERS}/{name}");
                 let file = source.rsplit('/').next().unwrap_or("adapter.gguf").to_string();
-                env.push(var("TWIN_SERVE_ADAPTER", format!("{folder}/{file}")));
+                env.push(env_var("TWIN_SERVE_ADAPTER", format!("{folder}/{file}")));
                 places.push((source.clone(), false));
                 init.push((source, folder));
                 annotations.insert(ADAPTER_ANNOTATION.to_string(), adapter.clone());
@@ -147,22 +125,24 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         && let Some(revision) = inputs.gateway_revision
     {
         let folder = revision_folder(dataset, revision)?.to_string();
-        env.push(var("TWIN_SERVE_DATASET", in_pod(&folder)));
+        env.push(env_var("TWIN_SERVE_DATASET", in_pod(&folder)));
         places.push((folder, false));
         annotations.insert(REVISION_ANNOTATION.to_string(), revision.to_string());
     }
     if let Some(log) = &gateway.prompt_log_uri {
-        env.push(var("TWIN_SERVE_PROMPT_LOG", in_pod(log)));
+        env.push(env_var("TWIN_SERVE_PROMPT_LOG", in_pod(log)));
         places.push((log.clone(), true));
     }
     // S3 settings and credentials: the dataset's, which the prompt log shares.
     let s3 = inputs.dataset.map(|d| &d.spec.output).filter(|l| l.uri.starts_with("s3://"));
     if let Some(location) = s3 {
-        env.extend(location.endpoint_url.iter().map(|url| var("TWIN_SERVE_S3_ENDPOINT_URL", url.clone())));
-        env.extend(location.region.iter().map(|region| var("TWIN_SERVE_S3_REGION", region.clone())));
+        env.extend(
+            location.endpoint_url.iter().map(|url| env_var("TWIN_SERVE_S3_ENDPOINT_URL", url.clone())),
+        );
+        env.extend(location.region.iter().map(|region| env_var("TWIN_SERVE_S3_REGION", region.clone())));
     }
     if let Some(prompt) = &gateway.system_prompt {
-        env.push(var("TWIN_SERVE_SYSTEM_PROMPT", prompt.clone()));
+        env.push(env_var("TWIN_SERVE_SYSTEM_PROMPT", prompt.clone()));
     }
     if let Some(secret) = &gateway.api_key_secret_ref {
         volumes.push(Volume {
@@ -176,7 +156,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
             ..Default::default()
         });
         mounts.push(mount("api-key", API_KEY_DIR, true));
-        env.push(var("TWIN_SERVE_API_KEY_FILE", format!("{API_KEY_DIR}/api-key")));
+        env.push(env_var("TWIN_SERVE_API_KEY_FILE", format!("{API_KEY_DIR}/api-key")));
     }
     let read: Vec<(&str, bool)> = places.iter().map(|(uri, writes)| (uri.as_str(), *writes)).collect();
     let claims = claims(&read);
@@ -196,11 +176,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         })
         .collect();
     if !init.is_empty() {
-        volumes.push(Volume {
-            name: "adapters".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        });
+        volumes.push(empty_dir("adapters", None, None));
         mounts.push(mount("adapters", ADAPTERS, true));
     }
     mounts.extend(claim_mounts);
@@ -220,12 +196,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         name: "gateway".into(),
         image: Some(overrides.image.clone().unwrap_or_else(|| settings.twin_image.clone())),
         args: Some(vec!["serve".into()]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: PORT,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        ports: Some(http_port(PORT)),
         env: Some(env),
         env_from: s3.and_then(s3_credentials),
         resources: Some(resources),
@@ -238,11 +209,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         security_context: Some(restricted_container()),
         ..Default::default()
     };
-    let spec_pod = PodSpec {
-        init_containers: Some(init).filter(|i| !i.is_empty()),
-        termination_grace_period_seconds: Some(60),
-        ..workload_pod_spec(&overrides, GATEWAY_UID, vec![container], volumes)
-    };
+    let template = serving_pod(&overrides, GATEWAY_UID, container, init, 60, volumes);
     let replicas = match gateway.max_replicas {
         Some(max) if max > gateway.replicas => None,
         _ => Some(gateway.replicas),
@@ -253,7 +220,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         GATEWAY_COMPONENT,
         replicas,
         annotations,
-        PodTemplateSpec { metadata: None, spec: Some(spec_pod) },
+        template,
     ))
 }
 
