@@ -246,6 +246,12 @@ fn what_an_engine_cannot_load_is_refused_with_the_reason() {
     let (endpoint, _, _, served) = resolved(&documents);
     let error = children_of(&endpoint, None, None, &served).unwrap_err();
     assert!(error.contains("not a .gguf file"), "{error}");
+    // A name that would collide with another endpoint's engine.
+    let mut documents = fixture("endpoint-embedded.yaml");
+    documents[0]["metadata"]["name"] = json!("paul-engine");
+    let endpoint: TwinEndpoint = of_kind(&documents, "TwinEndpoint").remove(0);
+    let Validation::Wait(verdict) = validate::resolve_model(&endpoint, None) else { panic!("-engine") };
+    assert_eq!(verdict.assessment.reason, "InvalidName");
     // A local prompt log works with twin up only.
     let mut documents = fixture("endpoint-embedded.yaml");
     documents[0]["spec"]["gateway"]["promptLogUri"] = json!("file:///var/log/twin");

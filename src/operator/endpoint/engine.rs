@@ -255,7 +255,13 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
     let lora_module = adapter.as_ref().map(|(module, _)| module.as_str());
     let container = Container {
         name: "vllm".into(),
-        image: Some(engine.image.clone().unwrap_or_else(|| settings.vllm_image.clone())),
+        image: Some(
+            engine
+                .image
+                .clone()
+                .or_else(|| overrides.image.clone())
+                .unwrap_or_else(|| settings.vllm_image.clone()),
+        ),
         command: Some(vec!["vllm".into(), "serve".into()]),
         args: Some(vllm_args(inputs, &base, lora_module)),
         ports: Some(http_port(PORT)),

@@ -28,6 +28,15 @@ pub fn resolve_model(
         model.base_model.as_ref().map(|b| ("spec.model.baseModel.uri", b.uri.as_str())),
         model.adapter_uri.as_deref().map(|a| ("spec.model.adapterUri", a)),
     ];
+    // `<name>-engine` is the engine's Deployment and Service of the endpoint `<name>`, and `<name>`
+    // the gateway's: an endpoint with that suffix would take over another one's engine.
+    if endpoint.name_any().ends_with("-engine") {
+        let message = format!(
+            "the name {:?} ends with -engine, the suffix of another endpoint's engine Deployment and Service: rename it",
+            endpoint.name_any()
+        );
+        return wait(EndpointPhase::Failed, "InvalidName", message);
+    }
     for (field, uri) in cluster_uris.into_iter().flatten() {
         if let StorageCheck::Unusable(message) = check_model_uri(field, uri) {
             return wait(EndpointPhase::Failed, "InvalidSpec", message);
