@@ -82,7 +82,8 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
     ];
     let mut volumes = vec![empty_dir("models", None, None), empty_dir("tmp", None, None)];
     let mut mounts = vec![mount("models", paths::MODELS_DIR, false), mount("tmp", "/tmp", false)];
-    let mut init = Vec::new();
+    // The embedded engine's adapter, fetched before the gateway starts: (source, folder).
+    let mut fetch_adapter = None;
     let mut annotations = BTreeMap::new();
     // (URI, written) of every pvc:// place the gateway reaches, for the claims to mount.
     let mut places: Vec<(String, bool)> = Vec::new();
@@ -116,7 +117,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
                 let file = source.rsplit('/').next().unwrap_or("adapter.gguf").to_string();
                 env.push(env_var("TWIN_SERVE_ADAPTER", format!("{folder}/{file}")));
                 places.push((source.clone(), false));
-                init.push((source, folder));
+                fetch_adapter = Some((source, folder));
                 annotations.insert(ADAPTER_ANNOTATION.to_string(), adapter.clone());
             }
         }
@@ -166,13 +167,14 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         &mut volumes,
         &mut claim_mounts,
     );
-    let init: Vec<Container> = init
+    let init: Vec<Container> = fetch_adapter
         .iter()
         .map(|fetch| {
             let fetch_mounts = [mount("adapters", ADAPTERS, false), mount("tmp", "/tmp", false)]
                 .into_iter()
                 .chain(claim_mounts.clone());
-            fetch_container("fetch-adapter", fetch, s3, fetch_mounts.collect(), settings)
+            // The adapter is where its training job wrote it, with that job's S3 settings.
+            fetch_container("fetch-adapter", fetch, inputs.adapter_location, fetch_mounts.collect(), settings)
         })
         .collect();
     if !init.is_empty() {
