@@ -50,6 +50,13 @@ pub struct ServeArgs {
     /// The model to ask the upstream for. Default: the first its /v1/models lists.
     #[arg(long, env = "TWIN_SERVE_UPSTREAM_MODEL", value_name = "NAME")]
     pub upstream_model: Option<String>,
+    /// The base model the upstream runs, named in every answer's lineage (a TwinEndpoint's
+    /// gateway is told it). Default: the upstream model's name, else its URL.
+    #[arg(long, env = "TWIN_SERVE_UPSTREAM_BASE_MODEL", value_name = "URI")]
+    pub upstream_base_model: Option<String>,
+    /// The LoRA adapter the upstream serves on its base model, named in the lineage.
+    #[arg(long, env = "TWIN_SERVE_UPSTREAM_ADAPTER", value_name = "URI")]
+    pub upstream_adapter: Option<String>,
     /// A file holding the upstream's API key (sent as a bearer token).
     #[arg(long, env = "TWIN_SERVE_UPSTREAM_API_KEY_FILE", value_name = "FILE")]
     pub upstream_api_key_file: Option<PathBuf>,

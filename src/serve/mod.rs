@@ -138,6 +138,7 @@ fn engine_loader(args: &ServeArgs) -> Result<EngineLoad, String> {
             let options = OpenAiOptions {
                 base_url: upstream,
                 model: args.upstream_model.clone(),
+                lineage: (args.upstream_base_model.clone(), args.upstream_adapter.clone()),
                 api_key,
                 context_tokens: args.context_tokens.unwrap_or(8192),
                 connect_timeout: args.connect_timeout,

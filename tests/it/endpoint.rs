@@ -228,6 +228,11 @@ async fn a_vllm_endpoint_deploys_reports_failing_pods_prunes_and_rolls_a_new_ada
         Some("s3://twins-bucket/twins/datasets/paul/rev-1"),
         "the gateway waits for the engine"
     );
+    assert_eq!(
+        env(&gateway, "TWIN_SERVE_UPSTREAM_ADAPTER").as_deref(),
+        Some(adapter),
+        "answers name the adapter still served"
+    );
     server.mark_deployment_available(NS, "paul-engine").unwrap();
     let moved = eventually("the gateway to pin rev-2", Duration::from_secs(15), || async {
         let gateway = child(&server, "apps/v1", "Deployment", "paul")?;
@@ -236,6 +241,7 @@ async fn a_vllm_endpoint_deploys_reports_failing_pods_prunes_and_rolls_a_new_ada
     })
     .await;
     assert_eq!(moved["metadata"]["annotations"]["llmtwin.dev/dataset-revision"], "rev-2");
+    assert_eq!(env(&moved, "TWIN_SERVE_UPSTREAM_ADAPTER").as_deref(), Some(new_adapter));
     server.mark_deployment_available(NS, "paul").unwrap();
     let ready = wait_for_phase(&server, "TwinEndpoint", "paul", "Ready", "Serving").await;
     assert_eq!(ready["status"]["model"]["adapterUri"], new_adapter);

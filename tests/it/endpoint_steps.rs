@@ -44,7 +44,7 @@ fn children_of(
         adapter_location: job.map(|j| &j.spec.output),
         max_lora_rank: job.and_then(|j| j.status.as_ref()?.model.as_ref()?.max_lora_rank),
         dataset,
-        gateway_revision: served.dataset_revision.as_deref(),
+        gateway_model: served,
     };
     build::build(&inputs, &OperatorSettings::for_tests("t"))
 }
@@ -56,6 +56,11 @@ fn built(name: &str) -> EndpointChildren {
     let children = children_of(&endpoint, job.as_ref(), dataset.as_ref(), &served).unwrap();
     assert_children_snapshot(&children.child_set().unwrap(), name);
     children
+}
+
+/// The adapter the vLLM fixture's training job published.
+fn served_adapter() -> Option<String> {
+    Some("s3://twins/out/models/paul-v1/g1-r1/adapter".into())
 }
 
 fn pod_spec(deployment: &Deployment) -> PodSpec {
@@ -141,6 +146,11 @@ fn a_vllm_endpoint_runs_the_adapter_on_gpus_behind_the_gateway() {
     let gateway = &pod_spec(&children.gateway).containers[0];
     assert_eq!(env(gateway, "TWIN_SERVE_UPSTREAM").as_deref(), Some("http://paul-engine.twins.svc:8000/v1"));
     assert_eq!(env(gateway, "TWIN_SERVE_UPSTREAM_MODEL").as_deref(), Some("paul"));
+    assert_eq!(
+        (env(gateway, "TWIN_SERVE_UPSTREAM_BASE_MODEL"), env(gateway, "TWIN_SERVE_UPSTREAM_ADAPTER")),
+        (Some("hf://meta-llama/Llama-3.1-8B-Instruct".into()), served_adapter()),
+        "every answer's lineage names what vLLM serves"
+    );
     assert_eq!(
         env(gateway, "TWIN_SERVE_DATASET").as_deref(),
         Some("s3://twins/out/datasets/paul/r1"),
@@ -411,13 +421,11 @@ fn a_new_adapter_rolls_the_engine_before_the_gateway_moves_to_its_revision() {
     };
     let gateway = deployment("paul", "gateway", None, 2, available(2));
     let mut gateway = gateway;
-    gateway.metadata.annotations = Some([(build::REVISION_ANNOTATION.to_string(), "r0".to_string())].into());
-    // The engine still serves the old adapter: the gateway keeps its revision.
+    let pinned = serde_json::to_string(&old).unwrap();
+    gateway.metadata.annotations = Some([(build::MODEL_ANNOTATION.to_string(), pinned)].into());
+    // The engine still serves the old adapter: the gateway keeps its revision and lineage.
     let engine_old = deployment("paul-engine", "engine", old.adapter_uri.as_deref(), 1, available(1));
-    assert_eq!(
-        status::gateway_revision(&endpoint, &served, Some(&engine_old), Some(&gateway)).as_deref(),
-        Some("r0")
-    );
+    assert_eq!(status::gateway_model(&endpoint, &served, Some(&engine_old), Some(&gateway)), old);
     // Applied: the new pod template is rolling (one surge pod, the old one still serves).
     let rolling = deployment(
         "paul-engine",
@@ -426,10 +434,7 @@ fn a_new_adapter_rolls_the_engine_before_the_gateway_moves_to_its_revision() {
         1,
         json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}),
     );
-    assert_eq!(
-        status::gateway_revision(&endpoint, &served, Some(&rolling), Some(&gateway)).as_deref(),
-        Some("r0")
-    );
+    assert_eq!(status::gateway_model(&endpoint, &served, Some(&rolling), Some(&gateway)), old);
     let shown = TwinEndpointStatus { model: Some(old.clone()), ..Default::default() };
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-12-03T00:00:00Z".parse().unwrap());
     let observed = Observed { engine: Some(rolling), gateway: Some(gateway.clone()), pods: vec![] };
@@ -441,10 +446,8 @@ fn a_new_adapter_rolls_the_engine_before_the_gateway_moves_to_its_revision() {
     assert_eq!(status.model.as_ref(), Some(&old), "the status names the adapter still served");
     // Rolled out: the gateway pins the adapter's revision, and the status names the new model.
     let done = deployment("paul-engine", "engine", served.adapter_uri.as_deref(), 1, available(1));
-    assert_eq!(
-        status::gateway_revision(&endpoint, &served, Some(&done), Some(&gateway)).as_deref(),
-        Some("r1")
-    );
+    let moved = status::gateway_model(&endpoint, &served, Some(&done), Some(&gateway));
+    assert_eq!((moved.dataset_revision.as_deref(), &moved), (Some("r1"), &served));
     let observed = Observed { engine: Some(done), gateway: Some(gateway), pods: vec![] };
     let (_, status) = status::from_observed(&endpoint, &served, &observed, status, now);
     assert_eq!(status.model.as_ref(), Some(&served));

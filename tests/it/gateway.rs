@@ -314,7 +314,21 @@ async fn hybrid_retrieval_finds_an_identifier_that_dense_search_ranks_low() {
 async fn the_openai_engine_passes_answers_through_whole_and_streamed() {
     let upstream = Upstream::default();
     let base = upstream.start().await;
-    let gateway = Gateway::start(&openai(&base, &["--name", "paul", "--system-prompt", "You are Paul."]));
+    // What the upstream serves, as a TwinEndpoint's gateway is told it, for the lineage.
+    let adapter = "s3://twins/models/paul-v1/g2-r2/adapter";
+    let gateway = Gateway::start(&openai(
+        &base,
+        &[
+            "--name",
+            "paul",
+            "--system-prompt",
+            "You are Paul.",
+            "--upstream-base-model",
+            "hf://meta-llama/Llama-3.1-8B-Instruct",
+            "--upstream-adapter",
+            adapter,
+        ],
+    ));
     gateway.wait_ready();
     let client = client();
     let chat = format!("{}/v1/chat/completions", gateway.url);
@@ -325,6 +339,10 @@ async fn the_openai_engine_passes_answers_through_whole_and_streamed() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["choices"][0]["message"]["content"], "Hello from upstream");
     assert_eq!(answer["usage"]["total_tokens"], 14);
+    assert_eq!(
+        answer["lineage"],
+        json!({"engine": "openai", "baseModel": "hf://meta-llama/Llama-3.1-8B-Instruct", "adapter": adapter})
+    );
     let sent = upstream.last();
     assert_eq!(sent["model"], "scripted-model", "the upstream's first listed model");
     assert_eq!(sent["messages"][0], json!({"role": "system", "content": "You are Paul.\n\nBe brief."}));

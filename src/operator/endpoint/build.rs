@@ -40,6 +40,9 @@ pub const GATEWAY_COMPONENT: &str = "gateway";
 pub const ADAPTER_ANNOTATION: &str = "llmtwin.dev/adapter";
 /// The annotation of the gateway's Deployment and pods naming the dataset revision it pins.
 pub const REVISION_ANNOTATION: &str = "llmtwin.dev/dataset-revision";
+/// The annotation of the gateway's Deployment and pods holding the model it names in its
+/// answers' lineage and whose revision it pins (a `ServedModel` as JSON).
+pub const MODEL_ANNOTATION: &str = "llmtwin.dev/served-model";
 
 /// What an endpoint serves, resolved by validation.
 #[derive(Debug, Clone)]
@@ -56,8 +59,9 @@ pub struct Inputs<'a> {
     pub max_lora_rank: Option<u32>,
     /// The dataset retrieval reads.
     pub dataset: Option<&'a TwinDataset>,
-    /// The dataset revision the gateway pins (the model's once the engine serves its adapter).
-    pub gateway_revision: Option<&'a str>,
+    /// The model the gateway names and whose dataset revision it pins (the wanted one once the
+    /// engine serves its adapter).
+    pub gateway_model: &'a ServedModel,
 }
 
 /// The desired children of an endpoint.

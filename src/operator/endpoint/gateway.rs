@@ -14,11 +14,11 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
 use super::build::{
-    ADAPTER_ANNOTATION, GATEWAY_COMPONENT, Inputs, REVISION_ANNOTATION, empty_dir, engine_name, env_var,
-    gateway_name, http_port, mount, probe, rolling_deployment, serving_pod,
+    ADAPTER_ANNOTATION, GATEWAY_COMPONENT, Inputs, MODEL_ANNOTATION, REVISION_ANNOTATION, empty_dir,
+    engine_name, env_var, gateway_name, http_port, mount, probe, rolling_deployment, serving_pod,
 };
 use super::engine::{self, fetch_container};
-use crate::api::endpoint::EngineKind;
+use crate::api::endpoint::{EngineKind, ServedModel};
 use crate::contract::trainer::revision_folder;
 use crate::contract::{env, paths};
 use crate::operator::children::pod::{claims, in_pod, mount_claims, restricted_container, s3_credentials};
@@ -32,6 +32,14 @@ const GATEWAY_UID: i64 = 65532;
 const API_KEY_DIR: &str = "/var/run/twin/api-key";
 /// Where the embedded engine's adapter is fetched to.
 const ADAPTERS: &str = "/adapters";
+
+/// What the upstream serves, for the lineage every answer carries.
+fn lineage(env: &mut Vec<EnvVar>, model: &ServedModel) {
+    env.push(env_var("TWIN_SERVE_UPSTREAM_BASE_MODEL", model.base_model.clone()));
+    if let Some(adapter) = &model.adapter_uri {
+        env.push(env_var("TWIN_SERVE_UPSTREAM_ADAPTER", adapter.clone()));
+    }
+}
 
 /// The GGUF the embedded engine loads for a base model: an `hf://…/file.gguf` URI as is, a
 /// `pvc://` file where its claim is mounted.
@@ -93,6 +101,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
             let upstream = format!("http://{}.{namespace}.svc:{}/v1", engine_name(endpoint), engine::PORT);
             env.push(env_var("TWIN_SERVE_UPSTREAM", upstream));
             env.push(env_var("TWIN_SERVE_UPSTREAM_MODEL", name.clone()));
+            lineage(&mut env, inputs.gateway_model);
             if let Some(length) = spec.engine.max_model_len {
                 env.push(env_var("TWIN_SERVE_CONTEXT_TOKENS", length.to_string()));
             }
@@ -101,6 +110,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
             env.push(env_var("TWIN_SERVE_ENGINE", "openai"));
             let url = spec.engine.url.clone().ok_or("spec.engine.url is required for the external engine")?;
             env.push(env_var("TWIN_SERVE_UPSTREAM", url));
+            lineage(&mut env, inputs.gateway_model);
         }
         EngineKind::Embedded => {
             env.push(env_var("TWIN_SERVE_ENGINE", "embedded"));
@@ -122,8 +132,11 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
             }
         }
     }
+    let pinned = inputs.gateway_model;
+    let model_json = serde_json::to_string(pinned).map_err(|e| format!("the served model: {e}"))?;
+    annotations.insert(MODEL_ANNOTATION.to_string(), model_json);
     if let Some(dataset) = inputs.dataset
-        && let Some(revision) = inputs.gateway_revision
+        && let Some(revision) = &pinned.dataset_revision
     {
         let folder = revision_folder(dataset, revision)?.to_string();
         env.push(env_var("TWIN_SERVE_DATASET", in_pod(&folder)));

@@ -55,8 +55,8 @@ async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Act
     }
 
     let before = observe(&ctx, &endpoint, &namespace).await?;
-    let gateway_revision =
-        status::gateway_revision(&endpoint, &served, before.engine.as_ref(), before.gateway.as_ref());
+    let gateway_model =
+        status::gateway_model(&endpoint, &served, before.engine.as_ref(), before.gateway.as_ref());
     let job_spec = training_job.as_ref().map(|job| &job.spec);
     let inputs = build::Inputs {
         endpoint: &endpoint,
@@ -70,7 +70,7 @@ async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Act
             .as_ref()
             .and_then(|job| job.status.as_ref()?.model.as_ref()?.max_lora_rank),
         dataset: dataset.as_ref(),
-        gateway_revision: gateway_revision.as_deref(),
+        gateway_model: &gateway_model,
     };
     let children = match build::build(&inputs, &ctx.settings) {
         Ok(children) => children,

@@ -8,9 +8,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 
-use super::build::{
-    ADAPTER_ANNOTATION, ENGINE_COMPONENT, GATEWAY_COMPONENT, REVISION_ANNOTATION, endpoint_url,
-};
+use super::build::{ADAPTER_ANNOTATION, ENGINE_COMPONENT, GATEWAY_COMPONENT, MODEL_ANNOTATION, endpoint_url};
 use super::validate::RESOLVED_RECHECK;
 use crate::api::TwinEndpoint;
 use crate::api::endpoint::{EndpointPhase, EngineKind, ReplicaStatus, ServedModel, TwinEndpointStatus};
@@ -197,19 +195,22 @@ pub fn engine_serves(endpoint: &TwinEndpoint, model: &ServedModel, engine: Optio
     serving == model.adapter_uri.as_ref() && rolled_out(engine)
 }
 
-/// The dataset revision the gateway pins: the model's once the engine serves its adapter
-/// (retrieval and adapter then move together); until then, the one it pins now.
-pub fn gateway_revision(
+/// The model the gateway names in its answers' lineage and whose dataset revision it pins:
+/// the one wanted once the engine serves its adapter (retrieval, adapter and lineage then move
+/// together); until then, the one the gateway has now.
+pub fn gateway_model(
     endpoint: &TwinEndpoint,
     model: &ServedModel,
     engine: Option<&Deployment>,
     gateway: Option<&Deployment>,
-) -> Option<String> {
-    let pinned = gateway.and_then(|g| g.annotations().get(REVISION_ANNOTATION).cloned());
-    if pinned.is_none() || engine_serves(endpoint, model, engine) {
-        return model.dataset_revision.clone();
+) -> ServedModel {
+    let pinned = gateway
+        .and_then(|g| g.annotations().get(MODEL_ANNOTATION))
+        .and_then(|json| serde_json::from_str::<ServedModel>(json).ok());
+    match pinned {
+        Some(pinned) if !engine_serves(endpoint, model, engine) => pinned,
+        _ => model.clone(),
     }
-    pinned
 }
 
 /// What runs now.

@@ -25,6 +25,8 @@ pub struct OpenAiOptions {
     pub base_url: String,
     /// The model to ask for; unset means the first one the upstream lists.
     pub model: Option<String>,
+    /// The base model and adapter the upstream runs, for the lineage; unset: the model's name.
+    pub lineage: (Option<String>, Option<String>),
     /// Bearer token for the upstream.
     pub api_key: Option<String>,
     /// Tokens of context of the upstream's model.
@@ -84,8 +86,13 @@ impl OpenAiEngine {
         }
         let info = EngineInfo {
             kind: "openai",
-            model: options.model.clone().unwrap_or_else(|| base_url.clone()),
-            adapter: None,
+            model: options
+                .lineage
+                .0
+                .clone()
+                .or_else(|| options.model.clone())
+                .unwrap_or_else(|| base_url.clone()),
+            adapter: options.lineage.1.clone(),
             context_tokens: options.context_tokens,
         };
         let upstream = Arc::new(Upstream {
