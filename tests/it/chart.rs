@@ -205,7 +205,7 @@ fn expected_rules(read_secrets: bool) -> Vec<PolicyRule> {
         rule(&["batch"], &["jobs", "cronjobs"], &manage),
         rule(&[""], &["configmaps"], &manage),
         rule(&[""], &["services"], &applied),
-        rule(&[""], &["pods"], &["list"]),
+        rule(&[""], &["pods"], &["list", "watch"]),
         rule(&["apps"], &["deployments"], &manage),
         rule(&["autoscaling"], &["horizontalpodautoscalers"], &applied),
         rule(&["policy"], &["poddisruptionbudgets"], &applied),

@@ -16,9 +16,9 @@ use crate::contract::labels;
 use crate::operator::conditions::{Assessment, condition};
 use crate::operator::driver::Verdict;
 
-/// How often an endpoint that is not Ready is looked at again: pods restart without changing
-/// their Deployment.
-pub const UNSETTLED_RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
+/// How often an endpoint that is not Ready is looked at again without a watch event (its
+/// Deployments and pods wake it first; this is the backstop).
+pub const UNSETTLED_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 /// The condition of the engine.
 pub const ENGINE_READY: &str = "EngineReady";
 /// The condition of the gateway.
