@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EnvFromSource, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, SecretEnvSource, SecretKeySelector,
-    SecurityContext, Volume, VolumeMount,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretEnvSource,
+    SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
 
 use crate::api::common::{PodOverrides, SecretKeyRef, StorageLocation};
@@ -125,6 +126,19 @@ pub fn s3_credentials(location: &StorageLocation) -> Option<Vec<EnvFromSource>> 
             ..Default::default()
         }]
     })
+}
+
+/// Requests of `cpu` and `memory`, with memory limited to `memory_limit`: a workload's
+/// default when its twin sets no resources.
+pub fn default_resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), Quantity(cpu.into())),
+            ("memory".into(), Quantity(memory.into())),
+        ])),
+        limits: Some(BTreeMap::from([("memory".into(), Quantity(memory_limit.into()))])),
+        ..Default::default()
+    }
 }
 
 /// Mounts each claim at `<PVC_ROOT>/<claim>`, writable where the workload writes to it.

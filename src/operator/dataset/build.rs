@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, PodTemplateSpec,
-    ResourceRequirements, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, PodTemplateSpec, Volume,
+    VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 use kube::api::ObjectMeta;
 
@@ -26,7 +25,7 @@ use crate::operator::children::naming::{
     owner_reference,
 };
 use crate::operator::children::pod::{
-    job_pod, mount_claims, restricted_container, s3_credentials, secret_env,
+    default_resources, job_pod, mount_claims, restricted_container, s3_credentials, secret_env,
 };
 use crate::operator::children::{ApplyPolicy, ChildSet};
 use crate::operator::error::Result;
@@ -176,14 +175,7 @@ fn pod_template(valid: &ValidDataset, settings: &OperatorSettings) -> PodTemplat
         env.push(secret_env(env::GENERATOR_API_KEY, secret));
     }
     let env_from = s3_credentials(&dataset.spec.output);
-    let resources = overrides.resources.clone().unwrap_or_else(|| ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".into(), Quantity("1".into())),
-            ("memory".into(), Quantity("1Gi".into())),
-        ])),
-        limits: Some(BTreeMap::from([("memory".into(), Quantity("2Gi".into()))])),
-        ..Default::default()
-    });
+    let resources = overrides.resources.clone().unwrap_or_else(|| default_resources("1", "1Gi", "2Gi"));
     let container = Container {
         name: "build".into(),
         image: Some(overrides.image.clone().unwrap_or_else(|| settings.twin_image.clone())),

@@ -5,12 +5,8 @@
 //! The LoRA module carries the endpoint's name, so the gateway always asks for the same model
 //! while the adapter behind the name changes with each rollout.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaimVolumeSource, ResourceRequirements, Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaimVolumeSource, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
@@ -21,7 +17,7 @@ use super::build::{
 use crate::api::common::StorageLocation;
 use crate::hashing::sha256_hex;
 use crate::operator::children::pod::{
-    claims, in_pod, mount_claims, restricted_container, s3_credentials, s3_env, secret_env,
+    claims, default_resources, in_pod, mount_claims, restricted_container, s3_credentials, s3_env, secret_env,
 };
 use crate::operator::settings::OperatorSettings;
 use crate::storage::hub::HubModel;
@@ -110,14 +106,7 @@ pub fn fetch_container(
         args: Some(vec!["fetch".into(), source.clone(), folder.clone()]),
         env: Some(s3.map(s3_env).unwrap_or_default()).filter(|e| !e.is_empty()),
         env_from: s3.and_then(s3_credentials),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".into(), Quantity("100m".into())),
-                ("memory".into(), Quantity("128Mi".into())),
-            ])),
-            limits: Some(BTreeMap::from([("memory".into(), Quantity("512Mi".into()))])),
-            ..Default::default()
-        }),
+        resources: Some(default_resources("100m", "128Mi", "512Mi")),
         volume_mounts: Some(mounts),
         security_context: Some(restricted_container()),
         ..Default::default()
@@ -232,14 +221,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         env.push(secret_env("HF_TOKEN", secret));
     }
     let gpus = engine.gpus.unwrap_or(DEFAULT_GPUS);
-    let mut resources = overrides.resources.clone().unwrap_or_else(|| ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".into(), Quantity("2".into())),
-            ("memory".into(), Quantity("16Gi".into())),
-        ])),
-        limits: Some(BTreeMap::from([("memory".into(), Quantity("32Gi".into()))])),
-        ..Default::default()
-    });
+    let mut resources = overrides.resources.clone().unwrap_or_else(|| default_resources("2", "16Gi", "32Gi"));
     if gpus > 0 {
         let count = Quantity(gpus.to_string());
         resources.limits.get_or_insert_default().insert(GPU_RESOURCE.into(), count.clone());

@@ -7,10 +7,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, ResourceRequirements,
-    SecretVolumeSource, Volume,
+    Container, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, SecretVolumeSource, Volume,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
 use super::build::{
@@ -21,7 +19,9 @@ use super::engine::{self, fetch_container};
 use crate::api::endpoint::{EngineKind, ServedModel};
 use crate::contract::trainer::revision_folder;
 use crate::contract::{env, paths};
-use crate::operator::children::pod::{claims, in_pod, mount_claims, restricted_container, s3_credentials};
+use crate::operator::children::pod::{
+    claims, default_resources, in_pod, mount_claims, restricted_container, s3_credentials,
+};
 use crate::operator::settings::OperatorSettings;
 
 /// The port the gateway listens on.
@@ -198,14 +198,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
     let embedded = spec.engine.kind == EngineKind::Embedded;
     let resources = overrides.resources.clone().unwrap_or_else(|| {
         let (cpu, memory, limit) = if embedded { ("2", "2Gi", "4Gi") } else { ("500m", "1Gi", "2Gi") };
-        ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".into(), Quantity(cpu.into())),
-                ("memory".into(), Quantity(memory.into())),
-            ])),
-            limits: Some(BTreeMap::from([("memory".into(), Quantity(limit.into()))])),
-            ..Default::default()
-        }
+        default_resources(cpu, memory, limit)
     });
     let container = Container {
         name: "gateway".into(),

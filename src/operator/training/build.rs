@@ -9,8 +9,8 @@ use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, PodTemplateSpec,
-    ResourceRequirements, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, PodTemplateSpec, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -23,7 +23,8 @@ pub use crate::contract::trainer::{Run, revision_folder, run_output};
 use crate::contract::{TrainerConfig, paths};
 use crate::operator::children::naming::{NAME_LIMIT, child_labels, child_name, owner_reference};
 use crate::operator::children::pod::{
-    claims, in_pod, job_pod, mount_claims, restricted_container, s3_credentials, s3_env, secret_env,
+    claims, default_resources, in_pod, job_pod, mount_claims, restricted_container, s3_credentials, s3_env,
+    secret_env,
 };
 use crate::operator::children::{ApplyPolicy, ChildSet};
 use crate::operator::error::Result;
@@ -133,14 +134,7 @@ fn pod_template(
     env.extend(s3.map(s3_env).unwrap_or_default());
     let env_from = s3.and_then(s3_credentials);
     let overrides = &backend.pod;
-    let mut resources = overrides.resources.clone().unwrap_or_else(|| ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".into(), Quantity("4".into())),
-            ("memory".into(), Quantity("32Gi".into())),
-        ])),
-        limits: Some(BTreeMap::from([("memory".into(), Quantity("64Gi".into()))])),
-        ..Default::default()
-    });
+    let mut resources = overrides.resources.clone().unwrap_or_else(|| default_resources("4", "32Gi", "64Gi"));
     if backend.gpus > 0 {
         let gpus = Quantity(backend.gpus.to_string());
         resources.limits.get_or_insert_default().insert(backend.gpu_resource_name.clone(), gpus.clone());
