@@ -25,7 +25,10 @@ pub const MODEL_URI_RULE: &str = r"self.matches('^(hf://[A-Za-z0-9][A-Za-z0-9._-
 /// The message shown when [`MODEL_URI_RULE`] fails.
 pub const MODEL_URI_MESSAGE: &str =
     "must be hf://org/name[@revision], s3://bucket/prefix, pvc://claim/sub/path or file:///absolute/path";
-/// CEL: an HTTP(S) URL.
+/// An HTTP(S) URL, as an OpenAPI `pattern`: for strings inside lists, where a CEL rule's cost
+/// is multiplied by every enclosing list's `maxItems` and would blow the API server's budget.
+pub const HTTP_URL_PATTERN: &str = r"^https?://[^\s/$.?#][^\s]*$";
+/// CEL: an HTTP(S) URL (the same check as [`HTTP_URL_PATTERN`], with a message of its own).
 pub const HTTP_URL_RULE: &str = r"self.matches('^https?://[^\\s/$.?#][^\\s]*$')";
 /// The message shown when [`HTTP_URL_RULE`] fails.
 pub const HTTP_URL_MESSAGE: &str = "must be an http:// or https:// URL";

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -85,7 +86,7 @@ fn helm_lint_passes() {
         "--strict",
         CHART,
         "--set",
-        "rbac.clusterWide=false,serviceMonitor.enabled=true,networkPolicy.enabled=true",
+        "rbac.clusterWide=false,serviceMonitor.enabled=true,networkPolicy.enabled=true,networkPolicy.apiServer.cidrs[0]=10.0.0.1/32",
     ]);
 }
 
@@ -123,6 +124,9 @@ fn every_optional_object_renders_and_parses() {
         "rbac.clusterWide=false",
         "serviceMonitor.enabled=true",
         "networkPolicy.enabled=true",
+        "networkPolicy.apiServer.cidrs[0]=172.18.0.2/32",
+        "networkPolicy.apiServer.ports[0]=6443",
+        "networkPolicy.awsCIDRs=null",
         "namespace.create=true",
         "monitoring.alerts=true",
         "monitoring.dashboard=true",
@@ -136,7 +140,24 @@ fn every_optional_object_renders_and_parses() {
         "namespaced mode grants nothing cluster-wide: {kinds:?}"
     );
     let policy: NetworkPolicy = typed(find(&documents, "NetworkPolicy")[0]);
-    assert_eq!(policy.spec.unwrap().policy_types.unwrap(), ["Ingress", "Egress"]);
+    let spec = policy.spec.unwrap();
+    assert_eq!(spec.policy_types.unwrap(), ["Ingress", "Egress"]);
+    // DNS, then the API server alone: with awsCIDRs emptied, no other host is reachable.
+    let egress = spec.egress.unwrap();
+    assert_eq!(egress.len(), 2, "{egress:?}");
+    let api_server = &egress[1];
+    let cidrs: Vec<&str> =
+        api_server.to.as_ref().unwrap().iter().map(|p| p.ip_block.as_ref().unwrap().cidr.as_str()).collect();
+    assert_eq!(cidrs, ["172.18.0.2/32"]);
+    assert_eq!(api_server.ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(6443)));
+    // Without addresses and without a cluster to read them from, the chart says what to set.
+    let output = std::process::Command::new(repo::helm())
+        .args(["template", "twin-operator", CHART, "--set", "networkPolicy.enabled=true"])
+        .current_dir(repo::root())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("networkPolicy.apiServer.cidrs"), "{output:?}");
     let without_crds = render(&["crds.install=false"]);
     assert!(find(&without_crds, "CustomResourceDefinition").is_empty());
 }
@@ -182,11 +203,11 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
 }
 
 /// Widening RBAC must be a deliberate change of this list.
-fn expected_rules(read_secrets: bool) -> Vec<PolicyRule> {
+fn expected_rules() -> Vec<PolicyRule> {
     let manage = ["get", "list", "watch", "create", "patch", "delete"];
     // Applied and pruned, never read one by one or watched.
     let applied = ["list", "create", "patch", "delete"];
-    let mut rules = vec![
+    vec![
         rule(
             &["llmtwin.dev"],
             &["twindatasets", "twintrainingjobs", "twinendpoints"],
@@ -212,18 +233,14 @@ fn expected_rules(read_secrets: bool) -> Vec<PolicyRule> {
         rule(&["monitoring.coreos.com"], &["servicemonitors"], &applied),
         rule(&["keda.sh"], &["scaledobjects"], &applied),
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
-    ];
-    if read_secrets {
-        rules.push(rule(&[""], &["secrets"], &["get"]));
-    }
-    rules
+    ]
 }
 
 #[test]
 fn rbac_grants_exactly_the_verbs_the_operator_uses() {
     let documents = render(&[]);
     let cluster_role: ClusterRole = typed(find(&documents, "ClusterRole")[0]);
-    assert_eq!(cluster_role.rules.unwrap(), expected_rules(true));
+    assert_eq!(cluster_role.rules.unwrap(), expected_rules());
     let lease_role: Role = typed(find(&documents, "Role")[0]);
     assert_eq!(lease_role.metadata.namespace.as_deref(), Some("twin-system"));
     assert_eq!(
@@ -237,17 +254,48 @@ fn rbac_grants_exactly_the_verbs_the_operator_uses() {
         ("ServiceAccount", Some("twin-system"))
     );
     assert!(!serde_json::to_string(&documents).unwrap().contains("\"*\""), "no wildcard in any rule");
+    assert!(!serde_json::to_string(&documents).unwrap().contains("secrets"), "no Secret by default");
 
-    let namespaced = render(&["rbac.clusterWide=false", "rbac.readSecrets=false", "watchNamespace=twins"]);
+    let namespaced = render(&["rbac.clusterWide=false", "watchNamespace=twins"]);
     let roles: Vec<Role> = find(&namespaced, "Role").into_iter().map(typed).collect();
     let twins_role = roles
         .iter()
         .find(|r| r.metadata.namespace.as_deref() == Some("twins"))
         .expect("a Role in the watched namespace");
-    assert_eq!(twins_role.rules.clone().unwrap(), expected_rules(false));
+    assert_eq!(twins_role.rules.clone().unwrap(), expected_rules());
     let deployment = find(&namespaced, "Deployment")[0];
     let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
     assert!(env.iter().any(|e| e["name"] == "TWIN_WATCH_NAMESPACE" && e["value"] == "twins"));
+}
+
+/// SageMaker credentials: `get` on the named Secrets only, in their namespaces.
+#[test]
+fn sagemaker_credentials_are_readable_by_name_in_their_namespace_only() {
+    let documents = render(&[
+        "rbac.sagemakerCredentials[0].namespace=twins",
+        "rbac.sagemakerCredentials[0].names[0]=aws-sagemaker",
+        "rbac.sagemakerCredentials[1].namespace=research",
+        "rbac.sagemakerCredentials[1].names[0]=aws-a",
+        "rbac.sagemakerCredentials[1].names[1]=aws-b",
+    ]);
+    let roles: Vec<Role> = find(&documents, "Role").into_iter().map(typed).collect();
+    let secrets: Vec<(Option<&str>, Vec<PolicyRule>)> = roles
+        .iter()
+        .filter(|r| r.metadata.name.as_deref().is_some_and(|n| n.ends_with("-sagemaker-credentials")))
+        .map(|r| (r.metadata.namespace.as_deref(), r.rules.clone().unwrap()))
+        .collect();
+    let named = |names: &[&str]| PolicyRule {
+        resource_names: Some(names.iter().map(|n| n.to_string()).collect()),
+        ..rule(&[""], &["secrets"], &["get"])
+    };
+    assert_eq!(
+        secrets,
+        [(Some("twins"), vec![named(&["aws-sagemaker"])]), (Some("research"), vec![named(&["aws-a", "aws-b"])])]
+    );
+    let bindings: Vec<RoleBinding> = find(&documents, "RoleBinding").into_iter().map(typed).collect();
+    assert_eq!(bindings.iter().filter(|b| b.role_ref.name.ends_with("-sagemaker-credentials")).count(), 2);
+    let cluster_role: ClusterRole = typed(find(&documents, "ClusterRole")[0]);
+    assert_eq!(cluster_role.rules.unwrap(), expected_rules(), "no Secret in the ClusterRole");
 }
 
 #[test]

@@ -6,6 +6,8 @@ mod support;
 mod argocd;
 mod chart;
 mod chat;
+mod cluster_controllers;
+mod cluster_install;
 mod cli;
 mod crds;
 #[path = "../e2e/mod.rs"]

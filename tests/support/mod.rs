@@ -5,6 +5,7 @@
 
 /// The API server's checks of custom resources, which `twin up` shares.
 pub use twin_operator::local::schema as crd_schema;
+pub mod control_plane;
 pub mod fake_apiserver;
 pub mod gateway;
 pub mod git_http;

@@ -9,6 +9,7 @@
 //! Any kind works, typed (k8s-openapi) or not (a ServiceMonitor as a `DynamicObject`), so a
 //! new controller brings children without new applier code.
 
+pub mod job_pods;
 pub mod naming;
 pub mod pod;
 
@@ -177,30 +178,6 @@ where
         }
     }
     Ok(())
-}
-
-/// What the finished container of a Job's newest pod wrote to its termination-message path
-/// (the workload's one-line result), if any pod left one.
-pub async fn job_termination_message(ctx: &Context, namespace: &str, job: &str) -> Result<Option<String>> {
-    use k8s_openapi::api::core::v1::Pod;
-
-    let pods = ctx
-        .namespaced_api::<Pod>(namespace)
-        .list(&ListParams::default().labels(&format!("{}={job}", labels::JOB_NAME)))
-        .await
-        .map_err(|source| Error::ListChildren { kind: "Pod".into(), source })?;
-    Ok(pods
-        .items
-        .iter()
-        .filter_map(|p| {
-            p.status
-                .as_ref()?
-                .container_statuses
-                .as_ref()?
-                .iter()
-                .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-        })
-        .next_back())
 }
 
 #[cfg(test)]

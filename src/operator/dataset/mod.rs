@@ -18,7 +18,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
-use super::children::{apply_children, job_termination_message};
+use super::children::apply_children;
+use super::children::job_pods::observe_job_pods;
 use super::context::Context;
 use super::driver::{Validation, run_controller, settle};
 use super::error::{Error, Result};
@@ -78,7 +79,8 @@ async fn fetch_newest_build(ctx: &Context, dataset: &TwinDataset) -> Result<Obse
     if !job_finished(&job) {
         return Ok(ObservedBuild { job: Some(job), termination_message: None });
     }
-    let termination_message = job_termination_message(ctx, &namespace, &job.name_any()).await?;
+    let pods = observe_job_pods(ctx, &namespace, &job.name_any()).await?;
+    let termination_message = pods.termination_message().map(str::to_string);
     Ok(ObservedBuild { job: Some(job), termination_message })
 }
 

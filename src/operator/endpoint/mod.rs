@@ -19,11 +19,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use super::children::apply_children;
+use super::children::job_pods::twin_of_pod;
 use super::children::naming::{instance_label, is_controlled_by};
 use super::conditions::Assessment;
 use super::context::Context;
@@ -111,23 +112,6 @@ async fn observe(ctx: &Context, endpoint: &TwinEndpoint, namespace: &str) -> Res
     Ok(status::Observed { engine, gateway, pods })
 }
 
-/// A mapper for `.watches()`: a changed pod wakes the endpoint whose instance label it carries
-/// (pods belong to ReplicaSets, so no owner reference leads to the endpoint).
-fn endpoint_of_pod(
-    endpoints: &Store<TwinEndpoint>,
-) -> impl Fn(Pod) -> Option<ObjectRef<TwinEndpoint>> + use<> {
-    let endpoints = endpoints.clone();
-    move |pod: Pod| {
-        let instance = pod.labels().get(labels::INSTANCE)?.clone();
-        let namespace = pod.namespace();
-        endpoints
-            .state()
-            .into_iter()
-            .find(|e| e.namespace() == namespace && instance_label(&e.name_any()) == instance)
-            .map(|e| ObjectRef::from_obj(&*e))
-    }
-}
-
 /// The controller: TwinEndpoints, woken by changes of their spec, of the TwinTrainingJobs and
 /// TwinDatasets they reference, of their Deployments, and of their pods (a crash loop or an OOM
 /// kill shows at once, without waiting for the Deployment to change).
@@ -151,7 +135,7 @@ pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinEndpoint>, 
                 .watches(training_jobs, watcher::Config::default(), by_training_job)
                 .watches(datasets, watcher::Config::default(), by_dataset)
                 .owns(deployments, parts.clone())
-                .watches(pods, parts, endpoint_of_pod(endpoints))
+                .watches(pods, parts, twin_of_pod(endpoints))
         },
         reconcile,
     )

@@ -14,16 +14,17 @@ use std::sync::Arc;
 
 use futures::Future;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
-use super::children::{apply_children, job_termination_message};
+use super::children::apply_children;
+use super::children::job_pods::{observe_job_pods, twin_of_pod};
 use super::conditions::Assessment;
 use super::context::Context;
-use super::dataset::status::job_finished;
 use super::driver::{Validation, Verdict, referrers, run_controller, settle, with_finalizer};
 use super::error::{Error, Result};
 use super::references;
@@ -132,12 +133,12 @@ fn count_run(ctx: &Context, job: &TwinTrainingJob, phase: &TrainingPhase, status
     ctx.metrics.training_run(backend, name, duration);
 }
 
-/// The run's Job and, once it has finished, its trainer's result.
+/// The run's Job and its pods: the trainer's result once one finished, the scheduler's word
+/// while one waits.
 async fn fetch_run(ctx: &Context, namespace: &str, name: &str) -> Result<ObservedRun> {
     let Some(job) = ctx.fetch::<Job>(namespace, name).await? else { return Ok(ObservedRun::default()) };
-    let termination_message =
-        if job_finished(&job) { job_termination_message(ctx, namespace, name).await? } else { None };
-    Ok(ObservedRun { job: Some(job), termination_message })
+    let pods = observe_job_pods(ctx, namespace, name).await?;
+    Ok(ObservedRun { job: Some(job), pods })
 }
 
 /// The training job a trainer Job belongs to: its controller owner.
@@ -149,10 +150,12 @@ fn training_job_of(job: Job) -> Option<ObjectRef<TwinTrainingJob>> {
 }
 
 /// The controller: TwinTrainingJobs, woken by changes of their spec, of the TwinDatasets they
-/// reference and of their trainer Jobs.
+/// reference, of their trainer Jobs, and of the trainers' pods (a pod the scheduler cannot place
+/// changes nothing in its Job).
 pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinTrainingJob>, impl Future<Output = ()>) {
     let datasets = ctx.watched_api::<TwinDataset>();
     let jobs = ctx.watched_api::<Job>();
+    let pods = ctx.watched_api::<Pod>();
     let trainers =
         watcher::Config::default().labels(&format!("{}={}", labels::COMPONENT, labels::TRAINER_COMPONENT));
     run_controller(
@@ -162,11 +165,10 @@ pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinTrainingJob
             let by_dataset = referrers::<TwinTrainingJob, TwinDataset>(training_jobs, |job| {
                 Some(&job.spec.dataset_ref.name)
             });
-            controller.watches(datasets, watcher::Config::default(), by_dataset).watches(
-                jobs,
-                trainers,
-                training_job_of,
-            )
+            controller
+                .watches(datasets, watcher::Config::default(), by_dataset)
+                .watches(jobs, trainers.clone(), training_job_of)
+                .watches(pods, trainers, twin_of_pod(training_jobs))
         },
         reconcile,
     )

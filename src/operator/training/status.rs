@@ -12,18 +12,20 @@ use crate::api::training::{
 };
 use crate::contract::TrainerResult;
 use crate::contract::trainer::TrainerSuccess;
+use crate::operator::children::job_pods::JobPods;
 use crate::operator::conditions::Assessment;
 use crate::operator::dataset::status::job_condition;
 use crate::operator::driver::Verdict;
 use crate::storage::StorageUri;
 
-/// A run's Job as observed, with the termination message of its finished pod.
+/// A run's Job as observed, with what its pods say: the trainer's result (or its log tail)
+/// once one finished, the scheduler's message while one waits for a node.
 #[derive(Debug, Clone, Default)]
 pub struct ObservedRun {
     /// The Job, once it exists.
     pub job: Option<Job>,
-    /// What the trainer wrote to its termination-message path.
-    pub termination_message: Option<String>,
+    /// Its pods.
+    pub pods: JobPods,
 }
 
 /// The verdict and status a run gives. `output` is the run's artifact folder.
@@ -48,7 +50,7 @@ pub fn from_run(
     let mut status = new_run(job, run, &name, "kubernetes");
     let mut backend = status.backend.take().unwrap_or_default();
     status.start_time = job_status.start_time.clone().or(status.start_time);
-    let result = observed.termination_message.as_deref().map(TrainerResult::parse);
+    let result = observed.pods.termination_message().map(TrainerResult::parse);
     let assessment = if job_condition(child, "Complete") {
         match result {
             Some(Ok(TrainerResult::Succeeded(success))) => {
@@ -78,12 +80,15 @@ pub fn from_run(
                 &failure.reason,
                 format!("Job {name} failed: {}", failure.message),
             ),
-            _ => Assessment::not_ready(
-                TrainingPhase::Failed,
-                "TrainerFailed",
-                format!("Job {name} failed{why}; see kubectl logs job/{name}"),
-            ),
+            _ => died_without_a_result(&name, &why, &observed.pods),
         }
+    } else if let Some(scheduler) = &observed.pods.unschedulable {
+        backend.detail = Some("Unschedulable".into());
+        Assessment::not_ready(
+            TrainingPhase::Pending,
+            "TrainerUnschedulable",
+            format!("the trainer's pod of Job {name} cannot be scheduled: {scheduler}"),
+        )
     } else {
         let active = job_status.active.unwrap_or(0);
         backend.detail = Some(if active > 0 { "Running".into() } else { "Starting".into() });
@@ -95,6 +100,42 @@ pub fn from_run(
     };
     status.backend = Some(backend);
     (Verdict::settled(assessment), status)
+}
+
+/// Why a trainer that left no result failed, from how its container ended: out of memory
+/// (killed by the kernel, or a log tail naming the error), else the last lines of its log
+/// (what `FallbackToLogsOnError` leaves), else where to look.
+fn died_without_a_result(name: &str, why: &str, pods: &JobPods) -> Assessment<TrainingPhase> {
+    const TAIL_LINES: usize = 5;
+    let Some(end) = &pods.ended else {
+        return Assessment::not_ready(
+            TrainingPhase::Failed,
+            "TrainerFailed",
+            format!("Job {name} failed{why}; see kubectl logs job/{name}"),
+        );
+    };
+    let tail = end
+        .message_tail(TAIL_LINES)
+        .map_or_else(|| format!("; see kubectl logs job/{name}"), |t| format!("; its log ends:\n{t}"));
+    if end.out_of_memory() {
+        let how = match end.reason.as_deref() {
+            Some("OOMKilled") => format!("killed by the kernel (OOMKilled, exit code {})", end.exit_code),
+            _ => format!("exit code {}", end.exit_code),
+        };
+        return Assessment::not_ready(
+            TrainingPhase::Failed,
+            "OutOfMemory",
+            format!(
+                "Job {name} failed{why}: the trainer ran out of memory ({how}); use qlora, a shorter \
+                 sft.maxSeqLength, or a node with more memory{tail}"
+            ),
+        );
+    }
+    Assessment::not_ready(
+        TrainingPhase::Failed,
+        "TrainerFailed",
+        format!("Job {name} failed{why} with exit code {}{tail}", end.exit_code),
+    )
 }
 
 /// The stored status carried over to `run`, executed as `name` on the backend `kind`: the
