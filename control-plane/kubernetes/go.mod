@@ -1,10 +1,17 @@
 // The Kubernetes control plane the tests and `scripts/control-plane` run: kube-apiserver,
-// kube-controller-manager and kube-scheduler built from k8s.io/kubernetes at one release.
+// kube-controller-manager and kube-scheduler built from k8s.io/kubernetes at one release; and
+// crd-cost (./crd-cost), which estimates CRD rules' costs with the same release's packages.
 // k8s.io/kubernetes points its staging modules at ./staging; these replace lines pin each
 // one at the release's matching v0.Y.Z instead (the list is that release's own go.mod).
 module twin-operator/control-plane/kubernetes
 
 go 1.25.0
+
+require (
+	k8s.io/apiextensions-apiserver v0.0.0
+	k8s.io/apiserver v0.35.4
+	sigs.k8s.io/yaml v1.6.0
+)
 
 require (
 	cel.dev/expr v0.24.0 // indirect
@@ -126,9 +133,7 @@ require (
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	k8s.io/api v0.35.4 // indirect
-	k8s.io/apiextensions-apiserver v0.0.0 // indirect
 	k8s.io/apimachinery v0.35.4 // indirect
-	k8s.io/apiserver v0.35.4 // indirect
 	k8s.io/client-go v0.35.4 // indirect
 	k8s.io/cloud-provider v0.35.4 // indirect
 	k8s.io/cluster-bootstrap v0.0.0 // indirect
@@ -159,7 +164,6 @@ require (
 	sigs.k8s.io/json v0.0.0-20250730193827-2d320260d730 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.3.0 // indirect
-	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
 tool (

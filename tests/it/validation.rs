@@ -2,8 +2,8 @@
 //! OpenAPI part of the schema (types, ranges, patterns, unknown fields, list uniqueness). Each
 //! case runs twice: against the real API server (through kubectl, so the message is the one users
 //! see), and against the checks `twin up` shares (kube-cel and jsonschema), which must agree.
-//! Whether the CRDs' rules fit the API server's cost budget is the real API server's to say:
-//! `cluster_install.rs` installs them.
+//! Whether the CRDs' rules fit the API server's cost budget is the real API server's to say
+//! (`cluster_install.rs` installs them); the margin is measured with its own estimator.
 
 use std::collections::BTreeSet;
 
@@ -402,6 +402,41 @@ fn every_cel_rule_has_a_rejecting_and_an_accepting_case() {
         }
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+/// The API server refuses a CRD with a rule whose estimated cost, times the most times it can
+/// run, is over 10,000,000, or whose rules sum over 100,000,000. Measured with its own code
+/// (`crd-cost`, built with the control plane from the same release), each rule stays under a
+/// quarter of that, and each CRD too, so that a new field or rule has room.
+#[test]
+fn cel_rules_cost_at_most_a_quarter_of_the_api_servers_budget() {
+    const RULE_LIMIT: u64 = 10_000_000;
+    const CRD_LIMIT: u64 = 100_000_000;
+    let build = std::process::Command::new(crate::support::repo::path("scripts/control-plane"))
+        .arg("build")
+        .output()
+        .expect("scripts/control-plane starts");
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    let bin = std::path::PathBuf::from(String::from_utf8(build.stdout).unwrap().trim());
+    let crds = crate::support::repo::files_with_extension("crds", "yaml");
+    let output = std::process::Command::new(bin.join("crd-cost")).args(&crds).output().expect("crd-cost runs");
+    assert!(output.status.success(), "crd-cost: {}", String::from_utf8_lossy(&output.stderr));
+    let rules: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(rules.len() >= 30, "crd-cost found {} rules: it must see every CRD's", rules.len());
+    let mut totals = std::collections::BTreeMap::<String, u64>::new();
+    for rule in &rules {
+        let cost = rule["cost"].as_u64().unwrap();
+        *totals.entry(rule["crd"].as_str().unwrap().to_string()).or_default() += cost;
+        assert!(cost <= RULE_LIMIT / 4, "{} {}: {} costs {cost}, over a quarter of {RULE_LIMIT}", rule["crd"], rule["path"], rule["rule"]);
+    }
+    assert_eq!(totals.len(), 3, "{totals:?}");
+    for (crd, total) in totals {
+        assert!(total <= CRD_LIMIT / 4, "{crd}: its rules cost {total} in all, over a quarter of {CRD_LIMIT}");
+    }
 }
 
 /// Objects the OpenAPI part of the schema refuses, each with the field its error names.
