@@ -204,7 +204,9 @@ pub struct WebSource {
 // list's maxItems, and a regex rule on up to 32 sources of 100 URLs cost 1.8 times its budget.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(transparent)]
-pub struct WebUrl(#[schemars(length(min = 1, max = 2048), regex(pattern = crate::api::common::HTTP_URL_PATTERN))] pub String);
+pub struct WebUrl(
+    #[schemars(length(min = 1, max = 2048), regex(pattern = crate::api::common::HTTP_URL_PATTERN))] pub String,
+);
 
 fn default_max_pages() -> u32 {
     50

@@ -75,11 +75,7 @@ async fn wait_for_phase<K>(api: &Api<K>, name: &str, phase: &str, reason: &str) 
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
 {
-    eventually(&format!("{name} to be {phase}/{reason}"), Duration::from_secs(60), || async {
-        let object = serde_json::to_value(api.get_opt(name).await.ok()??).ok()?;
-        wait::has_phase(&object, phase, reason).then_some(object)
-    })
-    .await
+    wait::for_phase(api, name, phase, reason, Duration::from_secs(60)).await
 }
 
 async fn apply_example(client: &Client, namespace: &str, file: &str) {

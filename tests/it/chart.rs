@@ -290,7 +290,10 @@ fn sagemaker_credentials_are_readable_by_name_in_their_namespace_only() {
     };
     assert_eq!(
         secrets,
-        [(Some("twins"), vec![named(&["aws-sagemaker"])]), (Some("research"), vec![named(&["aws-a", "aws-b"])])]
+        [
+            (Some("twins"), vec![named(&["aws-sagemaker"])]),
+            (Some("research"), vec![named(&["aws-a", "aws-b"])])
+        ]
     );
     let bindings: Vec<RoleBinding> = find(&documents, "RoleBinding").into_iter().map(typed).collect();
     assert_eq!(bindings.iter().filter(|b| b.role_ref.name.ends_with("-sagemaker-credentials")).count(), 2);

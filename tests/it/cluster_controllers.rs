@@ -29,24 +29,11 @@ where
     wait::eventually(what, STEP, Duration::from_millis(200), check).await
 }
 
-/// Waits until a twin reports `phase` with the Ready reason `reason` for its generation.
 async fn wait_for_phase<K>(api: &Api<K>, name: &str, phase: &str, reason: &str) -> Value
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
 {
-    let deadline = std::time::Instant::now() + STEP;
-    let mut last = Value::Null;
-    loop {
-        if let Ok(Some(object)) = api.get_opt(name).await {
-            let object = serde_json::to_value(object).unwrap();
-            if wait::has_phase(&object, phase, reason) {
-                return object;
-            }
-            last = object["status"].clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "{name} did not become {phase}/{reason} in {STEP:?}; its status: {last}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::for_phase(api, name, phase, reason, STEP).await
 }
 
 /// What the README asks of a namespace before the examples: the ServiceAccounts their pods run
@@ -63,12 +50,15 @@ async fn prepare_namespace(client: &Client, namespace: &str) {
         json!({"metadata": {"name": "paul-drafts"}, "data": {"draft.md": "# A draft"}}),
     )
     .unwrap();
-    Api::<ConfigMap>::namespaced(client.clone(), namespace).create(&PostParams::default(), &drafts).await.unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &drafts)
+        .await
+        .unwrap();
 }
 
-fn apply_example(client: &Client, namespace: &str, file: &str) -> impl std::future::Future<Output = ()> {
-    let (client, namespace, path) = (client.clone(), namespace.to_string(), repo::path(&format!("manifests/examples/{file}")));
-    async move { twins::apply_file(&client, &namespace, &path, "kubectl").await }
+async fn apply_example(client: &Client, namespace: &str, file: &str) {
+    let path = repo::path(&format!("manifests/examples/{file}"));
+    twins::apply_file(client, namespace, &path, "kubectl").await
 }
 
 /// The running pod of a Job, once the real Job controller created it and the scheduler placed it.
@@ -79,13 +69,18 @@ async fn running_pod_of_job(client: &Client, namespace: &str, job: &str) -> Pod 
     loop {
         let list = pods.list(&selector).await.unwrap();
         let running = list.items.iter().find(|p| {
-            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") && p.metadata.deletion_timestamp.is_none()
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                && p.metadata.deletion_timestamp.is_none()
         });
         if let Some(pod) = running {
             return pod.clone();
         }
         if std::time::Instant::now() > deadline {
-            let seen: Vec<_> = list.items.iter().map(|p| (p.name_any(), p.spec.as_ref().and_then(|s| s.node_name.clone()), p.status.clone())).collect();
+            let seen: Vec<_> = list
+                .items
+                .iter()
+                .map(|p| (p.name_any(), p.spec.as_ref().and_then(|s| s.node_name.clone()), p.status.clone()))
+                .collect();
             panic!("no running pod of Job {job} in {STEP:?}; its pods: {seen:?}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -98,7 +93,24 @@ async fn publish_dataset(client: &Client, namespace: &str, revision: &str) -> Va
     let pod = running_pod_of_job(client, namespace, "paul-build-1").await;
     assert!(pod.spec.as_ref().unwrap().node_name.as_deref().unwrap().starts_with("kwok-"));
     end_pod(client, namespace, &pod.name_any(), 0, None, &build_result("paul", revision)).await;
-    wait_for_phase(&Api::<TwinDataset>::namespaced(client.clone(), namespace), "paul", "Ready", "RevisionPublished").await
+    wait_for_phase(
+        &Api::<TwinDataset>::namespaced(client.clone(), namespace),
+        "paul",
+        "Ready",
+        "RevisionPublished",
+    )
+    .await
+}
+
+/// A fresh namespace prepared as the README asks, an admin client, and an operator reconciling
+/// that namespace as the chart's ServiceAccount.
+async fn scene(prefix: &str) -> (String, Client, twin_operator::operator::Operator) {
+    let plane = control_plane::shared();
+    let namespace = plane.namespace(prefix).await;
+    let client = plane.admin().await;
+    prepare_namespace(&client, &namespace).await;
+    let operator = plane.operator(&namespace, "replica-a").await;
+    (namespace, client, operator)
 }
 
 /// Names of the objects of one kind in a namespace.
@@ -116,11 +128,7 @@ where
 #[tokio::test]
 async fn a_build_job_completing_on_a_kwok_node_makes_the_dataset_ready_and_deletion_collects_its_children() {
     use k8s_openapi::api::batch::v1::{CronJob, Job};
-    let plane = control_plane::shared();
-    let namespace = plane.namespace("dataset").await;
-    let client = plane.admin().await;
-    prepare_namespace(&client, &namespace).await;
-    let operator = plane.operator(&namespace, "replica-a").await;
+    let (namespace, client, operator) = scene("dataset").await;
     let ready = publish_dataset(&client, &namespace, "rev-1").await;
     assert_eq!(ready["status"]["revision"], "rev-1");
     assert_eq!(ready["status"]["stats"]["documents"], 12);
@@ -169,17 +177,14 @@ async fn create_gpu_node(client: &Client, name: &str, gpus: u32) {
         ready.then_some(())
     })
     .await;
-    let untainted = json!({"spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]}});
+    let untainted =
+        json!({"spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]}});
     nodes.patch(name, &PatchParams::default(), &Patch::Merge(untainted)).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_gpu_trainer_waits_unschedulable_until_a_node_with_gpus_exists_and_an_oom_is_reported() {
-    let plane = control_plane::shared();
-    let namespace = plane.namespace("training").await;
-    let client = plane.admin().await;
-    prepare_namespace(&client, &namespace).await;
-    let operator = plane.operator(&namespace, "replica-a").await;
+    let (namespace, client, operator) = scene("training").await;
     publish_dataset(&client, &namespace, "rev-1").await;
     // The example asks for one GPU on an L4 node; there is none yet.
     apply_example(&client, &namespace, "twintrainingjob.yaml").await;
@@ -196,7 +201,10 @@ async fn a_gpu_trainer_waits_unschedulable_until_a_node_with_gpus_exists_and_an_
         message.contains("Insufficient nvidia.com/gpu").then_some(message)
     })
     .await;
-    assert!(insufficient.contains("TrainerUnschedulable") || insufficient.contains("cannot be scheduled"), "{insufficient}");
+    assert!(
+        insufficient.contains("TrainerUnschedulable") || insufficient.contains("cannot be scheduled"),
+        "{insufficient}"
+    );
     // One with GPUs does, and the trainer runs there.
     let gpu_node = format!("kwok-l4-{suffix}");
     create_gpu_node(&client, &gpu_node, 2).await;
@@ -212,7 +220,11 @@ async fn a_gpu_trainer_waits_unschedulable_until_a_node_with_gpus_exists_and_an_
     end_pod(&client, &namespace, &pod.name_any(), 1, None, log_tail).await;
     let failed = wait_for_phase(&jobs, "paul-v1", "Failed", "OutOfMemory").await;
     let message = failed["status"]["conditions"][0]["message"].as_str().unwrap();
-    assert!(message.contains("ran out of memory") && message.contains("CUDA out of memory. Tried to allocate 2.00 GiB"), "{message}");
+    assert!(
+        message.contains("ran out of memory")
+            && message.contains("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        "{message}"
+    );
     operator.shutdown().await;
 }
 
@@ -239,23 +251,21 @@ async fn the_leader_lease_is_taken_over_when_the_leader_stops() {
 
 #[tokio::test]
 async fn an_endpoint_rolls_out_through_the_real_controllers_and_reports_crash_loops_and_oom_kills() {
-    let plane = control_plane::shared();
-    let namespace = plane.namespace("endpoint").await;
-    let client = plane.admin().await;
-    prepare_namespace(&client, &namespace).await;
+    let (namespace, client, operator) = scene("endpoint").await;
     let suffix = namespace.rsplit('-').next().unwrap();
     create_gpu_node(&client, &format!("kwok-l4-serve-{suffix}"), 2).await;
-    let operator = plane.operator(&namespace, "replica-a").await;
     publish_dataset(&client, &namespace, "rev-1").await;
     apply_example(&client, &namespace, "twintrainingjob.yaml").await;
     let pod = running_pod_of_job(&client, &namespace, "paul-v1-train-g1-rev1").await;
-    end_pod(&client, &namespace, &pod.name_any(), 0, None, r#"{"status":"Succeeded","sftTrainLoss":1.2}"#).await;
+    end_pod(&client, &namespace, &pod.name_any(), 0, None, r#"{"status":"Succeeded","sftTrainLoss":1.2}"#)
+        .await;
     let jobs = Api::<TwinTrainingJob>::namespaced(client.clone(), &namespace);
     wait_for_phase(&jobs, "paul-v1", "Succeeded", "AdapterPublished").await;
 
     // The example without its model-cache claim and ServiceMonitor (no storage provisioner and no
     // Prometheus Operator here).
-    let mut endpoint: Value = serde_saphyr::from_str(&repo::read("manifests/examples/twinendpoint.yaml")).unwrap();
+    let mut endpoint: Value =
+        serde_saphyr::from_str(&repo::read("manifests/examples/twinendpoint.yaml")).unwrap();
     endpoint["metadata"]["namespace"] = json!(namespace);
     endpoint["spec"]["engine"]["modelCache"] = json!({"sizeLimit": "20Gi"});
     endpoint["spec"]["monitoring"] = json!({"serviceMonitor": false});
@@ -270,14 +280,21 @@ async fn an_endpoint_rolls_out_through_the_real_controllers_and_reports_crash_lo
     let part_pod = |component: &'static str| {
         let pods = pods.clone();
         async move {
-            let list = pods.list(&ListParams::default().labels(&format!("app.kubernetes.io/component={component}"))).await.unwrap();
+            let list = pods
+                .list(&ListParams::default().labels(&format!("app.kubernetes.io/component={component}")))
+                .await
+                .unwrap();
             list.items.into_iter().next().unwrap_or_else(|| panic!("no {component} pod")).name_any()
         }
     };
     let engine = part_pod("engine").await;
-    end_pod(&client, &namespace, &engine, 1, None, "RuntimeError: CUDA error: no kernel image is available").await;
+    end_pod(&client, &namespace, &engine, 1, None, "RuntimeError: CUDA error: no kernel image is available")
+        .await;
     let degraded = wait_for_phase(&endpoints, "paul", "Degraded", "EngineCrashLoopBackOff").await;
-    assert!(degraded["status"]["conditions"][0]["message"].as_str().unwrap().contains("no kernel image"), "{degraded}");
+    assert!(
+        degraded["status"]["conditions"][0]["message"].as_str().unwrap().contains("no kernel image"),
+        "{degraded}"
+    );
     let gateway = part_pod("gateway").await;
     end_pod(&client, &namespace, &gateway, 137, Some("OOMKilled"), "").await;
     // The engine still crash-loops and speaks first; once it is replaced the gateway's OOM shows.

@@ -10,14 +10,16 @@ use kube::api::Api;
 
 use crate::support::control_plane::{self, RELEASE, RELEASE_NAMESPACE};
 
-const CRDS: [&str; 3] = ["twindatasets.llmtwin.dev", "twintrainingjobs.llmtwin.dev", "twinendpoints.llmtwin.dev"];
+const CRDS: [&str; 3] =
+    ["twindatasets.llmtwin.dev", "twintrainingjobs.llmtwin.dev", "twinendpoints.llmtwin.dev"];
 
 #[tokio::test]
 async fn helm_install_deploys_the_chart_and_the_operator_rolls_out() {
     let plane = control_plane::shared();
     assert!(plane.helm_install_output.contains("STATUS: deployed"), "{}", plane.helm_install_output);
     let client = plane.admin().await;
-    let deployment = Api::<Deployment>::namespaced(client.clone(), RELEASE_NAMESPACE).get(RELEASE).await.unwrap();
+    let deployment =
+        Api::<Deployment>::namespaced(client.clone(), RELEASE_NAMESPACE).get(RELEASE).await.unwrap();
     let status = deployment.status.unwrap_or_default();
     assert_eq!(status.available_replicas, Some(1), "the operator's Deployment: {status:?}");
     for name in CRDS {
@@ -44,7 +46,11 @@ async fn kubectl_applies_the_crds_and_the_install_manifest() {
     // Every object of install.yaml through the API server's validation and admission; dry-run,
     // as the chart's release already owns them.
     let install = plane.run_kubectl(&["apply", "--dry-run=server", "-f", "manifests/install.yaml"]);
-    for object in ["namespace/twin-system", "deployment.apps/twin-operator", "clusterrole.rbac.authorization.k8s.io/twin-operator"] {
+    for object in [
+        "namespace/twin-system",
+        "deployment.apps/twin-operator",
+        "clusterrole.rbac.authorization.k8s.io/twin-operator",
+    ] {
         assert!(install.contains(object), "kubectl apply -f manifests/install.yaml said: {install}");
     }
 }

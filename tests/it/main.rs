@@ -6,9 +6,9 @@ mod support;
 mod argocd;
 mod chart;
 mod chat;
+mod cli;
 mod cluster_controllers;
 mod cluster_install;
-mod cli;
 mod crds;
 #[path = "../e2e/mod.rs"]
 mod e2e;

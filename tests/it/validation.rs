@@ -340,6 +340,26 @@ fn endpoint_cases() -> Vec<Case> {
     ]
 }
 
+/// What is wrong when a checker (`Err` with its messages) gives a case another verdict than
+/// expected: accepted when it should reject, or rejected without the rule's message.
+fn wrong_verdict<T: std::fmt::Debug>(
+    case: &Case,
+    checker: &str,
+    result: &Result<T, Vec<String>>,
+) -> Option<String> {
+    match (case.accepts, result) {
+        (true, Ok(_)) => None,
+        (false, Err(messages)) if messages.iter().any(|m| m.contains(case.rule_message)) => None,
+        _ => Some(format!(
+            "{} {} ({}): expected {}, {checker} said {result:?}",
+            case.kind,
+            case.patch,
+            case.rule_message,
+            if case.accepts { "acceptance" } else { "rejection with the rule's message" }
+        )),
+    }
+}
+
 fn all_cases() -> Vec<Case> {
     let mut cases = dataset_cases();
     cases.extend(training_cases());
@@ -359,18 +379,7 @@ fn every_case_gets_the_expected_verdict() {
                 .check(old, None)
                 .unwrap_or_else(|e| panic!("the stored object of a {} case is invalid: {e:?}", case.kind));
         }
-        let result = catalog.check(&new, old.as_ref());
-        match (case.accepts, &result) {
-            (true, Ok(_)) => {}
-            (false, Err(errors)) if errors.iter().any(|e| e.contains(case.rule_message)) => {}
-            _ => failures.push(format!(
-                "{} {} ({}): expected {}, got {result:?}",
-                case.kind,
-                case.patch,
-                case.rule_message,
-                if case.accepts { "acceptance" } else { "rejection with the rule's message" }
-            )),
-        }
+        failures.extend(wrong_verdict(&case, "twin up's checks", &catalog.check(&new, old.as_ref())));
     }
     assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
 }
@@ -419,7 +428,8 @@ fn cel_rules_cost_at_most_a_quarter_of_the_api_servers_budget() {
     assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
     let bin = std::path::PathBuf::from(String::from_utf8(build.stdout).unwrap().trim());
     let crds = crate::support::repo::files_with_extension("crds", "yaml");
-    let output = std::process::Command::new(bin.join("crd-cost")).args(&crds).output().expect("crd-cost runs");
+    let output =
+        std::process::Command::new(bin.join("crd-cost")).args(&crds).output().expect("crd-cost runs");
     assert!(output.status.success(), "crd-cost: {}", String::from_utf8_lossy(&output.stderr));
     let rules: Vec<Value> = String::from_utf8(output.stdout)
         .unwrap()
@@ -431,11 +441,20 @@ fn cel_rules_cost_at_most_a_quarter_of_the_api_servers_budget() {
     for rule in &rules {
         let cost = rule["cost"].as_u64().unwrap();
         *totals.entry(rule["crd"].as_str().unwrap().to_string()).or_default() += cost;
-        assert!(cost <= RULE_LIMIT / 4, "{} {}: {} costs {cost}, over a quarter of {RULE_LIMIT}", rule["crd"], rule["path"], rule["rule"]);
+        assert!(
+            cost <= RULE_LIMIT / 4,
+            "{} {}: {} costs {cost}, over a quarter of {RULE_LIMIT}",
+            rule["crd"],
+            rule["path"],
+            rule["rule"]
+        );
     }
     assert_eq!(totals.len(), 3, "{totals:?}");
     for (crd, total) in totals {
-        assert!(total <= CRD_LIMIT / 4, "{crd}: its rules cost {total} in all, over a quarter of {CRD_LIMIT}");
+        assert!(
+            total <= CRD_LIMIT / 4,
+            "{crd}: its rules cost {total} in all, over a quarter of {CRD_LIMIT}"
+        );
     }
 }
 
@@ -536,23 +555,6 @@ fn document(kind: &str, patch: &Value, name: &str, namespace: &str) -> String {
     object.to_string()
 }
 
-/// Runs kubectl with `stdin`; Ok(stdout) or Err(stderr), as a user would read them.
-fn kubectl_with(plane: &control_plane::ControlPlane, args: &[&str], stdin: &str) -> Result<String, String> {
-    use std::io::Write;
-    let mut child = plane
-        .kubectl()
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl starts");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    if output.status.success() { Ok(text(&output.stdout)) } else { Err(text(&output.stderr)) }
-}
-
 #[tokio::test]
 async fn the_real_api_server_gives_every_case_its_verdict_with_the_rules_message() {
     let plane = control_plane::shared();
@@ -562,25 +564,16 @@ async fn the_real_api_server_gives_every_case_its_verdict_with_the_rules_message
         let name = format!("case-{i}");
         let new = document(case.kind, &case.patch, &name, &namespace);
         let result = match &case.old_patch {
-            None => kubectl_with(plane, &["create", "--dry-run=server", "-f", "-"], &new),
+            None => plane.kubectl_with_input(&["create", "--dry-run=server", "-f", "-"], &new),
             Some(old_patch) => {
                 let old = document(case.kind, old_patch, &name, &namespace);
-                kubectl_with(plane, &["create", "-f", "-"], &old)
+                plane
+                    .kubectl_with_input(&["create", "-f", "-"], &old)
                     .unwrap_or_else(|e| panic!("the stored object of case {i} is refused: {e}"));
-                kubectl_with(plane, &["replace", "--dry-run=server", "-f", "-"], &new)
+                plane.kubectl_with_input(&["replace", "--dry-run=server", "-f", "-"], &new)
             }
         };
-        match (case.accepts, &result) {
-            (true, Ok(_)) => {}
-            (false, Err(message)) if message.contains(case.rule_message) => {}
-            _ => failures.push(format!(
-                "{} {} ({}): expected {}, kubectl said {result:?}",
-                case.kind,
-                case.patch,
-                case.rule_message,
-                if case.accepts { "acceptance" } else { "rejection with the rule's message" }
-            )),
-        }
+        failures.extend(wrong_verdict(case, "kubectl", &result.map_err(|message| vec![message])));
     }
     assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
 }
@@ -593,9 +586,13 @@ async fn the_real_api_server_refuses_every_malformed_object_naming_the_field() {
         let object = document(kind, &patch, &format!("bad-{i}"), &namespace);
         // kubectl's default field validation is Strict: an unknown field is an error, as in
         // `twin up`; a client that asks for less gets it pruned instead.
-        let message = kubectl_with(plane, &["create", "--dry-run=server", "-f", "-"], &object)
+        let message = plane
+            .kubectl_with_input(&["create", "--dry-run=server", "-f", "-"], &object)
             .expect_err(&format!("{kind} {patch} must be refused"));
-        assert!(message.contains(expected_path), "{kind} {patch}: kubectl said {message:?}, not naming {expected_path}");
+        assert!(
+            message.contains(expected_path),
+            "{kind} {patch}: kubectl said {message:?}, not naming {expected_path}"
+        );
     }
 }
 
@@ -605,12 +602,12 @@ async fn the_real_api_server_fills_in_the_same_defaults() {
     let namespace = plane.namespace("defaults").await;
     let catalog = CrdCatalog::generated();
     for kind in ["TwinDataset", "TwinTrainingJob", "TwinEndpoint"] {
-        let created = kubectl_with(
-            plane,
-            &["create", "--dry-run=server", "-o", "json", "-f", "-"],
-            &document(kind, &json!({}), "defaults", &namespace),
-        )
-        .unwrap_or_else(|e| panic!("the base {kind} is refused: {e}"));
+        let created = plane
+            .kubectl_with_input(
+                &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+                &document(kind, &json!({}), "defaults", &namespace),
+            )
+            .unwrap_or_else(|e| panic!("the base {kind} is refused: {e}"));
         let created: Value = serde_json::from_str(&created).unwrap();
         let mut local = base(kind);
         local["metadata"] = json!({"name": "defaults", "namespace": namespace});
@@ -651,18 +648,30 @@ async fn removing_optional_blocks_and_applying_server_side_returns_to_the_defaul
     let namespace = plane.namespace("removal").await;
     for kind in ["TwinDataset", "TwinTrainingJob", "TwinEndpoint"] {
         let apply = |patch: &Value, name: &str| {
-            kubectl_with(
-                plane,
-                &["apply", "--server-side", "--field-manager", "argocd-controller", "-o", "json", "-f", "-"],
-                &document(kind, patch, name, &namespace),
-            )
-            .map(|out| serde_json::from_str::<Value>(&out).unwrap())
-            .unwrap_or_else(|e| panic!("applying {kind}: {e}"))
+            plane
+                .kubectl_with_input(
+                    &[
+                        "apply",
+                        "--server-side",
+                        "--field-manager",
+                        "argocd-controller",
+                        "-o",
+                        "json",
+                        "-f",
+                        "-",
+                    ],
+                    &document(kind, patch, name, &namespace),
+                )
+                .map(|out| serde_json::from_str::<Value>(&out).unwrap())
+                .unwrap_or_else(|e| panic!("applying {kind}: {e}"))
         };
         let full = apply(&optional_blocks(kind), "edited");
         assert_ne!(full["spec"], apply(&json!({}), "fresh")["spec"], "{kind}: the blocks changed nothing");
         let removed = apply(&json!({}), "edited");
         let fresh = apply(&json!({}), "fresh");
-        assert_eq!(removed["spec"], fresh["spec"], "{kind}: removing the optional blocks left them in the stored spec");
+        assert_eq!(
+            removed["spec"], fresh["spec"],
+            "{kind}: removing the optional blocks left them in the stored spec"
+        );
     }
 }

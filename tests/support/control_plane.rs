@@ -81,7 +81,9 @@ impl ControlPlane {
         // the Deployment controller rolls out onto a kwok node; --wait waits for it).
         let helm = run(
             "helm install",
-            plane.helm().args(["install", RELEASE, "charts/twin-operator", "--namespace", RELEASE_NAMESPACE])
+            plane
+                .helm()
+                .args(["install", RELEASE, "charts/twin-operator", "--namespace", RELEASE_NAMESPACE])
                 .args(["--create-namespace", "--wait", "--timeout", "120s"]),
         );
         plane.helm_install_output = String::from_utf8_lossy(&helm.stdout).into_owned();
@@ -119,6 +121,25 @@ impl ControlPlane {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Runs kubectl as the admin with `input` on its standard input: Ok(what it printed) or
+    /// Err(what it said on standard error), the words a user reads.
+    pub fn kubectl_with_input(&self, args: &[&str], input: &str) -> Result<String, String> {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = self
+            .kubectl()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl starts");
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        if output.status.success() { Ok(text(&output.stdout)) } else { Err(text(&output.stderr)) }
+    }
+
     /// A client with the admin's rights (the test's own hands).
     pub async fn admin(&self) -> Client {
         client(&self.admin_kubeconfig).await
@@ -139,7 +160,8 @@ impl ControlPlane {
             .await
             .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
         // Pods are admitted only once the namespace's default ServiceAccount exists.
-        let accounts = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(self.admin().await, &name);
+        let accounts =
+            Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(self.admin().await, &name);
         super::wait::eventually(
             &format!("the default ServiceAccount of {name}"),
             std::time::Duration::from_secs(20),
@@ -175,7 +197,14 @@ async fn client(kubeconfig: &Path) -> Client {
 /// How a pod on a kwok node ends (control-plane/kwok-stages.yaml): its containers terminate
 /// with `exit_code`, `reason` and `message`. A Job's pod then Succeeds or Fails; a
 /// Deployment's crash-loops with that as its last state.
-pub async fn end_pod(client: &Client, namespace: &str, pod: &str, exit_code: i32, reason: Option<&str>, message: &str) {
+pub async fn end_pod(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    exit_code: i32,
+    reason: Option<&str>,
+    message: &str,
+) {
     let mut annotations = json!({
         "kwok.llmtwin.dev/exit-code": exit_code.to_string(),
         "kwok.llmtwin.dev/message": message,

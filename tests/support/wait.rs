@@ -29,3 +29,33 @@ pub fn has_phase(object: &serde_json::Value, phase: &str, reason: &str) -> bool 
         && ready.is_some_and(|r| r["reason"] == reason)
         && status["observedGeneration"] == object["metadata"]["generation"]
 }
+
+/// Polls a twin until it reports `phase` with the Ready reason `reason` for its current
+/// generation; panics after `timeout` with the status it last had.
+pub async fn for_phase<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    phase: &str,
+    reason: &str,
+    timeout: Duration,
+) -> serde_json::Value
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = serde_json::Value::Null;
+    loop {
+        if let Ok(Some(object)) = api.get_opt(name).await {
+            let object = serde_json::to_value(object).unwrap();
+            if has_phase(&object, phase, reason) {
+                return object;
+            }
+            last = object["status"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not become {phase}/{reason} in {timeout:?}; its status: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -75,7 +75,9 @@ impl JobPods {
         let unschedulable = pods.last().and_then(|pod| {
             let conditions = pod.status.as_ref()?.conditions.as_ref()?;
             let condition = conditions.iter().find(|c| {
-                c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
             })?;
             Some(condition.message.clone().unwrap_or_else(|| "no node fits the pod".into()))
         });
@@ -119,8 +121,10 @@ mod tests {
     use super::*;
 
     fn pod(created: &str, status: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": created, "creationTimestamp": created}, "status": status}))
-            .unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": created, "creationTimestamp": created}, "status": status}),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -140,8 +144,12 @@ mod tests {
             json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                 "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]}),
         );
-        let pods = JobPods::from_pods(vec![pod("2026-01-01T00:00:01Z", failed(1, "Error", "first")), pending]);
-        assert_eq!(pods.unschedulable.as_deref(), Some("0/3 nodes are available: 3 Insufficient nvidia.com/gpu."));
+        let pods =
+            JobPods::from_pods(vec![pod("2026-01-01T00:00:01Z", failed(1, "Error", "first")), pending]);
+        assert_eq!(
+            pods.unschedulable.as_deref(),
+            Some("0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")
+        );
         assert_eq!(pods.termination_message(), Some("first"));
     }
 
@@ -153,7 +161,14 @@ mod tests {
             message: Some(message.into()),
         };
         assert!(end(137, "OOMKilled", "").out_of_memory());
-        assert!(end(1, "Error", "Traceback\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB").out_of_memory());
+        assert!(
+            end(
+                1,
+                "Error",
+                "Traceback\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+            )
+            .out_of_memory()
+        );
         assert!(!end(1, "Error", "ValueError: bad config").out_of_memory());
         let tail = end(1, "Error", "a\n\nb\nc\n  \nd\n").message_tail(3);
         assert_eq!(tail.as_deref(), Some("b\nc\nd"));
