@@ -1,7 +1,10 @@
 //! Benchmark: 1,000 twins of mixed kinds (40% TwinDatasets, 40% TwinTrainingJobs, 20%
-//! TwinEndpoints) created on the fake API server, reconciled by a real `twin operator` process.
-//! Reports the time until every object's status shows its generation, and the operator's peak
-//! resident memory (VmHWM).
+//! TwinEndpoints) created on the real control plane (`scripts/control-plane`, with the chart
+//! installed, as the tests start it), reconciled by a real `twin operator` process running as
+//! the chart's ServiceAccount. Reports the time until every object's status shows its
+//! generation, and the operator's peak resident memory (VmHWM). The datasets' build Jobs are
+//! real Jobs whose pods the scheduler places on kwok's nodes, so the API server's and the
+//! controllers' work is part of the time, as on a cluster.
 //!
 //!   cargo bench --bench reconcile
 //!   TWIN_BENCH_TWINS=10000 cargo bench --bench reconcile
@@ -13,11 +16,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 
-use support::fake_apiserver::FakeApiServer;
+use support::control_plane::{self, RELEASE_NAMESPACE};
 
 const NAMESPACES: usize = 10;
 
@@ -31,20 +35,29 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn all_reconciled(server: &FakeApiServer) -> (usize, usize) {
-    let mut done = 0;
-    let mut total = 0;
-    for kind in ["TwinDataset", "TwinTrainingJob", "TwinEndpoint"] {
-        for object in server.list("llmtwin.dev/v1alpha1", kind) {
-            total += 1;
-            let status: &Value = &object["status"];
-            if status["observedGeneration"] == object["metadata"]["generation"] && status["phase"].is_string()
-            {
-                done += 1;
-            }
-        }
+async fn all_reconciled(client: &kube::Client) -> (usize, usize) {
+    async fn statuses<K>(client: &kube::Client) -> Vec<Value>
+    where
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + serde::Serialize,
+    {
+        let list = Api::<K>::all(client.clone()).list(&ListParams::default()).await.expect("list the twins");
+        list.items.into_iter().map(|o| serde_json::to_value(o).unwrap()).collect()
     }
-    (done, total)
+    let mut objects = statuses::<TwinDataset>(client).await;
+    objects.extend(statuses::<TwinTrainingJob>(client).await);
+    objects.extend(statuses::<TwinEndpoint>(client).await);
+    let done = objects
+        .iter()
+        .filter(|o| {
+            o["status"]["observedGeneration"] == o["metadata"]["generation"]
+                && o["status"]["phase"].is_string()
+        })
+        .count();
+    (done, objects.len())
 }
 
 #[tokio::main]
@@ -52,43 +65,48 @@ async fn main() {
     let twins = twins();
     let (datasets, training_jobs) = (twins * 2 / 5, twins * 2 / 5);
     let endpoints = twins - datasets - training_jobs;
-    let server = FakeApiServer::start().await;
-    let kubeconfig = server.write_kubeconfig("bench");
-    // Another build of the operator, to compare two against the same fake API server.
+    let plane = control_plane::shared();
+    let client = plane.admin().await;
+    // The namespaces, each with the ServiceAccount the build Jobs' pods run as.
+    let mut namespaces = Vec::new();
+    for _ in 0..NAMESPACES {
+        let namespace = plane.namespace("bench").await;
+        let account: ServiceAccount =
+            serde_json::from_value(json!({"metadata": {"name": "twin-datasets"}})).unwrap();
+        Api::<ServiceAccount>::namespaced(client.clone(), &namespace)
+            .create(&PostParams::default(), &account)
+            .await
+            .unwrap();
+        namespaces.push(namespace);
+    }
+    // Another build of the operator, to compare two against the same control plane.
     let binary = std::env::var("TWIN_BENCH_OPERATOR").unwrap_or_else(|_| env!("CARGO_BIN_EXE_twin").into());
     println!("operator: {binary}");
     let mut operator = tokio::process::Command::new(&binary)
-        .args([
-            "operator",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--lease-namespace",
-            "twin-system",
-            "--identity",
-            "bench",
-        ])
-        .env("KUBECONFIG", &kubeconfig)
+        .args(["operator", "--metrics-addr", "127.0.0.1:0", "--lease-namespace", RELEASE_NAMESPACE])
+        .args(["--lease-name", "twin-operator-bench", "--identity", "bench"])
+        .env("KUBECONFIG", &plane.operator_kubeconfig)
         .env("RUST_LOG", "warn")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .spawn()
         .expect("start twin operator");
     let pid = operator.id().unwrap();
-    let client = server.client();
     let mut objects: Vec<(String, Value)> = Vec::new();
     for i in 0..datasets {
         objects.push(("TwinDataset".into(), json!({"apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinDataset",
-            "metadata": {"name": format!("ds-{i}"), "namespace": format!("ns-{}", i % NAMESPACES)},
+            "metadata": {"name": format!("ds-{i}"), "namespace": namespaces[i % NAMESPACES]},
             "spec": {"author": {"name": format!("Author {i}")}, "sources": [{"name": "blog", "feed": {"url": format!("https://blog{i}.example.com/feed")}}],
                      "output": {"uri": "s3://twins-bench/out"}}})));
     }
     for i in 0..training_jobs {
         objects.push(("TwinTrainingJob".into(), json!({"apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinTrainingJob",
-            "metadata": {"name": format!("tj-{i}"), "namespace": format!("ns-{}", i % NAMESPACES)},
+            "metadata": {"name": format!("tj-{i}"), "namespace": namespaces[i % NAMESPACES]},
             "spec": {"datasetRef": {"name": format!("ds-{i}")}, "baseModel": {"uri": "hf://meta-llama/Llama-3.1-8B"},
                      "backend": {"kubernetes": {}}, "output": {"uri": "s3://twins-bench/out"}}})));
     }
     for i in 0..endpoints {
         objects.push(("TwinEndpoint".into(), json!({"apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinEndpoint",
-            "metadata": {"name": format!("ep-{i}"), "namespace": format!("ns-{}", i % NAMESPACES)},
+            "metadata": {"name": format!("ep-{i}"), "namespace": namespaces[i % NAMESPACES]},
             "spec": {"model": {"trainingJobRef": {"name": format!("tj-{i}")}}, "datasetRef": {"name": format!("ds-{i}")}}})));
     }
     let total = objects.len();
@@ -119,7 +137,7 @@ async fn main() {
         .await;
     let created = started.elapsed();
     loop {
-        let (done, seen) = all_reconciled(&server);
+        let (done, seen) = all_reconciled(&client).await;
         if done == total && seen == total {
             break;
         }

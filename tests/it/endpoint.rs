@@ -1,36 +1,25 @@
-//! The TwinEndpoint controller against the fake API server, for each engine kind: the children
-//! it applies, Ready when the Deployments are available, Degraded or Pending with the reason
-//! when a pod crash-loops, is OOM-killed or cannot be scheduled, children the spec drops
-//! deleted, and a new adapter rolled out before the gateway moves to its dataset revision.
+//! The TwinEndpoint controller on the real control plane, for each engine kind: the children it
+//! applies, Ready once the real Deployment controller has rolled them out on kwok's nodes,
+//! Degraded or Pending with the reason when a pod crash-loops, is OOM-killed or cannot be
+//! scheduled, children the spec drops deleted, and a new adapter rolled out (by surge, the old
+//! pod serving) before the gateway moves to its dataset revision.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::ResourceExt;
+use kube::api::{DeleteParams, ListParams, WatchEvent, WatchParams};
+use kube::core::DynamicObject;
 use serde_json::{Value, json};
-use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
+use twin_operator::api::{TwinEndpoint, TwinTrainingJob};
 
-use crate::operator::{NS, build_result, eventually, examples_with_a_dataset, wait_for_phase};
-use crate::support::fake_apiserver::FakeApiServer;
-use crate::support::repo;
-
-fn child(server: &FakeApiServer, api_version: &str, kind: &str, name: &str) -> Option<Value> {
-    server.get(api_version, kind, NS, name)
-}
-
-async fn wait_for_child(server: &FakeApiServer, api_version: &str, kind: &str, name: &str) -> Value {
-    eventually(&format!("{kind} {name}"), Duration::from_secs(15), || async {
-        child(server, api_version, kind, name)
-    })
-    .await
-}
-
-async fn wait_gone(server: &FakeApiServer, api_version: &str, kind: &str, name: &str) {
-    eventually(&format!("{kind} {name} to be deleted"), Duration::from_secs(15), || async {
-        child(server, api_version, kind, name).is_none().then_some(())
-    })
-    .await
-}
+use crate::operator::{examples_with_a_dataset, ready_message};
+use crate::support::control_plane::end_pod;
+use crate::support::scene::{Scene, eventually};
 
 fn args(deployment: &Value) -> Vec<String> {
     serde_json::from_value(deployment["spec"]["template"]["spec"]["containers"][0]["args"].clone()).unwrap()
@@ -44,51 +33,102 @@ fn env(deployment: &Value, name: &str) -> Option<String> {
         .and_then(|e| e["value"].as_str().map(String::from))
 }
 
-fn crash_looping(container: &str, last: Value) -> Value {
-    json!({"phase": "Running", "containerStatuses": [{"name": container, "ready": false, "restartCount": 3,
-        "image": "img", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
-        "lastState": last}]})
+/// A child of another project's kind (ServiceMonitor, ScaledObject), if it exists.
+async fn custom_child(scene: &Scene, group: &str, version: &str, kind: &str, name: &str) -> Option<Value> {
+    let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(group, version, kind));
+    let api = kube::Api::<DynamicObject>::namespaced_with(scene.client.clone(), &scene.namespace, &resource);
+    api.get_opt(name).await.unwrap().map(|o| serde_json::to_value(o).unwrap())
 }
 
-async fn delete_pods(server: &FakeApiServer) {
-    let pods = Api::<Pod>::namespaced(server.client(), NS);
-    for pod in server.list("v1", "Pod") {
-        let name = pod["metadata"]["name"].as_str().unwrap().to_string();
-        if pod["metadata"]["labels"]["app.kubernetes.io/name"] == "twin-endpoint" {
-            pods.delete(&name, &DeleteParams::default()).await.unwrap();
-        }
+/// The one live pod of an endpoint's part (`engine` or `gateway`) of `endpoint`.
+async fn pod_of(scene: &Scene, endpoint: &str, part: &str) -> String {
+    let selector = format!("app.kubernetes.io/instance={endpoint},app.kubernetes.io/component={part}");
+    eventually(&format!("one {part} pod of {endpoint}"), || async {
+        let pods = scene.pods(&selector).await;
+        (pods.len() == 1).then(|| pods[0].name_any())
+    })
+    .await
+}
+
+async fn delete_pod(scene: &Scene, pod: &str) {
+    scene.api::<Pod>().delete(pod, &DeleteParams::default()).await.unwrap();
+}
+
+/// Every version of the namespace's Deployments and of one endpoint, in the order the API
+/// server wrote them, from now on.
+fn record_history(scene: &Scene) -> Arc<Mutex<Vec<Value>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    for kind in ["Deployment", "TwinEndpoint"] {
+        let seen = seen.clone();
+        let client = scene.client.clone();
+        let namespace = scene.namespace.clone();
+        tokio::spawn(async move {
+            let stream = match kind {
+                "Deployment" => watch_values(kube::Api::<Deployment>::namespaced(client, &namespace)).await,
+                _ => watch_values(kube::Api::<TwinEndpoint>::namespaced(client, &namespace)).await,
+            };
+            futures::pin_mut!(stream);
+            while let Some(object) = stream.next().await {
+                seen.lock().unwrap().push(object);
+            }
+        });
     }
+    seen
 }
 
-/// Edits a twin's spec as `kubectl apply` of its example file with one change.
-async fn edit_example<K>(server: &FakeApiServer, file: &str, name: &str, change: impl FnOnce(&mut Value))
+async fn watch_values<K>(api: kube::Api<K>) -> futures::stream::BoxStream<'static, Value>
 where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    K: kube::Resource
         + Clone
+        + std::fmt::Debug
         + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+        + serde::Serialize
+        + Send
+        + 'static,
 {
-    let mut edited: Value = serde_saphyr::from_str(&repo::read(file)).unwrap();
-    change(&mut edited);
-    Api::<K>::namespaced(server.client(), NS)
-        .patch(name, &PatchParams::apply("kubectl"), &Patch::Apply(&edited))
-        .await
-        .unwrap();
+    let version = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let events = api.watch(&WatchParams::default().timeout(290), &version).await.unwrap();
+    events
+        .filter_map(|event| async move {
+            match event.ok()? {
+                WatchEvent::Added(o) | WatchEvent::Modified(o) => Some(serde_json::to_value(o).unwrap()),
+                _ => None,
+            }
+        })
+        .boxed()
+}
+
+/// One line per recorded version: what the endpoint said, or where a Deployment stood.
+fn summary(history: &[Value]) -> Vec<String> {
+    history
+        .iter()
+        .map(|o| {
+            let (metadata, status) = (&o["metadata"], &o["status"]);
+            if o["kind"] == "TwinEndpoint" {
+                let ready = &status["conditions"][0];
+                format!("{} {}: {} {} {}", metadata["resourceVersion"], metadata["name"], ready["reason"], status["model"]["adapterUri"], ready["message"])
+            } else {
+                format!(
+                    "{} Deployment {} gen {} observed {} updated {} available {} replicas {} adapter {} dataset {:?}",
+                    metadata["resourceVersion"], metadata["name"], metadata["generation"], status["observedGeneration"],
+                    status["updatedReplicas"], status["availableReplicas"], status["replicas"],
+                    o["spec"]["template"]["metadata"]["annotations"]["llmtwin.dev/adapter"], env(o, "TWIN_SERVE_DATASET")
+                )
+            }
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn a_vllm_endpoint_deploys_reports_failing_pods_prunes_and_rolls_a_new_adapter() {
-    let (server, operator) = examples_with_a_dataset("rev-1").await;
-    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
-    server
-        .mark_job_succeeded(NS, "paul-v1-train-g1-rev1", r#"{"status":"Succeeded","vllmMaxLoraRank":32}"#)
-        .unwrap();
-    let endpoint = wait_for_phase(&server, "TwinEndpoint", "paul", "Deploying", "EngineRollingOut").await;
-    assert_eq!(endpoint["status"]["url"], "http://paul.twins.svc:8080/v1");
+    let (scene, operator) = examples_with_a_dataset("endpoint-vllm", "rev-1").await;
+    let gpu_node = format!("kwok-l4-{}", scene.namespace);
+    scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Running", "Training").await;
+    scene.end_job("paul-v1-train-g1-rev1", 0, r#"{"status":"Succeeded","vllmMaxLoraRank":32}"#).await;
 
     // The objects built: GPUs, the adapter's init container, LoRA flags, autoscaler, budgets,
     // monitors, each controlled by the endpoint.
-    let engine = wait_for_child(&server, "apps/v1", "Deployment", "paul-engine").await;
+    let engine = scene.wait_for::<Deployment>("paul-engine").await;
     let adapter = "s3://twins-bucket/twins/models/paul-v1/g1-rev1/adapter";
     let pod = &engine["spec"]["template"]["spec"];
     assert_eq!(pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], "1");
@@ -100,217 +140,231 @@ async fn a_vllm_endpoint_deploys_reports_failing_pods_prunes_and_rolls_a_new_ada
     );
     assert!(engine_args.windows(2).any(|w| w == ["--max-lora-rank", "32"]), "{engine_args:?}");
     assert_eq!(engine["metadata"]["ownerReferences"][0]["kind"], "TwinEndpoint");
-    let hpa = child(&server, "autoscaling/v2", "HorizontalPodAutoscaler", "paul-engine").unwrap();
+    let hpa = scene.wait_for::<HorizontalPodAutoscaler>("paul-engine").await;
     assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "paul-engine");
     assert_eq!(hpa["spec"]["metrics"][0]["pods"]["metric"]["name"], "vllm:num_requests_running");
     for budget in ["paul-engine", "paul"] {
-        assert!(child(&server, "policy/v1", "PodDisruptionBudget", budget).is_some(), "{budget}");
+        scene.wait_for::<PodDisruptionBudget>(budget).await;
     }
     for monitor in ["paul-engine", "paul"] {
-        assert!(child(&server, "monitoring.coreos.com/v1", "ServiceMonitor", monitor).is_some(), "{monitor}");
+        eventually(&format!("ServiceMonitor {monitor}"), || {
+            custom_child(&scene, "monitoring.coreos.com", "v1", "ServiceMonitor", monitor)
+        })
+        .await;
     }
-    let gateway = child(&server, "apps/v1", "Deployment", "paul").unwrap();
-    assert_eq!(env(&gateway, "TWIN_SERVE_UPSTREAM").as_deref(), Some("http://paul-engine.twins.svc:8000/v1"));
+    let gateway = scene.wait_for::<Deployment>("paul").await;
+    let upstream = format!("http://paul-engine.{}.svc:8000/v1", scene.namespace);
+    assert_eq!(env(&gateway, "TWIN_SERVE_UPSTREAM"), Some(upstream));
     assert_eq!(
         env(&gateway, "TWIN_SERVE_DATASET").as_deref(),
         Some("s3://twins-bucket/twins/datasets/paul/rev-1")
     );
 
-    // Ready once both Deployments are available.
-    server.mark_deployment_available(NS, "paul-engine").unwrap();
-    server.mark_deployment_available(NS, "paul").unwrap();
-    let ready = wait_for_phase(&server, "TwinEndpoint", "paul", "Ready", "Serving").await;
-    // Both are autoscaled: one replica each until their autoscalers say otherwise.
+    // Ready once the real controllers have rolled both Deployments out on kwok's nodes, the
+    // engine on the scene's GPU node.
+    let ready = scene.wait_for_phase::<TwinEndpoint>("paul", "Ready", "Serving").await;
+    assert_eq!(ready["status"]["url"], format!("http://paul.{}.svc:8080/v1", scene.namespace));
+    // Both are autoscaled: one replica each until their autoscalers (no HPA controller runs
+    // here) say otherwise.
     assert_eq!(ready["status"]["replicas"], json!({"engine": "1/1", "gateway": "1/1"}));
-    let gateway_hpa = child(&server, "autoscaling/v2", "HorizontalPodAutoscaler", "paul").unwrap();
+    let gateway_hpa = scene.get::<HorizontalPodAutoscaler>("paul").await.unwrap();
     assert_eq!(
         (gateway_hpa["spec"]["minReplicas"].clone(), gateway_hpa["spec"]["maxReplicas"].clone()),
         (json!(2), json!(6))
     );
     assert_eq!(ready["status"]["model"]["adapterUri"], adapter);
+    let engine_pod = pod_of(&scene, "paul", "engine").await;
+    let placed = scene.api::<Pod>().get(&engine_pod).await.unwrap();
+    assert_eq!(placed.spec.unwrap().node_name.as_deref(), Some(gpu_node.as_str()));
 
-    // A crash loop turns it Degraded at once, an OOM kill names the memory, no GPU node Pending.
-    let last = json!({"terminated": {"exitCode": 1, "reason": "Error", "message": "CUDA error"}});
-    server.start_deployment_pod(NS, "paul-engine", crash_looping("vllm", last)).unwrap();
-    server
-        .mark_deployment_unavailable(NS, "paul-engine", "MinimumReplicasUnavailable", "no replica")
-        .unwrap();
-    let degraded =
-        wait_for_phase(&server, "TwinEndpoint", "paul", "Degraded", "EngineCrashLoopBackOff").await;
-    let message = degraded["status"]["conditions"][0]["message"].as_str().unwrap();
-    assert!(message.contains("CUDA error") && message.contains("engine 0/1 ready"), "{message}");
-    delete_pods(&server).await;
-    let oom = json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}});
-    // The pod alone wakes the endpoint: its Deployment has not changed yet, and the reconciles
-    // the steps above started are over.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    server.start_deployment_pod(NS, "paul", crash_looping("gateway", oom)).unwrap();
-    wait_for_phase(&server, "TwinEndpoint", "paul", "Degraded", "GatewayOOMKilled").await;
-    delete_pods(&server).await;
-    server.mark_deployment_available(NS, "paul").unwrap();
-    let unschedulable = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
-        "reason": "Unschedulable", "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."}]});
-    server.start_deployment_pod(NS, "paul-engine", unschedulable).unwrap();
-    server.mark_deployment_unavailable(NS, "paul-engine", "MinimumReplicasUnavailable", "pending").unwrap();
-    let pending = wait_for_phase(&server, "TwinEndpoint", "paul", "Pending", "EngineUnschedulable").await;
-    assert!(
-        pending["status"]["conditions"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Insufficient nvidia.com/gpu")
-    );
-    delete_pods(&server).await;
-    server.mark_deployment_available(NS, "paul-engine").unwrap();
-    wait_for_phase(&server, "TwinEndpoint", "paul", "Ready", "Serving").await;
+    // A crash loop turns it Degraded, with the container's last words and the counts.
+    end_pod(
+        &scene.client,
+        &scene.namespace,
+        &engine_pod,
+        1,
+        None,
+        "RuntimeError: CUDA error: no kernel image is available",
+    )
+    .await;
+    let degraded = eventually("Degraded with the crash and the counts", || async {
+        let endpoint = scene.get::<TwinEndpoint>("paul").await?;
+        let message = ready_message(&endpoint);
+        (endpoint["status"]["conditions"][0]["reason"] == "EngineCrashLoopBackOff"
+            && message.contains("engine 0/1 ready"))
+        .then_some(endpoint)
+    })
+    .await;
+    assert_eq!(degraded["status"]["phase"], "Degraded");
+    assert!(ready_message(&degraded).contains("no kernel image"), "{degraded}");
+    // A fresh engine pod runs; an OOM-killed gateway names the memory.
+    delete_pod(&scene, &engine_pod).await;
+    let gateway_pod = pod_of(&scene, "paul", "gateway").await;
+    end_pod(&scene.client, &scene.namespace, &gateway_pod, 137, Some("OOMKilled"), "").await;
+    scene.wait_for_phase::<TwinEndpoint>("paul", "Degraded", "GatewayOOMKilled").await;
+    delete_pod(&scene, &gateway_pod).await;
+    scene.wait_for_phase::<TwinEndpoint>("paul", "Ready", "Serving").await;
+    // No GPU node to place a new engine pod on: Pending with the scheduler's words.
+    scene.cordon(&gpu_node, true).await;
+    delete_pod(&scene, &pod_of(&scene, "paul", "engine").await).await;
+    let pending = scene.wait_for_phase::<TwinEndpoint>("paul", "Pending", "EngineUnschedulable").await;
+    let message = ready_message(&pending);
+    assert!(message.contains("nodes are available") && message.contains("unschedulable"), "{message}");
+    scene.cordon(&gpu_node, false).await;
+    scene.wait_for_phase::<TwinEndpoint>("paul", "Ready", "Serving").await;
 
     // KEDA instead of the autoscaler: a ScaledObject on vLLM's queue, the engine's HPA gone.
-    edit_example::<TwinEndpoint>(&server, "manifests/examples/twinendpoint.yaml", "paul", |e| {
-        e["spec"]["autoscaling"]["keda"] = json!({"serverAddress": "http://prometheus.monitoring.svc:9090"});
+    scene
+        .apply_example("twinendpoint.yaml", |e| {
+            e["spec"]["engine"]["modelCache"] = json!({"sizeLimit": "20Gi"});
+            e["spec"]["autoscaling"]["keda"] =
+                json!({"serverAddress": "http://prometheus.monitoring.svc:9090"});
+        })
+        .await;
+    let scaled = eventually("the ScaledObject", || {
+        custom_child(&scene, "keda.sh", "v1alpha1", "ScaledObject", "paul-engine")
     })
     .await;
-    let scaled = wait_for_child(&server, "keda.sh/v1alpha1", "ScaledObject", "paul-engine").await;
     assert_eq!(scaled["spec"]["scaleTargetRef"]["name"], "paul-engine");
     assert_eq!(scaled["spec"]["triggers"][0]["metadata"]["threshold"], "8");
-    wait_gone(&server, "autoscaling/v2", "HorizontalPodAutoscaler", "paul-engine").await;
+    scene.wait_gone::<HorizontalPodAutoscaler>("paul-engine").await;
 
-    // Children the spec no longer wants go: monitoring off, autoscaling off.
-    edit_example::<TwinEndpoint>(&server, "manifests/examples/twinendpoint.yaml", "paul", |e| {
-        e["spec"]["monitoring"]["serviceMonitor"] = json!(false);
-        e["spec"].as_object_mut().unwrap().remove("autoscaling");
-    })
-    .await;
-    wait_gone(&server, "monitoring.coreos.com/v1", "ServiceMonitor", "paul").await;
-    wait_gone(&server, "monitoring.coreos.com/v1", "ServiceMonitor", "paul-engine").await;
-    wait_gone(&server, "keda.sh/v1alpha1", "ScaledObject", "paul-engine").await;
-    wait_gone(&server, "policy/v1", "PodDisruptionBudget", "paul-engine").await;
-    assert!(
-        child(&server, "policy/v1", "PodDisruptionBudget", "paul").is_some(),
-        "two gateway replicas keep theirs"
-    );
-    server.mark_deployment_available(NS, "paul-engine").unwrap();
-    wait_for_phase(&server, "TwinEndpoint", "paul", "Ready", "Serving").await;
+    // Children the spec no longer wants go: monitoring off, autoscaling off (removed from the
+    // YAML and applied server-side: the real API server drops the block).
+    scene
+        .apply_example("twinendpoint.yaml", |e| {
+            e["spec"]["engine"]["modelCache"] = json!({"sizeLimit": "20Gi"});
+            e["spec"]["monitoring"]["serviceMonitor"] = json!(false);
+            e["spec"].as_object_mut().unwrap().remove("autoscaling");
+        })
+        .await;
+    for (group, version, kind, name) in [
+        ("monitoring.coreos.com", "v1", "ServiceMonitor", "paul"),
+        ("monitoring.coreos.com", "v1", "ServiceMonitor", "paul-engine"),
+        ("keda.sh", "v1alpha1", "ScaledObject", "paul-engine"),
+    ] {
+        eventually(&format!("{kind} {name} to be deleted"), || async {
+            custom_child(&scene, group, version, kind, name).await.is_none().then_some(())
+        })
+        .await;
+    }
+    scene.wait_gone::<PodDisruptionBudget>("paul-engine").await;
+    assert!(scene.get::<PodDisruptionBudget>("paul").await.is_some(), "two gateway replicas keep theirs");
+    scene.wait_for_phase::<TwinEndpoint>("paul", "Ready", "Serving").await;
 
     // A new dataset revision and a re-run training job: the engine rolls first (by surge, the
-    // old pods serving meanwhile), then the gateway pins the adapter's revision.
-    edit_example::<TwinDataset>(&server, "manifests/examples/twindataset.yaml", "paul", |d| {
-        d["spec"]["author"]["name"] = json!("Paul I.");
+    // old pod serving meanwhile), then the gateway pins the adapter's revision.
+    scene.apply_example("twindataset.yaml", |d| d["spec"]["author"]["name"] = json!("Paul I.")).await;
+    scene.publish_build("paul", "paul-build-2", "rev-2").await;
+    let history = record_history(&scene);
+    // Its training job trains again: the endpoint goes on serving the last good adapter.
+    scene.apply_example("twintrainingjob.yaml", |j| j["spec"]["sft"]["epochs"] = json!(4)).await;
+    scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Running", "Training").await;
+    scene.end_job("paul-v1-train-g2-rev2", 0, r#"{"status":"Succeeded"}"#).await;
+    let new_adapter = "s3://twins-bucket/twins/models/paul-v1/g2-rev2/adapter";
+    let ready = eventually("Ready with the new adapter", || async {
+        let endpoint = scene.get::<TwinEndpoint>("paul").await?;
+        let serving = crate::support::wait::has_phase(&endpoint, "Ready", "Serving")
+            && endpoint["status"]["model"]["adapterUri"] == new_adapter;
+        serving.then_some(endpoint)
     })
     .await;
-    let build = eventually("the dataset's second build", Duration::from_secs(15), || async {
-        child(&server, "batch/v1", "Job", "paul-build-2")
-    })
-    .await;
-    server
-        .mark_job_succeeded(NS, build["metadata"]["name"].as_str().unwrap(), &build_result("paul", "rev-2"))
-        .unwrap();
-    wait_for_phase(&server, "TwinDataset", "paul", "Ready", "RevisionPublished").await;
-    edit_example::<TwinTrainingJob>(&server, "manifests/examples/twintrainingjob.yaml", "paul-v1", |j| {
-        j["spec"]["sft"]["epochs"] = json!(4);
-    })
-    .await;
-    let run = eventually("the second training run", Duration::from_secs(15), || async {
-        child(&server, "batch/v1", "Job", "paul-v1-train-g2-rev2")
-    })
-    .await;
-    server
-        .mark_job_succeeded(NS, run["metadata"]["name"].as_str().unwrap(), r#"{"status":"Succeeded"}"#)
-        .unwrap();
-    let rolling = wait_for_phase(&server, "TwinEndpoint", "paul", "Deploying", "RollingOutAdapter").await;
+    assert_eq!(ready["status"]["model"]["datasetRevision"], "rev-2");
+    let history = history.lock().unwrap().clone();
+    let endpoint_versions: Vec<&Value> =
+        history.iter().filter(|o| o["kind"] == "TwinEndpoint" && o["metadata"]["name"] == "paul").collect();
+    assert!(
+        endpoint_versions
+            .iter()
+            .all(|o| o["status"]["phase"] == "Ready" || o["status"]["phase"] == "Deploying"),
+        "the endpoint stopped serving while its job retrained: {:#?}",
+        summary(&history)
+    );
+    let rolling = history
+        .iter()
+        .find(|o| {
+            o["kind"] == "TwinEndpoint"
+                && o["metadata"]["name"] == "paul"
+                && o["status"]["conditions"][0]["reason"] == "RollingOutAdapter"
+        })
+        .unwrap_or_else(|| panic!("no RollingOutAdapter status among {:#?}", summary(&history)));
     assert_eq!(
         rolling["status"]["model"]["adapterUri"], adapter,
         "the status names the adapter still served"
     );
-    let engine = child(&server, "apps/v1", "Deployment", "paul-engine").unwrap();
-    let new_adapter = "s3://twins-bucket/twins/models/paul-v1/g2-rev2/adapter";
-    assert_eq!(engine["spec"]["template"]["metadata"]["annotations"]["llmtwin.dev/adapter"], new_adapter);
-    assert_eq!(engine["spec"]["strategy"]["rollingUpdate"], json!({"maxSurge": 1, "maxUnavailable": 0}));
-    let gateway = child(&server, "apps/v1", "Deployment", "paul").unwrap();
-    assert_eq!(
-        env(&gateway, "TWIN_SERVE_DATASET").as_deref(),
-        Some("s3://twins-bucket/twins/datasets/paul/rev-1"),
-        "the gateway waits for the engine"
-    );
-    assert_eq!(
-        env(&gateway, "TWIN_SERVE_UPSTREAM_ADAPTER").as_deref(),
-        Some(adapter),
-        "answers name the adapter still served"
-    );
-    server.mark_deployment_available(NS, "paul-engine").unwrap();
-    let moved = eventually("the gateway to pin rev-2", Duration::from_secs(15), || async {
-        let gateway = child(&server, "apps/v1", "Deployment", "paul")?;
-        (env(&gateway, "TWIN_SERVE_DATASET")? == "s3://twins-bucket/twins/datasets/paul/rev-2")
-            .then_some(gateway)
-    })
-    .await;
+    // In the order the API server wrote them: the engine's new template, its rollout done,
+    // then the gateway's move to rev-2 (with the new adapter's name).
+    let deployments: Vec<&Value> = history.iter().filter(|o| o["kind"] == "Deployment").collect();
+    let position = |what: &str, test: &dyn Fn(&Value) -> bool| {
+        deployments.iter().position(|d| test(d)).unwrap_or_else(|| panic!("never saw {what}"))
+    };
+    let named = |d: &Value, name: &str| d["metadata"]["name"] == name;
+    let new_engine = |d: &Value| {
+        named(d, "paul-engine")
+            && d["spec"]["template"]["metadata"]["annotations"]["llmtwin.dev/adapter"] == new_adapter
+    };
+    let engine_template = position("the engine's new template", &new_engine);
+    let surge = &deployments[engine_template]["spec"]["strategy"]["rollingUpdate"];
+    assert_eq!(*surge, json!({"maxSurge": 1, "maxUnavailable": 0}));
+    let engine_rolled = position("the engine rolled out", &|d| {
+        let status = &d["status"];
+        new_engine(d)
+            && status["observedGeneration"] == d["metadata"]["generation"]
+            && status["updatedReplicas"] == 1
+            && status["availableReplicas"] == 1
+            && status["replicas"] == 1
+    });
+    let gateway_moved = position("the gateway on rev-2", &|d| {
+        named(d, "paul")
+            && env(d, "TWIN_SERVE_DATASET").as_deref() == Some("s3://twins-bucket/twins/datasets/paul/rev-2")
+    });
+    assert!(engine_template < engine_rolled && engine_rolled < gateway_moved, "{:#?}", summary(&history));
+    let moved = deployments[gateway_moved];
     assert_eq!(moved["metadata"]["annotations"]["llmtwin.dev/dataset-revision"], "rev-2");
-    assert_eq!(env(&moved, "TWIN_SERVE_UPSTREAM_ADAPTER").as_deref(), Some(new_adapter));
-    server.mark_deployment_available(NS, "paul").unwrap();
-    let ready = wait_for_phase(&server, "TwinEndpoint", "paul", "Ready", "Serving").await;
-    assert_eq!(ready["status"]["model"]["adapterUri"], new_adapter);
-    assert_eq!(ready["status"]["model"]["datasetRevision"], "rev-2");
+    assert_eq!(env(moved, "TWIN_SERVE_UPSTREAM_ADAPTER").as_deref(), Some(new_adapter));
     operator.shutdown().await;
 }
 
 #[tokio::test]
 async fn external_and_embedded_endpoints_run_only_the_gateway() {
-    let (server, operator) = examples_with_a_dataset("rev-1").await;
-    wait_for_phase(&server, "TwinEndpoint", "paul-external", "Deploying", "GatewayRollingOut").await;
-    let gateway = child(&server, "apps/v1", "Deployment", "paul-external").unwrap();
+    let (scene, operator) = examples_with_a_dataset("endpoint-gateway", "rev-1").await;
+    scene.wait_for_phase::<TwinEndpoint>("paul-external", "Ready", "Serving").await;
+    let gateway = scene.get::<Deployment>("paul-external").await.unwrap();
     assert_eq!(
         env(&gateway, "TWIN_SERVE_UPSTREAM").as_deref(),
         Some("http://vllm.inference.svc.cluster.local:8000/v1")
     );
-    assert!(child(&server, "apps/v1", "Deployment", "paul-external-engine").is_none());
-    assert!(child(&server, "policy/v1", "PodDisruptionBudget", "paul-external").is_none(), "one replica");
-    server.mark_deployment_available(NS, "paul-external").unwrap();
-    wait_for_phase(&server, "TwinEndpoint", "paul-external", "Ready", "Serving").await;
+    assert!(scene.get::<Deployment>("paul-external-engine").await.is_none());
+    assert!(scene.get::<PodDisruptionBudget>("paul-external").await.is_none(), "one replica");
     // Serving and unchanged, it is not reconciled again and again.
     let settled = operator.metrics.reconcile_count("twinendpoint");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let later = operator.metrics.reconcile_count("twinendpoint");
     assert!(later <= settled + 1, "endpoints keep reconciling: {settled} then {later}");
     // More replicas bring a budget; back to one removes it.
-    edit_example::<TwinEndpoint>(
-        &server,
-        "manifests/examples/twinendpoint-external.yaml",
-        "paul-external",
-        |e| {
-            e["spec"]["gateway"]["replicas"] = json!(3);
-        },
-    )
-    .await;
-    wait_for_child(&server, "policy/v1", "PodDisruptionBudget", "paul-external").await;
-    edit_example::<TwinEndpoint>(
-        &server,
-        "manifests/examples/twinendpoint-external.yaml",
-        "paul-external",
-        |_| {},
-    )
-    .await;
-    wait_gone(&server, "policy/v1", "PodDisruptionBudget", "paul-external").await;
+    scene.apply_example("twinendpoint-external.yaml", |e| e["spec"]["gateway"]["replicas"] = json!(3)).await;
+    scene.wait_for::<PodDisruptionBudget>("paul-external").await;
+    scene.apply_example("twinendpoint-external.yaml", |_| {}).await;
+    scene.wait_gone::<PodDisruptionBudget>("paul-external").await;
 
-    let embedded: TwinEndpoint = serde_json::from_value(json!({
-        "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinEndpoint", "metadata": {"name": "paul-small"},
+    // An embedded engine loading its model and adapter from volumes: Pending with the
+    // scheduler's words until the claims exist, bound by the real volume binder.
+    let embedded = json!({
+        "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinEndpoint",
+        "metadata": {"name": "paul-small", "namespace": scene.namespace},
         "spec": {"model": {"baseModel": {"uri": "pvc://models/SmolLM2-135M-Instruct.Q4_1.gguf"},
                            "adapterUri": "pvc://twins-data/models/paul-v1/g1-r1/adapter"},
                  "engine": {"kind": "embedded"}, "gateway": {"replicas": 1}}
-    }))
-    .unwrap();
-    Api::<TwinEndpoint>::namespaced(server.client(), NS)
-        .create(&PostParams::default(), &embedded)
-        .await
-        .unwrap();
-    wait_for_phase(&server, "TwinEndpoint", "paul-small", "Deploying", "GatewayRollingOut").await;
-    let gateway = child(&server, "apps/v1", "Deployment", "paul-small").unwrap();
+    });
+    scene.apply(&embedded).await;
+    let pending = scene.wait_for_phase::<TwinEndpoint>("paul-small", "Pending", "GatewayUnschedulable").await;
+    assert!(ready_message(&pending).contains("persistentvolumeclaim \"models\" not found"), "{pending}");
+    let gateway = scene.get::<Deployment>("paul-small").await.unwrap();
     assert_eq!(env(&gateway, "TWIN_SERVE_ENGINE").as_deref(), Some("embedded"));
     assert_eq!(env(&gateway, "TWIN_SERVE_ADAPTER").as_deref(), Some("/adapters/paul-small/adapter.gguf"));
-    let unschedulable = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
-        "reason": "Unschedulable", "message": "0/2 nodes are available: 2 Insufficient cpu."}]});
-    server.start_deployment_pod(NS, "paul-small", unschedulable).unwrap();
-    server.mark_deployment_unavailable(NS, "paul-small", "MinimumReplicasUnavailable", "pending").unwrap();
-    wait_for_phase(&server, "TwinEndpoint", "paul-small", "Pending", "GatewayUnschedulable").await;
-    delete_pods(&server).await;
-    server.mark_deployment_available(NS, "paul-small").unwrap();
-    wait_for_phase(&server, "TwinEndpoint", "paul-small", "Ready", "Serving").await;
+    for claim in ["models", "twins-data"] {
+        scene.volume(claim).await;
+    }
+    scene.wait_for_phase::<TwinEndpoint>("paul-small", "Ready", "Serving").await;
     operator.shutdown().await;
 }

@@ -7,6 +7,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use serde_json::{Value, json};
 use twin_operator::api::endpoint::{EndpointPhase, ServedModel, TwinEndpointStatus};
+use twin_operator::api::training::TrainingPhase;
 use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use twin_operator::operator::OperatorSettings;
 use twin_operator::operator::driver::Validation;
@@ -448,9 +449,43 @@ fn a_new_adapter_rolls_the_engine_before_the_gateway_moves_to_its_revision() {
     let done = deployment("paul-engine", "engine", served.adapter_uri.as_deref(), 1, available(1));
     let moved = status::gateway_model(&endpoint, &served, Some(&done), Some(&gateway));
     assert_eq!((moved.dataset_revision.as_deref(), &moved), (Some("r1"), &served));
+    // The engine serves the new adapter, but the gateway has not moved yet: still rolling out,
+    // and the status still names what answers.
+    let observed = Observed { engine: Some(done.clone()), gateway: Some(gateway.clone()), pods: vec![] };
+    let (verdict, status) = status::from_observed(&endpoint, &served, &observed, status, now.clone());
+    assert_eq!(verdict.assessment.reason, "RollingOutAdapter");
+    assert_eq!(status.model.as_ref(), Some(&old));
+    // The gateway pins it and has rolled out: Ready, naming the new model.
+    let mut gateway = gateway;
+    gateway.metadata.annotations =
+        Some([(build::MODEL_ANNOTATION.to_string(), serde_json::to_string(&moved).unwrap())].into());
     let observed = Observed { engine: Some(done), gateway: Some(gateway), pods: vec![] };
-    let (_, status) = status::from_observed(&endpoint, &served, &observed, status, now);
+    let (verdict, status) = status::from_observed(&endpoint, &served, &observed, status, now);
+    assert_eq!(
+        (verdict.assessment.phase, verdict.assessment.reason.as_str()),
+        (EndpointPhase::Ready, "Serving")
+    );
     assert_eq!(status.model.as_ref(), Some(&served));
+}
+
+#[test]
+fn a_new_run_or_a_failed_retrain_of_the_served_job_keeps_its_adapter_serving() {
+    let documents = fixture("endpoint-vllm.yaml");
+    let (mut endpoint, job, _, served) = resolved(&documents);
+    let mut job = job.expect("the fixture's training job");
+    endpoint.status = Some(TwinEndpointStatus { model: Some(served.clone()), ..Default::default() });
+    for phase in [TrainingPhase::Running, TrainingPhase::WaitingForDataset, TrainingPhase::Failed] {
+        let status = job.status.as_mut().unwrap();
+        status.phase = Some(phase);
+        status.model = None;
+        let Validation::Proceed(kept) = validate::resolve_model(&endpoint, Some(&job)) else {
+            panic!("{phase:?}: the endpoint stops serving the last good adapter")
+        };
+        assert_eq!(kept, served, "{phase:?}");
+    }
+    // Serving another job's adapter does not count: a new reference waits for its job.
+    endpoint.status.as_mut().unwrap().model.as_mut().unwrap().training_job = Some("paul-v0".into());
+    assert!(matches!(validate::resolve_model(&endpoint, Some(&job)), Validation::Wait(_)));
 }
 
 #[test]

@@ -15,7 +15,6 @@ mod e2e;
 mod endpoint;
 mod endpoint_steps;
 mod examples;
-mod fake_apiserver;
 mod gateway;
 mod generator;
 mod hub;

@@ -1,76 +1,68 @@
-//! The TwinTrainingJob controller's sagemaker backend against the fake API server: against an
+//! The TwinTrainingJob controller's sagemaker backend on the real control plane: against an
 //! in-memory SageMaker that speaks the service's protocol to the real SDK client (a run created
 //! once and mirrored while it runs, across a restart, to success, failure and a stop;
-//! throttling; the finalizer stopping a running job) and against moto's emulator (create,
-//! describe, completed).
+//! throttling; the finalizer stopping a running job; the credentials Secret the chart lets the
+//! operator read) and against moto's emulator (create, describe, completed).
 
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
 use serde_json::{Value, json};
 use twin_operator::api::TwinTrainingJob;
-use twin_operator::operator::{Operator, OperatorSettings};
+use twin_operator::operator::Operator;
 
-use crate::operator::{
-    NS, apply_examples, create_drafts_config_map, eventually, publish_dataset_revision, sample, status_of,
-    wait_for_phase,
-};
-use crate::support::fake_apiserver::FakeApiServer;
+use crate::operator::{ready_message as message, sample};
 use crate::support::moto::Moto;
 use crate::support::sagemaker::{self, FakeSageMaker};
-use crate::support::{repo, twins};
-use crate::training::apply_edited_example;
+use crate::support::scene::{Scene, eventually};
 
 const EXAMPLE: &str = "paul-v1-sagemaker";
 
-async fn start_with(server: &FakeApiServer, identity: &str, client: aws_sdk_sagemaker::Client) -> Operator {
-    let mut settings = OperatorSettings::for_tests(identity);
-    settings.sagemaker_client = Some(client);
-    Operator::start(server.client(), &server.url, settings).await.expect("the operator starts")
+async fn start_with(scene: &Scene, identity: &str, client: aws_sdk_sagemaker::Client) -> Operator {
+    scene.operator_with(identity, |settings| settings.sagemaker_client = Some(client)).await
 }
 
 /// The examples applied and the dataset's first revision published: the SageMaker example
 /// starts its run.
-async fn examples_with_a_dataset(server: &FakeApiServer) {
-    create_drafts_config_map(server).await;
-    apply_examples(server).await;
-    publish_dataset_revision(server, "paul", "rev-1").await;
+async fn examples_with_a_dataset(scene: &Scene) {
+    scene.apply_examples().await;
+    scene.publish_build("paul", "paul-build-1", "rev-1").await;
 }
 
 /// The training job name the status records.
-async fn recorded_name(server: &FakeApiServer, name: &str) -> String {
-    eventually(&format!("{name}'s SageMaker job name"), Duration::from_secs(15), || async {
-        status_of(server, "TwinTrainingJob", name)["backend"]["jobName"].as_str().map(str::to_string)
+async fn recorded_name(scene: &Scene, name: &str) -> String {
+    eventually(&format!("{name}'s SageMaker job name"), || async {
+        scene.status_of::<TwinTrainingJob>(name).await["backend"]["jobName"].as_str().map(str::to_string)
     })
     .await
 }
 
-fn message(object: &Value) -> String {
-    object["status"]["conditions"][0]["message"].as_str().unwrap_or_default().to_string()
-}
-
-async fn apply_variant(server: &FakeApiServer, name: &str, edit: impl FnOnce(&mut Value)) {
-    apply_edited_example(server, "manifests/examples/twintrainingjob-sagemaker.yaml", name, edit).await;
+async fn apply_variant(scene: &Scene, name: &str, edit: impl FnOnce(&mut Value)) {
+    scene
+        .apply_example("twintrainingjob-sagemaker.yaml", |job| {
+            job["metadata"]["name"] = json!(name);
+            edit(job)
+        })
+        .await;
 }
 
 /// An operator against `fake`, the examples applied, and the SageMaker example's run created
 /// and Running: the operator and the training job's name.
-async fn running_example(server: &FakeApiServer, fake: &FakeSageMaker) -> (Operator, String) {
-    let operator = start_with(server, "replica-a", fake.client().await).await;
-    examples_with_a_dataset(server).await;
-    let name = recorded_name(server, EXAMPLE).await;
-    wait_for_phase(server, "TwinTrainingJob", EXAMPLE, "Running", "Training").await;
+async fn running_example(scene: &Scene, fake: &FakeSageMaker) -> (Operator, String) {
+    let operator = start_with(scene, "replica-a", fake.client().await).await;
+    examples_with_a_dataset(scene).await;
+    let name = recorded_name(scene, EXAMPLE).await;
+    scene.wait_for_phase::<TwinTrainingJob>(EXAMPLE, "Running", "Training").await;
     (operator, name)
 }
 
 #[tokio::test]
 async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
-    let server = FakeApiServer::start().await;
+    let scene = Scene::new("sm-mirror").await;
     let fake = FakeSageMaker::start().await;
-    let (operator, name) = running_example(&server, &fake).await;
-    let running = server.get("llmtwin.dev/v1alpha1", "TwinTrainingJob", NS, EXAMPLE).unwrap();
+    let (operator, name) = running_example(&scene, &fake).await;
+    let running = scene.get::<TwinTrainingJob>(EXAMPLE).await.unwrap();
     assert_eq!(fake.creates(), std::slice::from_ref(&name));
     assert_eq!(running["status"]["datasetRevision"], "rev-1");
     let backend = &running["status"]["backend"];
@@ -131,8 +123,8 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
         job.secondary = "Training".into();
         job.message = "Training image download completed. Training in progress.".into();
     });
-    eventually("the Training secondary status", Duration::from_secs(15), || async {
-        let status = status_of(&server, "TwinTrainingJob", EXAMPLE);
+    eventually("the Training secondary status", || async {
+        let status = scene.status_of::<TwinTrainingJob>(EXAMPLE).await;
         (status["backend"]["detail"] == "InProgress/Training").then_some(())
     })
     .await;
@@ -140,8 +132,8 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
     // A restarted operator describes the job it recorded: never a second one.
     operator.shutdown().await;
     let described = fake.calls(|c| c.describes);
-    let operator = start_with(&server, "replica-b", fake.client().await).await;
-    eventually("the restarted operator to describe the job", Duration::from_secs(15), || async {
+    let operator = start_with(&scene, "replica-b", fake.client().await).await;
+    eventually("the restarted operator to describe the job", || async {
         (fake.calls(|c| c.describes) > described).then_some(())
     })
     .await;
@@ -157,7 +149,7 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
             ("train:progress".into(), 100.0),
         ];
     });
-    let done = wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Succeeded", "AdapterPublished").await;
+    let done = scene.wait_for_phase::<TwinTrainingJob>(EXAMPLE, "Succeeded", "AdapterPublished").await;
     let status = &done["status"];
     assert_eq!(status["metrics"], json!({"sftTrainLoss": 1.25, "sftEvalLoss": 1.5}));
     assert_eq!(
@@ -178,9 +170,9 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
 
 #[tokio::test]
 async fn a_failed_or_stopped_training_job_fails_the_run_with_its_reason() {
-    let server = FakeApiServer::start().await;
+    let scene = Scene::new("sm-failed").await;
     let fake = FakeSageMaker::start().await;
-    let (operator, name) = running_example(&server, &fake).await;
+    let (operator, name) = running_example(&scene, &fake).await;
     fake.update(&name, |job| {
         job.to("Failed", "Failed");
         job.failure_reason = Some(
@@ -188,7 +180,7 @@ async fn a_failed_or_stopped_training_job_fails_the_run_with_its_reason() {
                 .into(),
         );
     });
-    let failed = wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Failed", "OutOfMemory").await;
+    let failed = scene.wait_for_phase::<TwinTrainingJob>(EXAMPLE, "Failed", "OutOfMemory").await;
     assert!(
         message(&failed)
             .ends_with("failed: CUDA ran out of memory at per-device batch size 8 and 2048 tokens"),
@@ -196,14 +188,14 @@ async fn a_failed_or_stopped_training_job_fails_the_run_with_its_reason() {
     );
 
     // Another job, stopped outside the operator after its run time ran out.
-    apply_variant(&server, "capped", |job| {
+    apply_variant(&scene, "capped", |job| {
         job["spec"]["backend"]["sagemaker"]["maxRuntimeSeconds"] = json!(3600)
     })
     .await;
-    let capped = recorded_name(&server, "capped").await;
-    wait_for_phase(&server, "TwinTrainingJob", "capped", "Running", "Training").await;
+    let capped = recorded_name(&scene, "capped").await;
+    scene.wait_for_phase::<TwinTrainingJob>("capped", "Running", "Training").await;
     fake.update(&capped, |job| job.to("Stopped", "MaxRuntimeExceeded"));
-    let stopped = wait_for_phase(&server, "TwinTrainingJob", "capped", "Failed", "MaxRuntimeExceeded").await;
+    let stopped = scene.wait_for_phase::<TwinTrainingJob>("capped", "Failed", "MaxRuntimeExceeded").await;
     assert!(message(&stopped).contains("maxRuntimeSeconds"), "{stopped}");
     assert_eq!(fake.creates().len(), 2);
     let metrics = operator.metrics.encode();
@@ -216,19 +208,18 @@ async fn a_failed_or_stopped_training_job_fails_the_run_with_its_reason() {
 
 #[tokio::test]
 async fn throttling_is_retried_and_said_in_the_status_meanwhile() {
-    let server = FakeApiServer::start().await;
+    let scene = Scene::new("sm-throttled").await;
     let fake = FakeSageMaker::start().await;
-    let (operator, name) = running_example(&server, &fake).await;
+    let (operator, name) = running_example(&scene, &fake).await;
     // Four throttled answers: the SDK's three attempts of one call fail, and the status says
     // why while the controller backs off; the next call's first attempt is throttled too, and
     // its retry answered.
     fake.throttle_next(4);
-    let throttled =
-        wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Running", "SageMakerUnavailable").await;
+    let throttled = scene.wait_for_phase::<TwinTrainingJob>(EXAMPLE, "Running", "SageMakerUnavailable").await;
     assert!(message(&throttled).contains("ThrottlingException: Rate exceeded"), "{throttled}");
     fake.update(&name, |job| job.secondary = "Training".into());
-    eventually("the run to be described again", Duration::from_secs(30), || async {
-        let status = status_of(&server, "TwinTrainingJob", EXAMPLE);
+    eventually("the run to be described again", || async {
+        let status = scene.status_of::<TwinTrainingJob>(EXAMPLE).await;
         (status["conditions"][0]["reason"] == "Training"
             && status["backend"]["detail"] == "InProgress/Training")
             .then_some(())
@@ -250,22 +241,19 @@ async fn throttling_is_retried_and_said_in_the_status_meanwhile() {
 
 #[tokio::test]
 async fn deleting_a_running_job_stops_it_before_the_object_goes() {
-    let server = FakeApiServer::start().await;
+    let scene = Scene::new("sm-delete").await;
     let fake = FakeSageMaker::start().await;
-    let (operator, name) = running_example(&server, &fake).await;
-    let jobs = Api::<TwinTrainingJob>::namespaced(server.client(), NS);
+    let (operator, name) = running_example(&scene, &fake).await;
+    let jobs = scene.api::<TwinTrainingJob>();
     jobs.delete(EXAMPLE, &Default::default()).await.unwrap();
-    eventually("StopTrainingJob", Duration::from_secs(15), || async {
-        (fake.stops() == [name.clone()]).then_some(())
-    })
-    .await;
+    eventually("StopTrainingJob", || async { (fake.stops() == [name.clone()]).then_some(()) }).await;
     // Stopping takes SageMaker a while: the object stays meanwhile.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let held = jobs.get_opt(EXAMPLE).await.unwrap().expect("held by the finalizer while the job stops");
     assert!(held.metadata.deletion_timestamp.is_some());
     assert_eq!(fake.stops().len(), 1, "stopped once, then waited for");
     fake.update(&name, |job| job.to("Stopped", "Stopped"));
-    eventually("the object to go once the job stopped", Duration::from_secs(30), || async {
+    eventually("the object to go once the job stopped", || async {
         jobs.get_opt(EXAMPLE).await.ok()?.is_none().then_some(())
     })
     .await;
@@ -274,28 +262,27 @@ async fn deleting_a_running_job_stops_it_before_the_object_goes() {
 
 #[tokio::test]
 async fn a_job_without_an_image_says_which_setting_to_set() {
-    let server = FakeApiServer::start().await;
+    let scene = Scene::new("sm-image").await;
     let fake = FakeSageMaker::start().await;
-    let operator = start_with(&server, "replica-a", fake.client().await).await;
-    examples_with_a_dataset(&server).await;
-    apply_variant(&server, "no-image", |job| {
+    let operator = start_with(&scene, "replica-a", fake.client().await).await;
+    examples_with_a_dataset(&scene).await;
+    apply_variant(&scene, "no-image", |job| {
         job["spec"]["backend"]["sagemaker"].as_object_mut().unwrap().remove("image");
     })
     .await;
-    let waiting =
-        wait_for_phase(&server, "TwinTrainingJob", "no-image", "Pending", "TrainerImageNotSet").await;
+    let waiting = scene.wait_for_phase::<TwinTrainingJob>("no-image", "Pending", "TrainerImageNotSet").await;
     let said = message(&waiting);
     assert!(
         said.contains("--sagemaker-trainer-image") && said.contains("workloads.sagemakerTrainerImage"),
         "{said}"
     );
     // A gated Hub model would put its token in the training job's description: refused.
-    apply_variant(&server, "gated", |job| {
+    apply_variant(&scene, "gated", |job| {
         job["spec"]["baseModel"] =
             json!({"uri": "hf://meta-llama/Llama-3.1-8B", "tokenSecretRef": {"name": "hf", "key": "token"}});
     })
     .await;
-    let refused = wait_for_phase(&server, "TwinTrainingJob", "gated", "Failed", "InvalidSpec").await;
+    let refused = scene.wait_for_phase::<TwinTrainingJob>("gated", "Failed", "InvalidSpec").await;
     assert!(message(&refused).starts_with("spec.baseModel.tokenSecretRef"), "{refused}");
     assert_eq!(fake.creates().len(), 1, "only the example's run was created");
     operator.shutdown().await;
@@ -303,28 +290,31 @@ async fn a_job_without_an_image_says_which_setting_to_set() {
 
 #[tokio::test]
 async fn the_keys_of_the_credentials_secret_sign_the_calls() {
-    let server = FakeApiServer::start().await;
+    let scene = Scene::new("sm-keys").await;
     let fake = FakeSageMaker::start().await;
     // Per-job clients, as in a deployment, sent to the fake.
-    let mut settings = OperatorSettings::for_tests("replica-a");
-    settings.sagemaker_endpoint_url = Some(fake.endpoint());
-    let operator = Operator::start(server.client(), &server.url, settings).await.unwrap();
+    let operator = scene
+        .operator_with("replica-a", |settings| {
+            settings.sagemaker_client = None;
+            settings.sagemaker_endpoint_url = Some(fake.endpoint());
+        })
+        .await;
     let keys = [("AWS_ACCESS_KEY_ID", "AKIAFROMSECRET"), ("AWS_SECRET_ACCESS_KEY", "s3cr3t")];
     let secret = Secret {
         metadata: kube::api::ObjectMeta { name: Some("aws-training".into()), ..Default::default() },
         data: Some(keys.into_iter().map(|(k, v)| (k.to_string(), ByteString(v.into()))).collect()),
         ..Default::default()
     };
-    Api::<Secret>::namespaced(server.client(), NS).create(&Default::default(), &secret).await.unwrap();
-    create_drafts_config_map(&server).await;
-    twins::apply_file(&server.client(), NS, &repo::path("manifests/examples/twindataset.yaml"), "kubectl")
-        .await;
-    apply_variant(&server, "keyed", |job| {
+    scene.api::<Secret>().create(&Default::default(), &secret).await.unwrap();
+    // The chart lets the operator read no Secret unless told which: this namespace's, by name.
+    scene.plane.grant_secrets(&scene.namespace, &["aws-training", "no-such-secret"]);
+    scene.apply_example("twindataset.yaml", |_| {}).await;
+    apply_variant(&scene, "keyed", |job| {
         job["spec"]["backend"]["sagemaker"]["credentialsSecretRef"] = json!({"name": "aws-training"});
     })
     .await;
-    publish_dataset_revision(&server, "paul", "rev-1").await;
-    wait_for_phase(&server, "TwinTrainingJob", "keyed", "Running", "Training").await;
+    scene.publish_build("paul", "paul-build-1", "rev-1").await;
+    scene.wait_for_phase::<TwinTrainingJob>("keyed", "Running", "Training").await;
     let signed_by = fake.calls(|c| c.signed_by.clone());
     assert!(!signed_by.is_empty());
     assert!(
@@ -332,12 +322,12 @@ async fn the_keys_of_the_credentials_secret_sign_the_calls() {
         "{signed_by:?}"
     );
     // A Secret that does not exist: the run waits and says which.
-    apply_variant(&server, "unkeyed", |job| {
+    apply_variant(&scene, "unkeyed", |job| {
         job["spec"]["backend"]["sagemaker"]["credentialsSecretRef"] = json!({"name": "no-such-secret"});
     })
     .await;
     let waiting =
-        wait_for_phase(&server, "TwinTrainingJob", "unkeyed", "Pending", "CredentialsSecretNotFound").await;
+        scene.wait_for_phase::<TwinTrainingJob>("unkeyed", "Pending", "CredentialsSecretNotFound").await;
     assert!(message(&waiting).contains("\"no-such-secret\""), "{waiting}");
     assert_eq!(fake.creates().len(), 1);
     operator.shutdown().await;
@@ -347,11 +337,11 @@ async fn the_keys_of_the_credentials_secret_sign_the_calls() {
 async fn a_run_against_motos_sagemaker_is_created_described_and_completed() {
     let moto = Moto::start();
     let client = sagemaker::client_at(&moto.endpoint()).await;
-    let server = FakeApiServer::start().await;
-    let operator = start_with(&server, "replica-a", client.clone()).await;
-    examples_with_a_dataset(&server).await;
+    let scene = Scene::new("sm-moto").await;
+    let operator = start_with(&scene, "replica-a", client.clone()).await;
+    examples_with_a_dataset(&scene).await;
     // moto completes a training job as soon as it is created.
-    let done = wait_for_phase(&server, "TwinTrainingJob", EXAMPLE, "Succeeded", "AdapterPublished").await;
+    let done = scene.wait_for_phase::<TwinTrainingJob>(EXAMPLE, "Succeeded", "AdapterPublished").await;
     let name = done["status"]["backend"]["jobName"].as_str().unwrap().to_string();
     assert_eq!(
         done["status"]["model"]["adapterUri"],

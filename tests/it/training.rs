@@ -1,25 +1,25 @@
-//! The TwinTrainingJob controller's kubernetes backend against the fake API server: the trainer
+//! The TwinTrainingJob controller's kubernetes backend on the real control plane: the trainer
 //! Job and its configuration, waiting for the dataset, success and failure from the trainer's
-//! termination message, no second Job after a restart, and when a new run starts.
+//! termination message on a kwok GPU node, no second Job after a restart, and when a new run
+//! starts.
 
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{Value, json};
 use twin_operator::api::{TwinDataset, TwinTrainingJob};
 use twin_operator::contract::TrainerConfig;
 
-use crate::operator::{
-    NS, apply_examples, build_result, create_drafts_config_map, eventually, examples_with_a_dataset,
-    publish_dataset_revision, sample, start, wait_for_phase,
-};
-use crate::support::fake_apiserver::FakeApiServer;
+use crate::operator::{examples_with_a_dataset, ready_message, sample};
 use crate::support::repo;
+use crate::support::scene::Scene;
 
-/// The trainer Jobs of the fake cluster, by name.
-fn trainer_jobs(server: &FakeApiServer) -> Vec<String> {
-    let mut names: Vec<String> = server
-        .list("batch/v1", "Job")
+/// The trainer Jobs of the scene, by name.
+async fn trainer_jobs(scene: &Scene) -> Vec<String> {
+    let mut names: Vec<String> = scene
+        .list::<Job>()
+        .await
         .iter()
         .filter(|job| job["metadata"]["labels"]["app.kubernetes.io/component"] == "trainer")
         .map(|job| job["metadata"]["name"].as_str().unwrap().to_string())
@@ -28,60 +28,42 @@ fn trainer_jobs(server: &FakeApiServer) -> Vec<String> {
     names
 }
 
-async fn edit_training_job(server: &FakeApiServer, name: &str, edit: impl FnOnce(&mut Value)) {
-    apply_edited_example(server, "manifests/examples/twintrainingjob.yaml", name, edit).await;
-}
-
-/// Applies the TwinTrainingJob of an example file under another name, edited.
-pub(crate) async fn apply_edited_example(
-    server: &FakeApiServer,
-    example: &str,
-    name: &str,
-    edit: impl FnOnce(&mut Value),
-) {
-    let mut edited: Value = serde_saphyr::from_str(&repo::read(example)).unwrap();
-    edited["metadata"]["name"] = json!(name);
-    edit(&mut edited);
-    Api::<TwinTrainingJob>::namespaced(server.client(), NS)
-        .patch(name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&edited))
-        .await
-        .unwrap();
+/// Applies the example TwinTrainingJob under another name, edited.
+async fn edit_training_job(scene: &Scene, name: &str, edit: impl FnOnce(&mut Value)) {
+    scene
+        .apply_example("twintrainingjob.yaml", |job| {
+            job["metadata"]["name"] = json!(name);
+            edit(job)
+        })
+        .await;
 }
 
 /// A second build of the dataset publishes `revision` (a spec change starts build 2).
-async fn publish_second_revision(server: &FakeApiServer, revision: &str) {
-    let mut edited: Value =
-        serde_saphyr::from_str(&repo::read("manifests/examples/twindataset.yaml")).unwrap();
-    edited["spec"]["chunking"]["maxTokens"] = json!(384);
-    Api::<TwinDataset>::namespaced(server.client(), NS)
-        .patch("paul", &PatchParams::apply("kubectl"), &Patch::Apply(&edited))
-        .await
-        .unwrap();
-    eventually("Job paul-build-2", Duration::from_secs(15), || async {
-        server.get("batch/v1", "Job", NS, "paul-build-2")
-    })
-    .await;
-    server.mark_job_succeeded(NS, "paul-build-2", &build_result("paul", revision)).unwrap();
+async fn publish_second_revision(scene: &Scene, revision: &str) {
+    scene
+        .apply_example("twindataset.yaml", |dataset| dataset["spec"]["chunking"]["maxTokens"] = json!(384))
+        .await;
+    scene.publish_build("paul", "paul-build-2", revision).await;
 }
 
 #[tokio::test]
 async fn a_training_job_runs_the_trainer_on_gpus_and_reports_its_result() {
-    let server = FakeApiServer::start().await;
-    create_drafts_config_map(&server).await;
-    let operator = start(&server, "replica-a").await;
-    apply_examples(&server).await;
-    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "WaitingForDataset", "WaitingForDataset").await;
-    assert!(trainer_jobs(&server).is_empty(), "no trainer runs while the dataset is not Ready");
+    let scene = Scene::new("trainer").await;
+    scene.gpu_node("kwok-l4", 8).await;
+    let operator = scene.operator("replica-a").await;
+    scene.apply_examples().await;
+    scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "WaitingForDataset", "WaitingForDataset").await;
+    assert!(trainer_jobs(&scene).await.is_empty(), "no trainer runs while the dataset is not Ready");
 
-    publish_dataset_revision(&server, "paul", "rev-3f9a").await;
-    let running = wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
+    scene.publish_build("paul", "paul-build-1", "rev-3f9a").await;
+    let running = scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Running", "Training").await;
     assert_eq!(running["status"]["datasetRevision"], "rev-3f9a");
     assert_eq!(running["status"]["backend"]["kind"], "kubernetes");
     assert_eq!(running["status"]["backend"]["jobName"], "paul-v1-train-g1-rev3f9a");
 
     // The Job: the trainer image on one GPU of the example's nodes, locked down, with the Hub
     // token by reference, shared memory, and a failure the trainer explains not retried.
-    let job = server.get("batch/v1", "Job", NS, "paul-v1-train-g1-rev3f9a").expect("the trainer Job");
+    let job = scene.get::<Job>("paul-v1-train-g1-rev3f9a").await.expect("the trainer Job");
     assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "TwinTrainingJob");
     let spec = &job["spec"];
     assert_eq!(spec["backoffLimit"], 1);
@@ -113,7 +95,7 @@ async fn a_training_job_runs_the_trainer_on_gpus_and_reports_its_result() {
 
     // The configuration: the pinned revision's folder, the job's settings, the run's output.
     let config_map =
-        server.get("v1", "ConfigMap", NS, "paul-v1-train-g1-rev3f9a").expect("the trainer configuration");
+        scene.get::<ConfigMap>("paul-v1-train-g1-rev3f9a").await.expect("the trainer configuration");
     let config: TrainerConfig =
         serde_json::from_str(config_map["data"]["config.json"].as_str().unwrap()).unwrap();
     assert_eq!(config.dataset_uri, "s3://twins-bucket/twins/datasets/paul/rev-3f9a");
@@ -125,15 +107,15 @@ async fn a_training_job_runs_the_trainer_on_gpus_and_reports_its_result() {
 
     // A restarted operator finds the run's Job: never a second one.
     operator.shutdown().await;
-    let operator = start(&server, "replica-b").await;
-    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
+    let operator = scene.operator("replica-b").await;
+    scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Running", "Training").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(trainer_jobs(&server), ["paul-v1-train-g1-rev3f9a"]);
+    assert_eq!(trainer_jobs(&scene).await, ["paul-v1-train-g1-rev3f9a"]);
 
     // Success: the trainer's result becomes the status.
     let result = r#"{"status":"Succeeded","adapterUri":"s3://twins-bucket/twins/models/paul-v1/g1-rev3f9a/adapter","sftTrainLoss":1.25,"sftEvalLoss":1.5,"dpoRewardAccuracy":0.75,"vllmMaxLoraRank":32,"datasetRevision":"rev-3f9a"}"#;
-    server.mark_job_succeeded(NS, "paul-v1-train-g1-rev3f9a", result).unwrap();
-    let done = wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Succeeded", "AdapterPublished").await;
+    scene.end_job("paul-v1-train-g1-rev3f9a", 0, result).await;
+    let done = scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Succeeded", "AdapterPublished").await;
     let status = &done["status"];
     assert_eq!(
         status["metrics"],
@@ -157,36 +139,36 @@ async fn a_training_job_runs_the_trainer_on_gpus_and_reports_its_result() {
     );
 
     // A second job asks to retrain on every new revision; it trains on the same one first.
-    edit_training_job(&server, "paul-v2", |job| job["spec"]["retrainOnNewRevision"] = json!(true)).await;
-    wait_for_phase(&server, "TwinTrainingJob", "paul-v2", "Running", "Training").await;
-    server.mark_job_succeeded(NS, "paul-v2-train-g1-rev3f9a", result).unwrap();
-    wait_for_phase(&server, "TwinTrainingJob", "paul-v2", "Succeeded", "AdapterPublished").await;
+    edit_training_job(&scene, "paul-v2", |job| job["spec"]["retrainOnNewRevision"] = json!(true)).await;
+    scene.wait_for_phase::<TwinTrainingJob>("paul-v2", "Running", "Training").await;
+    scene.end_job("paul-v2-train-g1-rev3f9a", 0, result).await;
+    scene.wait_for_phase::<TwinTrainingJob>("paul-v2", "Succeeded", "AdapterPublished").await;
 
     // A new dataset revision: paul-v2 retrains on it, as a new run of the same generation;
     // paul-v1, which did not ask, keeps its adapter.
-    publish_second_revision(&server, "rev-b00c").await;
-    wait_for_phase(&server, "TwinDataset", "paul", "Ready", "RevisionPublished").await;
-    let retrained = wait_for_phase(&server, "TwinTrainingJob", "paul-v2", "Running", "Training").await;
+    publish_second_revision(&scene, "rev-b00c").await;
+    scene.wait_for_phase::<TwinDataset>("paul", "Ready", "RevisionPublished").await;
+    let retrained = scene.wait_for_phase::<TwinTrainingJob>("paul-v2", "Running", "Training").await;
     assert_eq!(retrained["status"]["datasetRevision"], "rev-b00c");
     assert!(retrained["status"].get("model").is_none(), "a new run does not show the last run's adapter");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        trainer_jobs(&server),
+        trainer_jobs(&scene).await,
         ["paul-v1-train-g1-rev3f9a", "paul-v2-train-g1-rev3f9a", "paul-v2-train-g1-revb00c"]
     );
-    let kept = wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Succeeded", "AdapterPublished").await;
+    let kept = scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Succeeded", "AdapterPublished").await;
     assert_eq!(kept["status"]["datasetRevision"], "rev-3f9a");
     operator.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_failed_trainer_fails_the_run_with_its_reason() {
-    let (server, operator) = examples_with_a_dataset("rev-1").await;
-    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
+    let (scene, operator) = examples_with_a_dataset("trainer-failed", "rev-1").await;
+    scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Running", "Training").await;
     let failure = r#"{"status":"Failed","reason":"OutOfMemory","message":"SFT ran out of GPU memory with 8 samples per device of up to 2048 tokens: lower perDeviceBatchSize"}"#;
-    server.mark_job_failed(NS, "paul-v1-train-g1-rev1", failure).unwrap();
-    let failed = wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Failed", "OutOfMemory").await;
-    let message = failed["status"]["conditions"][0]["message"].as_str().unwrap();
+    scene.end_job("paul-v1-train-g1-rev1", 1, failure).await;
+    let failed = scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Failed", "OutOfMemory").await;
+    let message = ready_message(&failed);
     assert!(
         message.contains("Job paul-v1-train-g1-rev1 failed: SFT ran out of GPU memory with 8 samples"),
         "{message}"
@@ -194,15 +176,15 @@ async fn a_failed_trainer_fails_the_run_with_its_reason() {
     assert!(failed["status"]["completionTime"].is_string());
 
     // A spec change after a failure is a new run, on the same revision.
-    edit_training_job(&server, "paul-v1", |job| job["spec"]["sft"]["perDeviceBatchSize"] = json!(2)).await;
-    wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Running", "Training").await;
-    assert_eq!(trainer_jobs(&server), ["paul-v1-train-g1-rev1", "paul-v1-train-g2-rev1"]);
+    edit_training_job(&scene, "paul-v1", |job| job["spec"]["sft"]["perDeviceBatchSize"] = json!(2)).await;
+    scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Running", "Training").await;
+    assert_eq!(trainer_jobs(&scene).await, ["paul-v1-train-g1-rev1", "paul-v1-train-g2-rev1"]);
     // A run whose dataset had no preference triples succeeds and says DPO was skipped.
-    edit_training_job(&server, "no-dpo", |_| {}).await;
-    wait_for_phase(&server, "TwinTrainingJob", "no-dpo", "Running", "Training").await;
+    edit_training_job(&scene, "no-dpo", |_| {}).await;
+    scene.wait_for_phase::<TwinTrainingJob>("no-dpo", "Running", "Training").await;
     let skipped = r#"{"status":"Succeeded","sftTrainLoss":1.0,"dpoRewardAccuracy":null,"dpoSkipped":"the dataset has no preference triples (preference/train.jsonl)"}"#;
-    server.mark_job_succeeded(NS, "no-dpo-train-g1-rev1", skipped).unwrap();
-    let done = wait_for_phase(&server, "TwinTrainingJob", "no-dpo", "Succeeded", "AdapterPublished").await;
+    scene.end_job("no-dpo-train-g1-rev1", 0, skipped).await;
+    let done = scene.wait_for_phase::<TwinTrainingJob>("no-dpo", "Succeeded", "AdapterPublished").await;
     let message = done["status"]["conditions"][0]["message"].as_str().unwrap();
     assert!(
         message.ends_with("DPO skipped: the dataset has no preference triples (preference/train.jsonl))"),
@@ -210,8 +192,8 @@ async fn a_failed_trainer_fails_the_run_with_its_reason() {
     );
 
     // A pod that died without a result (a crash, an eviction) still fails with a pointer to the logs.
-    server.mark_job_failed(NS, "paul-v1-train-g2-rev1", "").unwrap();
-    let failed = wait_for_phase(&server, "TwinTrainingJob", "paul-v1", "Failed", "TrainerFailed").await;
+    scene.end_job("paul-v1-train-g2-rev1", 1, "").await;
+    let failed = scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Failed", "TrainerFailed").await;
     assert!(
         failed["status"]["conditions"][0]["message"]
             .as_str()

@@ -87,6 +87,18 @@ impl ControlPlane {
                 .args(["--create-namespace", "--wait", "--timeout", "120s"]),
         );
         plane.helm_install_output = String::from_utf8_lossy(&helm.stdout).into_owned();
+        // The Prometheus Operator's and KEDA's kinds, which endpoints create when asked.
+        run(
+            "kubectl apply of the third-party CRDs",
+            plane.kubectl().args(["apply", "-f", "tests/fixtures/crds/third-party.yaml"]),
+        );
+        run(
+            "kubectl wait for the third-party CRDs",
+            plane
+                .kubectl()
+                .args(["wait", "--for=condition=Established", "--timeout=60s"])
+                .args(["crd/servicemonitors.monitoring.coreos.com", "crd/scaledobjects.keda.sh"]),
+        );
         let token = run(
             "kubectl create token",
             plane.kubectl().args(["create", "token", RELEASE, "-n", RELEASE_NAMESPACE, "--duration", "24h"]),
@@ -140,6 +152,18 @@ impl ControlPlane {
         if output.status.success() { Ok(text(&output.stdout)) } else { Err(text(&output.stderr)) }
     }
 
+    /// Lets the operator read these Secrets of `namespace`, through the chart's own
+    /// `rbac.sagemakerCredentials` (`helm upgrade`), as a user of SageMaker credentials does.
+    pub fn grant_secrets(&self, namespace: &str, names: &[&str]) {
+        let grant = json!([{"namespace": namespace, "names": names}]);
+        run(
+            "helm upgrade",
+            self.helm()
+                .args(["upgrade", RELEASE, "charts/twin-operator", "--namespace", RELEASE_NAMESPACE])
+                .args(["--reuse-values", "--set-json", &format!("rbac.sagemakerCredentials={grant}")]),
+        );
+    }
+
     /// A client with the admin's rights (the test's own hands).
     pub async fn admin(&self) -> Client {
         client(&self.admin_kubeconfig).await
@@ -176,13 +200,21 @@ impl ControlPlane {
     /// leader Lease is in the release namespace (where the chart lets it take one), named after
     /// the test's namespace so that tests running side by side do not share a leader.
     pub async fn operator(&self, namespace: &str, identity: &str) -> Operator {
+        let settings = self.operator_settings(namespace, identity).await;
+        Operator::start(self.as_operator().await, "the control plane", settings)
+            .await
+            .expect("the operator starts")
+    }
+
+    /// The settings of [`Self::operator`]: the test's namespace watched, its own Lease, a
+    /// SageMaker client that reaches nothing (no test calls out of the machine).
+    pub async fn operator_settings(&self, namespace: &str, identity: &str) -> OperatorSettings {
         let mut settings = OperatorSettings::for_tests(identity);
         settings.watch_namespace = namespace.into();
         settings.lease_namespace = RELEASE_NAMESPACE.into();
         settings.lease_name = format!("twin-operator-{namespace}");
         settings.sagemaker_client = Some(super::sagemaker::unreachable().await);
-        let client = self.as_operator().await;
-        Operator::start(client, "the control plane", settings).await.expect("the operator starts")
+        settings
     }
 }
 

@@ -4,14 +4,16 @@
 #![allow(dead_code)]
 
 /// The API server's checks of custom resources, which `twin up` shares.
+#[allow(unused_imports)]
 pub use twin_operator::local::schema as crd_schema;
 pub mod control_plane;
-pub mod fake_apiserver;
+pub mod fault_proxy;
 pub mod gateway;
 pub mod git_http;
 pub mod moto;
 pub mod repo;
 pub mod sagemaker;
+pub mod scene;
 pub mod serve;
 pub mod twins;
 pub mod wait;

@@ -195,6 +195,12 @@ pub fn engine_serves(endpoint: &TwinEndpoint, model: &ServedModel, engine: Optio
     serving == model.adapter_uri.as_ref() && rolled_out(engine)
 }
 
+/// Whether the gateway's Deployment pins `model` (its lineage and dataset revision).
+fn gateway_pins(gateway: &Deployment, model: &ServedModel) -> bool {
+    let pinned = gateway.annotations().get(MODEL_ANNOTATION);
+    pinned.and_then(|json| serde_json::from_str::<ServedModel>(json).ok()).as_ref() == Some(model)
+}
+
 /// The model the gateway names in its answers' lineage and whose dataset revision it pins:
 /// the one wanted once the engine serves its adapter (retrieval, adapter and lineage then move
 /// together); until then, the one the gateway has now.
@@ -239,9 +245,19 @@ pub fn from_observed(
     let vllm = endpoint.spec.engine.kind == EngineKind::Vllm;
     let gateway = part_health("gateway", observed.gateway.as_ref(), &of(GATEWAY_COMPONENT));
     let engine = vllm.then(|| part_health("engine", observed.engine.as_ref(), &of(ENGINE_COMPONENT)));
-    let serves = engine_serves(endpoint, model, observed.engine.as_ref());
-    // A new adapter rolls out while the previous one still answers.
-    let replacing = !serves && status.model.as_ref().is_some_and(|shown| shown != model);
+    // The new model serves once the engine answers with its adapter and the gateway, rolled
+    // out, retrieves from its dataset revision and names it in its answers.
+    let serves = engine_serves(endpoint, model, observed.engine.as_ref())
+        && observed
+            .gateway
+            .as_ref()
+            .is_some_and(|gateway| gateway_pins(gateway, model) && rolled_out(gateway));
+    // A new adapter (or base model) rolls out while the previous one still answers; a new
+    // dataset revision alone is the gateway's rollout.
+    let replacing = !serves
+        && status.model.as_ref().is_some_and(|shown| {
+            (&shown.base_model, &shown.adapter_uri) != (&model.base_model, &model.adapter_uri)
+        });
     // The model shown is the one served: the new one once the engine serves it.
     if serves || status.model.is_none() {
         status.model = Some(model.clone());
@@ -271,19 +287,24 @@ pub fn from_observed(
         .max_by_key(|p| severity(p.assessment.phase))
         .map(|p| p.assessment.clone())
         .unwrap_or_else(|| gateway.assessment.clone());
-    let assessment = if worst.ready {
-        let adapter = model.adapter_uri.as_deref().map(|a| format!(" with adapter {a}")).unwrap_or_default();
+    // Both parts rolled out but the gateway not yet moved to the new adapter is still the
+    // adapter's rollout: the gateway moves next.
+    let assessment = if worst.ready && !replacing {
+        let shown = status.model.as_ref().unwrap_or(model);
+        let adapter = shown.adapter_uri.as_deref().map(|a| format!(" with adapter {a}")).unwrap_or_default();
         Assessment::ready(
             EndpointPhase::Ready,
             "Serving",
-            format!("serving {}{adapter} at {}", model.base_model, endpoint_url(endpoint)),
+            format!("serving {}{adapter} at {}", shown.base_model, endpoint_url(endpoint)),
         )
-    } else if replacing && worst.phase == EndpointPhase::Deploying {
+    } else if replacing && (worst.ready || worst.phase == EndpointPhase::Deploying) {
         let adapter = model.adapter_uri.as_deref().unwrap_or("the base model");
+        let progress =
+            if worst.ready { "the engine serves it; the gateway moves next" } else { &worst.message };
         Assessment::not_ready(
             EndpointPhase::Deploying,
             "RollingOutAdapter",
-            format!("rolling out {adapter}; the previous model serves meanwhile ({})", worst.message),
+            format!("rolling out {adapter}; the previous model serves meanwhile ({progress})"),
         )
     } else {
         worst

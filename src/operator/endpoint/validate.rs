@@ -56,6 +56,16 @@ pub fn resolve_model(
                 return wait(EndpointPhase::Pending, "TrainingJobNotFound", message);
             };
             let status = job.status.as_ref();
+            // A new run of the job (waiting, training or failed) leaves the adapter of its last
+            // good run in place: the endpoint goes on serving it, and watching over it.
+            let last_good = endpoint.status.as_ref().and_then(|s| s.model.as_ref()).filter(|shown| {
+                shown.training_job.as_deref() == Some(name.as_str()) && shown.adapter_uri.is_some()
+            });
+            if let Some(last_good) = last_good
+                && status.and_then(|s| s.phase) != Some(TrainingPhase::Succeeded)
+            {
+                return Validation::Proceed(last_good.clone());
+            }
             match (status.and_then(|s| s.phase), status.and_then(|s| s.model.as_ref())) {
                 (Some(TrainingPhase::Succeeded), Some(trained)) => Validation::Proceed(ServedModel {
                     base_model: trained.base_model.clone(),
