@@ -174,8 +174,13 @@ async fn faults_do_not_stop_convergence_or_lose_updates() {
     proxy.fail_next(Some(Verb::List), Some("twinendpoints"), 429, 2);
     proxy.set_delay(Duration::from_millis(100));
     let operator = scene.operator_through(&proxy, "replica-a").await;
+    let watches = || proxy.requests().iter().filter(|r| r.verb == Verb::Watch).count();
+    eventually("the operator's watches", || async { (watches() >= 3).then_some(()) }).await;
+    let before = watches();
     proxy.close_watches();
     scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "WaitingForDataset", "WaitingForDataset").await;
+    eventually("the closed watches to be opened again", || async { (watches() >= before * 2).then_some(()) })
+        .await;
     proxy.set_delay(Duration::ZERO);
     // Spec changes made while watches break and requests fail are all seen.
     proxy.fail_next_subresource(Verb::Patch, "twintrainingjobs", "status", 500, 2);
