@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, WatchEvent, WatchParams};
@@ -322,6 +322,23 @@ async fn a_vllm_endpoint_deploys_reports_failing_pods_prunes_and_rolls_a_new_ada
     let moved = deployments[gateway_moved];
     assert_eq!(moved["metadata"]["annotations"]["llmtwin.dev/dataset-revision"], "rev-2");
     assert_eq!(env(moved, "TWIN_SERVE_UPSTREAM_ADAPTER").as_deref(), Some(new_adapter));
+
+    // Served by an engine of the user's own instead: the engine's Deployment and Service go.
+    let external = "http://vllm.inference.svc.cluster.local:8000/v1";
+    scene
+        .apply_example("twinendpoint.yaml", |e| {
+            e["spec"]["engine"] = json!({"kind": "external", "url": external});
+            e["spec"]["monitoring"]["serviceMonitor"] = json!(false);
+            e["spec"].as_object_mut().unwrap().remove("autoscaling");
+        })
+        .await;
+    scene.wait_gone::<Deployment>("paul-engine").await;
+    scene.wait_gone::<Service>("paul-engine").await;
+    eventually("the gateway to call the external engine", || async {
+        let gateway = scene.get::<Deployment>("paul").await?;
+        (env(&gateway, "TWIN_SERVE_UPSTREAM")? == external).then_some(())
+    })
+    .await;
     operator.shutdown().await;
 }
 

@@ -9,6 +9,7 @@ mod chat;
 mod cli;
 mod cluster_controllers;
 mod cluster_install;
+mod cluster_rbac;
 mod crds;
 #[path = "../e2e/mod.rs"]
 mod e2e;
