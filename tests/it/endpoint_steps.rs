@@ -456,7 +456,6 @@ fn a_new_adapter_rolls_the_engine_before_the_gateway_moves_to_its_revision() {
     assert_eq!(verdict.assessment.reason, "RollingOutAdapter");
     assert_eq!(status.model.as_ref(), Some(&old));
     // The gateway pins it and has rolled out: Ready, naming the new model.
-    let mut gateway = gateway;
     gateway.metadata.annotations =
         Some([(build::MODEL_ANNOTATION.to_string(), serde_json::to_string(&moved).unwrap())].into());
     let observed = Observed { engine: Some(done), gateway: Some(gateway), pods: vec![] };

@@ -152,9 +152,16 @@ impl FaultProxy {
     }
 }
 
-/// What a request path names: `/api/v1/namespaces/ns/pods/name/status` and the like; `None`
-/// for discovery, `/version` and other paths that are not a resource.
-fn resource_of(path: &str) -> Option<(Option<String>, String, Option<String>, Option<String>)> {
+/// What a request path names: `/api/v1/namespaces/ns/pods/name/status` and the like.
+struct Target {
+    namespace: Option<String>,
+    plural: String,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+/// The resource a path names; `None` for discovery, `/version` and other paths that are not one.
+fn resource_of(path: &str) -> Option<Target> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let rest = match segments.as_slice() {
         ["api", _version, rest @ ..] => rest,
@@ -169,12 +176,13 @@ fn resource_of(path: &str) -> Option<(Option<String>, String, Option<String>, Op
         _ => (None, rest.to_vec()),
     };
     let owned = |s: &&str| s.to_string();
-    match rest.as_slice() {
-        [plural] => Some((namespace, plural.to_string(), None, None)),
-        [plural, name] => Some((namespace, plural.to_string(), Some(owned(name)), None)),
-        [plural, name, sub] => Some((namespace, plural.to_string(), Some(owned(name)), Some(owned(sub)))),
-        _ => None,
-    }
+    let (plural, name, subresource) = match rest.as_slice() {
+        [plural] => (plural, None, None),
+        [plural, name] => (plural, Some(owned(name)), None),
+        [plural, name, sub] => (plural, Some(owned(name)), Some(owned(sub))),
+        _ => return None,
+    };
+    Some(Target { namespace, plural: plural.to_string(), name, subresource })
 }
 
 fn verb_of(method: &Method, named: bool, query: &str) -> Option<Verb> {
@@ -223,7 +231,7 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or_default();
     let mut is_watch = false;
-    if let Some((namespace, plural, name, subresource)) = resource_of(path)
+    if let Some(Target { namespace, plural, name, subresource }) = resource_of(path)
         && let Some(verb) = verb_of(&parts.method, name.is_some(), query)
     {
         is_watch = verb == Verb::Watch;
