@@ -77,3 +77,55 @@ async fn the_readme_examples_apply_with_kubectl_and_list_as_twins() {
     let short = plane.run_kubectl(&["get", "tds,ttj,tep", "-n", namespace, "-o", "name"]);
     assert_eq!(short.lines().count(), 5, "kubectl get tds,ttj,tep listed: {short}");
 }
+
+/// The NetworkPolicy reaches the API server at the addresses the cluster lists for it (the
+/// `kubernetes` Service's EndpointSlice, which helm reads when it renders against a cluster), and
+/// the API server accepts it. This control plane's API server listens on a loopback address,
+/// which an EndpointSlice may not hold, so the test writes the slice a cluster's API server
+/// keeps, with a documentation address.
+#[tokio::test]
+async fn the_network_policy_allows_the_api_server_at_the_addresses_the_cluster_lists() {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::api::{Patch, PatchParams};
+    let plane = control_plane::shared();
+    let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["192.0.2.10"], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]
+    }))
+    .unwrap();
+    Api::<EndpointSlice>::namespaced(plane.admin().await, "default")
+        .patch("kubernetes", &PatchParams::apply("kube-apiserver").force(), &Patch::Apply(&slice))
+        .await
+        .unwrap();
+    let rendered = plane.run_helm(&[
+        "template",
+        RELEASE,
+        "charts/twin-operator",
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--dry-run=server",
+        "--show-only",
+        "templates/networkpolicy.yaml",
+        "--set",
+        "networkPolicy.enabled=true",
+    ]);
+    let policy: serde_json::Value = serde_saphyr::from_str(&rendered).unwrap();
+    let egress = policy["spec"]["egress"].as_array().unwrap();
+    let api_server = egress
+        .iter()
+        .find(|rule| rule["to"][0]["ipBlock"]["cidr"] == "192.0.2.10/32")
+        .unwrap_or_else(|| panic!("no egress to the API server's address: {rendered}"));
+    assert_eq!(api_server["ports"], serde_json::json!([{"port": 6443, "protocol": "TCP"}]));
+    // Only AWS's rule reaches further, and only on 443.
+    let wide: Vec<&serde_json::Value> =
+        egress.iter().filter(|rule| rule["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0").collect();
+    assert_eq!(wide.len(), 1, "{rendered}");
+    assert_eq!(wide[0]["ports"], serde_json::json!([{"port": 443, "protocol": "TCP"}]));
+    let applied = plane
+        .kubectl_with_input(&["apply", "--dry-run=server", "-f", "-"], &rendered)
+        .unwrap_or_else(|e| panic!("the API server refuses the NetworkPolicy: {e}"));
+    assert!(applied.contains("networkpolicy.networking.k8s.io/twin-operator"), "{applied}");
+}

@@ -133,6 +133,12 @@ impl ControlPlane {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Runs helm as the admin; what it printed, or a panic with what it said.
+    pub fn run_helm(&self, args: &[&str]) -> String {
+        let output = run(&format!("helm {}", args.join(" ")), self.helm().args(args));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Runs kubectl as the admin with `input` on its standard input: Ok(what it printed) or
     /// Err(what it said on standard error), the words a user reads.
     pub fn kubectl_with_input(&self, args: &[&str], input: &str) -> Result<String, String> {
