@@ -258,7 +258,7 @@ pub fn from_observed(
         && status.model.as_ref().is_some_and(|shown| {
             (&shown.base_model, &shown.adapter_uri) != (&model.base_model, &model.adapter_uri)
         });
-    // The model shown is the one served: the new one once the engine serves it.
+    // The model shown is the one served: the new one once engine and gateway serve it.
     if serves || status.model.is_none() {
         status.model = Some(model.clone());
     }
