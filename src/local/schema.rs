@@ -3,8 +3,8 @@
 //! `kubectl apply`'s default `--validate=strict`), `x-kubernetes-list-type` uniqueness, and the
 //! CEL `x-kubernetes-validations` rules (with `oldSelf` on update), evaluated by kube-cel.
 //!
-//! `twin up` checks its YAML with it; the tests' fake API server answers a bad object with a
-//! 422 from it.
+//! `twin up` checks its YAML with it; the validation tests hold its verdicts to the real API
+//! server's.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube_cel::{CompiledSchema, Validator, apply_defaults, compile_schema};

@@ -39,12 +39,7 @@ async fn recorded_name(scene: &Scene, name: &str) -> String {
 }
 
 async fn apply_variant(scene: &Scene, name: &str, edit: impl FnOnce(&mut Value)) {
-    scene
-        .apply_example("twintrainingjob-sagemaker.yaml", |job| {
-            job["metadata"]["name"] = json!(name);
-            edit(job)
-        })
-        .await;
+    scene.apply_example_as("twintrainingjob-sagemaker.yaml", name, edit).await
 }
 
 /// An operator against `fake`, the examples applied, and the SageMaker example's run created

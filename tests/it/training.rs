@@ -30,12 +30,7 @@ async fn trainer_jobs(scene: &Scene) -> Vec<String> {
 
 /// Applies the example TwinTrainingJob under another name, edited.
 async fn edit_training_job(scene: &Scene, name: &str, edit: impl FnOnce(&mut Value)) {
-    scene
-        .apply_example("twintrainingjob.yaml", |job| {
-            job["metadata"]["name"] = json!(name);
-            edit(job)
-        })
-        .await;
+    scene.apply_example_as("twintrainingjob.yaml", name, edit).await
 }
 
 /// A second build of the dataset publishes `revision` (a spec change starts build 2).

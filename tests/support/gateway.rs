@@ -40,7 +40,7 @@ impl Gateway {
     pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = std::env::temp_dir().join(format!("twin-serve-{port}-{}.log", std::process::id()));
-        // Set for the integration tests (this module is also compiled into the fake-apiserver example).
+        // Set for the integration tests (this module is also compiled into the benchmarks).
         let Some(twin) = option_env!("CARGO_BIN_EXE_twin") else {
             panic!("the integration tests run the built twin binary")
         };

@@ -170,6 +170,15 @@ impl Scene {
         self.apply(&self.example(file, edit)).await
     }
 
+    /// Applies an example file under another name (see [`Self::example`]), with `edit`.
+    pub async fn apply_example_as(&self, file: &str, name: &str, edit: impl FnOnce(&mut Value)) {
+        self.apply_example(file, |object| {
+            object["metadata"]["name"] = json!(name);
+            edit(object)
+        })
+        .await
+    }
+
     /// Applies every cluster example, as `kubectl apply -f manifests/examples/` would (the
     /// quickstart folder below it is the local mode's). The vLLM endpoint downloads into an
     /// emptyDir: no storage provisioner runs here to bind its model-cache claim.
