@@ -1,7 +1,8 @@
 //! Cleaning: plain titles, normalised text, boilerplate and tracking junk removed; exact
 //! duplicates, near-duplicates (MinHash over word shingles, with LSH banding) and cross-posts
 //! (most of a document's shingles contained in a fuller one) dropped, the fuller copy kept; and
-//! documents below a minimum length dropped.
+//! documents below a minimum length dropped. Copies are compared by their words alone (markup,
+//! link targets, URLs and punctuation gone), so one article reached by two routes is one.
 
 use std::collections::HashMap;
 
@@ -128,6 +129,77 @@ pub fn normalise(text: &str) -> String {
     out.trim().to_string()
 }
 
+/// The end (exclusive) of the bracketed run that opens at `start` (`[`…`]` or `(`…`)`, nested
+/// ones included), if it closes on the same paragraph.
+fn closing(chars: &[char], start: usize) -> Option<usize> {
+    let (open, close) = (chars[start], if chars[start] == '[' { ']' } else { ')' });
+    let mut depth = 0;
+    for (i, &c) in chars.iter().enumerate().skip(start) {
+        if c == open {
+            depth += 1;
+        } else if c == close {
+            depth -= 1;
+            if depth == 0 {
+                return Some(i + 1);
+            }
+        } else if c == '\n' && chars.get(i + 1) == Some(&'\n') {
+            return None;
+        }
+    }
+    None
+}
+
+/// A text as its words only, for comparing copies of one article reached by different routes
+/// (a crawled page turned into Markdown, a feed, an export's plain text): lower-case words and
+/// numbers, with Markdown links and images reduced to their text, link targets, bare URLs,
+/// markup and punctuation gone, one space between words.
+pub fn canonical_words(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut words = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut in_word = false;
+    let push_break = |words: &mut String, in_word: &mut bool| {
+        if *in_word {
+            words.push(' ');
+            *in_word = false;
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        // `[text](target "title")` and `[text][ref]`: the text stays, the target goes.
+        if c == ']'
+            && matches!(chars.get(i + 1), Some('(') | Some('['))
+            && let Some(end) = closing(&chars, i + 1)
+        {
+            push_break(&mut words, &mut in_word);
+            i = end;
+            continue;
+        }
+        // Bare URLs and autolinks are no one's words.
+        if (c == 'h' || c == 'w') && !in_word {
+            let rest: String = chars[i..chars.len().min(i + 8)].iter().collect();
+            if rest.starts_with("http://") || rest.starts_with("https://") || rest.starts_with("www.") {
+                while i < chars.len()
+                    && !chars[i].is_whitespace()
+                    && !matches!(chars[i], ')' | ']' | '>' | '"')
+                {
+                    i += 1;
+                }
+                push_break(&mut words, &mut in_word);
+                continue;
+            }
+        }
+        if c.is_alphanumeric() {
+            words.extend(c.to_lowercase());
+            in_word = true;
+        } else {
+            push_break(&mut words, &mut in_word);
+        }
+        i += 1;
+    }
+    words.trim_end().to_string()
+}
+
 const MINHASH_PERMUTATIONS: usize = 64;
 const LSH_BANDS: usize = 16;
 const LSH_ROWS: usize = MINHASH_PERMUTATIONS / LSH_BANDS;
@@ -162,7 +234,7 @@ pub const CONTAINMENT_THRESHOLD: f64 = 0.8;
 /// writing: they do not count towards containment (and it costs less).
 const COMMON_SHINGLE_DOCUMENTS: usize = 50;
 
-/// The distinct 3-word shingles of a canonical text, hashed.
+/// The distinct 3-word shingles of a canonical text ([`canonical_words`]), hashed.
 fn shingles(canonical: &str) -> Vec<u64> {
     use std::hash::{Hash, Hasher};
     let words: Vec<&str> = canonical.split_whitespace().collect();
@@ -201,7 +273,8 @@ pub fn clean(mut documents: Vec<Document>) -> (Vec<Document>, CleanStats, Vec<Re
             stats.too_short += 1;
             continue;
         }
-        let canonical = document.text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        // Copies are compared by their words, whatever route and markup brought them.
+        let canonical = canonical_words(&document.text);
         prepared.push((document, canonical));
     }
     prepared.sort_by(|(a, ca), (b, cb)| cb.len().cmp(&ca.len()).then_with(|| a.id.cmp(&b.id)));
@@ -327,6 +400,67 @@ mod tests {
     }
 
     #[test]
+    fn canonical_words_keep_the_words_of_links_and_drop_targets_urls_and_markup() {
+        let crawled = "## Sorting [¶](#sorting \"Permalink to this heading\")\n\nUse [`list.sort()`](http://docs.example.com/library/stdtypes.html#list.sort \"list.sort\") \
+            (or ![a chart](img/sort.png)), see https://docs.example.com/faq?x=1, *don’t* copy [the guide][guide].";
+        assert_eq!(canonical_words(crawled), "sorting use list sort or a chart see don t copy the guide");
+        assert_eq!(
+            canonical_words("Use list.sort() (or a chart), see; DON'T copy the guide"),
+            "use list sort or a chart see don t copy the guide"
+        );
+        // A bracket that is no link keeps its words; an unclosed one too.
+        assert_eq!(canonical_words("[draft] notes (v2) [unclosed"), "draft notes v2 unclosed");
+    }
+
+    /// The share of `a`'s shingles found in `b`.
+    fn containment(a: &str, b: &str) -> f64 {
+        let (a, b) = (shingles(a), shingles(b));
+        a.iter().filter(|s| b.binary_search(s).is_ok()).count() as f64 / a.len() as f64
+    }
+
+    #[test]
+    fn an_article_crawled_as_markdown_and_exported_as_text_is_one_document() {
+        // The crawled page: heading permalinks, and every fifth word a link to the site's own
+        // pages (a reference documentation page's density).
+        let linked = |text: &str| -> String {
+            let words: Vec<&str> = text.split(' ').collect();
+            let linked: Vec<String> = words
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    if i % 5 == 2 {
+                        format!("[{w}](http://docs.example.com/glossary.html#{i} \"{w}\")")
+                    } else {
+                        w.to_string()
+                    }
+                })
+                .collect();
+            linked.join(" ")
+        };
+        let crawled = format!(
+            "# Preparing data [¶](#preparing-data \"Permalink to this heading\")\n\n{}\n\n## Operators [¶](#operators \"Permalink to this heading\")\n\n{}",
+            linked(POST),
+            linked(OTHER)
+        );
+        // The export: the page's text with its navigation and title line.
+        let exported = format!(
+            "Home › Guides › Preparing data\nPreparing data — Example Docs 2.1\n\nPreparing data\n\n{POST}\n\nOperators\n\n{OTHER}\n\n« Setup | Chunking »"
+        );
+        let old_canonical = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        assert!(
+            containment(&old_canonical(&crawled), &old_canonical(&exported)) < CONTAINMENT_THRESHOLD,
+            "by its markup, the crawled copy is not found in the export"
+        );
+        let (kept, stats, removed) = clean(vec![
+            doc("https://docs.example.com/guide/preparing.html", &crawled),
+            doc("export/preparing.txt", &exported),
+        ]);
+        assert_eq!(kept.len(), 1, "{removed:?}");
+        assert_eq!(stats.near_duplicates + stats.contained_duplicates, 1, "{stats:?}");
+        assert!(removed[0].score >= CONTAINMENT_THRESHOLD.min(NEAR_DUPLICATE_SIMILARITY), "{removed:?}");
+    }
+
+    #[test]
     fn a_cross_post_in_other_chrome_is_dropped_for_the_fuller_copy() {
         let body = format!("{POST}\n\n{OTHER}");
         let newsletter = format!(
@@ -336,7 +470,7 @@ mod tests {
             (0..20).map(|i| format!("Archive link number {i} in the sidebar. ")).collect();
         let blog = format!("{body}\n\n{blog_chrome}");
         let signatures =
-            (minhash(&shingles(&newsletter.to_lowercase())), minhash(&shingles(&blog.to_lowercase())));
+            (minhash(&shingles(&canonical_words(&newsletter))), minhash(&shingles(&canonical_words(&blog))));
         assert!(similarity(&signatures.0, &signatures.1) < NEAR_DUPLICATE_SIMILARITY, "not a near-duplicate");
         let (kept, stats, removed) =
             clean(vec![doc("newsletter", &newsletter), doc("blog", &blog), doc("other", OTHER)]);
