@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use super::document::Document;
+use super::links::closing;
 use super::title;
 pub use crate::contract::build_report::{CleanStats, RemovedDocument};
 use crate::hashing::sha256_hex;
@@ -127,26 +128,6 @@ pub fn normalise(text: &str) -> String {
         out.push('\n');
     }
     out.trim().to_string()
-}
-
-/// The end (exclusive) of the bracketed run that opens at `start` (`[`…`]` or `(`…`)`, nested
-/// ones included), if it closes on the same paragraph.
-fn closing(chars: &[char], start: usize) -> Option<usize> {
-    let (open, close) = (chars[start], if chars[start] == '[' { ']' } else { ')' });
-    let mut depth = 0;
-    for (i, &c) in chars.iter().enumerate().skip(start) {
-        if c == open {
-            depth += 1;
-        } else if c == close {
-            depth -= 1;
-            if depth == 0 {
-                return Some(i + 1);
-            }
-        } else if c == '\n' && chars.get(i + 1) == Some(&'\n') {
-            return None;
-        }
-    }
-    None
 }
 
 /// A text as its words only, for comparing copies of one article reached by different routes

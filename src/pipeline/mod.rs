@@ -9,6 +9,7 @@ pub mod command;
 pub mod document;
 pub mod generate;
 pub mod instruct;
+pub mod links;
 pub mod passage;
 pub mod title;
 

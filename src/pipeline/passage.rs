@@ -130,7 +130,18 @@ pub fn passages(document: &Document, max_tokens: usize, count: &dyn Fn(&str) -> 
             *tokens = 0;
         }
     };
+    // What the twin learns keeps a link's words, not its target (retrieval's chunks keep them).
+    let site = document.url.as_deref().and_then(super::links::host_of);
+    let as_words = |text: &str| super::links::as_words(text, site.as_deref());
     for block in blocks(&document.text, document.markdown) {
+        let block = match block {
+            Block::Heading(line) => Block::Heading(as_words(&line)),
+            Block::Prose(text) => match as_words(&text) {
+                words if words.trim().is_empty() => continue,
+                words => Block::Prose(words),
+            },
+            code => code,
+        };
         let text = match block {
             Block::Heading(line) => {
                 close(&mut current, &mut current_tokens, &mut section);
@@ -301,6 +312,24 @@ mod tests {
     }
 
     #[test]
+    fn a_crawled_pages_links_anchors_and_urls_become_words_and_its_code_stays_verbatim() {
+        let text = "# Sorting [¶](#sorting \"Permalink to this heading\")\n\nUse [`list.sort()`](http://docs.example.com/library/stdtypes.html#list.sort \"list.sort\") to sort in place; see http://docs.example.com/howto/sorting.html.\n\n![chart](img/a.png)\n\n```python\n# from http://docs.example.com/howto/sorting.html\n[x](y)\n```";
+        let mut page = document(text);
+        page.url = Some("http://docs.example.com/tutorial/sorting.html".into());
+        let texts: Vec<String> = passages(&page, 200, &words).into_iter().map(|p| p.text).collect();
+        let joined = texts.join("\n\n");
+        assert!(
+            joined.starts_with("# Sorting\n\nUse `list.sort()` to sort in place; see.\n\n```python"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("# from http://docs.example.com/howto/sorting.html\n[x](y)"),
+            "code stays verbatim: {joined}"
+        );
+        assert!(!joined.contains('¶') && !joined.contains("chart"), "{joined}");
+    }
+
+    #[test]
     fn sections_are_cut_at_paragraphs_and_counted_in_parts() {
         let paragraph = |n: usize| format!("Sentence {n} says one thing. It ends here.");
         let text = format!(
@@ -314,7 +343,7 @@ mod tests {
             passages.iter().filter(|p| p.heading.as_deref() == Some("Setup")).collect();
         assert!(setup.len() >= 2, "{passages:#?}");
         assert!(setup.iter().enumerate().all(|(i, p)| p.part == i + 1 && p.parts == setup.len()));
-        assert!(setup[0].text.starts_with("## [Setup](#setup)"), "the heading opens its section");
+        assert!(setup[0].text.starts_with("## Setup\n"), "the heading opens its section, as its words");
         // The document's own title is not a section heading.
         assert_eq!(passages[0].heading, None);
         assert!(passages.iter().all(|p| p.at_boundaries && words(&p.text) <= 20));

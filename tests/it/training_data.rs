@@ -156,9 +156,16 @@ async fn the_fine_tuning_sets_follow_every_rule_on_a_markdown_and_html_corpus() 
         lines(&root.join("instruct/test.jsonl")).iter().map(|s| instruction_and_answer(s).1).collect();
     assert!(train.is_disjoint(&test));
 
-    // Answers are the author's text cut at block boundaries: verbatim, or a piece of a long
-    // code block cut between lines and fenced again.
-    let texts: Vec<&str> = documents.iter().map(|d| d["text"].as_str().unwrap()).collect();
+    // Answers are the author's text cut at block boundaries, its links as their words (the
+    // documents keep the targets, for citations): verbatim so, or a piece of a long code block
+    // cut between lines and fenced again.
+    let texts: Vec<String> = documents
+        .iter()
+        .map(|d| {
+            let site = d["url"].as_str().and_then(twin_operator::pipeline::links::host_of);
+            twin_operator::pipeline::links::as_words(d["text"].as_str().unwrap(), site.as_deref())
+        })
+        .collect();
     let document_lines: HashSet<&str> = texts.iter().flat_map(|t| t.lines()).collect();
     for (_, answer) in &pairs {
         let verbatim = texts.iter().any(|t| t.contains(answer.as_str()));
@@ -166,6 +173,10 @@ async fn the_fine_tuning_sets_follow_every_rule_on_a_markdown_and_html_corpus() 
             && answer.ends_with("\n```")
             && answer.lines().filter(|l| !l.starts_with("```")).all(|l| document_lines.contains(l));
         assert!(verbatim || refenced, "not cut at a boundary: {answer:?}");
+        let prose: String = answer.split("```").step_by(2).collect();
+        for chrome in ["](", "¶", SITE] {
+            assert!(!prose.contains(chrome), "{chrome:?} in an answer: {answer:?}");
+        }
         assert_eq!(answer.matches("```").count() % 2, 0, "a code fence left open: {answer:?}");
         assert!(answer.ends_with(['.', '`']), "ends mid-sentence: {answer:?}");
     }
