@@ -180,7 +180,20 @@ pub fn passages(document: &Document, max_tokens: usize, count: &dyn Fn(&str) -> 
                 current.clear();
                 current_tokens = 0;
             } else {
-                close(&mut current, &mut current_tokens, &mut section);
+                // A sentence interrupted by a code block goes on after it: the block and the
+                // words that lead into it move on with the continuation, so that no passage
+                // opens mid-sentence.
+                let carried = carried_into(&current, &text);
+                let carry: Vec<String> = current.split_off(current.len() - carried);
+                let carry_tokens: usize = carry.iter().map(|t| count(t) + 1).sum();
+                if carried > 0 && !current.is_empty() && carry_tokens + tokens < max_tokens {
+                    close(&mut current, &mut current_tokens, &mut section);
+                    current = carry;
+                    current_tokens = carry_tokens;
+                } else {
+                    current.extend(carry);
+                    close(&mut current, &mut current_tokens, &mut section);
+                }
             }
         }
         current_tokens += tokens + 1;
@@ -189,6 +202,28 @@ pub fn passages(document: &Document, max_tokens: usize, count: &dyn Fn(&str) -> 
     close(&mut current, &mut current_tokens, &mut section);
     emit_section(&heading, &mut section, &mut out);
     out
+}
+
+/// Whether a block goes on with a sentence begun before it (it opens with a lower-case word:
+/// "which prints 3.", "so that ...").
+fn is_continuation(text: &str) -> bool {
+    text.trim_start().chars().next().is_some_and(char::is_lowercase)
+}
+
+/// How many of a passage's last blocks belong with the block that comes next: with a code
+/// block, the prose leading into it when that stops without ending its sentence ("Here is the
+/// call:"); with a continuation after a code block, that block and its lead-in too.
+fn carried_into(blocks: &[String], next: &str) -> usize {
+    let is_code = |text: &str| text.starts_with("```") || text.starts_with("~~~");
+    let lead_in = |text: &str| !is_code(text) && !text.trim_end().ends_with(['.', '!', '?', '"', '\'', ')']);
+    let n = blocks.len();
+    if is_code(next) {
+        usize::from(n >= 1 && lead_in(&blocks[n - 1]))
+    } else if is_continuation(next) && n >= 1 && is_code(&blocks[n - 1]) {
+        1 + usize::from(n >= 2 && lead_in(&blocks[n - 2]))
+    } else {
+        0
+    }
 }
 
 /// Whether every line of `text` is a Markdown heading.
@@ -327,6 +362,17 @@ mod tests {
             "code stays verbatim: {joined}"
         );
         assert!(!joined.contains('¶') && !joined.contains("chart"), "{joined}");
+    }
+
+    #[test]
+    fn a_sentence_that_goes_on_after_a_code_block_keeps_its_beginning() {
+        let text = "# Timing\n\nThe first paragraph sets the scene with quite a few words in it.\n\nTo time a call, wrap it like this:\n\n```rust\nlet t = Instant::now();\n```\n\nwhich prints the elapsed time with the milliseconds tacked on at the end.";
+        let passages = passages(&document(text), 30, &words);
+        let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
+        assert!(texts.iter().all(|t| !is_continuation(t)), "a passage opens mid-sentence: {texts:#?}");
+        let tail = texts.iter().find(|t| t.contains("which prints")).unwrap();
+        assert!(tail.starts_with("To time a call, wrap it like this:\n\n```rust"), "{texts:#?}");
+        assert!(passages.iter().all(|p| p.at_boundaries && words(&p.text) <= 30));
     }
 
     #[test]
