@@ -15,7 +15,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
-use twin_operator::operator::{Operator, OperatorSettings};
+use twin_operator::operator::OperatorSettings;
 
 use super::repo;
 
@@ -202,18 +202,10 @@ impl ControlPlane {
         name
     }
 
-    /// An operator replica reconciling `namespace` only, as the chart's ServiceAccount; its
-    /// leader Lease is in the release namespace (where the chart lets it take one), named after
-    /// the test's namespace so that tests running side by side do not share a leader.
-    pub async fn operator(&self, namespace: &str, identity: &str) -> Operator {
-        let settings = self.operator_settings(namespace, identity).await;
-        Operator::start(self.as_operator().await, "the control plane", settings)
-            .await
-            .expect("the operator starts")
-    }
-
-    /// The settings of [`Self::operator`]: the test's namespace watched, its own Lease, a
-    /// SageMaker client that reaches nothing (no test calls out of the machine).
+    /// An operator replica's settings for tests in `namespace`, as the chart's ServiceAccount:
+    /// that namespace watched; its leader Lease in the release namespace (where the chart lets it
+    /// take one), named after the test's namespace so that tests running side by side do not
+    /// share a leader; a SageMaker client that reaches nothing (no test calls out of the machine).
     pub async fn operator_settings(&self, namespace: &str, identity: &str) -> OperatorSettings {
         let mut settings = OperatorSettings::for_tests(identity);
         settings.watch_namespace = namespace.into();

@@ -85,7 +85,7 @@ impl Scene {
 
     /// An operator replica reconciling this namespace, as the chart's ServiceAccount.
     pub async fn operator(&self, identity: &str) -> Operator {
-        self.plane.operator(&self.namespace, identity).await
+        self.operator_with(identity, |_| {}).await
     }
 
     /// An operator replica with its settings edited (a SageMaker client of the test's).

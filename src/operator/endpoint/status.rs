@@ -197,8 +197,13 @@ pub fn engine_serves(endpoint: &TwinEndpoint, model: &ServedModel, engine: Optio
 
 /// Whether the gateway's Deployment pins `model` (its lineage and dataset revision).
 fn gateway_pins(gateway: &Deployment, model: &ServedModel) -> bool {
-    let pinned = gateway.annotations().get(MODEL_ANNOTATION);
-    pinned.and_then(|json| serde_json::from_str::<ServedModel>(json).ok()).as_ref() == Some(model)
+    pinned_model(gateway).as_ref() == Some(model)
+}
+
+/// The model a gateway's Deployment pins, from its annotation.
+fn pinned_model(gateway: &Deployment) -> Option<ServedModel> {
+    let json = gateway.annotations().get(MODEL_ANNOTATION)?;
+    serde_json::from_str(json).ok()
 }
 
 /// The model the gateway names in its answers' lineage and whose dataset revision it pins:
@@ -210,10 +215,7 @@ pub fn gateway_model(
     engine: Option<&Deployment>,
     gateway: Option<&Deployment>,
 ) -> ServedModel {
-    let pinned = gateway
-        .and_then(|g| g.annotations().get(MODEL_ANNOTATION))
-        .and_then(|json| serde_json::from_str::<ServedModel>(json).ok());
-    match pinned {
+    match gateway.and_then(pinned_model) {
         Some(pinned) if !engine_serves(endpoint, model, engine) => pinned,
         _ => model.clone(),
     }
