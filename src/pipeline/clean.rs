@@ -51,8 +51,12 @@ fn is_boilerplate(line: &str) -> bool {
         "we use cookies",
         "click here to",
     ];
+    // What feeds append to each post ("The post X appeared first on Y.", WordPress's SEO
+    // plugins).
+    let syndication = lower.starts_with("the post ") && lower.contains(" appeared first on ");
     EXACT.contains(&lower.trim_matches(|c: char| !c.is_alphanumeric() && c != ' '))
         || STARTS.iter().any(|s| lower.starts_with(s))
+        || syndication
 }
 
 /// Drops `utm_*`, `fbclid`, `gclid`, `mc_*` and `ref` query parameters from every URL.
@@ -215,6 +219,20 @@ pub const CONTAINMENT_THRESHOLD: f64 = 0.8;
 /// writing: they do not count towards containment (and it costs less).
 const COMMON_SHINGLE_DOCUMENTS: usize = 50;
 
+/// Lines of fewer words than this are not prose: navigation, titles, labels, list items of
+/// links.
+const PROSE_LINE_WORDS: usize = 6;
+
+/// How many words of a text are in lines of prose: sentences, at least a few words long and
+/// ending as sentences end (navigation, titles and breadcrumbs do not).
+fn prose_words(text: &str) -> usize {
+    text.lines()
+        .filter(|line| line.trim_end().ends_with(['.', '!', '?', ':', ';', '"', '\'', '”', '’', '…']))
+        .map(|line| canonical_words(line).split_whitespace().count())
+        .filter(|&words| words >= PROSE_LINE_WORDS)
+        .sum()
+}
+
 /// The distinct 3-word shingles of a canonical text ([`canonical_words`]), hashed.
 fn shingles(canonical: &str) -> Vec<u64> {
     use std::hash::{Hash, Hasher};
@@ -239,8 +257,8 @@ fn name_of(document: &Document) -> String {
 
 /// Cleans documents: plain titles without the site's name, normalised text, then drops the too
 /// short, the exact duplicates, the near-duplicates and the documents mostly contained in
-/// another. Fuller documents are kept first (then by id), so the fuller copy of a cross-post
-/// stays and the result does not depend on the order sources were read in. Returns what was
+/// another. Fuller documents are kept first (more prose, then less that is not prose, then by
+/// id), so the fuller clean copy of a cross-post stays and the result does not depend on the order sources were read in. Returns what was
 /// kept, the counts, and each copy removed with the document kept instead.
 pub fn clean(mut documents: Vec<Document>) -> (Vec<Document>, CleanStats, Vec<RemovedDocument>) {
     let mut stats = CleanStats { input: documents.len(), ..Default::default() };
@@ -258,7 +276,19 @@ pub fn clean(mut documents: Vec<Document>) -> (Vec<Document>, CleanStats, Vec<Re
         let canonical = canonical_words(&document.text);
         prepared.push((document, canonical));
     }
-    prepared.sort_by(|(a, ca), (b, cb)| cb.len().cmp(&ca.len()).then_with(|| a.id.cmp(&b.id)));
+    // The fuller clean copy first: more prose, then less of what is not prose (navigation, a
+    // title line, a page's lists of links), so that a page saved with its navigation does not
+    // win over the article alone.
+    let mut prepared: Vec<(Document, String, usize)> = prepared
+        .into_iter()
+        .map(|(document, canonical)| {
+            let prose = prose_words(&document.text);
+            (document, canonical, prose)
+        })
+        .collect();
+    prepared.sort_by(|(a, ca, pa), (b, cb, pb)| {
+        pb.cmp(pa).then_with(|| ca.len().cmp(&cb.len())).then_with(|| a.id.cmp(&b.id))
+    });
     let mut removed = Vec::new();
     let mut exact: HashMap<String, usize> = HashMap::new();
     let mut signatures: Vec<[u64; MINHASH_PERMUTATIONS]> = Vec::new();
@@ -267,7 +297,7 @@ pub fn clean(mut documents: Vec<Document>) -> (Vec<Document>, CleanStats, Vec<Re
     // Containment: each kept document's shingles, and which kept documents hold each shingle.
     let mut holders: HashMap<u64, Vec<u32>> = HashMap::new();
     let mut kept: Vec<Document> = Vec::new();
-    for (document, canonical) in prepared {
+    for (document, canonical, _) in prepared {
         let mut remove = |kind: &str, kept_as: &Document, score: f64, stats: &mut CleanStats| {
             match kind {
                 "exact" => stats.exact_duplicates += 1,

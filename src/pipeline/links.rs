@@ -1,6 +1,7 @@
 //! Markdown links in the author's prose, as a reader hears them: what the twin learns keeps a
 //! link's words and drops its target, a link that is only a symbol (a heading's ¶ or # anchor)
-//! and the crawled site's own bare URLs. Inline code keeps everything verbatim.
+//! and the bare URLs of the author's own sites (those the dataset crawls or reads feeds from).
+//! Inline code keeps everything verbatim.
 
 /// The end (exclusive) of the bracketed run that opens at `start` (`[`…`]` or `(`…`)`, nested
 /// ones included), if it closes before the paragraph ends.
@@ -50,9 +51,10 @@ fn url_at(chars: &[char], i: usize) -> Option<usize> {
     Some(end - i)
 }
 
-/// `text` with its links as their words (see the module). `site` is the host of the page the
-/// text was read from: its bare URLs go; other URLs stay, as text.
-pub fn as_words(text: &str, site: Option<&str>) -> String {
+/// `text` with its links as their words (see the module). `own_hosts` are the author's sites'
+/// hosts (lower-case): their bare URLs go; other URLs stay, as text.
+pub fn as_words(text: &str, own_hosts: &[String]) -> String {
+    let is_own = |url: &str| host_of(url).is_some_and(|host| own_hosts.contains(&host));
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -89,7 +91,7 @@ pub fn as_words(text: &str, site: Option<&str>) -> String {
                     continue;
                 };
                 let label: String = chars[open + 1..label_end - 1].iter().collect();
-                let words = as_words(&label, site);
+                let words = as_words(&label, own_hosts);
                 // An image is no one's words; a link that is only a symbol is an anchor.
                 if !image && words.chars().any(char::is_alphanumeric) {
                     out.push_str(&words);
@@ -105,7 +107,7 @@ pub fn as_words(text: &str, site: Option<&str>) -> String {
                 let url: String = chars[i + 1..i + 1 + length].iter().collect();
                 let end =
                     if chars.get(i + 1 + length) == Some(&'>') { i + 2 + length } else { i + 1 + length };
-                if host_of(&url).as_deref() != site || site.is_none() {
+                if !is_own(&url) {
                     out.push_str(&url);
                 }
                 i = end;
@@ -113,7 +115,7 @@ pub fn as_words(text: &str, site: Option<&str>) -> String {
             'h' if url_at(&chars, i).is_some() && (i == 0 || !chars[i - 1].is_alphanumeric()) => {
                 let length = url_at(&chars, i).unwrap();
                 let url: String = chars[i..i + length].iter().collect();
-                if site.is_some() && host_of(&url).as_deref() == site {
+                if is_own(&url) {
                     while out.ends_with(' ') {
                         out.pop();
                     }
@@ -144,25 +146,30 @@ pub fn as_words(text: &str, site: Option<&str>) -> String {
 mod tests {
     use super::*;
 
-    const SITE: Option<&str> = Some("docs.example.com");
+    fn site() -> Vec<String> {
+        vec!["docs.example.com".to_string()]
+    }
 
     #[test]
     fn links_keep_their_words_and_lose_their_targets() {
         let text = "Use [`list.sort()`](http://docs.example.com/library/stdtypes.html#list.sort \"list.sort\") or \
             [the *key* function](https://other.example.org/key) ([source][1]).";
-        assert_eq!(as_words(text, SITE), "Use `list.sort()` or the *key* function (source).");
+        assert_eq!(as_words(text, &site()), "Use `list.sort()` or the *key* function (source).");
     }
 
     #[test]
     fn anchors_images_reference_definitions_and_the_sites_urls_go() {
         let text = "## Sorting [¶](#sorting \"Permalink to this heading\")\n\n![A chart](img/sort.png)\nSee http://docs.example.com/faq.html, or https://other.example.org/faq.\n[1]: http://docs.example.com/x\nRead <http://docs.example.com/y> [#](#here) now.";
-        assert_eq!(as_words(text, SITE), "## Sorting\n\n\nSee, or https://other.example.org/faq.\nRead now.");
+        assert_eq!(
+            as_words(text, &site()),
+            "## Sorting\n\n\nSee, or https://other.example.org/faq.\nRead now."
+        );
     }
 
     #[test]
     fn inline_code_and_brackets_that_are_no_link_stay_verbatim() {
         let text = "Call `[a](b)` with [draft] notes, `` `x` `` and [unclosed";
-        assert_eq!(as_words(text, SITE), text);
+        assert_eq!(as_words(text, &site()), text);
         assert_eq!(host_of("https://user@Docs.Example.com:8443/p?q"), Some("docs.example.com".into()));
         assert_eq!(host_of("mailto:me@example.com"), None);
     }

@@ -269,10 +269,13 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
     let test_fraction = instruct.map(|i| i.test_fraction).unwrap_or(0.1);
     let started = Instant::now();
     let count_tokens = |text: &str| counter.encode(text, false).map(|e| e.len()).unwrap_or(text.len() / 3);
+    let own_hosts = own_hosts(&documents);
     let passages: Vec<passage::Passage> = {
         use rayon::prelude::*;
-        let per_document: Vec<Vec<passage::Passage>> =
-            documents.par_iter().map(|d| passage::passages(d, max_tokens, &count_tokens)).collect();
+        let per_document: Vec<Vec<passage::Passage>> = documents
+            .par_iter()
+            .map(|d| passage::passages(d, &own_hosts, max_tokens, &count_tokens))
+            .collect();
         per_document.into_iter().flatten().collect()
     };
     let (sft, preference_samples, mut quality) =
@@ -379,6 +382,18 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
         quality,
         timings: Some(timings),
     })
+}
+
+/// The hosts of the author's own sites: those the dataset crawled or read feeds from.
+fn own_hosts(documents: &[document::Document]) -> Vec<String> {
+    let mut hosts: Vec<String> = documents
+        .iter()
+        .filter(|d| d.kind == "web" || d.kind == "feed")
+        .filter_map(|d| d.url.as_deref().and_then(links::host_of))
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    hosts
 }
 
 /// Points the dataset's `LATEST` at `revision` (after its manifest is written), so that a gateway

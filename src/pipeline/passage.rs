@@ -95,7 +95,12 @@ fn fenced(language: &str, lines: &[String]) -> String {
 }
 
 /// Cuts documents into passages of at most `max_tokens` tokens as `count` counts them.
-pub fn passages(document: &Document, max_tokens: usize, count: &dyn Fn(&str) -> usize) -> Vec<Passage> {
+pub fn passages(
+    document: &Document,
+    own_hosts: &[String],
+    max_tokens: usize,
+    count: &dyn Fn(&str) -> usize,
+) -> Vec<Passage> {
     let title = document.title.clone();
     let mut out: Vec<Passage> = Vec::new();
     // The pieces of the current section, each (text, at boundaries).
@@ -131,8 +136,10 @@ pub fn passages(document: &Document, max_tokens: usize, count: &dyn Fn(&str) -> 
         }
     };
     // What the twin learns keeps a link's words, not its target (retrieval's chunks keep them).
-    let site = document.url.as_deref().and_then(super::links::host_of);
-    let as_words = |text: &str| super::links::as_words(text, site.as_deref());
+    // The bare URLs of the author's own sites go, the page's own site included.
+    let mut hosts = own_hosts.to_vec();
+    hosts.extend(document.url.as_deref().and_then(super::links::host_of));
+    let as_words = |text: &str| super::links::as_words(text, &hosts);
     for block in blocks(&document.text, document.markdown) {
         let block = match block {
             Block::Heading(line) => Block::Heading(as_words(&line)),
@@ -192,6 +199,20 @@ pub fn passages(document: &Document, max_tokens: usize, count: &dyn Fn(&str) -> 
                     current_tokens = carry_tokens;
                 } else {
                     current.extend(carry);
+                    if carried > 0 && is_continuation(&text) {
+                        // The sentence and its beginning do not fit in one passage together with
+                        // the rest of its paragraph: the sentence ends this passage (a little over
+                        // the budget rather than cut), the next sentences open the next.
+                        let (sentence, rest) = first_sentence(&text);
+                        current.push(sentence.trim_end().to_string());
+                        close(&mut current, &mut current_tokens, &mut section);
+                        let rest = rest.trim_start().to_string();
+                        if !rest.is_empty() {
+                            current_tokens = count(&rest) + 1;
+                            current.push(rest);
+                        }
+                        continue;
+                    }
                     close(&mut current, &mut current_tokens, &mut section);
                 }
             }
@@ -224,6 +245,12 @@ fn carried_into(blocks: &[String], next: &str) -> usize {
     } else {
         0
     }
+}
+
+/// A text's first sentence, and the rest.
+fn first_sentence(text: &str) -> (&str, &str) {
+    let end = text.split_sentence_bounds().next().map_or(text.len(), str::len);
+    text.split_at(end)
 }
 
 /// Whether every line of `text` is a Markdown heading.
@@ -351,7 +378,7 @@ mod tests {
         let text = "# Sorting [¶](#sorting \"Permalink to this heading\")\n\nUse [`list.sort()`](http://docs.example.com/library/stdtypes.html#list.sort \"list.sort\") to sort in place; see http://docs.example.com/howto/sorting.html.\n\n![chart](img/a.png)\n\n```python\n# from http://docs.example.com/howto/sorting.html\n[x](y)\n```";
         let mut page = document(text);
         page.url = Some("http://docs.example.com/tutorial/sorting.html".into());
-        let texts: Vec<String> = passages(&page, 200, &words).into_iter().map(|p| p.text).collect();
+        let texts: Vec<String> = passages(&page, &[], 200, &words).into_iter().map(|p| p.text).collect();
         let joined = texts.join("\n\n");
         assert!(
             joined.starts_with("# Sorting\n\nUse `list.sort()` to sort in place; see.\n\n```python"),
@@ -367,12 +394,25 @@ mod tests {
     #[test]
     fn a_sentence_that_goes_on_after_a_code_block_keeps_its_beginning() {
         let text = "# Timing\n\nThe first paragraph sets the scene with quite a few words in it.\n\nTo time a call, wrap it like this:\n\n```rust\nlet t = Instant::now();\n```\n\nwhich prints the elapsed time with the milliseconds tacked on at the end.";
-        let passages = passages(&document(text), 30, &words);
+        let passages = passages(&document(text), &[], 30, &words);
         let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
         assert!(texts.iter().all(|t| !is_continuation(t)), "a passage opens mid-sentence: {texts:#?}");
         let tail = texts.iter().find(|t| t.contains("which prints")).unwrap();
         assert!(tail.starts_with("To time a call, wrap it like this:\n\n```rust"), "{texts:#?}");
         assert!(passages.iter().all(|p| p.at_boundaries && words(&p.text) <= 30));
+    }
+
+    #[test]
+    fn a_long_paragraph_going_on_after_a_code_block_gives_its_first_sentence_to_the_code() {
+        let text = "# Timing\n\nTo time a call, wrap it like this:\n\n```rust\nlet t = Instant::now();\nlet elapsed = t.elapsed();\n```\n\nwhich prints the elapsed time. Then the paragraph goes on for a while. It says more things. And more again.";
+        let passages = passages(&document(text), &[], 30, &words);
+        let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(texts.len(), 2, "{texts:#?}");
+        assert!(
+            texts[0].starts_with("# Timing\n\nTo time a call")
+                && texts[0].ends_with("which prints the elapsed time.")
+        );
+        assert_eq!(texts[1], "Then the paragraph goes on for a while. It says more things. And more again.");
     }
 
     #[test]
@@ -384,7 +424,7 @@ mod tests {
             paragraph(2),
             paragraph(3)
         );
-        let passages = passages(&document(&text), 20, &words);
+        let passages = passages(&document(&text), &[], 20, &words);
         let setup: Vec<&Passage> =
             passages.iter().filter(|p| p.heading.as_deref() == Some("Setup")).collect();
         assert!(setup.len() >= 2, "{passages:#?}");
@@ -400,7 +440,7 @@ mod tests {
     fn long_code_is_cut_at_lines_and_fenced_again() {
         let code: Vec<String> = (0..40).map(|i| format!("let x{i} = {i};")).collect();
         let text = format!("Some prose first.\n\n```rust\n{}\n```\n\nAfter.", code.join("\n"));
-        let passages = passages(&document(&text), 30, &words);
+        let passages = passages(&document(&text), &[], 30, &words);
         let code_passages: Vec<&Passage> = passages.iter().filter(|p| p.is_code()).collect();
         assert!(code_passages.len() >= 3, "{passages:#?}");
         for passage in &code_passages {
@@ -419,15 +459,15 @@ mod tests {
     #[test]
     fn a_long_paragraph_is_cut_at_sentences_and_an_endless_sentence_is_marked() {
         let text = "One short sentence. Another short sentence here. A third one ends it. ".repeat(6);
-        let passages = passages(&document(&text), 16, &words);
+        let passages = passages(&document(&text), &[], 16, &words);
         assert!(passages.len() > 2);
         assert!(passages.iter().all(|p| p.at_boundaries && p.text.ends_with('.')), "{passages:#?}");
         let endless = "word ".repeat(50);
-        let passages = super::passages(&document(&endless), 16, &words);
+        let passages = super::passages(&document(&endless), &[], 16, &words);
         assert!(passages.iter().all(|p| !p.at_boundaries));
         // A minified line of 200,000 words in a code block: cut in one pass, none lost.
         let minified = format!("```js\n{}\n```", "x=1; ".repeat(200_000));
-        let passages = super::passages(&document(&minified), 64, &words);
+        let passages = super::passages(&document(&minified), &[], 64, &words);
         assert!(passages.iter().all(|p| !p.at_boundaries && words(&p.text) <= 64 + 2));
         let kept: String = passages
             .iter()

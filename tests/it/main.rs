@@ -25,6 +25,7 @@ mod pipeline;
 mod quickstart;
 mod s3;
 mod sagemaker;
+mod site_chrome;
 mod sources;
 mod steps;
 mod training;

@@ -34,7 +34,7 @@ fn page(title: &str, body: &str, links: &str) -> String {
 }
 
 /// A zip made of `(name, bytes)` entries, deflated.
-fn zip_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn zip_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     for (name, bytes) in entries {

@@ -163,7 +163,7 @@ async fn the_fine_tuning_sets_follow_every_rule_on_a_markdown_and_html_corpus() 
         .iter()
         .map(|d| {
             let site = d["url"].as_str().and_then(twin_operator::pipeline::links::host_of);
-            twin_operator::pipeline::links::as_words(d["text"].as_str().unwrap(), site.as_deref())
+            twin_operator::pipeline::links::as_words(d["text"].as_str().unwrap(), &Vec::from_iter(site))
         })
         .collect();
     let document_lines: HashSet<&str> = texts.iter().flat_map(|t| t.lines()).collect();

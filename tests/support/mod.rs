@@ -15,5 +15,6 @@ pub mod repo;
 pub mod sagemaker;
 pub mod scene;
 pub mod serve;
+pub mod sites;
 pub mod twins;
 pub mod wait;

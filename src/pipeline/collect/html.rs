@@ -1,7 +1,10 @@
 //! Article text from HTML: the readable part of a page (not menus, sidebars and footers),
-//! as Markdown, with its title, by a Readability implementation.
+//! as Markdown, with its title: the site's chrome taken out by [`super::chrome`], then the
+//! article found by a Readability implementation.
 
 use dom_smoothie::{Config, Readability, TextMode};
+
+use super::chrome::remove_chrome;
 
 use crate::net::http::Fetched;
 
@@ -19,8 +22,10 @@ pub struct Article {
 /// Extracts the article of an HTML page; `url` resolves its relative links.
 pub fn extract_article(html: &str, url: Option<&str>) -> Result<Article, String> {
     let config = Config { text_mode: TextMode::Markdown, ..Default::default() };
-    let mut readability =
-        Readability::new(html, url, Some(config)).map_err(|e| format!("unreadable HTML: {e}"))?;
+    let document = dom_query::Document::from(html);
+    remove_chrome(&document);
+    let mut readability = Readability::with_document(document, url, Some(config))
+        .map_err(|e| format!("unreadable HTML: {e}"))?;
     let article = readability.parse().map_err(|e| format!("no article found in the page: {e}"))?;
     let title = Some(article.title.trim().to_string()).filter(|t| !t.is_empty());
     Ok(Article {

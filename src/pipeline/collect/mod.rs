@@ -2,6 +2,7 @@
 //! that source alone while the others still land.
 
 pub mod archive;
+pub mod chrome;
 pub mod feed;
 pub mod files;
 pub mod git;
