@@ -86,8 +86,15 @@ pub struct RemovedDocument {
     /// `exact`, `near` (Jaccard similarity of word shingles) or `contained` (the share of its
     /// shingles found in the kept document).
     pub kind: String,
+    /// The route it came by: the kind of its source (`web`, `feed`, `archive`, `git`, `files`,
+    /// `configMap`).
+    #[serde(default)]
+    pub route: String,
     /// The document kept instead.
     pub kept: String,
+    /// The route the kept document came by.
+    #[serde(default)]
+    pub kept_route: String,
     /// The similarity or containment measured (1 for exact copies).
     pub score: f64,
 }
@@ -110,6 +117,21 @@ pub struct QualityReport {
     pub code_answer_share: f64,
     /// Mean answer length, in the embedding model's tokens.
     pub mean_answer_tokens: f64,
+    /// Answers whose prose (code aside) has Markdown or HTML link syntax.
+    #[serde(default)]
+    pub answers_with_link_syntax: usize,
+    /// Answers whose prose has a heading anchor (¶, a trailing #, a `{#id}`).
+    #[serde(default)]
+    pub answers_with_anchors: usize,
+    /// Answers whose prose has a URL of one of the author's crawled sites.
+    #[serde(default)]
+    pub answers_with_site_urls: usize,
+    /// Answers that open mid-sentence.
+    #[serde(default)]
+    pub answers_starting_mid_sentence: usize,
+    /// Copies removed, by route: `feed->web` is a feed's copy of a crawled page, removed for it.
+    #[serde(default)]
+    pub cross_posts: std::collections::BTreeMap<String, usize>,
 }
 
 impl QualityReport {
@@ -117,9 +139,11 @@ impl QualityReport {
     pub fn summary(&self) -> String {
         let dropped: usize = self.dropped.values().sum();
         let reasons: Vec<String> = self.dropped.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
+        let routes: Vec<String> = self.cross_posts.iter().map(|(route, n)| format!("{route} {n}")).collect();
         format!(
             "training data: {} samples{} ({} distinct instructions, {:.0}% code answers, mean answer {:.0} tokens); \
-             dropped {dropped}{}; documents removed as copies: {} exact, {} near, {} contained",
+             dropped {dropped}{}; answers with link syntax {}, anchors {}, site URLs {}, starting mid-sentence {}; \
+             documents removed as copies: {} exact, {} near, {} contained{}",
             self.samples,
             if self.preference_samples > 0 {
                 format!(" and {} preference pairs", self.preference_samples)
@@ -130,9 +154,14 @@ impl QualityReport {
             self.code_answer_share * 100.0,
             self.mean_answer_tokens,
             if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) },
+            self.answers_with_link_syntax,
+            self.answers_with_anchors,
+            self.answers_with_site_urls,
+            self.answers_starting_mid_sentence,
             self.duplicates.exact,
             self.duplicates.near,
             self.duplicates.contained,
+            if routes.is_empty() { String::new() } else { format!(" ({})", routes.join(", ")) },
         )
     }
 }
@@ -233,12 +262,15 @@ mod tests {
             distinct_instructions: 12,
             code_answer_share: 0.25,
             mean_answer_tokens: 180.4,
+            answers_starting_mid_sentence: 1,
+            cross_posts: [("feed->web".to_string(), 3), ("web->web".to_string(), 1)].into(),
             ..Default::default()
         };
         assert_eq!(
             report.summary(),
             "training data: 12 samples (12 distinct instructions, 25% code answers, mean answer 180 tokens); \
-             dropped 2 (notAtBoundary 2); documents removed as copies: 1 exact, 0 near, 3 contained"
+             dropped 2 (notAtBoundary 2); answers with link syntax 0, anchors 0, site URLs 0, starting mid-sentence 1; \
+             documents removed as copies: 1 exact, 0 near, 3 contained (feed->web 3, web->web 1)"
         );
     }
 

@@ -307,7 +307,9 @@ pub fn clean(mut documents: Vec<Document>) -> (Vec<Document>, CleanStats, Vec<Re
             removed.push(RemovedDocument {
                 document: name_of(&document),
                 kind: kind.to_string(),
+                route: document.kind.clone(),
                 kept: name_of(kept_as),
+                kept_route: kept_as.kind.clone(),
                 score: (score * 1000.0).round() / 1000.0,
             });
         };

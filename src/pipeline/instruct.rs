@@ -39,6 +39,11 @@ pub struct SftSample {
     pub split: Split,
 }
 
+/// The answer of an SFT sample: its assistant message.
+pub fn answer_of(sample: &SftSample) -> Option<&str> {
+    sample.record["messages"].as_array()?.iter().rev().find(|m| m["role"] == "assistant")?["content"].as_str()
+}
+
 /// The split of an id: the first 8 bytes of its hash, as a fraction, against `test_fraction`.
 /// The same id always lands in the same split.
 pub fn split_of(id: &str, test_fraction: f64) -> Split {

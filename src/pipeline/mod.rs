@@ -7,6 +7,7 @@ pub mod clean;
 pub mod collect;
 pub mod command;
 pub mod document;
+pub mod findings;
 pub mod generate;
 pub mod instruct;
 pub mod links;
@@ -321,6 +322,14 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
         near: clean_stats.near_duplicates,
         contained: clean_stats.contained_duplicates,
     };
+    let faults = findings::Faults::of(sft.iter().filter_map(instruct::answer_of), &own_hosts);
+    quality.answers_with_link_syntax = faults.link_syntax;
+    quality.answers_with_anchors = faults.anchors;
+    quality.answers_with_site_urls = faults.site_urls;
+    quality.answers_starting_mid_sentence = faults.mid_sentence;
+    for copy in &removed_documents {
+        *quality.cross_posts.entry(format!("{}->{}", copy.route, copy.kept_route)).or_default() += 1;
+    }
     timings.generate = started.elapsed().as_secs_f64();
     info!(
         samples = quality.samples,

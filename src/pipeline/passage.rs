@@ -225,10 +225,10 @@ pub fn passages(
     out
 }
 
-/// Whether a block goes on with a sentence begun before it (it opens with a lower-case word:
-/// "which prints 3.", "so that ...").
+/// Whether a block goes on with a sentence begun before it ("which prints 3.", "so that ...",
+/// ", and then"): as the quality report counts answers that open mid-sentence.
 fn is_continuation(text: &str) -> bool {
-    text.trim_start().chars().next().is_some_and(char::is_lowercase)
+    super::findings::opens_mid_sentence(text)
 }
 
 /// How many of a passage's last blocks belong with the block that comes next: with a code

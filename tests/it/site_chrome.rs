@@ -16,8 +16,8 @@ use twin_operator::pipeline::build;
 
 use crate::pipeline::{Scratch, lines, model_dir, options};
 use crate::sources::zip_of;
-use crate::support::git_http;
 use crate::support::sites::{self, Article, GENERATORS, Generator, escape};
+use crate::support::{git_http, repo};
 
 /// Words and signs that only chrome writes; the author's articles use none of them.
 const CHROME: &[&str] = &[
@@ -341,6 +341,29 @@ fn answers(root: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// `scripts/audit-training-data --json` on a revision.
+fn audit(root: &std::path::Path) -> Value {
+    let output = std::process::Command::new(repo::path("scripts/audit-training-data"))
+        .arg(root)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The counts the quality report and the audit share, from each.
+fn shared_counts(quality: &Value, audit: &Value) -> (Vec<Value>, Vec<Value>) {
+    const SHARED: [&str; 5] = [
+        "answersWithLinkSyntax",
+        "answersWithAnchors",
+        "answersWithSiteUrls",
+        "answersStartingMidSentence",
+        "crossPosts",
+    ];
+    (SHARED.iter().map(|k| quality[k].clone()).collect(), SHARED.iter().map(|k| audit[k].clone()).collect())
+}
+
 /// The chrome words a text carries.
 fn chrome_in(text: &str) -> Vec<&'static str> {
     let lower = text.to_lowercase();
@@ -416,4 +439,73 @@ async fn nine_generators_sites_and_their_exports_give_clean_answers_and_one_copy
         assert!(!first.is_lowercase() && !",.;:)]}".contains(first), "starts mid-sentence:\n{answer}");
     }
     assert!(answers.iter().any(|a| a.contains("# see https://example.org/queues/reference")));
+
+    // The report counts what the audit counts, by its own code: no faults here, and the copies
+    // removed by route; the audit finds no cross-post left.
+    let audited = audit(&root);
+    let (reported, expected) = shared_counts(&manifest["quality"], &audited);
+    assert_eq!(reported, expected, "{:#}", manifest["quality"]);
+    assert_eq!(&reported[..4], &[json!(0), json!(0), json!(0), json!(0)]);
+    let routes: u64 =
+        manifest["quality"]["crossPosts"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(routes as usize, removed.len());
+    let by_route = |route: &str| -> u64 {
+        let pairs = manifest["quality"]["crossPosts"].as_object().unwrap();
+        pairs
+            .iter()
+            .filter(|(pair, _)| pair.split("->").any(|r| r == route))
+            .map(|(_, n)| n.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        (by_route("feed"), by_route("archive"), by_route("git")),
+        (9, 6, 6),
+        "{:#}",
+        manifest["quality"]
+    );
+    assert_eq!(audited["crossPostsLeft"], 0);
+}
+
+/// Writing the pipeline leaves as it is, so that the report has faults to count: a raw HTML
+/// link, kramdown heading ids, a heading's trailing anchor, a note that opens in lower case, a
+/// URL of the crawled site in another scheme than http(s). The report and the audit count the same, none of them zero.
+#[tokio::test]
+async fn the_quality_report_counts_faults_as_the_audit_script_does() {
+    let scratch = Scratch::new("site-faults");
+    let sites = serve_sites().await;
+    let base = sites.base();
+    scratch.write(
+        "notes/links.md",
+        format!(
+            "# Links I keep\n\nThe queue post lives at <a href=\"{base}/sphinx/queues.html\">my handbook</a>, and I link to it from every talk I give about backpressure and retries.\n\n## Reading list {{#reading}}\n\nThese are the three essays I send to every new colleague who asks about operating queues in production.\n"
+        ),
+    );
+    scratch.write(
+        "notes/npm.md",
+        format!("npm install takes longer than the build on most of my projects, which says more about the dependency tree than about npm itself. The mirror is at rsync://{}/npm for anyone who wants it.\n\n## Lockfiles #\n\nI commit the lockfile and review its diff like code, because it is code that someone else wrote and I run.\n", sites.addr.ip()),
+    );
+    let notes = format!("file://{}", scratch.0.join("notes").display());
+    let start = sites.url(Generator::Sphinx, "queues");
+    let spec: TwinDataset = serde_json::from_value(json!({
+        "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinDataset", "metadata": {"name": "faults"},
+        "spec": {"author": {"name": "Paul"}, "sources": [
+                    {"name": "handbook", "web": {"urls": [start], "maxDepth": 0}},
+                    {"name": "notes", "files": {"uri": notes, "include": ["*.md"]}}],
+                 "chunking": {"maxTokens": 128, "overlapTokens": 16},
+                 "embedding": {"model": format!("file://{}", model_dir().display())},
+                 "output": {"uri": format!("file://{}", scratch.0.join("out").display())}}
+    }))
+    .unwrap();
+    let mut options = options(&scratch);
+    options.fetch.guard = twin_operator::net::NetworkGuard::new("127.0.0.1/32").unwrap();
+    let result = build(&spec, &options).await.unwrap();
+    let root = scratch.0.join(format!("out/datasets/faults/{}", result.revision));
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
+    let (reported, audited) = shared_counts(&manifest["quality"], &audit(&root));
+    assert_eq!(reported, audited, "{:#}", manifest["quality"]);
+    for (name, count) in ["link syntax", "anchors", "site URLs", "mid-sentence"].iter().zip(&reported) {
+        assert!(count.as_u64().unwrap() >= 1, "{name}: {:#}", manifest["quality"]);
+    }
+    assert_eq!(result.quality.answers_with_site_urls, reported[2].as_u64().unwrap() as usize);
 }
