@@ -8,6 +8,13 @@
 #                                          langchain-text-splitters: PYTHON=... to choose it)
 #
 # Reports documents/s, chunks/s, embeddings/s and peak memory (max RSS) of both.
+#
+#   TWIN_BENCH_BASELINE=PATH   also times another `twin` binary (an earlier commit's release
+#                              build) on the same corpus in the same run, right after ours
+#   PYTHON=none                leaves the reference stack out
+#
+# The cold build's training data is also audited by scripts/audit-training-data, whose counts
+# are printed next to the quality report's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.cache/refenv/bin/python}
@@ -42,6 +49,12 @@ measure() { # label, command...: runs it, keeps stdout in $work/<label>.json and
 
 echo "corpus: $(ls "$work/corpus" | wc -l) HTML files; $(nproc) CPUs"
 measure twin-cold ./target/release/twin dataset build -f "$work/dataset.yaml"
+if [ -n "${TWIN_BENCH_BASELINE:-}" ]; then
+  sed -e "s|file://$work/out|file://$work/out-baseline|" "$work/dataset.yaml" > "$work/baseline.yaml"
+  measure twin-baseline "$TWIN_BENCH_BASELINE" dataset build -f "$work/baseline.yaml"
+fi
+revision=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["revision"])' "$work/twin-cold.json")
+scripts/audit-training-data "$work/out/datasets/bench/$revision" --json > "$work/audit.json"
 cat > "$work/corpus/zz-new-chapter.html" <<'HTML'
 <html><head><title>A new chapter</title></head><body><main><h1>A new chapter</h1>
 <p>This chapter was added after the first build, to time a refresh: only its passages need embedding, everything else comes from the cache and the revision changes because the corpus did.</p>
@@ -61,10 +74,12 @@ sed -e "s|files: {uri: \"file://$work/corpus\".*|web: {urls: [\"http://127.0.0.1
     -e "s|file://$work/out|file://$work/out-web|" "$work/dataset.yaml" > "$work/web.yaml"
 sleep 1
 measure twin-web ./target/release/twin dataset build --allow-network 127.0.0.1/32 -f "$work/web.yaml"
-HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=true measure reference "$python" benches/reference_pipeline.py "$work/corpus" "$model"
+if [ "$python" != none ]; then
+  HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=true measure reference "$python" benches/reference_pipeline.py "$work/corpus" "$model"
+fi
 
-"$python" - "$work" <<'PY'
-import json, sys
+python3 - "$work" <<'PY'
+import json, os, sys
 work = sys.argv[1]
 def load(label):
     result = json.load(open(f"{work}/{label}.json"))
@@ -73,7 +88,6 @@ def load(label):
     return result, seconds, rss
 cold, cold_s, cold_rss = load("twin-cold")
 refresh, refresh_s, refresh_rss = load("twin-refresh")
-ref, ref_s, ref_rss = load("reference")
 def row(name, docs, chunks, embedded, embed_s, total_s, rss):
     print(f"{name:<22} {docs:>5} docs {chunks:>6} chunks | {total_s:7.1f} s total | {docs/total_s:6.2f} docs/s {chunks/total_s:6.1f} chunks/s {embedded/embed_s if embed_s else 0:6.1f} embeddings/s | peak {rss:7.1f} MiB")
 t = cold["timings"]
@@ -83,7 +97,21 @@ row("twin (refresh +1 doc)", refresh["stats"]["documents"], refresh["stats"]["ch
 web, web_s, web_rss = load("twin-web")
 t = web["timings"]
 row("twin (crawled, HTTP)", web["stats"]["documents"], web["stats"]["chunks"], web["embeddedChunks"], t["embed"], web_s, web_rss)
-rt = ref["timings"]
-row("reference (python)", ref["documents"], ref["chunks"], ref["chunks"], rt["embed"], ref_s, ref_rss)
-print(f"cold run vs reference: {ref_s / cold_s:.2f}x the speed, {cold_rss / ref_rss:.2f}x the peak memory; refresh: {cold_s / refresh_s:.1f}x faster than a cold run")
+if os.path.exists(f"{work}/twin-baseline.json"):
+    base, base_s, base_rss = load("twin-baseline")
+    t = base["timings"]
+    row("baseline twin (cold)", base["stats"]["documents"], base["stats"]["chunks"], base["embeddedChunks"], t["embed"], base_s, base_rss)
+    print(f"cold run vs baseline: {cold_s / base_s:.3f}x the time, {cold_rss / base_rss:.2f}x the peak memory; "
+          f"samples {cold['stats']['instructSamples']} vs {base['stats']['instructSamples']}")
+if os.path.exists(f"{work}/reference.json"):
+    ref, ref_s, ref_rss = load("reference")
+    rt = ref["timings"]
+    row("reference (python)", ref["documents"], ref["chunks"], ref["chunks"], rt["embed"], ref_s, ref_rss)
+    print(f"cold run vs reference: {ref_s / cold_s:.2f}x the speed, {cold_rss / ref_rss:.2f}x the peak memory")
+print(f"refresh: {cold_s / refresh_s:.1f}x faster than a cold run")
+quality, audit = cold["quality"], json.load(open(f"{work}/audit.json"))
+for key in ("answersWithLinkSyntax", "answersWithAnchors", "answersWithSiteUrls", "answersStartingMidSentence", "crossPosts"):
+    mark = "" if quality.get(key) == audit.get(key) else "   <- differs"
+    print(f"{key:<28} report {json.dumps(quality.get(key))}  audit {json.dumps(audit.get(key))}{mark}")
+print(f"{'crossPostsLeft':<28} audit {audit['crossPostsLeft']}")
 PY

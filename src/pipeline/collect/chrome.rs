@@ -200,18 +200,18 @@ fn verdict(node: &NodeRef, page_chars: usize) -> Verdict {
     Verdict::Keep
 }
 
-/// Whether an element's class or id names chrome (and not the content beside it).
+/// Whether an element's class or id names chrome: one of [`CHROME_WORDS`] as the whole name
+/// or as a part of it between `-` and `_` (`md-sidebar`, `theme-doc-toc-desktop`).
 fn is_chrome_by_name(node: &NodeRef) -> bool {
     let names = format!("{} {}", node.attr("class").unwrap_or_default(), node.attr("id").unwrap_or_default());
     names.split_whitespace().any(|name| {
         let lower = name.to_ascii_lowercase();
-        let parts: Vec<&str> = lower.split(['-', '_']).filter(|p| !p.is_empty()).collect();
-        let chrome = parts.iter().any(|p| CHROME_WORDS.iter().any(|w| w.eq_ignore_ascii_case(p)))
+        let mut parts = lower.split(['-', '_']).filter(|p| !p.is_empty());
+        parts.any(|p| CHROME_WORDS.iter().any(|w| w.eq_ignore_ascii_case(p)))
             || CHROME_WORDS.iter().any(|w| w.eq_ignore_ascii_case(&lower))
             || lower.contains("cookie")
             || lower.contains("table-of-contents")
-            || lower.contains("tableofcontents");
-        chrome
+            || lower.contains("tableofcontents")
     })
 }
 
