@@ -118,7 +118,7 @@ pub struct DataSource {
     /// Web pages, with links followed within the same site.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web: Option<WebSource>,
-    /// A data export archive (LinkedIn, Medium, Substack, or a zip of markdown files).
+    /// A data export (LinkedIn, Medium, Substack, WordPress, Ghost, or a zip of markdown files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<ArchiveSource>,
     /// A ConfigMap in the same namespace: each key is one document.
@@ -236,6 +236,12 @@ pub enum ArchiveFormat {
     Substack,
     /// A zip of markdown files.
     Markdown,
+    /// A WordPress export (Tools → Export): its WXR file (`.xml`), or a zip of them. Published
+    /// posts and pages; drafts, attachments and comments are left out.
+    Wordpress,
+    /// A Ghost export (Settings → Import/Export): its `.json` file, or a zip holding it.
+    /// Published posts and pages.
+    Ghost,
 }
 
 /// A ConfigMap of documents.

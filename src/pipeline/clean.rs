@@ -258,8 +258,9 @@ fn name_of(document: &Document) -> String {
 /// Cleans documents: plain titles without the site's name, normalised text, then drops the too
 /// short, the exact duplicates, the near-duplicates and the documents mostly contained in
 /// another. Fuller documents are kept first (more prose, then less that is not prose, then by
-/// id), so the fuller clean copy of a cross-post stays and the result does not depend on the order sources were read in. Returns what was
-/// kept, the counts, and each copy removed with the document kept instead.
+/// id), so the fuller clean copy of a cross-post stays and the result does not depend on the
+/// order sources were read in. Returns what was kept, the counts, and each copy removed with
+/// the document kept instead.
 pub fn clean(mut documents: Vec<Document>) -> (Vec<Document>, CleanStats, Vec<RemovedDocument>) {
     let mut stats = CleanStats { input: documents.len(), ..Default::default() };
     for (source, site) in title::clean_titles(&mut documents) {

@@ -1,6 +1,7 @@
-//! Export archives (zip): a LinkedIn data export (`Shares.csv`, `Articles/*.html`), a Medium
-//! export (`posts/*.html`), a Substack export (`posts.csv`, `posts/*.html`) or a zip of
-//! Markdown files. Archives are untrusted: their size, entry count and total uncompressed bytes
+//! Export archives: a LinkedIn data export (`Shares.csv`, `Articles/*.html`), a Medium export
+//! (`posts/*.html`), a Substack export (`posts.csv`, `posts/*.html`), a zip of Markdown files
+//! (all zips), a WordPress export (WXR, `.xml`) or a Ghost export (`.json`), each of the last two
+//! on its own or zipped. Archives are untrusted: their size, entry count and total uncompressed bytes
 //! are bounded (zip bombs), an entry's size is enforced while it is read (not taken from its
 //! header), and a path that would leave the archive's folder fails the source.
 
@@ -13,6 +14,7 @@ use zip::ZipArchive;
 use super::CollectOptions;
 use super::files::document_from_file;
 use super::html::{extract_article, fragment_to_markdown};
+use super::{ghost, wordpress};
 use crate::api::dataset::{ArchiveFormat, ArchiveSource};
 use crate::net::http::Fetcher;
 use crate::pipeline::document::Document;
@@ -159,13 +161,80 @@ pub async fn collect_archive(
     fetcher: &Fetcher,
 ) -> Result<Vec<Document>, String> {
     let bytes = load(spec, options, fetcher).await?;
+    match spec.format {
+        ArchiveFormat::Wordpress => {
+            return blog_export(source, spec, options, bytes, ".xml", wordpress::posts);
+        }
+        ArchiveFormat::Ghost => return blog_export(source, spec, options, bytes, ".json", ghost::posts),
+        _ => {}
+    }
     let mut reader = Reader::open(bytes, &spec.uri, options)?;
     match spec.format {
         ArchiveFormat::Linkedin => linkedin(source, spec, &mut reader),
         ArchiveFormat::Medium => medium(source, spec, &mut reader),
         ArchiveFormat::Substack => substack(source, spec, &mut reader),
         ArchiveFormat::Markdown => markdown(source, spec, &mut reader),
+        ArchiveFormat::Wordpress | ArchiveFormat::Ghost => unreachable!("read above"),
     }
+}
+
+/// A published post or page of a blog's export.
+#[derive(Debug)]
+pub(super) struct ExportedPost {
+    /// Its URL, when the export says.
+    pub url: Option<String>,
+    /// Where it is in the export (an id or slug), when there is no URL.
+    pub key: String,
+    pub title: Option<String>,
+    pub published: Option<String>,
+    /// Its body, as HTML.
+    pub html: String,
+}
+
+/// A WordPress or Ghost export: the file itself, or a zip of files ending in `extension`; each
+/// file's published posts (read by `posts`) become documents.
+fn blog_export(
+    source: &str,
+    spec: &ArchiveSource,
+    options: &CollectOptions,
+    bytes: Vec<u8>,
+    extension: &str,
+    posts: fn(&str) -> Result<Vec<ExportedPost>, String>,
+) -> Result<Vec<Document>, String> {
+    let mut files = Vec::new();
+    if bytes.starts_with(b"PK\x03\x04") {
+        let mut reader = Reader::open(bytes, &spec.uri, options)?;
+        for name in reader.names() {
+            if name.to_ascii_lowercase().ends_with(extension) {
+                files.push((name.clone(), reader.read(&name)?));
+            }
+        }
+    } else {
+        files.push((file_name(&spec.uri).to_string(), bytes));
+    }
+    let mut documents = Vec::new();
+    let mut skipped = Vec::new();
+    for (name, bytes) in files {
+        let text = String::from_utf8_lossy(&bytes);
+        let found = match posts(&text) {
+            Ok(found) => found,
+            Err(error) => {
+                skipped.push(format!("{name}: {error}"));
+                continue;
+            }
+        };
+        for post in found {
+            let place = post.url.clone().unwrap_or_else(|| location(spec, &format!("{name}#{}", post.key)));
+            let Some(text) = fragment_to_markdown(&post.html, post.url.as_deref()) else {
+                skipped.push(format!("{name}: post {} holds no text", post.key));
+                continue;
+            };
+            let mut document = Document::new(source, "archive", &place, post.title, text, true);
+            document.published = post.published;
+            documents.push(document);
+        }
+    }
+    finish(source, spec, documents, skipped)
 }
 
 fn location(spec: &ArchiveSource, name: &str) -> String {

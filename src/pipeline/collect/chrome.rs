@@ -5,9 +5,11 @@
 //!
 //! An element is chrome by what it is (a button, a form), by its role, or by the words of its
 //! class and id as the common generators write them (Sphinx, MkDocs Material, Hugo, Jekyll,
-//! Docusaurus, WordPress, Ghost, Substack, GitHub, Medium's export). A rule never takes out
-//! the element that holds the article: one that holds an `<article>`, `<main>` or most of the
-//! page's text stays, whatever its class says.
+//! Docusaurus, WordPress, Ghost, Substack, GitHub, Medium's export). Those rules work inside
+//! the article's container (`<article>`, `<main>`, `role=main`), and never take out the element
+//! that holds the article: one that holds an `<article>`, `<main>` or most of the page's text
+//! stays, whatever its class says. Links (permalinks, edit links) and elements that never hold
+//! words (buttons, forms) go wherever they are.
 
 use dom_query::{Document, NodeRef};
 
@@ -107,9 +109,18 @@ const CHROME_WORDS: &[&str] = &[
     "md-source-file",
 ];
 
-/// Words of a link's class, title or label that make it a heading's permalink.
-const PERMALINK_HINTS: &[&str] =
-    &["permalink", "headerlink", "anchor", "hash-link", "link to this", "direct link", "permanent link"];
+/// Words of a link's class, title or label that make a link to an anchor of its page a
+/// heading's permalink (mdBook's `header` wraps the heading's words).
+const PERMALINK_HINTS: &[&str] = &[
+    "permalink",
+    "headerlink",
+    "header",
+    "anchor",
+    "hash-link",
+    "link to this",
+    "direct link",
+    "permanent link",
+];
 
 /// Words of a link's text that make it an "edit this page" link.
 const EDIT_LINKS: &[&str] = &[
@@ -148,8 +159,13 @@ pub fn remove_chrome(document: &Document) {
             Verdict::KeepWords => unwrapped.push(node),
         }
     }
-    for node in unwrapped {
-        node.unwrap_node();
+    for link in unwrapped {
+        // `unwrap_node` takes out the parent of the node it is called on: called on the
+        // link's first child, it takes out the link and keeps what it held.
+        match link.first_child() {
+            Some(child) => child.unwrap_node(),
+            None => link.remove_from_parent(),
+        }
     }
     for node in doomed {
         node.remove_from_parent();
@@ -180,11 +196,17 @@ fn verdict(node: &NodeRef, page_chars: usize) -> Verdict {
         // Readability reads JSON-LD metadata from scripts and drops them itself.
         return Verdict::Keep;
     }
+    // Outside the article's container, the page's own navigation, footers and boxes are left
+    // to Readability, which weighs them against the article: taking them out first can tip it
+    // towards a smaller candidate on a page whose text sits right in its body.
+    if !node.ancestors_it(None).any(|a| a.is("article, main, [role=main]")) {
+        return Verdict::Keep;
+    }
     let holds_article = || {
         node.is("article, main, [role=main], :has(article), :has(main), :has([role=main])")
             || node.text().chars().filter(|c| !c.is_whitespace()).count() * 2 > page_chars
     };
-    if name == "nav" || name == "aside" && is_chrome_by_name(node) {
+    if name == "nav" || (name == "aside" && is_chrome_by_name(node)) {
         return if holds_article() { Verdict::Keep } else { Verdict::Remove };
     }
     if name == "footer" && !node.is("blockquote footer, figure footer") {
@@ -280,6 +302,11 @@ mod tests {
             <p>See <a href="#why">why</a> above and <a href="/other.html">the other page</a>.</p>
             </article></body>"##;
         assert_eq!(cleaned(html), "Logging Why How Where When See why above and the other page.");
+        let document = Document::from(html);
+        remove_chrome(&document);
+        assert_eq!(document.select("h1, h2").length(), 5, "{}", document.html());
+        assert_eq!(document.select("h2#when").html().to_string(), r#"<h2 id="when">When</h2>"#);
+        assert_eq!(document.select("a").length(), 2, "{}", document.html());
     }
 
     #[test]
@@ -298,13 +325,17 @@ mod tests {
             </article></div></main>
             <footer class="md-footer"><a href="../prev/" class="md-footer__link md-footer__link--prev">Previous</a></footer></div>
             <div id="cookie-law-info-bar"><span>We use cookies.</span></div></body>"##;
-        assert_eq!(cleaned(html), r#"The author's words. print("https://example.org") A quote.Someone"#);
+        // The footer and the banner outside `<main>` are left to Readability.
+        assert_eq!(
+            cleaned(html),
+            r#"The author's words. print("https://example.org") A quote.Someone Previous We use cookies."#
+        );
     }
 
     #[test]
     fn a_container_named_like_chrome_that_holds_the_article_stays() {
-        let html = r#"<body><div class="content-with-sidebar layout-nav"><div><p>Every word of the article is in here, and it is the whole page.</p></div></div>
-            <div class="sidebar"><a href="/">Home</a></div></body>"#;
+        let html = r#"<body><main><div class="content-with-sidebar layout-nav"><div><p>Every word of the article is in here, and it is the whole page.</p></div></div>
+            <div class="sidebar"><a href="/">Home</a></div></main></body>"#;
         assert_eq!(cleaned(html), "Every word of the article is in here, and it is the whole page.");
     }
 }

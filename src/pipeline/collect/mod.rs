@@ -5,9 +5,11 @@ pub mod archive;
 pub mod chrome;
 pub mod feed;
 pub mod files;
+pub mod ghost;
 pub mod git;
 pub mod html;
 pub mod web;
+pub mod wordpress;
 
 use std::path::PathBuf;
 
