@@ -36,7 +36,7 @@ use collect::CollectOptions;
 
 /// Bumped whenever a change of the pipeline changes its output for the same input: part of
 /// every revision hash.
-pub const PIPELINE_VERSION: &str = "twin-dataset/3";
+pub const PIPELINE_VERSION: &str = "twin-dataset/4";
 
 /// How a build runs on this machine.
 #[derive(Debug, Clone, Default)]
