@@ -74,6 +74,8 @@ sed -e "s|files: {uri: \"file://$work/corpus\".*|web: {urls: [\"http://127.0.0.1
     -e "s|file://$work/out|file://$work/out-web|" "$work/dataset.yaml" > "$work/web.yaml"
 sleep 1
 measure twin-web ./target/release/twin dataset build --allow-network 127.0.0.1/32 -f "$work/web.yaml"
+revision=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["revision"])' "$work/twin-web.json")
+scripts/audit-training-data "$work/out-web/datasets/bench/$revision" --json > "$work/audit-web.json"
 if [ "$python" != none ]; then
   HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=true measure reference "$python" benches/reference_pipeline.py "$work/corpus" "$model"
 fi
@@ -109,9 +111,11 @@ if os.path.exists(f"{work}/reference.json"):
     row("reference (python)", ref["documents"], ref["chunks"], ref["chunks"], rt["embed"], ref_s, ref_rss)
     print(f"cold run vs reference: {ref_s / cold_s:.2f}x the speed, {cold_rss / ref_rss:.2f}x the peak memory")
 print(f"refresh: {cold_s / refresh_s:.1f}x faster than a cold run")
-quality, audit = cold["quality"], json.load(open(f"{work}/audit.json"))
-for key in ("answersWithLinkSyntax", "answersWithAnchors", "answersWithSiteUrls", "answersStartingMidSentence", "crossPosts"):
-    mark = "" if quality.get(key) == audit.get(key) else "   <- differs"
-    print(f"{key:<28} report {json.dumps(quality.get(key))}  audit {json.dumps(audit.get(key))}{mark}")
-print(f"{'crossPostsLeft':<28} audit {audit['crossPostsLeft']}")
+for label, result, audited in (("files", cold, "audit"), ("crawled", web, "audit-web")):
+    quality, audit = result["quality"], json.load(open(f"{work}/{audited}.json"))
+    print(f"training data of the {label} build: the quality report and scripts/audit-training-data")
+    for key in ("answersWithLinkSyntax", "answersWithAnchors", "answersWithSiteUrls", "answersStartingMidSentence", "crossPosts"):
+        mark = "" if quality.get(key) == audit.get(key) else "   <- differs"
+        print(f"  {key:<28} report {json.dumps(quality.get(key))}  audit {json.dumps(audit.get(key))}{mark}")
+    print(f"  {'crossPostsLeft':<28} audit {audit['crossPostsLeft']}")
 PY
