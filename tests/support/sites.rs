@@ -361,6 +361,8 @@ pub fn page(generator: Generator, articles: &[Article], index: usize, base: &str
         headings(article).iter().map(|h| item(&id_of(h), h)).collect()
     };
     let site = format!("{base}/{}", generator.name());
+    let (prev_title, next_title, prev_slug, next_slug) = (&prev.title, &next.title, &prev.slug, &next.slug);
+    let (prev_url, next_url, url) = (url(prev), url(next), url(article));
     match generator {
         Generator::Sphinx => {
             let nav: String = articles
@@ -443,10 +445,6 @@ pub fn page(generator: Generator, articles: &[Article], index: usize, base: &str
     </div>
   </body>
 </html>"##,
-                next_title = next.title,
-                next_slug = next.slug,
-                prev_title = prev.title,
-                prev_slug = prev.slug,
             )
         }
         Generator::MkDocs => {
@@ -527,10 +525,6 @@ pub fn page(generator: Generator, articles: &[Article], index: usize, base: &str
     <script src="../assets/javascripts/bundle.83f73b43.min.js"></script>
   </body>
 </html>"##,
-                next_title = next.title,
-                next_slug = next.slug,
-                prev_title = prev.title,
-                prev_slug = prev.slug,
             )
         }
         Generator::Hugo => {
@@ -604,11 +598,6 @@ pub fn page(generator: Generator, articles: &[Article], index: usize, base: &str
 </script>
 </body>
 </html>"##,
-                prev_url = url(prev),
-                next_url = url(next),
-                prev_title = prev.title,
-                next_title = next.title,
-                url = url(article),
             )
         }
         Generator::Jekyll => {
@@ -674,11 +663,6 @@ pub fn page(generator: Generator, articles: &[Article], index: usize, base: &str
 </footer>
 </body>
 </html>"##,
-                prev_url = url(prev),
-                next_url = url(next),
-                prev_title = prev.title,
-                next_title = next.title,
-                url = url(article),
             )
         }
         Generator::Docusaurus => {
@@ -706,11 +690,6 @@ pub fn page(generator: Generator, articles: &[Article], index: usize, base: &str
 {body}</div><footer class="theme-doc-footer docusaurus-mt-lg"><div class="row margin-top--sm theme-doc-footer-edit-meta-row"><div class="col"><a href="https://github.com/paul/tool/tree/main/website/docs/{slug}.md" target="_blank" rel="noopener noreferrer" class="theme-edit-this-page">{SVG}Edit this page</a></div><div class="col lastUpdated_JAkA"></div></div></footer></article><nav class="pagination-nav docusaurus-mt-lg" aria-label="Docs pages"><a class="pagination-nav__link pagination-nav__link--prev" href="{prev_url}"><div class="pagination-nav__sublabel">Previous</div><div class="pagination-nav__label">{prev_title}</div></a><a class="pagination-nav__link pagination-nav__link--next" href="{next_url}"><div class="pagination-nav__sublabel">Next</div><div class="pagination-nav__label">{next_title}</div></a></nav></div></div><div class="col col--3"><div class="tableOfContents_bqdL thin-scrollbar theme-doc-toc-desktop"><ul class="table-of-contents table-of-contents__left-border">{toc}</ul></div></div></div></div></main></div></div></div><footer class="footer footer--dark"><div class="container container-fluid"><div class="row footer__links"><div class="col footer__col"><div class="footer__title">Docs</div><ul class="footer__items clean-list"><li class="footer__item"><a class="footer__link-item" href="/docusaurus/docs/installing">Tutorial</a></li></ul></div><div class="col footer__col"><div class="footer__title">Community</div><ul class="footer__items clean-list"><li class="footer__item"><a href="https://discord.gg/paul" target="_blank" rel="noopener noreferrer" class="footer__link-item">Discord</a></li></ul></div></div><div class="footer__bottom text--center"><div class="footer__copyright">Copyright © 2026 Paul's tool. Built with Docusaurus.</div></div></div></footer></div>
 </body>
 </html>"##,
-                prev_url = url(prev),
-                next_url = url(next),
-                prev_title = prev.title,
-                next_title = next.title,
-                url = url(article),
             )
         }
         Generator::WordPress => {
@@ -774,11 +753,6 @@ pub fn page(generator: Generator, articles: &[Article], index: usize, base: &str
 <div id="cookie-law-info-bar" data-nosnippet="true" data-cli-style="cli-style-v2" style="background-color:#fff;color:#333;bottom:0px;position:fixed;"><span><div class="cli-bar-container cli-style-v2"><div class="cli-bar-message">We use cookies on our website to give you the most relevant experience by remembering your preferences and repeat visits. By clicking “Accept”, you consent to the use of ALL the cookies.</div><div class="cli-bar-btn_container"><a role='button' class="cli_settings_button" style="margin:0px 10px 0px 5px">Cookie settings</a><a role='button' data-cli_action="accept" id="cookie_action_close_header" class="medium cli-plugin-button cli-plugin-main-button cookie_action_close_header cli_action_button wt-cli-accept-btn">ACCEPT</a></div></div></span></div>
 </body>
 </html>"##,
-                prev_url = url(prev),
-                next_url = url(next),
-                prev_title = prev.title,
-                next_title = next.title,
-                url = url(article),
             )
         }
         Generator::Ghost => format!(
@@ -846,10 +820,6 @@ pub fn page(generator: Generator, articles: &[Article], index: usize, base: &str
 </div>
 </body>
 </html>"##,
-            prev_url = url(prev),
-            next_url = url(next),
-            prev_title = prev.title,
-            next_title = next.title,
         ),
         Generator::Substack => format!(
             r##"<!DOCTYPE html>
@@ -879,11 +849,6 @@ pub fn page(generator: Generator, articles: &[Article], index: usize, base: &str
 </div></div></div>
 </body>
 </html>"##,
-            prev_url = url(prev),
-            next_url = url(next),
-            prev_title = prev.title,
-            next_title = next.title,
-            url = url(article),
         ),
         Generator::GitHub => {
             let file =
