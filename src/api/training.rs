@@ -418,4 +418,8 @@ pub struct TrainedModel {
     /// The smallest `--max-lora-rank` vLLM accepts that serves this adapter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lora_rank: Option<u32>,
+    /// The file in the adapter folder holding the chat template the adapter was trained with
+    /// (the base model's own, or ChatML for a base without one); engines serve with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
 }

@@ -93,6 +93,9 @@ impl TrainerConfig {
     }
 }
 
+/// The file in a published adapter folder holding the chat template it was trained with.
+pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
+
 /// The trainer's one-line result.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "status")]
@@ -119,6 +122,9 @@ pub struct TrainerSuccess {
     /// The `--max-lora-rank` vLLM needs for this adapter.
     #[serde(default)]
     pub vllm_max_lora_rank: Option<u32>,
+    /// The file in the adapter folder holding the chat template it was trained with.
+    #[serde(default)]
+    pub chat_template: Option<String>,
     /// Why DPO did not run (disabled, or no preference triples), when it did not.
     #[serde(default)]
     pub dpo_skipped: Option<String>,

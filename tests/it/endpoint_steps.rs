@@ -43,7 +43,7 @@ fn children_of(
         model: served,
         hub_token: job.and_then(|j| j.spec.base_model.token_secret_ref.as_ref()),
         adapter_location: job.map(|j| &j.spec.output),
-        max_lora_rank: job.and_then(|j| j.status.as_ref()?.model.as_ref()?.max_lora_rank),
+        trained: job.and_then(|j| j.status.as_ref()?.model.as_ref()),
         dataset,
         gateway_model: served,
     };
@@ -177,6 +177,35 @@ fn a_vllm_endpoint_runs_the_adapter_on_gpus_behind_the_gateway() {
         gateway_hpa.metrics.unwrap()[0].resource.clone().unwrap().target.average_utilization,
         Some(70)
     );
+}
+
+/// A twin of a base model without a chat template was trained with ChatML: vLLM is given the
+/// template the run published in the adapter's folder, unless `extraArgs` names one; an adapter
+/// published without one (an older run) gets no flag.
+#[test]
+fn vllm_serves_the_adapter_with_the_chat_template_it_was_trained_with() {
+    let documents = fixture("endpoint-vllm.yaml");
+    let (endpoint, job, dataset, served) = resolved(&documents);
+    let mut job = job.unwrap();
+    job.spec.base_model.uri = "hf://HuggingFaceTB/SmolLM2-135M".into();
+    let served = ServedModel { base_model: job.spec.base_model.uri.clone(), ..served };
+    let engine_args = |endpoint: &TwinEndpoint, job: &TwinTrainingJob| {
+        let children = children_of(endpoint, Some(job), dataset.as_ref(), &served).unwrap();
+        pod_spec(children.engine.as_ref().unwrap()).containers[0].args.clone().unwrap()
+    };
+    let model = job.status.as_mut().unwrap().model.as_mut().unwrap();
+    model.chat_template = Some("chat_template.jinja".into());
+    let args = engine_args(&endpoint, &job);
+    let at = args.iter().position(|a| a == "--chat-template").expect("a --chat-template argument");
+    assert_eq!(args[at + 1], "/adapters/paul/chat_template.jinja", "{args:?}");
+
+    let mut own = endpoint.clone();
+    own.spec.engine.extra_args = Some(vec!["--chat-template=/models/mine.jinja".into()]);
+    let args = engine_args(&own, &job);
+    assert_eq!(args.iter().filter(|a| a.starts_with("--chat-template")).count(), 1, "{args:?}");
+
+    job.status.as_mut().unwrap().model.as_mut().unwrap().chat_template = None;
+    assert!(!engine_args(&endpoint, &job).iter().any(|a| a == "--chat-template"));
 }
 
 #[test]

@@ -84,7 +84,16 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
         .iter()
         .map(|m| m["Name"].as_str().unwrap())
         .collect();
-    assert_eq!(metrics, ["sft:train_loss", "sft:eval_loss", "dpo:reward_accuracy", "vllm:max_lora_rank"]);
+    assert_eq!(
+        metrics,
+        [
+            "sft:train_loss",
+            "sft:eval_loss",
+            "dpo:reward_accuracy",
+            "vllm:max_lora_rank",
+            "twin:chat_template"
+        ]
+    );
     assert_eq!(request["RoleArn"], "arn:aws:iam::123456789012:role/twin-sagemaker-training");
     assert_eq!(request["ResourceConfig"]["InstanceType"], "ml.g5.2xlarge");
     assert_eq!(request["ResourceConfig"]["InstanceCount"], 1);

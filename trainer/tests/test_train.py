@@ -31,6 +31,18 @@ def test_the_run_succeeds_and_says_so_in_one_line(finished_run):
     assert summary["vllmMaxLoraRank"] == 8
     assert summary["sftTrainLoss"] > 0 and summary["sftEvalLoss"] > 0
     assert 0 <= summary["dpoRewardAccuracy"] <= 1
+    assert (summary["chatTemplate"], summary["chatTemplateWritten"]) == ("chat_template.jinja", 1)
+
+
+def test_the_adapter_carries_the_chat_template_it_was_trained_with(finished_run):
+    from transformers import AutoTokenizer
+
+    _, output, _ = finished_run
+    template = (output / "adapter" / "chat_template.jinja").read_text()
+    tokenizer = AutoTokenizer.from_pretrained(output / "tokenizer")
+    assert template == tokenizer.chat_template and "<|im_start|>" in template
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["adapter"]["chatTemplate"] == "chat_template.jinja"
 
 
 def test_sft_loss_goes_down_and_dpo_runs(finished_run):

@@ -21,6 +21,7 @@ use kube::api::{DynamicObject, ObjectMeta};
 use super::{engine, gateway, scaling};
 use crate::api::common::{PodOverrides, SecretKeyRef, StorageLocation};
 use crate::api::endpoint::{EngineKind, ServedModel};
+use crate::api::training::TrainedModel;
 use crate::api::{TwinDataset, TwinEndpoint};
 use crate::contract::labels;
 use crate::operator::children::naming::{NAME_LIMIT, child_labels, child_name, owner_reference};
@@ -55,8 +56,9 @@ pub struct Inputs<'a> {
     pub hub_token: Option<&'a SecretKeyRef>,
     /// Where the adapter was written (its S3 endpoint, region and credentials).
     pub adapter_location: Option<&'a StorageLocation>,
-    /// The adapter's LoRA rank as its training reported it for vLLM.
-    pub max_lora_rank: Option<u32>,
+    /// What the adapter's training reported of it: the LoRA rank vLLM needs, the chat template
+    /// it was trained with.
+    pub trained: Option<&'a TrainedModel>,
     /// The dataset retrieval reads.
     pub dataset: Option<&'a TwinDataset>,
     /// The model the gateway names and whose dataset revision it pins (the wanted one once the

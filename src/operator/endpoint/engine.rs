@@ -113,8 +113,13 @@ pub fn fetch_container(
     }
 }
 
-/// The vLLM command line.
-fn vllm_args(inputs: &Inputs, base: &BaseArgs, lora_module: Option<&str>) -> Vec<String> {
+/// The vLLM command line; `adapter_folder` is where an init container fetched the adapter.
+fn vllm_args(
+    inputs: &Inputs,
+    base: &BaseArgs,
+    lora_module: Option<&str>,
+    adapter_folder: Option<&str>,
+) -> Vec<String> {
     let endpoint = inputs.endpoint;
     let engine = &endpoint.spec.engine;
     let name = endpoint.name_any();
@@ -130,8 +135,17 @@ fn vllm_args(inputs: &Inputs, base: &BaseArgs, lora_module: Option<&str>) -> Vec
             args.extend(["--enable-lora".into(), "--max-loras".into(), "1".into()]);
             args.extend(["--lora-modules".into(), module.into()]);
             if !given("--max-lora-rank") {
-                let rank = inputs.max_lora_rank.unwrap_or(DEFAULT_MAX_LORA_RANK);
+                let rank = inputs.trained.and_then(|t| t.max_lora_rank).unwrap_or(DEFAULT_MAX_LORA_RANK);
                 args.extend(["--max-lora-rank".into(), rank.to_string()]);
+            }
+            // The template the adapter was trained with, from the folder it was fetched to (a
+            // base model without one would otherwise be served with vLLM's guess).
+            if let (Some(folder), Some(file), false) = (
+                adapter_folder,
+                inputs.trained.and_then(|t| t.chat_template.as_deref()),
+                given("--chat-template"),
+            ) {
+                args.extend(["--chat-template".into(), format!("{folder}/{file}")]);
             }
         }
         None => args.extend(["--served-model-name".into(), name]),
@@ -235,6 +249,8 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
     ];
     mounts.extend(claim_mounts);
     let lora_module = adapter.as_ref().map(|(module, _)| module.as_str());
+    let adapter_folder =
+        adapter.as_ref().and_then(|(_, fetch)| fetch.as_ref()).map(|(_, folder)| folder.as_str());
     let container = Container {
         name: "vllm".into(),
         image: Some(
@@ -245,7 +261,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
                 .unwrap_or_else(|| settings.vllm_image.clone()),
         ),
         command: Some(vec!["vllm".into(), "serve".into()]),
-        args: Some(vllm_args(inputs, &base, lora_module)),
+        args: Some(vllm_args(inputs, &base, lora_module, adapter_folder)),
         ports: Some(http_port(PORT)),
         env: Some(env),
         resources: Some(resources),

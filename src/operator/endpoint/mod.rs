@@ -67,9 +67,7 @@ async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Act
             None => endpoint.spec.model.base_model.as_ref().and_then(|b| b.token_secret_ref.as_ref()),
         },
         adapter_location: job_spec.map(|spec| &spec.output),
-        max_lora_rank: training_job
-            .as_ref()
-            .and_then(|job| job.status.as_ref()?.model.as_ref()?.max_lora_rank),
+        trained: training_job.as_ref().and_then(|job| job.status.as_ref()?.model.as_ref()),
         dataset: dataset.as_ref(),
         gateway_model: &gateway_model,
     };

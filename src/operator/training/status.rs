@@ -177,6 +177,7 @@ pub fn published(
         base_model: job.spec.base_model.uri.clone(),
         adapter_uri: adapter.clone(),
         max_lora_rank: success.vllm_max_lora_rank,
+        chat_template: success.chat_template.clone(),
     });
     Assessment::ready(TrainingPhase::Succeeded, "AdapterPublished", success.summary(&adapter))
 }

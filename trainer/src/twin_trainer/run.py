@@ -25,6 +25,18 @@ def _dataset_folder(config: Config, workdir: str) -> str:
     return path
 
 
+# The file in the adapter folder holding its chat template (the operator's CHAT_TEMPLATE_FILE).
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+
+
+def _chat_template(tokenizer) -> str:
+    """The template the tokenizer renders conversations with (the default one of several)."""
+    template = tokenizer.chat_template
+    if isinstance(template, dict):
+        template = template.get("default") or next(iter(template.values()))
+    return template
+
+
 def _stage(result: train.StageResult) -> dict:
     return {
         "trainLoss": result.train_loss,
@@ -84,6 +96,11 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
         adapter_dir = os.path.join(out, "adapter")
         model.save_pretrained(adapter_dir, selected_adapters=["default"])
         tokenizer.save_pretrained(os.path.join(out, "tokenizer"))
+        # The template the samples were rendered with, beside the weights, so that every engine
+        # serves the twin with it (vLLM is given it with --chat-template).
+        template = _chat_template(tokenizer)
+        with open(os.path.join(adapter_dir, CHAT_TEMPLATE_FILE), "w", encoding="utf-8") as file:
+            file.write(template)
         tensors = load_file(os.path.join(adapter_dir, "adapter_model.safetensors"))
         gguf = export.write_gguf_adapter(
             tensors, model.get_base_model().config, config.sft.lora_alpha, os.path.join(out, "adapter.gguf")
@@ -114,6 +131,8 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
                 "targetModules": train.TARGET_MODULES,
                 "vllmMaxLoraRank": config.vllm_max_lora_rank,
                 "gguf": gguf,
+                "chatTemplate": CHAT_TEMPLATE_FILE,
+                "chatTemplateSource": "chatml (the base model has none)" if template == base_model.CHATML else "the base model's",
             },
             **_peak_memory(stages),
             "durationSeconds": round(time.monotonic() - started, 3),
@@ -133,6 +152,9 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
             "dpoRewardAccuracy": dpo_metrics.get("rewardAccuracy"),
             "dpoSkipped": dpo_metrics.get("skipped"),
             "vllmMaxLoraRank": config.vllm_max_lora_rank,
+            "chatTemplate": CHAT_TEMPLATE_FILE,
+            # The same, as a number: SageMaker's metric definitions read numbers only.
+            "chatTemplateWritten": 1,
         }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

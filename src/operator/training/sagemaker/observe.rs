@@ -16,7 +16,7 @@ use super::super::status::{new_run, published};
 use super::request::RESULT_METRICS;
 use crate::api::TwinTrainingJob;
 use crate::api::training::{TrainingPhase, TwinTrainingJobStatus};
-use crate::contract::trainer::TrainerSuccess;
+use crate::contract::trainer::{CHAT_TEMPLATE_FILE, TrainerSuccess};
 use crate::operator::conditions::Assessment;
 use crate::operator::driver::Verdict;
 use crate::storage::StorageUri;
@@ -146,6 +146,11 @@ pub fn from_training_job(
                 sft_eval_loss: observed.metrics.get(RESULT_METRICS[1].0).copied(),
                 dpo_reward_accuracy: observed.metrics.get(RESULT_METRICS[2].0).copied(),
                 vllm_max_lora_rank: observed.metrics.get(RESULT_METRICS[3].0).map(|rank| *rank as u32),
+                chat_template: observed
+                    .metrics
+                    .get(RESULT_METRICS[4].0)
+                    .filter(|written| **written >= 1.0)
+                    .map(|_| CHAT_TEMPLATE_FILE.to_string()),
                 dpo_skipped: match (job.spec.dpo.enabled, observed.metrics.contains_key(RESULT_METRICS[2].0))
                 {
                     (false, _) => Some("disabled in spec.dpo".into()),
@@ -299,6 +304,7 @@ mod tests {
             .final_metric_data_list(metric("sft:eval_loss", 1.5))
             .final_metric_data_list(metric("dpo:reward_accuracy", 0.75))
             .final_metric_data_list(metric("vllm:max_lora_rank", 16.0))
+            .final_metric_data_list(metric("twin:chat_template", 1.0))
             .final_metric_data_list(metric("train:progress", 100.0));
         let (verdict, status) = observe(&job(true), output);
         assert_eq!(
@@ -314,6 +320,7 @@ mod tests {
         let model = status.model.unwrap();
         assert_eq!(model.adapter_uri, "s3://twins-bucket/twins/models/paul-twin/g1-rev1/adapter");
         assert_eq!(model.max_lora_rank, Some(16));
+        assert_eq!(model.chat_template.as_deref(), Some("chat_template.jinja"));
         assert_eq!(status.completion_time.unwrap().0.as_second(), 1_800_003_600);
         assert!(verdict.assessment.message.contains("SFT loss 1.234"), "{}", verdict.assessment.message);
     }

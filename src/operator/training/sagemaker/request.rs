@@ -23,11 +23,13 @@ pub const CONFIG_HYPERPARAMETER: &str = "config";
 /// SageMaker metrics read from the trainer's one-line result, which it prints to its log:
 /// (metric, the result's field). SageMaker keeps each one's final value, which
 /// DescribeTrainingJob returns and the status mirrors, and charts them in its console.
-pub const RESULT_METRICS: [(&str, &str); 4] = [
+pub const RESULT_METRICS: [(&str, &str); 5] = [
     ("sft:train_loss", "sftTrainLoss"),
     ("sft:eval_loss", "sftEvalLoss"),
     ("dpo:reward_accuracy", "dpoRewardAccuracy"),
     ("vllm:max_lora_rank", "vllmMaxLoraRank"),
+    // 1 when the adapter folder holds its chat template (metrics are numbers only).
+    ("twin:chat_template", "chatTemplateWritten"),
 ];
 
 /// The regular expression that reads a number field of the result line, e.g. `"sftTrainLoss":1.25`
@@ -304,7 +306,7 @@ mod tests {
 
     #[test]
     fn the_metric_regexes_read_the_result_line() {
-        let line = r#"{"dpoRewardAccuracy":0.75,"sftEvalLoss":null,"sftTrainLoss":1.5e-2,"status":"Succeeded","vllmMaxLoraRank":16}"#;
+        let line = r#"{"chatTemplate":"chat_template.jinja","chatTemplateWritten":1,"dpoRewardAccuracy":0.75,"sftEvalLoss":null,"sftTrainLoss":1.5e-2,"status":"Succeeded","vllmMaxLoraRank":16}"#;
         let value = |field: &str| {
             let regex = regex_lite::Regex::new(&metric_regex(field)).unwrap();
             regex.captures(line).map(|c| c[1].parse::<f64>().unwrap())
@@ -312,6 +314,7 @@ mod tests {
         assert_eq!(value("sftTrainLoss"), Some(0.015));
         assert_eq!(value("dpoRewardAccuracy"), Some(0.75));
         assert_eq!(value("vllmMaxLoraRank"), Some(16.0));
+        assert_eq!(value("chatTemplateWritten"), Some(1.0));
         assert_eq!(value("sftEvalLoss"), None, "a null is no value");
         assert!(RESULT_METRICS.iter().all(|(_, field)| line.contains(field)));
     }
