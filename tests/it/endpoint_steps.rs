@@ -13,7 +13,7 @@ use twin_operator::operator::OperatorSettings;
 use twin_operator::operator::driver::Validation;
 use twin_operator::operator::endpoint::build::{self, EndpointChildren, Inputs};
 use twin_operator::operator::endpoint::status::{self, Observed};
-use twin_operator::operator::endpoint::{scaling, validate};
+use twin_operator::operator::endpoint::{engine, scaling, validate};
 
 use crate::steps::{assert_children_snapshot, fixture, of_kind};
 
@@ -38,12 +38,13 @@ fn children_of(
     dataset: Option<&TwinDataset>,
     served: &ServedModel,
 ) -> Result<EndpointChildren, String> {
+    let trained = engine::trained_model(served, job, None);
     let inputs = Inputs {
         endpoint,
         model: served,
         hub_token: job.and_then(|j| j.spec.base_model.token_secret_ref.as_ref()),
         adapter_location: job.map(|j| &j.spec.output),
-        trained: job.and_then(|j| j.status.as_ref()?.model.as_ref()),
+        trained: trained.as_ref(),
         dataset,
         gateway_model: served,
     };
@@ -499,9 +500,13 @@ fn a_new_adapter_rolls_the_engine_before_the_gateway_moves_to_its_revision() {
 #[test]
 fn a_new_run_or_a_failed_retrain_of_the_served_job_keeps_its_adapter_serving() {
     let documents = fixture("endpoint-vllm.yaml");
-    let (mut endpoint, job, _, served) = resolved(&documents);
+    let (mut endpoint, job, dataset, served) = resolved(&documents);
     let mut job = job.expect("the fixture's training job");
+    job.status.as_mut().unwrap().model.as_mut().unwrap().chat_template = Some("chat_template.jinja".into());
     endpoint.status = Some(TwinEndpointStatus { model: Some(served.clone()), ..Default::default() });
+    // The engine serving the adapter, as the job's run built it.
+    let serving = children_of(&endpoint, Some(&job), dataset.as_ref(), &served).unwrap().engine.unwrap();
+    let args = |engine: &Deployment| pod_spec(engine).containers[0].args.clone().unwrap();
     for phase in [TrainingPhase::Running, TrainingPhase::WaitingForDataset, TrainingPhase::Failed] {
         let status = job.status.as_mut().unwrap();
         status.phase = Some(phase);
@@ -510,6 +515,21 @@ fn a_new_run_or_a_failed_retrain_of_the_served_job_keeps_its_adapter_serving() {
             panic!("{phase:?}: the endpoint stops serving the last good adapter")
         };
         assert_eq!(kept, served, "{phase:?}");
+        // The engine keeps its arguments (the rank and template of the adapter it serves), so
+        // nothing rolls while the job trains again.
+        let trained = engine::trained_model(&kept, Some(&job), Some(&serving));
+        assert_eq!(trained.as_ref().and_then(|t| t.max_lora_rank), Some(32), "{phase:?}");
+        let inputs = Inputs {
+            endpoint: &endpoint,
+            model: &kept,
+            hub_token: job.spec.base_model.token_secret_ref.as_ref(),
+            adapter_location: Some(&job.spec.output),
+            trained: trained.as_ref(),
+            dataset: dataset.as_ref(),
+            gateway_model: &kept,
+        };
+        let rebuilt = build::build(&inputs, &OperatorSettings::for_tests("t")).unwrap().engine.unwrap();
+        assert_eq!(args(&rebuilt), args(&serving), "{phase:?}");
     }
     // Serving another job's adapter does not count: a new reference waits for its job.
     endpoint.status.as_mut().unwrap().model.as_mut().unwrap().training_job = Some("paul-v0".into());

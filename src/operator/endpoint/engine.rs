@@ -14,7 +14,10 @@ use super::build::{
     ADAPTER_ANNOTATION, ENGINE_COMPONENT, Inputs, empty_dir, engine_name, env_var, http_port, mount, probe,
     rolling_deployment, serving_pod,
 };
+use crate::api::TwinTrainingJob;
 use crate::api::common::StorageLocation;
+use crate::api::endpoint::ServedModel;
+use crate::api::training::TrainedModel;
 use crate::hashing::sha256_hex;
 use crate::operator::children::pod::{
     claims, default_resources, in_pod, mount_claims, restricted_container, s3_credentials, s3_env, secret_env,
@@ -89,6 +92,30 @@ fn adapter_args(name: &str, uri: &str) -> Result<(String, Option<(String, String
         return Ok((format!("{name}={folder}"), Some((uri.into(), folder))));
     }
     Err(format!("the adapter {uri} cannot be loaded in a cluster: use s3://, pvc:// or hf://"))
+}
+
+/// What the served adapter's training reported of it (the LoRA rank vLLM needs, its chat
+/// template): from the training job while its model is the one served; while the job trains
+/// again (its status no longer names a model), from the engine that serves the adapter now,
+/// so that a retrain does not change the engine's arguments under it.
+pub fn trained_model(
+    served: &ServedModel,
+    job: Option<&TwinTrainingJob>,
+    engine: Option<&Deployment>,
+) -> Option<TrainedModel> {
+    let adapter = served.adapter_uri.as_ref()?;
+    if let Some(trained) = job.and_then(|j| j.status.as_ref()?.model.as_ref()) {
+        return (&trained.adapter_uri == adapter).then(|| trained.clone());
+    }
+    let engine = engine.filter(|e| e.annotations().get(ADAPTER_ANNOTATION) == Some(adapter))?;
+    let args = engine.spec.as_ref()?.template.spec.as_ref()?.containers.first()?.args.as_ref()?;
+    let after = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+    Some(TrainedModel {
+        base_model: served.base_model.clone(),
+        adapter_uri: adapter.clone(),
+        max_lora_rank: after("--max-lora-rank").and_then(|rank| rank.parse().ok()),
+        chat_template: after("--chat-template").and_then(|path| path.rsplit('/').next()).map(str::to_string),
+    })
 }
 
 /// An init container running `twin fetch SOURCE FOLDER`.

@@ -56,6 +56,7 @@ async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Act
     }
 
     let before = observe(&ctx, &endpoint, &namespace).await?;
+    let trained = engine::trained_model(&served, training_job.as_ref(), before.engine.as_ref());
     let gateway_model =
         status::gateway_model(&endpoint, &served, before.engine.as_ref(), before.gateway.as_ref());
     let job_spec = training_job.as_ref().map(|job| &job.spec);
@@ -67,7 +68,7 @@ async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Act
             None => endpoint.spec.model.base_model.as_ref().and_then(|b| b.token_secret_ref.as_ref()),
         },
         adapter_location: job_spec.map(|spec| &spec.output),
-        trained: training_job.as_ref().and_then(|job| job.status.as_ref()?.model.as_ref()),
+        trained: trained.as_ref(),
         dataset: dataset.as_ref(),
         gateway_model: &gateway_model,
     };
