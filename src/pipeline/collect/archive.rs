@@ -1,8 +1,8 @@
 //! Export archives: a LinkedIn data export (`Shares.csv`, `Articles/*.html`), a Medium export
 //! (`posts/*.html`), a Substack export (`posts.csv`, `posts/*.html`), a zip of Markdown files
-//! (all zips), a WordPress export (WXR, `.xml`) or a Ghost export (`.json`), each of the last two
-//! on its own or zipped. Archives are untrusted: their size, entry count and total uncompressed bytes
-//! are bounded (zip bombs), an entry's size is enforced while it is read (not taken from its
+//! (all zips), a WordPress export (WXR, `.xml`) or a Ghost export (`.json`), each of the last
+//! two on its own or zipped. Archives are untrusted: their size, entry count and total
+//! uncompressed bytes are bounded (zip bombs), an entry's size is enforced while it is read (not taken from its
 //! header), and a path that would leave the archive's folder fails the source.
 
 use std::collections::BTreeMap;
@@ -161,20 +161,14 @@ pub async fn collect_archive(
     fetcher: &Fetcher,
 ) -> Result<Vec<Document>, String> {
     let bytes = load(spec, options, fetcher).await?;
+    let zip = |bytes| Reader::open(bytes, &spec.uri, options);
     match spec.format {
-        ArchiveFormat::Wordpress => {
-            return blog_export(source, spec, options, bytes, ".xml", wordpress::posts);
-        }
-        ArchiveFormat::Ghost => return blog_export(source, spec, options, bytes, ".json", ghost::posts),
-        _ => {}
-    }
-    let mut reader = Reader::open(bytes, &spec.uri, options)?;
-    match spec.format {
-        ArchiveFormat::Linkedin => linkedin(source, spec, &mut reader),
-        ArchiveFormat::Medium => medium(source, spec, &mut reader),
-        ArchiveFormat::Substack => substack(source, spec, &mut reader),
-        ArchiveFormat::Markdown => markdown(source, spec, &mut reader),
-        ArchiveFormat::Wordpress | ArchiveFormat::Ghost => unreachable!("read above"),
+        ArchiveFormat::Linkedin => linkedin(source, spec, &mut zip(bytes)?),
+        ArchiveFormat::Medium => medium(source, spec, &mut zip(bytes)?),
+        ArchiveFormat::Substack => substack(source, spec, &mut zip(bytes)?),
+        ArchiveFormat::Markdown => markdown(source, spec, &mut zip(bytes)?),
+        ArchiveFormat::Wordpress => blog_export(source, spec, options, bytes, ".xml", wordpress::posts),
+        ArchiveFormat::Ghost => blog_export(source, spec, options, bytes, ".json", ghost::posts),
     }
 }
 
@@ -202,7 +196,8 @@ fn blog_export(
     posts: fn(&str) -> Result<Vec<ExportedPost>, String>,
 ) -> Result<Vec<Document>, String> {
     let mut files = Vec::new();
-    if bytes.starts_with(b"PK\x03\x04") {
+    let zipped = bytes.starts_with(b"PK\x03\x04");
+    if zipped {
         let mut reader = Reader::open(bytes, &spec.uri, options)?;
         for name in reader.names() {
             if name.to_ascii_lowercase().ends_with(extension) {
@@ -224,7 +219,10 @@ fn blog_export(
             }
         };
         for post in found {
-            let place = post.url.clone().unwrap_or_else(|| location(spec, &format!("{name}#{}", post.key)));
+            let place = post.url.clone().unwrap_or_else(|| match zipped {
+                true => location(spec, &format!("{name}#{}", post.key)),
+                false => location(spec, &post.key),
+            });
             let Some(text) = fragment_to_markdown(&post.html, post.url.as_deref()) else {
                 skipped.push(format!("{name}: post {} holds no text", post.key));
                 continue;
