@@ -266,7 +266,7 @@ pub fn clean(mut documents: Vec<Document>) -> (Vec<Document>, CleanStats, Vec<Re
     for (source, site) in title::clean_titles(&mut documents) {
         tracing::info!(%source, %site, "removed the site's name from the source's titles");
     }
-    let mut prepared: Vec<(Document, String)> = Vec::new();
+    let mut prepared: Vec<(Document, String, usize)> = Vec::new();
     for mut document in documents {
         document.text = normalise(&document.text);
         if document.text.chars().count() < MIN_DOCUMENT_CHARS {
@@ -275,18 +275,12 @@ pub fn clean(mut documents: Vec<Document>) -> (Vec<Document>, CleanStats, Vec<Re
         }
         // Copies are compared by their words, whatever route and markup brought them.
         let canonical = canonical_words(&document.text);
-        prepared.push((document, canonical));
+        let prose = prose_words(&document.text);
+        prepared.push((document, canonical, prose));
     }
     // The fuller clean copy first: more prose, then less of what is not prose (navigation, a
     // title line, a page's lists of links), so that a page saved with its navigation does not
     // win over the article alone.
-    let mut prepared: Vec<(Document, String, usize)> = prepared
-        .into_iter()
-        .map(|(document, canonical)| {
-            let prose = prose_words(&document.text);
-            (document, canonical, prose)
-        })
-        .collect();
     prepared.sort_by(|(a, ca, pa), (b, cb, pb)| {
         pb.cmp(pa).then_with(|| ca.len().cmp(&cb.len())).then_with(|| a.id.cmp(&b.id))
     });

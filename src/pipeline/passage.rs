@@ -8,6 +8,9 @@
 use unicode_segmentation::UnicodeSegmentation;
 
 use super::document::Document;
+// Whether a block goes on with a sentence begun before it ("which prints 3.", "so that ...",
+// ", and then"), as the quality report counts answers that open mid-sentence.
+use super::findings::opens_mid_sentence;
 use super::title::plain_text;
 
 /// A passage is mostly code when more than this share of its characters is inside code blocks.
@@ -199,7 +202,7 @@ pub fn passages(
                     current_tokens = carry_tokens;
                 } else {
                     current.extend(carry);
-                    if carried > 0 && is_continuation(&text) {
+                    if carried > 0 && opens_mid_sentence(&text) {
                         // The sentence and its beginning do not fit in one passage together with
                         // the rest of its paragraph: the sentence ends this passage (a little over
                         // the budget rather than cut), the next sentences open the next.
@@ -225,12 +228,6 @@ pub fn passages(
     out
 }
 
-/// Whether a block goes on with a sentence begun before it ("which prints 3.", "so that ...",
-/// ", and then"): as the quality report counts answers that open mid-sentence.
-fn is_continuation(text: &str) -> bool {
-    super::findings::opens_mid_sentence(text)
-}
-
 /// How many of a passage's last blocks belong with the block that comes next: with a code
 /// block, the prose leading into it when that stops without ending its sentence ("Here is the
 /// call:"); with a continuation after a code block, that block and its lead-in too.
@@ -240,7 +237,7 @@ fn carried_into(blocks: &[String], next: &str) -> usize {
     let n = blocks.len();
     if is_code(next) {
         usize::from(n >= 1 && lead_in(&blocks[n - 1]))
-    } else if is_continuation(next) && n >= 1 && is_code(&blocks[n - 1]) {
+    } else if opens_mid_sentence(next) && n >= 1 && is_code(&blocks[n - 1]) {
         1 + usize::from(n >= 2 && lead_in(&blocks[n - 2]))
     } else {
         0
@@ -396,7 +393,7 @@ mod tests {
         let text = "# Timing\n\nThe first paragraph sets the scene with quite a few words in it.\n\nTo time a call, wrap it like this:\n\n```rust\nlet t = Instant::now();\n```\n\nwhich prints the elapsed time with the milliseconds tacked on at the end.";
         let passages = passages(&document(text), &[], 30, &words);
         let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
-        assert!(texts.iter().all(|t| !is_continuation(t)), "a passage opens mid-sentence: {texts:#?}");
+        assert!(texts.iter().all(|t| !opens_mid_sentence(t)), "a passage opens mid-sentence: {texts:#?}");
         let tail = texts.iter().find(|t| t.contains("which prints")).unwrap();
         assert!(tail.starts_with("To time a call, wrap it like this:\n\n```rust"), "{texts:#?}");
         assert!(passages.iter().all(|p| p.at_boundaries && words(&p.text) <= 30));

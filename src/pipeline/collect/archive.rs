@@ -219,10 +219,8 @@ fn blog_export(
             }
         };
         for post in found {
-            let place = post.url.clone().unwrap_or_else(|| match zipped {
-                true => location(spec, &format!("{name}#{}", post.key)),
-                false => location(spec, &post.key),
-            });
+            let key = if zipped { format!("{name}#{}", post.key) } else { post.key.clone() };
+            let place = post.url.clone().unwrap_or_else(|| location(spec, &key));
             let Some(text) = fragment_to_markdown(&post.html, post.url.as_deref()) else {
                 skipped.push(format!("{name}: post {} holds no text", post.key));
                 continue;

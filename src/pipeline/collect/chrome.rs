@@ -146,9 +146,7 @@ pub fn remove_chrome(document: &Document) {
         if !node.is_element() || doomed.iter().any(|d| node.ancestors_it(None).any(|a| a.id == d.id)) {
             continue;
         }
-        if node.node_name().is_some_and(|n| {
-            matches!(n.to_ascii_lowercase().as_str(), "h1" | "h2" | "h3" | "h4" | "h5" | "h6")
-        }) {
+        if is_heading(&node) {
             // A heading's class is styling (Substack's `header-anchor-post`), which Readability
             // would take for a page header and drop with the heading.
             node.remove_attr("class");
@@ -186,7 +184,7 @@ fn verdict(node: &NodeRef, page_chars: usize) -> Verdict {
     }
     // Code is kept whole; headings are the article's own words, whatever their class says
     // (Docusaurus's `anchor`, Substack's `header-anchor-post`).
-    if inside_code(node) || matches!(name.as_str(), "h1" | "h2" | "h3" | "h4" | "h5" | "h6") {
+    if inside_code(node) || is_heading(node) {
         return Verdict::Keep;
     }
     if NEVER_TEXT.contains(&name.as_str()) || node.has_attr("hidden") {
@@ -235,6 +233,11 @@ fn is_chrome_by_name(node: &NodeRef) -> bool {
             || lower.contains("table-of-contents")
             || lower.contains("tableofcontents")
     })
+}
+
+fn is_heading(node: &NodeRef) -> bool {
+    node.node_name()
+        .is_some_and(|n| matches!(n.to_ascii_lowercase().as_str(), "h1" | "h2" | "h3" | "h4" | "h5" | "h6"))
 }
 
 fn inside_code(node: &NodeRef) -> bool {
