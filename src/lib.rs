@@ -19,6 +19,7 @@ pub mod backoff;
 pub mod contract;
 pub mod crdgen;
 pub mod embedding;
+pub mod eval;
 pub mod hashing;
 pub mod local;
 pub mod net;

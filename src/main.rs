@@ -48,6 +48,9 @@ enum Command {
     Up(twin_operator::local::up::UpArgs),
     /// Show what `twin up` ran here, as `kubectl get` would.
     Status(twin_operator::local::up::StatusArgs),
+    /// Evaluate a twin against a baseline on a dataset's held-out split: voice (likelihood,
+    /// author-likeness of its answers) and grounding (retrieval, supported sentences).
+    Eval(Box<twin_operator::eval::EvalArgs>),
     /// Chat with a twin endpoint from the terminal (the gateway also serves a chat page at /).
     Chat(twin_operator::local::chat::ChatArgs),
     /// Copy a model or adapter from s3://, pvc:// or file:// into a folder, whole or not at all
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Serve { args } => runtime().block_on(twin_operator::serve::run(args)),
         Command::Up(args) => runtime().block_on(twin_operator::local::up::run(args)),
         Command::Status(args) => twin_operator::local::up::status(args),
+        Command::Eval(args) => runtime().block_on(twin_operator::eval::run(*args)),
         Command::Chat(args) => runtime().block_on(twin_operator::local::chat::run(args)),
         Command::Fetch(args) => runtime().block_on(twin_operator::storage::fetch::run(args)),
     }

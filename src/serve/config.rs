@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// never a flag, so that it stays out of process listings.
     #[arg(skip)]
     pub api_key: Option<ApiKey>,
+    /// An engine a caller in this process has loaded already (`twin eval` runs the twin and its
+    /// baseline on one copy of the weights); never a flag.
+    #[arg(skip)]
+    pub loaded_engine: Option<LoadedEngine>,
     /// The system prompt. Default: one asking the model to answer as the dataset's author,
     /// grounded in the passages.
     #[arg(long, env = "TWIN_SERVE_SYSTEM_PROMPT")]
@@ -159,6 +163,16 @@ pub struct ApiKey(pub String);
 impl std::fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("***")
+    }
+}
+
+/// An engine loaded by the caller, which the gateway uses as it is.
+#[derive(Clone)]
+pub struct LoadedEngine(pub std::sync::Arc<dyn crate::serve::engine::Engine>);
+
+impl std::fmt::Debug for LoadedEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoadedEngine({})", self.0.info().model)
     }
 }
 

@@ -74,6 +74,11 @@ impl Index {
         &self.passages[index]
     }
 
+    /// The L2-normalised vector of the passage at `index`.
+    pub fn vector(&self, index: usize) -> &[f32] {
+        &self.vectors[index * self.dimension..(index + 1) * self.dimension]
+    }
+
     /// How many passages the index holds.
     pub fn len(&self) -> usize {
         self.passages.len()

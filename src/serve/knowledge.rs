@@ -110,6 +110,11 @@ impl DatasetLocation {
         Ok(format!("{}/{revision}", self.folder))
     }
 
+    /// A file of the revision in `folder` (`instruct/test.jsonl`), if it has one.
+    pub async fn read(&self, folder: &str, name: &str) -> Result<Option<Vec<u8>>, String> {
+        self.store.read(&format!("{folder}/{name}")).await.map_err(|e| e.to_string())
+    }
+
     /// Loads the revision in `folder`, reusing `previous`'s embedding model when it is the same.
     pub async fn load(
         &self,

@@ -83,7 +83,10 @@ fn read_secret(path: &std::path::Path, what: &str) -> Result<String, String> {
 /// The model file the embedded engine loads: a path or file:// URI; `hf://org/repo/file.gguf`
 /// (or `hf://org/repo@revision/file.gguf`), downloaded into the models folder once; else the
 /// default model in the models folder.
-async fn embedded_model_path(model: Option<String>, models_dir: Option<PathBuf>) -> Result<PathBuf, String> {
+pub(crate) async fn embedded_model_path(
+    model: Option<String>,
+    models_dir: Option<PathBuf>,
+) -> Result<PathBuf, String> {
     let dir = models_dir.unwrap_or_else(crate::embedding::default_models_dir);
     match model {
         Some(uri) if uri.starts_with("hf://") => {
@@ -117,6 +120,9 @@ async fn embedded_model_path(model: Option<String>, models_dir: Option<PathBuf>)
 type EngineLoad = BoxFuture<'static, Result<Arc<dyn Engine>, String>>;
 
 fn engine_loader(args: &ServeArgs) -> Result<EngineLoad, String> {
+    if let Some(loaded) = &args.loaded_engine {
+        return Ok(std::future::ready(Ok(loaded.0.clone())).boxed());
+    }
     match args.engine {
         EngineKind::Openai => {
             let upstream = args

@@ -15,8 +15,8 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -53,7 +53,7 @@ const DEFAULT_TOP_P: f32 = 0.95;
 const TOP_K: i32 = 40;
 
 /// llama.cpp's backend may be initialised once per process.
-fn backend() -> Result<&'static LlamaBackend, String> {
+pub fn backend() -> Result<&'static LlamaBackend, String> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
@@ -83,39 +83,69 @@ pub struct EmbeddedEngine {
     add_bos: bool,
 }
 
+/// Loads a GGUF model (blocking). It lives as long as the process: contexts borrow it.
+pub fn load_model(path: &Path) -> Result<LlamaModel, String> {
+    let backend = backend()?;
+    if !path.is_file() {
+        return Err(format!("the GGUF model {} does not exist", path.display()));
+    }
+    LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+        .map_err(|e| format!("cannot load the GGUF model {}: {e}", path.display()))
+}
+
+/// Loads a GGUF LoRA adapter for `model` (applied per context, so one model in memory serves
+/// contexts with and without it).
+pub fn load_adapter(model: &mut LlamaModel, path: &Path) -> Result<LlamaLoraAdapter, String> {
+    if !path.is_file() {
+        return Err(format!("the GGUF LoRA adapter {} does not exist", path.display()));
+    }
+    model.lora_adapter_init(path).map_err(|e| {
+        format!(
+            "cannot load the LoRA adapter {} (it must be a GGUF adapter for this model): {e}",
+            path.display()
+        )
+    })
+}
+
+/// The chat template a model's GGUF carries (ChatML when it carries none), with its special
+/// tokens, and whether its tokenizer adds a BOS token.
+pub fn chat_template(model: &LlamaModel) -> Result<(ChatTemplate, bool), String> {
+    let vocab = model.vocab();
+    let special =
+        |token: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();
+    let source = model.meta_val_str("tokenizer.chat_template").unwrap_or_else(|_| CHATML.to_string());
+    Ok((ChatTemplate::new(&source, &special(vocab.bos()), &special(vocab.eos()))?, vocab.should_add_bos()))
+}
+
+/// Tokens of a rendered prompt, with a BOS token unless the model adds none or the template
+/// wrote it already.
+pub fn tokenize_rendered(model: &LlamaModel, text: &str, add_bos: bool) -> Vec<LlamaToken> {
+    let vocab = model.vocab();
+    let bos = String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
+    // A template that writes the BOS token itself must not get a second one.
+    let add_bos = add_bos && (bos.is_empty() || !text.starts_with(&bos));
+    vocab.tokenize(text.as_bytes(), add_bos, true)
+}
+
 impl EmbeddedEngine {
     /// Loads the model (and adapter) and starts the worker. Blocking: call it off the runtime.
     pub fn load(options: &EmbeddedOptions) -> Result<Self, String> {
-        let backend = backend()?;
-        if !options.model.is_file() {
-            return Err(format!("the GGUF model {} does not exist", options.model.display()));
-        }
-        let model = LlamaModel::load_from_file(backend, &options.model, &LlamaModelParams::default())
-            .map_err(|e| format!("cannot load the GGUF model {}: {e}", options.model.display()))?;
+        let mut model = load_model(&options.model)?;
+        let adapter = options.adapter.as_deref().map(|path| load_adapter(&mut model, path)).transpose()?;
         // The model lives as long as the process: the worker's context borrows it.
-        let model: &'static mut LlamaModel = Box::leak(Box::new(model));
-        let adapter = match &options.adapter {
-            Some(path) => {
-                if !path.is_file() {
-                    return Err(format!("the GGUF LoRA adapter {} does not exist", path.display()));
-                }
-                Some(model.lora_adapter_init(path).map_err(|e| {
-                    format!(
-                        "cannot load the LoRA adapter {} (it must be a GGUF adapter for this model): {e}",
-                        path.display()
-                    )
-                })?)
-            }
-            None => None,
-        };
-        let model: &'static LlamaModel = model;
-        let vocab = model.vocab();
-        let special = |token: LlamaToken| {
-            String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned()
-        };
-        let template_source =
-            model.meta_val_str("tokenizer.chat_template").unwrap_or_else(|_| CHATML.to_string());
-        let template = ChatTemplate::new(&template_source, &special(vocab.bos()), &special(vocab.eos()))?;
+        let model: &'static LlamaModel = Box::leak(Box::new(model));
+        Self::start(model, adapter, options)
+    }
+
+    /// Starts the worker on a loaded model, with `adapter` applied (loaded from
+    /// `options.adapter`): several engines may share one model, each with its own adapter.
+    pub fn start(
+        model: &'static LlamaModel,
+        adapter: Option<LlamaLoraAdapter>,
+        options: &EmbeddedOptions,
+    ) -> Result<Self, String> {
+        let backend = backend()?;
+        let (template, add_bos) = chat_template(model)?;
         let trained = model.n_ctx_train() as usize;
         let context_tokens = options.context_tokens.unwrap_or(trained.min(4096)).min(trained.max(1));
         let parallel = options.parallel.max(1);
@@ -159,16 +189,12 @@ impl EmbeddedEngine {
             adapter: options.adapter.as_ref().map(|a| a.display().to_string()),
             context_tokens,
         };
-        Ok(Self { model, template, jobs, info, add_bos: vocab.should_add_bos() })
+        Ok(Self { model, template, jobs, info, add_bos })
     }
 
     fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
         let text = self.template.render(&prompt.turns).map_err(EngineError::Failed)?;
-        let vocab = self.model.vocab();
-        let bos = String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
-        // A template that writes the BOS token itself must not get a second one.
-        let add_bos = self.add_bos && (bos.is_empty() || !text.starts_with(&bos));
-        Ok(vocab.tokenize(text.as_bytes(), add_bos, true))
+        Ok(tokenize_rendered(self.model, &text, self.add_bos))
     }
 
     /// Queues a request; its pieces arrive on the returned receiver.
