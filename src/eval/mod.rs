@@ -591,12 +591,13 @@ async fn evaluate(args: &EvalArgs) -> Result<Evaluation, String> {
     std::fs::create_dir_all(&args.out).map_err(|e| format!("--out {}: {e}", args.out.display()))?;
     eprintln!("reading the dataset {}...", args.dataset);
     let revision = open_revision(args).await?;
-    eprintln!("read in {:.1} s", started.elapsed().as_secs_f64());
     let distinct = testset::one_per_passage(revision.test.clone(), args.seed);
     let scored_passages: Vec<Sample> =
         distinct.iter().take(if args.passages == 0 { usize::MAX } else { args.passages }).cloned().collect();
     let questions: Vec<Sample> = distinct.iter().take(args.questions).cloned().collect();
-    let control = control_passages(&control_text);
+    // As many control passages as the author's, so that both reductions rest on as many texts.
+    let control: Vec<String> =
+        control_passages(&control_text).into_iter().take(scored_passages.len()).collect();
     let threads = args.threads.unwrap_or_else(crate::parallel::cores);
     let mut not_measured = BTreeMap::new();
     not_measured
@@ -604,6 +605,7 @@ async fn evaluate(args: &EvalArgs) -> Result<Evaluation, String> {
 
     eprintln!("loading the models...");
     let (mut twin, mut baseline) = load_models(args).await?;
+    let phase = Instant::now();
     let likelihood = match (twin.take(), baseline.take()) {
         (Some(mut t), Some(mut b)) => {
             let (passages, control_passages) = (scored_passages.clone(), control.clone());
@@ -630,7 +632,9 @@ async fn evaluate(args: &EvalArgs) -> Result<Evaluation, String> {
         }
     };
 
-    eprintln!("likelihood done at {:.1} s", started.elapsed().as_secs_f64());
+    if likelihood.is_some() {
+        eprintln!("likelihood: scored in {:.1} s", phase.elapsed().as_secs_f64());
+    }
     let knowledge = revision.knowledge.clone();
     let sources = Sources::new(&knowledge.index);
     let test_sources: Vec<(&str, Vec<usize>)> =
@@ -638,7 +642,6 @@ async fn evaluate(args: &EvalArgs) -> Result<Evaluation, String> {
     let distinct_sources: Vec<(&str, Vec<usize>)> =
         distinct.iter().map(|s| (s.answer.as_str(), sources.of(&s.answer))).collect();
 
-    eprintln!("sources found at {:.1} s", started.elapsed().as_secs_f64());
     let answers = if questions.is_empty() {
         not_measured.insert("answers".into(), "--questions 0".into());
         None
@@ -662,7 +665,7 @@ async fn evaluate(args: &EvalArgs) -> Result<Evaluation, String> {
             answered.push((sample.clone(), twin_answer, baseline_answer));
         }
         baseline_responder.stop().await;
-        eprintln!("measuring the answers at {:.1} s...", started.elapsed().as_secs_f64());
+        eprintln!("measuring the answers...");
         Some(measure_answers(
             answered,
             &revision,
@@ -672,9 +675,7 @@ async fn evaluate(args: &EvalArgs) -> Result<Evaluation, String> {
             &mut not_measured,
         )?)
     };
-    eprintln!("answers measured at {:.1} s", started.elapsed().as_secs_f64());
     let retrieval = grounding::retrieval(&knowledge.index, &knowledge.embedder, &test_sources)?;
-    eprintln!("retrieval measured at {:.1} s", started.elapsed().as_secs_f64());
 
     let describe = |endpoint: &Option<String>, local: &Option<InProcess>| match (endpoint, local) {
         (Some(url), _) => Subject { model: url.clone(), adapter: None },

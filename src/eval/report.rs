@@ -271,7 +271,8 @@ impl Evaluation {
     pub fn headline_figures(&self) -> BTreeMap<String, f64> {
         let mut figures = BTreeMap::new();
         if let Some(l) = &self.likelihood {
-            figures.insert("nllReduction".into(), -l.author_answers.nll.difference.value);
+            // `+ 0.0` keeps a nil reduction from printing as −0.000.
+            figures.insert("nllReduction".into(), -l.author_answers.nll.difference.value + 0.0);
             figures.insert("authorSpecificNllReduction".into(), l.author_specific_reduction.value);
         }
         if let Some(a) = &self.answers {

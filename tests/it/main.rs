@@ -15,6 +15,7 @@ mod crds;
 mod e2e;
 mod endpoint;
 mod endpoint_steps;
+mod eval;
 mod examples;
 mod gateway;
 mod generator;

@@ -6,6 +6,7 @@
 /// The API server's checks of custom resources, which `twin up` shares.
 #[allow(unused_imports)]
 pub use twin_operator::local::schema as crd_schema;
+pub mod browser;
 pub mod control_plane;
 pub mod fault_proxy;
 pub mod gateway;
