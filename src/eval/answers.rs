@@ -94,24 +94,29 @@ impl Asker {
         })
     }
 
-    /// The answer to `question`, greedy (temperature 0, `seed`), at most `max_tokens` long.
-    pub async fn ask(&self, question: &str, max_tokens: u32, seed: u64) -> Result<Answer, String> {
-        let mut body = json!({
-            "messages": [{"role": "user", "content": question}],
-            "temperature": 0,
-            "seed": seed,
-            "max_tokens": max_tokens,
-        });
+    /// The whole answer to `messages`, greedy (temperature 0, `seed`), at most `max_tokens`
+    /// long: the response, and its text.
+    pub async fn chat(&self, messages: Value, max_tokens: u32, seed: u64) -> Result<(Value, String), String> {
+        let mut body =
+            json!({"messages": messages, "temperature": 0, "seed": seed, "max_tokens": max_tokens});
         if let Some(model) = &self.model {
             body["model"] = json!(model);
         }
         let said = self.post("/chat/completions", &body).await?;
-        let text = said["choices"][0]["message"]["content"].as_str().ok_or_else(|| {
-            format!(
-                "{}/chat/completions answered without choices[0].message.content: {:.200}",
-                self.base, said
-            )
-        })?;
+        let text =
+            said["choices"][0]["message"]["content"].as_str().map(str::to_string).ok_or_else(|| {
+                format!(
+                    "{}/chat/completions answered without choices[0].message.content: {:.200}",
+                    self.base, said
+                )
+            })?;
+        Ok((said, text))
+    }
+
+    /// The answer to `question`, with the passages a twin gateway names.
+    pub async fn ask(&self, question: &str, max_tokens: u32, seed: u64) -> Result<Answer, String> {
+        let (said, text) =
+            self.chat(json!([{"role": "user", "content": question}]), max_tokens, seed).await?;
         let sources: Vec<Source> = said
             .get("sources")
             .filter(|s| !s.is_null())
@@ -122,7 +127,7 @@ impl Asker {
             })?
             .unwrap_or_default();
         Ok(Answer {
-            text: text.to_string(),
+            text,
             sources: sources.into_iter().map(|s| s.chunk_id).collect(),
             adapter: said["lineage"]["adapter"].as_str().map(str::to_string),
         })

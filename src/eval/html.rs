@@ -195,6 +195,11 @@ pub fn render(evaluation: &Evaluation) -> String {
         if let Some(f) = &a.faithfulness {
             compared_row(&mut out, "answer sentences supported by a retrieved passage", f, "higher");
         }
+        if let Some(j) = &a.judge {
+            let name = format!("judge ({}): accuracy, 1–3", j.model.as_deref().unwrap_or(&j.judge));
+            compared_row(&mut out, &name, &j.accuracy, "higher");
+            compared_row(&mut out, "judge: style against the author's passage, 1–3", &j.style, "higher");
+        }
     }
     out.push_str("</table><ul>");
     if let Some(l) = &e.likelihood {
@@ -254,15 +259,28 @@ pub fn render(evaluation: &Evaluation) -> String {
     if let Some(a) = &e.answers {
         out.push_str("<h2>Questions</h2><table class=answers><tr><th>instruction</th><th>the author's passage</th><th>baseline</th><th>twin</th></tr>");
         for item in &a.items {
+            let verdict = |i: usize| {
+                item.judge.as_ref().map_or(String::new(), |v| {
+                    format!(
+                        "<br><span class=muted>judge: accuracy {} ({}), style {} ({})</span>",
+                        v[i].accuracy.score,
+                        escape(&v[i].accuracy.reason),
+                        v[i].style.score,
+                        escape(&v[i].style.reason)
+                    )
+                })
+            };
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}<br><span class=muted>likeness {:.3}</span></td><td>{}<br><span class=muted>likeness {:.3}</span></td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}<br><span class=muted>likeness {:.3}</span>{}</td><td>{}<br><span class=muted>likeness {:.3}</span>{}</td></tr>",
                 escape(&item.instruction),
                 escape(&item.reference),
                 escape(&item.baseline.text),
                 item.likeness[1],
+                verdict(1),
                 escape(&item.twin.text),
-                item.likeness[0]
+                item.likeness[0],
+                verdict(0)
             );
         }
         out.push_str("</table>");

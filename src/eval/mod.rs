@@ -9,6 +9,7 @@
 pub mod answers;
 pub mod grounding;
 pub mod html;
+pub mod judge;
 pub mod likelihood;
 pub mod report;
 pub mod stats;
@@ -108,7 +109,17 @@ pub struct EvalArgs {
     /// CPU threads of the in-process models. Default: every core.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Longest wait for one answer of an endpoint.
+    /// An OpenAI-compatible model that scores each answer for accuracy and style (1–3) against
+    /// the author's passage, e.g. http://vllm:8000/v1. Unset: no judge, and the report says so.
+    #[arg(long, value_name = "URL")]
+    pub judge: Option<String>,
+    /// The model the judge is asked for (default: the endpoint's own).
+    #[arg(long, value_name = "NAME", requires = "judge")]
+    pub judge_model: Option<String>,
+    /// A file holding the judge's API key.
+    #[arg(long, value_name = "FILE", requires = "judge")]
+    pub judge_api_key_file: Option<PathBuf>,
+    /// Longest wait for one answer of an endpoint or the judge.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     pub timeout: Duration,
 }
@@ -556,6 +567,7 @@ fn measure_answers(
         embedding_win_rate: win_rate(&embedding_pairs, seed.wrapping_add(11)),
         faithfulness,
         faithfulness_threshold: threshold,
+        judge: None,
         items: items
             .into_iter()
             .zip(&likeness)
@@ -565,8 +577,27 @@ fn measure_answers(
                 twin,
                 baseline,
                 likeness: *l,
+                judge: None,
             })
             .collect(),
+    })
+}
+
+/// The judge's scores, twin against baseline.
+fn judged(
+    url: &str,
+    model: Option<String>,
+    verdicts: &[[judge::Verdict; 2]],
+    seed: u64,
+) -> Result<report::Judged, String> {
+    let pairs = |pick: fn(&judge::Verdict) -> u8| -> Vec<[f64; 2]> {
+        verdicts.iter().map(|[t, b]| [pick(t) as f64, pick(b) as f64]).collect()
+    };
+    Ok(report::Judged {
+        judge: url.to_string(),
+        model,
+        accuracy: compared(&pairs(|v| v.accuracy.score), seed.wrapping_add(30)).ok_or("no verdicts")?,
+        style: compared(&pairs(|v| v.style.score), seed.wrapping_add(31)).ok_or("no verdicts")?,
     })
 }
 
@@ -579,13 +610,20 @@ async fn evaluate(args: &EvalArgs) -> Result<Evaluation, String> {
         None => None,
     };
     let (control_name, control_text) = read_control(args.control.as_deref())?;
-    let api_key = match &args.api_key_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("--api-key-file {}: {e}", path.display()))?
-                .trim()
-                .to_string(),
-        ),
+    let read_key = |flag: &str, path: &Option<PathBuf>| -> Result<Option<String>, String> {
+        path.as_ref()
+            .map(|p| std::fs::read_to_string(p).map(|k| k.trim().to_string()))
+            .transpose()
+            .map_err(|e| format!("{flag} {}: {e}", path.as_ref().expect("set").display()))
+    };
+    let api_key = read_key("--api-key-file", &args.api_key_file)?;
+    let judge = match &args.judge {
+        Some(url) => Some(Asker::new(
+            url,
+            read_key("--judge-api-key-file", &args.judge_api_key_file)?,
+            args.judge_model.clone(),
+            args.timeout,
+        )?),
         None => None,
     };
     std::fs::create_dir_all(&args.out).map_err(|e| format!("--out {}: {e}", args.out.display()))?;
@@ -600,8 +638,9 @@ async fn evaluate(args: &EvalArgs) -> Result<Evaluation, String> {
         control_passages(&control_text).into_iter().take(scored_passages.len()).collect();
     let threads = args.threads.unwrap_or_else(crate::parallel::cores);
     let mut not_measured = BTreeMap::new();
-    not_measured
-        .insert("judge".to_string(), "twin eval runs no LLM judge yet; nothing is scored 1–3".to_string());
+    if judge.is_none() {
+        not_measured.insert("judge".to_string(), "no --judge given: nothing is scored 1–3".to_string());
+    }
 
     eprintln!("loading the models...");
     let (mut twin, mut baseline) = load_models(args).await?;
@@ -644,6 +683,9 @@ async fn evaluate(args: &EvalArgs) -> Result<Evaluation, String> {
 
     let answers = if questions.is_empty() {
         not_measured.insert("answers".into(), "--questions 0".into());
+        if judge.is_some() {
+            not_measured.insert("judge".into(), "no answers to judge (--questions 0)".into());
+        }
         None
     } else {
         let mut answered = Vec::with_capacity(questions.len());
@@ -665,15 +707,34 @@ async fn evaluate(args: &EvalArgs) -> Result<Evaluation, String> {
             answered.push((sample.clone(), twin_answer, baseline_answer));
         }
         baseline_responder.stop().await;
+        let mut verdicts = Vec::new();
+        if let Some(judge) = &judge {
+            for (i, (sample, twin, baseline)) in answered.iter().enumerate() {
+                eprintln!("judging {}/{}...", i + 1, answered.len());
+                let (instruction, reference) = (&sample.instruction, &sample.answer);
+                let on_twin =
+                    self::judge::judge(judge, instruction, reference, &twin.text, args.seed).await?;
+                let on_baseline =
+                    self::judge::judge(judge, instruction, reference, &baseline.text, args.seed).await?;
+                verdicts.push([on_twin, on_baseline]);
+            }
+        }
         eprintln!("measuring the answers...");
-        Some(measure_answers(
+        let mut measured = measure_answers(
             answered,
             &revision,
             &control_text,
             &distinct_sources,
             args.seed,
             &mut not_measured,
-        )?)
+        )?;
+        if let Some(judge) = &judge {
+            measured.judge = Some(judged(judge.base(), args.judge_model.clone(), &verdicts, args.seed)?);
+            for (item, verdict) in measured.items.iter_mut().zip(verdicts) {
+                item.judge = Some(verdict);
+            }
+        }
+        Some(measured)
     };
     let retrieval = grounding::retrieval(&knowledge.index, &knowledge.embedder, &test_sources)?;
 

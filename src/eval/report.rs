@@ -82,6 +82,24 @@ pub struct Item {
     pub baseline: Answer,
     /// Author-likeness of each: [twin, baseline].
     pub likeness: [f64; 2],
+    /// The judge's verdicts: [twin, baseline].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<[super::judge::Verdict; 2]>,
+}
+
+/// The judge's scores (1–3), twin against baseline.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Judged {
+    /// The judge's endpoint.
+    pub judge: String,
+    /// The model it was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Accuracy against the author's passage.
+    pub accuracy: Compared,
+    /// Style against the author's passage.
+    pub style: Compared,
 }
 
 /// Voice and grounding in generated answers.
@@ -106,6 +124,9 @@ pub struct Answers {
     /// The threshold faithfulness used and how it was set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub faithfulness_threshold: Option<Threshold>,
+    /// The judge's scores, when a judge was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<Judged>,
     /// Each question with both answers.
     pub items: Vec<Item>,
 }
@@ -314,6 +335,10 @@ impl Evaluation {
             compared("author-likeness (embedding)", &a.embedding_likeness);
             if let Some(f) = &a.faithfulness {
                 compared("faithfulness", f);
+            }
+            if let Some(j) = &a.judge {
+                compared("judge: accuracy (1–3)", &j.accuracy);
+                compared("judge: style (1–3)", &j.style);
             }
         }
         let mut lines: Vec<String> = Vec::new();

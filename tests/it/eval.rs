@@ -43,6 +43,18 @@ async fn dataset(scratch: &Scratch) -> String {
     format!("file://{}", scratch.0.join("out/datasets/paul").display())
 }
 
+/// An OpenAI-compatible endpoint whose every answer is `content`, after `delay`.
+async fn answering(content: &'static str, delay: std::time::Duration) -> String {
+    let app = axum::Router::new().fallback(move || async move {
+        tokio::time::sleep(delay).await;
+        axum::Json(json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}))
+    });
+    format!("http://{}/v1", serve(app).await)
+}
+
+const VERDICT: &str = "```json\n{\"accuracy\": {\"reason\": \"Matches the passage.\", \"score\": 2}, \
+                       \"style\": {\"reason\": \"Reads like Paul.\", \"score\": 3}}\n```";
+
 fn twin_eval(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_twin"))
         .arg("eval")
@@ -70,7 +82,8 @@ async fn a_twin_against_itself_measures_no_difference_repeatably_and_its_report_
     let run = |out: &Path, more: &[&str]| {
         twin_eval(&[&["--dataset", uri.as_str(), "--out", out.to_str().unwrap()][..], &small, more].concat())
     };
-    let first = run(&out, &["--questions", "2"]);
+    let judge = answering(VERDICT, std::time::Duration::ZERO).await;
+    let first = run(&out, &["--questions", "2", "--judge", &judge]);
     assert!(first.status.success(), "{}", said(&first));
     let table = String::from_utf8_lossy(&first.stdout).to_string();
     for row in [
@@ -104,12 +117,16 @@ async fn a_twin_against_itself_measures_no_difference_repeatably_and_its_report_
     assert!(retrieval["questions"].as_u64().unwrap() > 0, "{retrieval}");
     assert!(retrieval["recall"][3].as_f64().unwrap() > 0.0, "{retrieval}");
     assert_eq!(figures["settings"]["decoding"], "greedy (temperature 0)");
-    assert!(figures["notMeasured"]["judge"].is_string(), "{figures}");
+    // The judge's verdicts, with their reasons, for both answers.
+    assert!(table.contains("judge: style (1–3)"), "{table}");
+    assert_eq!(answers["judge"]["style"]["twin"]["value"], 3.0, "{answers}");
+    assert_eq!(answers["items"][0]["judge"][1]["accuracy"]["reason"], "Matches the passage.");
+    assert!(figures["notMeasured"].get("judge").is_none(), "{figures}");
     assert!(figures.get("gate").is_none());
 
     // The same seed: the same figures, answers included.
     let again_out = scratch.0.join("eval-2");
-    let again = run(&again_out, &["--questions", "2"]);
+    let again = run(&again_out, &["--questions", "2", "--judge", &judge]);
     assert!(again.status.success(), "{}", said(&again));
     let mut a = figures.clone();
     let mut b = evaluation(&again_out);
@@ -195,6 +212,21 @@ async fn bad_input_is_a_clear_error_and_writes_no_figures() {
     let empty = format!("http://{empty}/v1");
     refused(&["--endpoint", &empty, "--baseline-endpoint", &empty], &["without choices[0].message.content"]);
     refused(&["--endpoint", &empty], &["the twin is an endpoint: give the baseline"]);
+    // A judge that answers off its scale, and one that takes longer than --timeout.
+    let twin = answering("Retries back off and then give up.", std::time::Duration::ZERO).await;
+    let endpoints = ["--endpoint", twin.as_str(), "--baseline-endpoint", twin.as_str(), "--questions", "1"];
+    let off_scale =
+        answering("{\"accuracy\": {\"score\": 5}, \"style\": {\"score\": 2}}", std::time::Duration::ZERO)
+            .await;
+    refused(
+        &[&endpoints[..], &["--judge", &off_scale]].concat(),
+        &[&format!("the judge at {off_scale}: its accuracy score is not 1, 2 or 3")],
+    );
+    let slow = answering(VERDICT, std::time::Duration::from_secs(5)).await;
+    refused(
+        &[&endpoints[..], &["--judge", &slow, "--timeout", "1s"]].concat(),
+        &[&format!("{slow}/chat/completions: timed out")],
+    );
     // A revision without a test split.
     let revisions = scratch.0.join("out/datasets/paul");
     let latest = std::fs::read_to_string(revisions.join("LATEST")).unwrap();
