@@ -14,6 +14,8 @@ RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo build --release --locked --bin twin \
     && rm -rf src
 COPY src ./src
+# The evaluation's control text: the trainer's package holds it, and `twin eval` embeds it.
+COPY trainer/src/twin_trainer/control ./trainer/src/twin_trainer/control
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin twin
 
 # distroless: no shell, no package manager; glibc and CA certificates only. Runs as uid 65532.

@@ -128,6 +128,13 @@ pub struct TrainerSuccess {
     /// Why DPO did not run (disabled, or no preference triples), when it did not.
     #[serde(default)]
     pub dpo_skipped: Option<String>,
+    /// Base − adapter NLL per token on the held-out passages as answers (nats), when the run
+    /// measured it.
+    #[serde(default)]
+    pub evaluation_nll_reduction: Option<f64>,
+    /// That reduction on the author's text minus the one on the control text.
+    #[serde(default)]
+    pub evaluation_author_specific_nll_reduction: Option<f64>,
 }
 
 /// What a failed run reports.
@@ -148,8 +155,17 @@ impl TrainerSuccess {
             Some(why) => format!("DPO skipped: {why}"),
             None => format!("DPO reward accuracy {}", number(self.dpo_reward_accuracy)),
         };
+        let evaluation = match (self.evaluation_nll_reduction, self.evaluation_author_specific_nll_reduction)
+        {
+            (Some(all), Some(specific)) => format!(
+                "; held-out NLL {:+.3} nats/token against the base, author-specific reduction {specific:+.3}",
+                -all
+            ),
+            (Some(all), None) => format!("; held-out NLL {:+.3} nats/token against the base", -all),
+            _ => String::new(),
+        };
         format!(
-            "adapter published at {adapter} (SFT loss {}, eval loss {}, {dpo})",
+            "adapter published at {adapter} (SFT loss {}, eval loss {}, {dpo}{evaluation})",
             number(self.sft_train_loss),
             number(self.sft_eval_loss),
         )
@@ -199,5 +215,20 @@ mod tests {
             (written["maxSteps"].clone(), written["terminationMessagePath"].clone()),
             (json!(20), json!("/tmp/result"))
         );
+    }
+
+    #[test]
+    fn a_published_run_says_what_its_evaluation_measured_and_nothing_it_did_not() {
+        let line = r#"{"status":"Succeeded","sftTrainLoss":2.6,"sftEvalLoss":2.4,"dpoSkipped":"off","evaluationNllReduction":0.0912,"evaluationAuthorSpecificNllReduction":0.0321}"#;
+        let TrainerResult::Succeeded(success) = TrainerResult::parse(line).unwrap() else {
+            panic!("a success")
+        };
+        let said = success.summary("s3://b/adapter");
+        assert!(
+            said.ends_with("DPO skipped: off; held-out NLL -0.091 nats/token against the base, author-specific reduction +0.032)"),
+            "{said}"
+        );
+        let unmeasured = TrainerSuccess { evaluation_nll_reduction: None, ..success };
+        assert!(!unmeasured.summary("s3://b/adapter").contains("NLL"));
     }
 }

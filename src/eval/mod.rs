@@ -37,8 +37,9 @@ use crate::storage::S3Options;
 use crate::storage::hub::HubOptions;
 
 /// The control text shipped with the project: the opening of Newton's *Opticks* (4th edition,
-/// 1730; public domain), prose that is nobody's twin.
-const CONTROL_TEXT: &str = include_str!("opticks.txt");
+/// 1730; public domain), prose that is nobody's twin. The trainer's package holds the file, so
+/// that the trainer's evaluation and this one read the same text.
+const CONTROL_TEXT: &str = include_str!("../../trainer/src/twin_trainer/control/opticks.txt");
 /// Words of one control passage (about the size of a dataset passage).
 const CONTROL_PASSAGE_WORDS: usize = 180;
 /// Exit status when the gate failed (errors exit 1).
@@ -498,7 +499,11 @@ fn measure_answers(
         }
     });
     if delta.is_none() {
-        not_measured.insert("delta".into(), "the author's training text is under 3,000 words".into());
+        not_measured.insert(
+            "delta".into(),
+            "the author's training text and the control text hold fewer than three 1,000-word segments"
+                .into(),
+        );
     }
     // The author's writing as the embedding model sees it: every chunk but the held-out ones.
     let held_out: std::collections::HashSet<usize> =
@@ -603,6 +608,10 @@ fn judged(
 
 async fn evaluate(args: &EvalArgs) -> Result<Evaluation, String> {
     let started = Instant::now();
+    // An earlier run's figures must not pass for this one's if this one fails.
+    for stale in ["evaluation.json", "report.html"] {
+        let _ = std::fs::remove_file(args.out.join(stale));
+    }
     let gate = match &args.gate {
         Some(path) => Some(Gate::parse(
             &std::fs::read_to_string(path).map_err(|e| format!("--gate {}: {e}", path.display()))?,
@@ -627,6 +636,7 @@ async fn evaluate(args: &EvalArgs) -> Result<Evaluation, String> {
         None => None,
     };
     std::fs::create_dir_all(&args.out).map_err(|e| format!("--out {}: {e}", args.out.display()))?;
+
     eprintln!("reading the dataset {}...", args.dataset);
     let revision = open_revision(args).await?;
     let distinct = testset::one_per_passage(revision.test.clone(), args.seed);

@@ -192,6 +192,8 @@ async fn bad_input_is_a_clear_error_and_writes_no_figures() {
         }
         assert!(!out.join("evaluation.json").exists(), "figures written after: {text}");
     };
+    // An earlier run's figures do not survive a failed one.
+    scratch.write("eval/evaluation.json", "{}");
     refused(
         &["--control", "/nonexistent/control.txt"],
         &["--control /nonexistent/control.txt: cannot read it"],
@@ -232,4 +234,134 @@ async fn bad_input_is_a_clear_error_and_writes_no_figures() {
     let latest = std::fs::read_to_string(revisions.join("LATEST")).unwrap();
     std::fs::remove_file(revisions.join(latest.trim()).join("instruct/test.jsonl")).unwrap();
     refused(&[], &["no held-out samples", "spec.instruct.testFraction"]);
+}
+
+/// The book pages the author's twin learns from: five chapters of "The Rust Programming
+/// Language" (the HTML every Rust toolchain's rust-docs ships).
+fn book_pages() -> Vec<std::path::PathBuf> {
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().expect("rustc runs");
+    let book = Path::new(String::from_utf8_lossy(&sysroot.stdout).trim()).join("share/doc/rust/html/book");
+    assert!(
+        book.is_dir(),
+        "{} is missing: install the rust-docs component (rustup component add rust-docs)",
+        book.display()
+    );
+    let mut pages: Vec<_> = std::fs::read_dir(&book)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            ["ch04-", "ch05-", "ch06-", "ch08-", "ch09-"].iter().any(|c| name.starts_with(c))
+                && name.ends_with(".html")
+        })
+        .collect();
+    pages.sort();
+    pages
+}
+
+/// The measures mean something, on real text: a twin of the Rust book (five chapters) and a
+/// deliberately wrong twin, trained on the control text (Newton's Opticks), each trained for the
+/// same 12 steps on SmolLM2 by the real trainer through `twin up`, then both evaluated by
+/// `twin eval` on the book's held-out passages against the base model, with one gate. The
+/// book's twin lowers the author's NLL more than the control's and passes; the wrong twin
+/// lowers the control's more and fails.
+#[test]
+fn a_twin_of_the_author_passes_a_gate_that_a_twin_of_the_control_text_fails() {
+    let scratch = Scratch::new("eval-right-wrong");
+    for page in book_pages() {
+        std::fs::create_dir_all(scratch.0.join("book")).unwrap();
+        std::fs::copy(&page, scratch.0.join("book").join(page.file_name().unwrap())).unwrap();
+    }
+    let control =
+        std::fs::read_to_string(crate::support::repo::path("trainer/src/twin_trainer/control/opticks.txt"))
+            .unwrap();
+    scratch.write("newton/opticks.md", format!("# Opticks\n\n{control}"));
+    let model =
+        crate::support::repo::path(".cache/models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let root = scratch.0.display().to_string();
+    let twin = |name: &str, author: &str, source: &str, include: &str| {
+        format!(
+            "apiVersion: llmtwin.dev/v1alpha1\nkind: TwinDataset\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  \
+             author: {{name: {author}}}\n  sources:\n  - name: {name}\n    files: {{uri: \"file://{root}/{source}\", include: [\"{include}\"]}}\n  \
+             chunking: {{maxTokens: 256, overlapTokens: 32}}\n  embedding: {{model: \"file://{minilm}\", batchSize: 8}}\n  \
+             instruct: {{samplesPerChunk: 2, testFraction: 0.2}}\n  output: {{uri: \"file://{root}/out\"}}\n---\n\
+             apiVersion: llmtwin.dev/v1alpha1\nkind: TwinTrainingJob\nmetadata: {{name: {name}-v1, namespace: default}}\nspec:\n  \
+             datasetRef: {{name: {name}}}\n  baseModel: {{uri: \"file://{model}\"}}\n  \
+             sft: {{method: lora, loraRank: 16, loraAlpha: 32, learningRate: 3.0e-4, maxSeqLength: 384, perDeviceBatchSize: 4}}\n  \
+             dpo: {{enabled: false}}\n  backend: {{kubernetes: {{}}}}\n  output: {{uri: \"file://{root}/out\"}}\n  maxSteps: 12\n",
+            minilm = model_dir().display(),
+            model = model.display(),
+        )
+    };
+    scratch.write(
+        "twins/twins.yaml",
+        format!(
+            "{}---\n{}",
+            twin("book", "Steve Klabnik and Carol Nichols", "book", "*.html"),
+            twin("newton", "Isaac Newton", "newton", "*.md")
+        ),
+    );
+    let python = Command::new(crate::support::repo::path("scripts/trainer-env"))
+        .output()
+        .expect("scripts/trainer-env runs");
+    let python = String::from_utf8_lossy(&python.stdout).trim().to_string();
+    let up = Command::new(env!("CARGO_BIN_EXE_twin"))
+        .args(["up", "-f"])
+        .arg(scratch.0.join("twins"))
+        .arg("--state-dir")
+        .arg(scratch.0.join("state"))
+        .args(["--models-dir", &models_dir(), "--trainer-python", &python, "--trainer-src"])
+        .arg(crate::support::repo::path("trainer/src"))
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("twin up runs");
+    assert!(up.status.success(), "{}", said(&up));
+    let adapter = |job: &str| {
+        let runs = scratch.0.join(format!("out/models/{job}"));
+        let run = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+        run.join("adapter.gguf").display().to_string()
+    };
+    scratch.write("gate.yaml", "minimums: {authorSpecificNllReduction: 0.01}\n");
+    let evaluate = |job: &str| {
+        let out = scratch.0.join(format!("eval-{job}"));
+        let output = twin_eval(&[
+            "--dataset",
+            &format!("file://{root}/out/datasets/book"),
+            "--model",
+            model.to_str().unwrap(),
+            "--adapter",
+            &adapter(job),
+            "--passages",
+            "16",
+            "--questions",
+            "2",
+            "--max-tokens",
+            "32",
+            "--gate",
+            scratch.0.join("gate.yaml").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        (output, evaluation(&out))
+    };
+    let (right, right_figures) = evaluate("book-v1");
+    let (wrong, wrong_figures) = evaluate("newton-v1");
+    let likelihood = |figures: &Value, part: &str| {
+        figures["likelihood"][part]["nll"]["difference"]["value"].as_f64().unwrap()
+    };
+    // The book's twin: the author's text likelier, and more so than the control.
+    assert!(
+        likelihood(&right_figures, "authorText") < likelihood(&right_figures, "controlText"),
+        "{}",
+        said(&right)
+    );
+    assert_eq!(right.status.code(), Some(0), "{}", said(&right));
+    // Newton's twin: the control text likelier than the author's, and the gate fails.
+    assert!(
+        likelihood(&wrong_figures, "controlText") < likelihood(&wrong_figures, "authorText"),
+        "{}",
+        said(&wrong)
+    );
+    assert_eq!(wrong.status.code(), Some(3), "{}", said(&wrong));
+    assert!(said(&wrong).contains("gate: FAILED: authorSpecificNllReduction -"), "{}", said(&wrong));
 }

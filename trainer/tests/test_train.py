@@ -122,3 +122,35 @@ def test_permuting_rows_interleaves_the_halves_of_each_head():
     rows = np.arange(8, dtype=np.float32).reshape(8, 1)
     # Two heads of four rows: [0 1 | 2 3] becomes [0 2 1 3] in each.
     assert permute_rows(rows, 2).ravel().tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
+
+
+def test_the_run_measures_its_adapter_against_the_base_on_held_out_and_control_text(finished_run):
+    code, output, config = finished_run
+    assert code == 0
+    with open(output / "metrics.json") as file:
+        evaluation = json.load(file)["evaluation"]
+    assert evaluation["passages"] == 2, evaluation
+    for part in ("authorAnswers", "authorText", "controlText"):
+        nll = evaluation[part]["nll"]
+        assert nll["twin"]["n"] == 2 and nll["twin"]["value"] > 0, (part, nll)
+        # A trained adapter is not its base: the twin's figures differ from the baseline's.
+        assert nll["difference"]["value"] != 0, (part, nll)
+        assert nll["difference"]["low"] <= nll["difference"]["value"] <= nll["difference"]["high"]
+    assert "authorSpecificReduction" in evaluation
+    with open(config["terminationMessagePath"]) as file:
+        summary = json.loads(file.read())
+    assert summary["evaluationNllReduction"] == -evaluation["authorAnswers"]["nll"]["difference"]["value"]
+    assert summary["evaluationAuthorSpecificNllReduction"] == evaluation["authorSpecificReduction"]["value"]
+
+
+def test_the_control_text_ships_with_the_trainer_and_is_cut_into_passages():
+    from twin_trainer import evaluate
+
+    passages = evaluate.control_passages(evaluate.read_control("builtin:opticks"))
+    assert len(passages) >= 25
+    assert all(len(p.split()) >= evaluate.CONTROL_PASSAGE_WORDS // 2 for p in passages)
+    # One sample per passage, whatever the file's order.
+    sample = lambda answer: {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}]}
+    chosen = evaluate.held_out([sample("b"), sample("a"), sample("b")], 0)
+    assert sorted(s["messages"][-1]["content"] for s in chosen) == ["a", "b"]
+    assert evaluate.held_out([sample("b"), sample("a")], 1) == evaluate.held_out([sample("a"), sample("b")], 1)

@@ -46,6 +46,18 @@ class DpoSettings:
 
 
 @dataclass
+class EvaluationSettings:
+    # Whether the run measures its adapter against the base model after training.
+    enabled: bool = True
+    # Held-out passages scored (0: the whole test split).
+    passages: int = 32
+    # Tokens of one scored text, its prompt included.
+    max_tokens: int = 768
+    # The control text: `builtin:opticks` (shipped with the trainer) or a local file.
+    control: str = "builtin:opticks"
+
+
+@dataclass
 class Config:
     """What one run trains, on what, and where its artifacts go."""
 
@@ -62,6 +74,7 @@ class Config:
     dataset_revision: str | None = None
     sft: SftSettings = field(default_factory=SftSettings)
     dpo: DpoSettings = field(default_factory=DpoSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     # `fast` (Liger kernels, no activation recomputation, bf16 on a GPU) or `trl` (TRL's own
     # defaults, for comparison).
     preset: str = "fast"
@@ -130,11 +143,12 @@ def parse(document: dict[str, Any]) -> Config:
     nested = {
         "sft": _settings(SftSettings, document.pop("sft", None), "sft"),
         "dpo": _settings(DpoSettings, document.pop("dpo", None), "dpo"),
+        "evaluation": _settings(EvaluationSettings, document.pop("evaluation", None), "evaluation"),
     }
     top = {_camel(f.name): f for f in dataclasses.fields(Config) if f.name not in nested}
     unknown = sorted(set(document) - set(top))
     if unknown:
-        raise config_error(f"the configuration has unknown fields {unknown}; known: {sorted(top) + ['dpo', 'sft']}")
+        raise config_error(f"the configuration has unknown fields {unknown}; known: {sorted(top) + ['dpo', 'evaluation', 'sft']}")
     for required in ("datasetUri", "baseModelUri"):
         if not document.get(required):
             raise config_error(f"the configuration needs {required}")
@@ -168,6 +182,8 @@ def _check(config: Config) -> None:
         raise config_error(f"sft.loraDropout must be in [0, 1), not {sft.lora_dropout}")
     if dpo.beta < 0:
         raise config_error(f"dpo.beta must not be negative, not {dpo.beta}")
+    if config.evaluation.passages < 0 or config.evaluation.max_tokens < 16:
+        raise config_error("evaluation.passages must be 0 or more and evaluation.maxTokens at least 16")
     if config.max_steps is not None and config.max_steps <= 0:
         raise config_error(f"maxSteps must be above 0, not {config.max_steps}")
 

@@ -11,7 +11,7 @@ import tempfile
 import time
 
 from . import data as training_data
-from . import export, model as base_model, storage, train
+from . import evaluate, export, model as base_model, storage, train
 from .config import Config
 from .errors import TrainerError
 
@@ -91,6 +91,8 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
             stages.append(dpo)
         if not primary:
             return {"status": "Succeeded"}
+        # The adapter against its base on the held-out passages and the control text.
+        evaluation = evaluate.after_training(config, model, tokenizer, data.sft_test)
         out = model_dir or os.path.join(workdir, "out")
         os.makedirs(out, exist_ok=True)
         adapter_dir = os.path.join(out, "adapter")
@@ -117,6 +119,7 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
             "samples": {"sftTrain": len(data.sft_train), "sftTest": len(data.sft_test), "preference": len(data.preference)},
             "sft": _stage(sft),
             "dpo": dpo_metrics,
+            "evaluation": evaluation,
             "settings": {
                 **train.speed_settings(config, cuda),
                 "sftBatchSize": config.sft.per_device_batch_size,
@@ -155,6 +158,7 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
             "chatTemplate": CHAT_TEMPLATE_FILE,
             # The same, as a number: SageMaker's metric definitions read numbers only.
             "chatTemplateWritten": 1,
+            **evaluate.headline(evaluation),
         }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -159,6 +159,8 @@ pub fn from_training_job(
                     }
                     (true, true) => None,
                 },
+                evaluation_nll_reduction: observed.metrics.get(RESULT_METRICS[5].0).copied(),
+                evaluation_author_specific_nll_reduction: observed.metrics.get(RESULT_METRICS[6].0).copied(),
             };
             status.completion_time = observed.ended.clone().or(observed.last_modified.clone());
             finished(published(job, &mut status, output, &success))

@@ -23,13 +23,16 @@ pub const CONFIG_HYPERPARAMETER: &str = "config";
 /// SageMaker metrics read from the trainer's one-line result, which it prints to its log:
 /// (metric, the result's field). SageMaker keeps each one's final value, which
 /// DescribeTrainingJob returns and the status mirrors, and charts them in its console.
-pub const RESULT_METRICS: [(&str, &str); 5] = [
+pub const RESULT_METRICS: [(&str, &str); 7] = [
     ("sft:train_loss", "sftTrainLoss"),
     ("sft:eval_loss", "sftEvalLoss"),
     ("dpo:reward_accuracy", "dpoRewardAccuracy"),
     ("vllm:max_lora_rank", "vllmMaxLoraRank"),
     // 1 when the adapter folder holds its chat template (metrics are numbers only).
     ("twin:chat_template", "chatTemplateWritten"),
+    // The run's evaluation against its base model (README, "Evaluating a twin").
+    ("twin:nll_reduction", "evaluationNllReduction"),
+    ("twin:author_specific_nll_reduction", "evaluationAuthorSpecificNllReduction"),
 ];
 
 /// The regular expression that reads a number field of the result line, e.g. `"sftTrainLoss":1.25`
@@ -306,7 +309,7 @@ mod tests {
 
     #[test]
     fn the_metric_regexes_read_the_result_line() {
-        let line = r#"{"chatTemplate":"chat_template.jinja","chatTemplateWritten":1,"dpoRewardAccuracy":0.75,"sftEvalLoss":null,"sftTrainLoss":1.5e-2,"status":"Succeeded","vllmMaxLoraRank":16}"#;
+        let line = r#"{"chatTemplate":"chat_template.jinja","chatTemplateWritten":1,"dpoRewardAccuracy":0.75,"evaluationAuthorSpecificNllReduction":-0.0123,"evaluationNllReduction":0.0912,"sftEvalLoss":null,"sftTrainLoss":1.5e-2,"status":"Succeeded","vllmMaxLoraRank":16}"#;
         let value = |field: &str| {
             let regex = regex_lite::Regex::new(&metric_regex(field)).unwrap();
             regex.captures(line).map(|c| c[1].parse::<f64>().unwrap())
@@ -316,6 +319,8 @@ mod tests {
         assert_eq!(value("vllmMaxLoraRank"), Some(16.0));
         assert_eq!(value("chatTemplateWritten"), Some(1.0));
         assert_eq!(value("sftEvalLoss"), None, "a null is no value");
+        assert_eq!(value("evaluationNllReduction"), Some(0.0912));
+        assert_eq!(value("evaluationAuthorSpecificNllReduction"), Some(-0.0123), "negative figures too");
         assert!(RESULT_METRICS.iter().all(|(_, field)| line.contains(field)));
     }
 }
