@@ -49,8 +49,9 @@ class DpoSettings:
 class EvaluationSettings:
     # Whether the run measures its adapter against the base model after training.
     enabled: bool = True
-    # Held-out passages scored (0: the whole test split).
-    passages: int = 32
+    # Held-out passages scored (0: the whole test split); unset: 32 on a GPU, 8 on a CPU, where
+    # each forward pass costs a second or more.
+    passages: int | None = None
     # Tokens of one scored text, its prompt included.
     max_tokens: int = 768
     # The control text: `builtin:opticks` (shipped with the trainer) or a local file.
@@ -182,7 +183,7 @@ def _check(config: Config) -> None:
         raise config_error(f"sft.loraDropout must be in [0, 1), not {sft.lora_dropout}")
     if dpo.beta < 0:
         raise config_error(f"dpo.beta must not be negative, not {dpo.beta}")
-    if config.evaluation.passages < 0 or config.evaluation.max_tokens < 16:
+    if (config.evaluation.passages or 0) < 0 or config.evaluation.max_tokens < 16:
         raise config_error("evaluation.passages must be 0 or more and evaluation.maxTokens at least 16")
     if config.max_steps is not None and config.max_steps <= 0:
         raise config_error(f"maxSteps must be above 0, not {config.max_steps}")

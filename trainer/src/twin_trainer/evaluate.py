@@ -126,7 +126,10 @@ def after_training(config, model, tokenizer, test: list[dict]) -> dict:
     if not settings.enabled:
         return {"notMeasured": {"likelihood": "evaluation.enabled is false"}}
     text = read_control(settings.control)
-    return likelihood(model, tokenizer, test, text, settings.passages, settings.max_tokens, config.seed)
+    passages = settings.passages
+    if passages is None:
+        passages = 32 if next(model.parameters()).is_cuda else 8
+    return likelihood(model, tokenizer, test, text, passages, settings.max_tokens, config.seed)
 
 
 def likelihood(model, tokenizer, test: list[dict], control_text: str | None, passages: int, max_tokens: int, seed: int) -> dict:
