@@ -91,7 +91,9 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
             "sft:eval_loss",
             "dpo:reward_accuracy",
             "vllm:max_lora_rank",
-            "twin:chat_template"
+            "twin:chat_template",
+            "twin:nll_reduction",
+            "twin:author_specific_nll_reduction"
         ]
     );
     assert_eq!(request["RoleArn"], "arn:aws:iam::123456789012:role/twin-sagemaker-training");
@@ -150,6 +152,8 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
             ("sft:train_loss".into(), 1.25),
             ("sft:eval_loss".into(), 1.5),
             ("vllm:max_lora_rank".into(), 16.0),
+            ("twin:nll_reduction".into(), 0.125),
+            ("twin:author_specific_nll_reduction".into(), 0.0621),
             ("train:progress".into(), 100.0),
         ];
     });
@@ -162,6 +166,12 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
     );
     assert!(status["startTime"].is_string() && status["completionTime"].is_string(), "{status}");
     assert!(message(&done).contains("DPO skipped: no reward accuracy"), "{done}");
+    // The run's evaluation against its base, from its metrics.
+    assert!(
+        message(&done)
+            .contains("held-out NLL -0.125 nats/token against the base, author-specific reduction +0.062"),
+        "{done}"
+    );
     let metrics = operator.metrics.encode();
     assert_eq!(
         sample(&metrics, "twin_training_runs_total{backend=\"sagemaker\",phase=\"Succeeded\"}"),
