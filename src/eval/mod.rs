@@ -11,6 +11,7 @@ pub mod grounding;
 pub mod html;
 pub mod judge;
 pub mod likelihood;
+mod local;
 pub mod report;
 pub mod stats;
 pub mod style;
@@ -22,16 +23,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
-
-use self::answers::{Answer, Asker, LocalGateway};
+use self::answers::{Answer, Asker};
+use self::local::{InProcess, load_models, responder};
 use self::report::{
     Answers, Compared, DatasetFacts, DeltaFigures, Evaluation, Gate, Item, Settings, Subject, TextLikelihood,
 };
 use self::stats::{Estimate, bootstrap_mean, difference_of_means, paired_difference};
 use self::testset::{Sample, Sources};
-use crate::serve::config::{LoadedEngine, ServeArgs, parse_duration};
-use crate::serve::engine::embedded::{EmbeddedEngine, EmbeddedOptions, load_adapter, load_model};
+use crate::serve::config::parse_duration;
 use crate::serve::knowledge::{DatasetLocation, Knowledge};
 use crate::storage::S3Options;
 use crate::storage::hub::HubOptions;
@@ -222,83 +221,6 @@ fn read_control(control: Option<&str>) -> Result<(String, String), String> {
     Ok((uri.to_string(), text))
 }
 
-/// A model in this process: its weights (shared by the twin and the baseline when they have
-/// the same base), and adapter handles for the scorer and for the engine.
-struct Loaded {
-    path: PathBuf,
-    model: &'static LlamaModel,
-}
-
-fn local_path(uri: &str) -> PathBuf {
-    PathBuf::from(uri.strip_prefix("file://").unwrap_or(uri))
-}
-
-/// The twin (or baseline) run here: its model and adapter.
-struct InProcess {
-    model: Arc<Loaded>,
-    adapter: Option<PathBuf>,
-    /// One handle for scoring, one for the engine.
-    handles: Vec<LlamaLoraAdapter>,
-}
-
-/// Loads the twin's and the baseline's weights, once when they share a base model.
-async fn load_models(args: &EvalArgs) -> Result<(Option<InProcess>, Option<InProcess>), String> {
-    let twin_local = args.endpoint.is_none();
-    let baseline_local = args.baseline_endpoint.is_none();
-    let twin_path = match twin_local {
-        true => Some(crate::serve::embedded_model_path(args.model.clone(), args.models_dir.clone()).await?),
-        false => None,
-    };
-    let baseline_path = match (&args.baseline_model, baseline_local) {
-        (_, false) => None,
-        (Some(model), true) => {
-            Some(crate::serve::embedded_model_path(Some(model.clone()), args.models_dir.clone()).await?)
-        }
-        (None, true) => Some(twin_path.clone().ok_or(
-            "the twin is an endpoint: give the baseline as --baseline-endpoint URL or --baseline-model GGUF",
-        )?),
-    };
-    let twin_adapter = args.adapter.as_deref().map(local_path);
-    let baseline_adapter = args.baseline_adapter.as_deref().map(local_path);
-    let wants =
-        [twin_path.map(|path| (path, twin_adapter)), baseline_path.map(|path| (path, baseline_adapter))];
-    tokio::task::spawn_blocking(move || {
-        let mut models: HashMap<PathBuf, LlamaModel> = HashMap::new();
-        /// A model's path, its adapter's, and the adapter's handles.
-        type Wanted = (PathBuf, Option<PathBuf>, Vec<LlamaLoraAdapter>);
-        let mut adapters: Vec<Option<Wanted>> = Vec::new();
-        for want in wants {
-            let Some((path, adapter)) = want else {
-                adapters.push(None);
-                continue;
-            };
-            if !models.contains_key(&path) {
-                models.insert(path.clone(), load_model(&path)?);
-            }
-            let model = models.get_mut(&path).expect("loaded");
-            let handles = match &adapter {
-                Some(file) => vec![load_adapter(model, file)?, load_adapter(model, file)?],
-                None => Vec::new(),
-            };
-            adapters.push(Some((path, adapter, handles)));
-        }
-        // The engines' contexts borrow the models for the rest of the process.
-        let leaked: HashMap<PathBuf, Arc<Loaded>> = models
-            .into_iter()
-            .map(|(path, model)| {
-                let model: &'static LlamaModel = Box::leak(Box::new(model));
-                (path.clone(), Arc::new(Loaded { path, model }))
-            })
-            .collect();
-        let mut built = adapters.into_iter().map(|a| {
-            a.map(|(path, adapter, handles)| InProcess { model: leaked[&path].clone(), adapter, handles })
-        });
-        Ok((built.next().flatten(), built.next().flatten()))
-    })
-    .await
-    .map_err(|e| format!("loading the models panicked: {e}"))?
-}
-
 /// Per text, [twin, baseline] likelihood.
 fn score_all(
     texts: &[likelihood::Scored],
@@ -388,65 +310,6 @@ fn measure_likelihood(
         control_text: text_likelihood(control_pairs, control_tokens, seed, "control passage")?,
         author_specific_reduction: author_specific,
     })
-}
-
-/// Where answers come from: an endpoint, or a gateway this process serves.
-enum Responder {
-    Endpoint(Asker),
-    Local(Asker, LocalGateway),
-}
-
-impl Responder {
-    fn asker(&self) -> &Asker {
-        match self {
-            Responder::Endpoint(asker) | Responder::Local(asker, _) => asker,
-        }
-    }
-
-    async fn stop(self) {
-        if let Responder::Local(_, gateway) = self {
-            gateway.stop().await;
-        }
-    }
-}
-
-async fn responder(
-    args: &EvalArgs,
-    endpoint: Option<&str>,
-    local: Option<&mut InProcess>,
-    api_key: Option<String>,
-) -> Result<Responder, String> {
-    if let Some(url) = endpoint {
-        return Ok(Responder::Endpoint(Asker::new(url, api_key, args.endpoint_model.clone(), args.timeout)?));
-    }
-    let local = local.expect("an in-process model where there is no endpoint");
-    let options = EmbeddedOptions {
-        model: local.model.path.clone(),
-        adapter: local.adapter.clone(),
-        context_tokens: None,
-        // One answer at a time: greedy answers then repeat exactly from run to run.
-        parallel: 1,
-        queue: 4,
-        threads: args.threads.unwrap_or_else(crate::parallel::cores),
-    };
-    let handle = local.handles.pop();
-    let model = local.model.model;
-    let engine = tokio::task::spawn_blocking(move || EmbeddedEngine::start(model, handle, &options))
-        .await
-        .map_err(|e| format!("starting the engine panicked: {e}"))??;
-    let mut flags: Vec<std::ffi::OsString> = vec![
-        "--dataset".into(),
-        args.dataset.clone().into(),
-        "--top-k".into(),
-        args.top_k.to_string().into(),
-    ];
-    if let Some(dir) = &args.models_dir {
-        flags.extend(["--models-dir".into(), dir.clone().into_os_string()]);
-    }
-    let mut serve_args = ServeArgs::parse_with_config(flags).map_err(|e| e.to_string())?;
-    serve_args.loaded_engine = Some(LoadedEngine(Arc::new(engine)));
-    let gateway = LocalGateway::start(serve_args).await?;
-    Ok(Responder::Local(Asker::new(&gateway.url, None, None, args.timeout)?, gateway))
 }
 
 /// Differences smaller than this are ties (the same answer scores the same up to rounding).
@@ -788,17 +651,11 @@ async fn evaluate(args: &EvalArgs) -> Result<Evaluation, String> {
     evaluation.gate = gate.map(|g| g.judge(&evaluation.headline));
     evaluation.seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
     let json = serde_json::to_vec_pretty(&evaluation).map_err(|e| e.to_string())?;
-    write(&args.out.join("evaluation.json"), &json)?;
-    write(&args.out.join("report.html"), html::render(&evaluation).as_bytes())?;
+    // Each file whole or not at all.
+    let out = crate::storage::local::LocalStore::new(args.out.clone());
+    out.write("evaluation.json", &json).map_err(|e| e.to_string())?;
+    out.write("report.html", html::render(&evaluation).as_bytes()).map_err(|e| e.to_string())?;
     Ok(evaluation)
-}
-
-/// Writes a file whole: a temporary file renamed into place.
-fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, bytes)
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]
