@@ -6,7 +6,7 @@
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
-use crate::api::training::{DpoSpec, SftSpec};
+use crate::api::training::{DpoSpec, MustBeat, SftSpec};
 use crate::api::{TwinDataset, TwinTrainingJob};
 use crate::hashing::sha256_hex;
 use crate::storage::StorageUri;
@@ -67,6 +67,46 @@ pub struct TrainerConfig {
     /// Stop each stage after this many optimiser steps (the job's `maxSteps`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<u32>,
+    /// What the run measures after training (the job's `evaluation`, less its gate, which the
+    /// operator judges).
+    pub evaluation: TrainerEvaluation,
+}
+
+/// The evaluation a run performs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainerEvaluation {
+    /// Whether to measure at all.
+    pub enabled: bool,
+    /// Held-out passages scored (unset: the trainer's default for its device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passages: Option<u32>,
+    /// Test instructions answered by the adapter and the base model.
+    pub questions: u32,
+    /// Longest sequence scored.
+    pub max_tokens: u32,
+    /// Longest answer generated.
+    pub answer_tokens: u32,
+    /// The control text, as the trainer reaches it.
+    pub control: String,
+    /// The adapter this run must beat (`mustBeat: serving`), as the trainer reaches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_adapter_uri: Option<String>,
+}
+
+/// The adapter run `run` of `job` must beat: none unless its gate says `mustBeat: serving`;
+/// then the job's promoted adapter when the run started (kept in the status from then on, so
+/// that promoting this very run changes nothing already written for it).
+pub fn must_beat_adapter(job: &TwinTrainingJob, run: &Run) -> Option<String> {
+    let gate = job.spec.evaluation.gate.as_ref()?;
+    if gate.must_beat != Some(MustBeat::Serving) {
+        return None;
+    }
+    let status = job.status.as_ref()?;
+    if status.run.as_deref() == Some(run.name.as_str()) {
+        return status.must_beat_adapter_uri.clone();
+    }
+    status.model.as_ref().map(|model| model.adapter_uri.clone())
 }
 
 impl TrainerConfig {
@@ -79,6 +119,7 @@ impl TrainerConfig {
         termination_message_path: &str,
         reach: impl Fn(&str) -> String,
     ) -> Result<Self, String> {
+        let evaluation = &job.spec.evaluation;
         Ok(Self {
             run: run.name.clone(),
             dataset_uri: reach(&revision_folder(dataset, &run.revision)?.to_string()),
@@ -89,6 +130,18 @@ impl TrainerConfig {
             dpo: job.spec.dpo.clone(),
             termination_message_path: termination_message_path.into(),
             max_steps: job.spec.max_steps,
+            evaluation: TrainerEvaluation {
+                enabled: evaluation.enabled,
+                passages: evaluation.passages,
+                questions: evaluation.questions,
+                max_tokens: evaluation.max_tokens,
+                answer_tokens: evaluation.answer_tokens,
+                control: match evaluation.control.as_str() {
+                    builtin if builtin.starts_with("builtin:") => builtin.to_string(),
+                    uri => reach(uri),
+                },
+                serving_adapter_uri: must_beat_adapter(job, run).map(|uri| reach(&uri)),
+            },
         })
     }
 }
@@ -135,6 +188,16 @@ pub struct TrainerSuccess {
     /// That reduction on the author's text minus the one on the control text.
     #[serde(default)]
     pub evaluation_author_specific_nll_reduction: Option<f64>,
+    /// Share of test instructions where the adapter's answer is closer to the author's
+    /// character profile than the base model's.
+    #[serde(default)]
+    pub evaluation_win_rate: Option<f64>,
+    /// Serving adapter − this adapter NLL per token on the held-out answers.
+    #[serde(default)]
+    pub evaluation_serving_nll_reduction: Option<f64>,
+    /// What the evaluation did not measure, and why.
+    #[serde(default)]
+    pub evaluation_not_measured: Option<String>,
 }
 
 /// What a failed run reports.

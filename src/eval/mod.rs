@@ -12,6 +12,7 @@ pub mod html;
 pub mod judge;
 pub mod likelihood;
 mod local;
+pub mod promotion;
 pub mod report;
 pub mod stats;
 pub mod style;

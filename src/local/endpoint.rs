@@ -150,8 +150,18 @@ fn gguf_adapter(uri: &str, field: &str) -> Result<PathBuf, Status> {
     }
 }
 
-/// The base model and adapter the embedded engine loads, and why it serves less than asked.
-type Model = (String, Option<PathBuf>, Option<(String, String)>);
+/// What the embedded engine loads, and what its status adds.
+#[derive(Debug, Default)]
+struct Model {
+    /// The base model.
+    model: String,
+    /// The adapter.
+    adapter: Option<PathBuf>,
+    /// Why it serves less than asked (reason, message), if it does.
+    degraded: Option<(String, String)>,
+    /// Why the adapter is not the training job's latest (its latest run failed its gate).
+    held: Option<String>,
+}
 
 /// What the endpoint's `model` resolves to here.
 fn model(
@@ -165,7 +175,7 @@ fn model(
         let model = gguf_base(&base.uri, "spec.model.baseModel.uri")?;
         let adapter =
             spec.adapter_uri.as_deref().map(|uri| gguf_adapter(uri, "spec.model.adapterUri")).transpose()?;
-        return Ok((model, adapter, None));
+        return Ok(Model { model, adapter, ..Default::default() });
     }
     let name = spec.training_job_ref.as_ref().map(|r| r.name.as_str()).unwrap_or_default();
     let Some(job) = job(resources, namespace, name) else {
@@ -175,8 +185,8 @@ fn model(
     let model =
         gguf_base(&job.spec.base_model.uri, &format!("TwinTrainingJob {name:?}'s spec.baseModel.uri"))?;
     let entry = state.get("TwinTrainingJob", namespace, name);
-    let trained = entry.filter(|e| e.phase == "Succeeded").and_then(|e| e.revision.as_deref());
-    let Some(revision) = trained else {
+    let promoted = state.promoted(namespace, name);
+    let Some(revision) = promoted.as_deref() else {
         let why =
             entry.map_or_else(|| "has not run".to_string(), |e| format!("is {} ({})", e.phase, e.reason));
         let degraded = (
@@ -185,13 +195,15 @@ fn model(
                 "TwinTrainingJob {name:?} {why}, so this serves its base model without the twin's adapter"
             ),
         );
-        return Ok((model, None, Some(degraded)));
+        return Ok(Model { model, degraded: Some(degraded), ..Default::default() });
     };
     let run = Run::new(job, revision);
     let output = run_output(job, &run).map_err(|e| Status::new("Failed", "InvalidSpec", e))?;
     let adapter =
         gguf_adapter(&output.join("adapter").to_string(), &format!("TwinTrainingJob {name:?}'s adapter"))?;
-    Ok((model, Some(adapter), None))
+    // The job's latest run failed its gate: the promoted one serves, and the status says so.
+    let held = entry.filter(|e| e.phase == "Rejected").map(|e| e.message.clone());
+    Ok(Model { model, adapter: Some(adapter), degraded: None, held })
 }
 
 /// The endpoint's dataset revision folder, when it names a dataset.
@@ -258,14 +270,17 @@ pub fn plan(resource: &Located, here: &Here, url: &str) -> Result<Plan, Status> 
         serving.push(format!("the model at {upstream}"));
         argv.extend(["--engine".into(), "openai".into(), "--upstream".into(), upstream]);
     } else {
-        let (model, adapter, less) = model(endpoint, resources, state, namespace)?;
-        serving.push(model.clone());
-        argv.extend(["--engine".into(), "embedded".into(), "--model".into(), model]);
-        if let Some(adapter) = adapter {
+        let resolved = model(endpoint, resources, state, namespace)?;
+        serving.push(resolved.model.clone());
+        argv.extend(["--engine".into(), "embedded".into(), "--model".into(), resolved.model]);
+        if let Some(adapter) = resolved.adapter {
             serving.push(format!("with adapter {}", adapter.display()));
             argv.extend(["--adapter".into(), adapter.display().to_string()]);
         }
-        degraded = less;
+        if let Some(held) = resolved.held {
+            serving.push(format!("(PromotionHeld: {held})"));
+        }
+        degraded = resolved.degraded;
     }
     let knowledge = knowledge(endpoint, resources, state, namespace)?;
     if let Some((folder, revision)) = &knowledge {
@@ -327,6 +342,7 @@ mod tests {
             message: String::new(),
             updated: String::new(),
             revision: Some("rev1".into()),
+            promoted: None,
             file: "twins.yaml".into(),
         }
     }

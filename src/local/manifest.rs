@@ -17,11 +17,11 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 #[derive(Debug, Clone)]
 pub enum Twin {
     /// A TwinDataset.
-    Dataset(TwinDataset),
+    Dataset(Box<TwinDataset>),
     /// A TwinTrainingJob.
-    Training(TwinTrainingJob),
+    Training(Box<TwinTrainingJob>),
     /// A TwinEndpoint.
-    Endpoint(TwinEndpoint),
+    Endpoint(Box<TwinEndpoint>),
 }
 
 impl Twin {
@@ -111,9 +111,9 @@ pub fn files(path: &Path) -> Result<Vec<PathBuf>, String> {
 /// A checked document as its typed resource.
 fn typed(kind: &str, object: Value) -> Result<Twin, String> {
     let twin = match kind {
-        "TwinDataset" => serde_json::from_value(object).map(Twin::Dataset),
-        "TwinTrainingJob" => serde_json::from_value(object).map(Twin::Training),
-        _ => serde_json::from_value(object).map(Twin::Endpoint),
+        "TwinDataset" => serde_json::from_value(object).map(|dataset| Twin::Dataset(Box::new(dataset))),
+        "TwinTrainingJob" => serde_json::from_value(object).map(|job| Twin::Training(Box::new(job))),
+        _ => serde_json::from_value(object).map(|endpoint| Twin::Endpoint(Box::new(endpoint))),
     };
     twin.map_err(|e| format!("does not read as a {kind}: {e}"))
 }

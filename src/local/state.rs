@@ -30,6 +30,10 @@ pub struct Entry {
     /// The dataset revision published or used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// A training job's promoted run: the dataset revision of the newest run that passed its
+    /// gate, the one endpoints serve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<String>,
     /// The file it was read from.
     pub file: String,
 }
@@ -72,6 +76,16 @@ impl State {
         }
         self.resources
             .sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
+    }
+
+    /// A training job's promoted revision (for a state written before promotion: the revision
+    /// of its last Succeeded run).
+    pub fn promoted(&self, namespace: &str, name: &str) -> Option<String> {
+        let entry = self.get("TwinTrainingJob", namespace, name)?;
+        entry
+            .promoted
+            .clone()
+            .or_else(|| (entry.phase == "Succeeded").then(|| entry.revision.clone()).flatten())
     }
 
     /// A resource's last status.
@@ -135,6 +149,7 @@ mod tests {
             message: "revision r1".into(),
             updated: updated.into(),
             revision: Some("r1".into()),
+            promoted: None,
             file: "twin.yaml".into(),
         }
     }

@@ -62,17 +62,23 @@ pub struct Status {
     pub(super) reason: String,
     pub(super) message: String,
     revision: Option<String>,
+    promoted: Option<String>,
 }
 
 impl Status {
     /// A status with no dataset revision.
     pub fn new(phase: &'static str, reason: &str, message: impl Into<String>) -> Self {
-        Self { phase, reason: reason.into(), message: message.into(), revision: None }
+        Self { phase, reason: reason.into(), message: message.into(), revision: None, promoted: None }
     }
 
     /// The status with the dataset revision it concerns.
     pub fn with_revision(self, revision: Option<String>) -> Self {
         Self { revision, ..self }
+    }
+
+    /// A training job's status with its promoted revision.
+    fn with_promoted(self, promoted: Option<String>) -> Self {
+        Self { promoted, ..self }
     }
 
     /// Whether the resource got where it should: a Ready dataset or endpoint, a Succeeded
@@ -90,6 +96,9 @@ fn report(
     status: Status,
 ) -> Result<(), String> {
     println!("{} {} ({}): {}", resource.twin.handle(), status.phase, status.reason, status.message);
+    // A training job's promoted run changes only when a run passes; other statuses keep it.
+    let kept = state.get(resource.twin.kind(), resource.twin.namespace(), resource.twin.name());
+    let promoted = status.promoted.or_else(|| kept.and_then(|e| e.promoted.clone()));
     state.record(Entry {
         kind: resource.twin.kind().into(),
         namespace: resource.twin.namespace().into(),
@@ -99,6 +108,7 @@ fn report(
         message: status.message,
         updated: Timestamp::now().to_string(),
         revision: status.revision,
+        promoted,
         file: resource.file.display().to_string(),
     });
     state.save(dir)
@@ -118,6 +128,7 @@ async fn build_dataset(dataset: &TwinDataset, options: &BuildOptions) -> Status 
                     published.revision, stats.documents, stats.chunks, stats.instruct_samples
                 ),
                 revision: Some(published.revision),
+                promoted: None,
             }
         }
         Err(error) => Status::new("Failed", error.reason(), error.to_string()),
@@ -164,6 +175,7 @@ fn work(resource: &Located, context: &Context, state: &State) -> (Status, Option
                 _ => None,
             };
             let ready = state.get("TwinDataset", namespace, name).filter(|e| e.phase == "Ready");
+            let promoted = state.promoted(namespace, resource.twin.name());
             let (Some(dataset), Some(revision)) = (dataset, ready.and_then(|e| e.revision.clone())) else {
                 let waiting = format!("TwinDataset {name:?} is not Ready here; training starts once it is");
                 return (Status::new("Pending", "WaitingForDataset", waiting), None);
@@ -171,7 +183,8 @@ fn work(resource: &Located, context: &Context, state: &State) -> (Status, Option
             let running = Status {
                 revision: Some(revision.clone()),
                 ..Status::new("Running", "Training", format!("training on dataset revision {revision}"))
-            };
+            }
+            .with_promoted(promoted.clone());
             let (job, trainer, state_dir, slot) = (
                 job.clone(),
                 context.trainer.clone(),
@@ -179,9 +192,11 @@ fn work(resource: &Located, context: &Context, state: &State) -> (Status, Option
                 context.trainer_child.clone(),
             );
             let trained = on_own_thread(move || async move {
-                let outcome = train::train(&job, &dataset, &revision, &trainer, &state_dir, &slot);
+                let outcome =
+                    train::train(&job, &dataset, &revision, promoted.as_deref(), &trainer, &state_dir, &slot);
                 Status {
                     revision: Some(revision),
+                    promoted: outcome.promoted,
                     ..Status::new(outcome.phase, &outcome.reason, outcome.message)
                 }
             });

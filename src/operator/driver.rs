@@ -107,7 +107,7 @@ macro_rules! twin_kind {
 twin_kind!(TwinDataset, TwinDatasetStatus, DatasetPhase, "twindataset",
     failed: DatasetPhase::Failed, warning: DatasetPhase::Failed);
 twin_kind!(TwinTrainingJob, TwinTrainingJobStatus, TrainingPhase, "twintrainingjob",
-    failed: TrainingPhase::Failed, warning: TrainingPhase::Failed);
+    failed: TrainingPhase::Failed, warning: TrainingPhase::Failed | TrainingPhase::Rejected);
 twin_kind!(TwinEndpoint, TwinEndpointStatus, EndpointPhase, "twinendpoint",
     failed: EndpointPhase::Failed, warning: EndpointPhase::Failed | EndpointPhase::Degraded);
 
@@ -383,18 +383,24 @@ pub async fn publish_status<K: TwinKind>(
         return Ok(());
     }
     info!(controller = K::CONTROLLER, object = %object_key(object), from = ?previous_phase, to = ?assessment.phase, reason = %assessment.reason, "status changed: {}", assessment.message);
+    publish_event(ctx, object, K::is_warning(assessment.phase), &assessment.reason, &assessment.message)
+        .await;
+    Ok(())
+}
+
+/// Publishes an Event about `object`. One that cannot be written does not fail the reconcile:
+/// the status holds the truth.
+pub async fn publish_event<K: TwinKind>(ctx: &Context, object: &K, warning: bool, reason: &str, note: &str) {
     let event = Event {
-        type_: if K::is_warning(assessment.phase) { EventType::Warning } else { EventType::Normal },
-        reason: assessment.reason.clone(),
-        note: Some(truncate(&assessment.message, 1024)),
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.into(),
+        note: Some(truncate(note, 1024)),
         action: "Reconcile".into(),
         secondary: None,
     };
-    // An Event that cannot be written must not fail the reconcile: the status holds the truth.
     if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
         warn!(object = %object_key(object), "could not publish an Event: {error}");
     }
-    Ok(())
 }
 
 fn truncate(text: &str, max: usize) -> String {

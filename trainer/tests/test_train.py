@@ -154,3 +154,76 @@ def test_the_control_text_ships_with_the_trainer_and_is_cut_into_passages():
     chosen = evaluate.held_out([sample("b"), sample("a"), sample("b")], 0)
     assert sorted(s["messages"][-1]["content"] for s in chosen) == ["a", "b"]
     assert evaluate.held_out([sample("b"), sample("a")], 1) == evaluate.held_out([sample("a"), sample("b")], 1)
+
+
+def test_the_run_answers_held_out_instructions_with_and_without_its_adapter(finished_run):
+    _, output, config = finished_run
+    with open(output / "metrics.json") as file:
+        metrics = json.load(file)
+    answers = metrics["evaluation"]["answers"]
+    # The test split has two passages: both asked, greedy, each answer scored against the
+    # author's profile.
+    assert answers["questions"] == 2 and answers["decoding"] == "greedy"
+    for item in answers["items"]:
+        assert item["instruction"].startswith("Write the section about")
+        assert isinstance(item["twin"], str) and isinstance(item["baseline"], str)
+        assert all(0 <= likeness <= 1 for likeness in item["likeness"])
+    win_rate = answers["winRate"]
+    assert 0 <= win_rate["low"] <= win_rate["value"] <= win_rate["high"] <= 1
+    with open(config["terminationMessagePath"]) as file:
+        summary = json.loads(file.read())
+    assert summary["evaluationWinRate"] == win_rate["value"]
+    # What the result line carries is kept with the metrics, for a run found finished later.
+    assert metrics["headline"]["evaluationWinRate"] == win_rate["value"]
+    assert "evaluationNotMeasured" not in summary
+
+
+def test_the_authors_profile_prefers_the_authors_own_words():
+    from twin_trainer import evaluate
+
+    from conftest import TOPICS
+
+    profile = evaluate.Profile([answer for _, answer in TOPICS[:6]])
+    own = profile.likeness(TOPICS[0][1])
+    other = profile.likeness("The refraction of light through a prism separates its colours, as Newton observed.")
+    assert 0 < other < own <= 1 + 1e-9
+    assert profile.likeness("") == 0
+
+
+def test_a_run_is_measured_against_the_serving_adapter_when_asked(finished_run, dataset_dir, tiny_model_dir, tmp_path):
+    _, serving_output, _ = finished_run
+    output = tmp_path / "models" / "paul-v1" / "run-2"
+    evaluation = {"servingAdapterUri": str(serving_output / "adapter"), "questions": 0}
+    config = training_config(dataset_dir, tiny_model_dir, output, evaluation=evaluation, dpo={"enabled": False})
+    assert main(["--config", write_config(tmp_path / "config.json", config)]) == 0
+    with open(output / "metrics.json") as file:
+        measured = json.load(file)["evaluation"]
+    serving = measured["serving"]
+    assert serving["adapterUri"] == str(serving_output / "adapter")
+    assert serving["nll"]["twin"]["n"] == 2
+    reduction = serving["reduction"]["value"]
+    assert reduction == pytest.approx(serving["nll"]["baseline"]["value"] - serving["nll"]["twin"]["value"])
+    assert reduction != 0, "two different adapters score differently"
+    with open(config["terminationMessagePath"]) as file:
+        summary = json.loads(file.read())
+    assert summary["evaluationServingNllReduction"] == reduction
+    # Generation was switched off: the result line says so, and carries no win rate.
+    assert "evaluationWinRate" not in summary
+    assert summary["evaluationNotMeasured"] == "answers: evaluation.questions is 0"
+    # The published adapter is this run's only: the serving one was loaded beside it, then dropped.
+    with open(output / "adapter" / "adapter_config.json") as file:
+        assert json.load(file)["r"] == 8
+    assert sorted(p.name for p in (output / "adapter").iterdir() if p.is_dir()) == []
+
+
+def test_a_serving_adapter_that_is_not_one_fails_the_run_with_what_is_wrong(dataset_dir, tiny_model_dir, tmp_path):
+    output = tmp_path / "run"
+    (tmp_path / "empty").mkdir()
+    evaluation = {"servingAdapterUri": str(tmp_path / "empty"), "questions": 0}
+    config = training_config(dataset_dir, tiny_model_dir, output, evaluation=evaluation, dpo={"enabled": False}, maxSteps=1)
+    assert main(["--config", write_config(tmp_path / "config.json", config)]) != 0
+    with open(config["terminationMessagePath"]) as file:
+        result = json.loads(file.read())
+    assert (result["status"], result["reason"]) == ("Failed", "ServingAdapterMissing")
+    assert str(tmp_path / "empty") in result["message"]
+    assert not (output / "metrics.json").exists(), "nothing is published for a run that failed"

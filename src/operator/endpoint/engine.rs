@@ -95,9 +95,9 @@ fn adapter_args(name: &str, uri: &str) -> Result<(String, Option<(String, String
 }
 
 /// What the served adapter's training reported of it (the LoRA rank vLLM needs, its chat
-/// template): from the training job while its model is the one served; while the job trains
-/// again (its status no longer names a model), from the engine that serves the adapter now,
-/// so that a retrain does not change the engine's arguments under it.
+/// template): from the training job while its promoted model is the one served; else (a job
+/// whose status lost its model) from the engine that serves the adapter now, so that nothing
+/// changes the engine's arguments under it.
 pub fn trained_model(
     served: &ServedModel,
     job: Option<&TwinTrainingJob>,
@@ -111,6 +111,8 @@ pub fn trained_model(
     let args = engine.spec.as_ref()?.template.spec.as_ref()?.containers.first()?.args.as_ref()?;
     let after = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
     Some(TrainedModel {
+        run: None,
+        dataset_revision: served.dataset_revision.clone(),
         base_model: served.base_model.clone(),
         adapter_uri: adapter.clone(),
         max_lora_rank: after("--max-lora-rank").and_then(|rank| rank.parse().ok()),

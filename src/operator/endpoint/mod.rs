@@ -28,7 +28,7 @@ use super::children::job_pods::twin_of_pod;
 use super::children::naming::{instance_label, is_controlled_by};
 use super::conditions::Assessment;
 use super::context::Context;
-use super::driver::{Validation, Verdict, referrers, run_controller, settle};
+use super::driver::{Validation, Verdict, publish_event, referrers, run_controller, settle};
 use super::error::{Error, Result};
 use crate::api::endpoint::{EndpointPhase, EngineKind};
 use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
@@ -82,7 +82,13 @@ async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Act
     apply_children(&ctx, &*endpoint, &children.child_set()?).await?;
     let observed = observe(&ctx, &endpoint, &namespace).await?;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let (verdict, status) = status::from_observed(&endpoint, &served, &observed, status, now);
+    let (verdict, mut status) = status::from_observed(&endpoint, &served, &observed, status, now.clone());
+    let held = status::promotion_held(training_job.as_ref());
+    if status::with_promotion_held(&mut status, held.as_ref(), endpoint.metadata.generation, now)
+        && let Some(held) = &held
+    {
+        publish_event(&ctx, &*endpoint, true, "PromotionHeld", &held.message).await;
+    }
     settle(&ctx, &*endpoint, &verdict, status).await
 }
 

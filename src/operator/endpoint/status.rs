@@ -10,8 +10,8 @@ use kube::ResourceExt;
 
 use super::build::{ADAPTER_ANNOTATION, ENGINE_COMPONENT, GATEWAY_COMPONENT, MODEL_ANNOTATION, endpoint_url};
 use super::validate::RESOLVED_RECHECK;
-use crate::api::TwinEndpoint;
 use crate::api::endpoint::{EndpointPhase, EngineKind, ReplicaStatus, ServedModel, TwinEndpointStatus};
+use crate::api::{TwinEndpoint, TwinTrainingJob};
 use crate::contract::labels;
 use crate::operator::conditions::{Assessment, condition};
 use crate::operator::driver::Verdict;
@@ -23,6 +23,9 @@ pub const UNSETTLED_RECHECK: std::time::Duration = std::time::Duration::from_sec
 pub const ENGINE_READY: &str = "EngineReady";
 /// The condition of the gateway.
 pub const GATEWAY_READY: &str = "GatewayReady";
+/// True while the training job's latest run failed its gate and the endpoint serves an
+/// earlier one.
+pub const PROMOTION_HELD: &str = "PromotionHeld";
 
 /// What a pod can be stuck on, mildest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -313,4 +316,64 @@ pub fn from_observed(
     };
     let recheck = if assessment.ready { RESOLVED_RECHECK } else { UNSETTLED_RECHECK };
     (Verdict { assessment, recheck: Some(recheck) }, status)
+}
+
+/// The `PromotionHeld` condition's assessment (`ready` standing for True) from the training job
+/// the endpoint serves: held while the job's latest run failed its gate and an earlier run's
+/// adapter is served; absent for a job without a gate.
+pub fn promotion_held(job: Option<&TwinTrainingJob>) -> Option<Assessment<EndpointPhase>> {
+    let job = job?;
+    job.spec.evaluation.gate.as_ref()?;
+    let status = job.status.clone().unwrap_or_default();
+    let name = job.name_any();
+    let served = status.model.as_ref();
+    let held = status
+        .evaluation
+        .as_ref()
+        .filter(|e| !e.passed && served.is_some_and(|m| m.run.as_deref() != Some(e.run.as_str())));
+    Some(match (held, status.evaluation.as_ref()) {
+        (Some(held), _) => {
+            let served = served.expect("a held run has a served one");
+            Assessment::ready(
+                EndpointPhase::Ready,
+                "GateFailed",
+                format!(
+                    "run {} of TwinTrainingJob {name:?} failed its evaluation gate ({}; measured {}), so this endpoint keeps serving run {} (adapter {})",
+                    held.run,
+                    held.shortfalls.join("; "),
+                    crate::eval::promotion::figures(held),
+                    served.run.as_deref().unwrap_or("-"),
+                    served.adapter_uri
+                ),
+            )
+        }
+        (None, Some(latest)) if latest.passed => Assessment::not_ready(
+            EndpointPhase::Ready,
+            "LatestRunPromoted",
+            format!("run {} of TwinTrainingJob {name:?} passed its gate and is promoted", latest.run),
+        ),
+        _ => Assessment::not_ready(
+            EndpointPhase::Ready,
+            "NoRunHeld",
+            format!("no run of TwinTrainingJob {name:?} is held back by its gate"),
+        ),
+    })
+}
+
+/// The status with its `PromotionHeld` condition set from `held` (or removed), and whether it
+/// turned True with a new message now (which deserves an Event).
+pub fn with_promotion_held(
+    status: &mut TwinEndpointStatus,
+    held: Option<&Assessment<EndpointPhase>>,
+    generation: Option<i64>,
+    now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> bool {
+    let before = status.conditions.iter().find(|c| c.type_ == PROMOTION_HELD).cloned();
+    status.conditions.retain(|c| c.type_ != PROMOTION_HELD);
+    let Some(held) = held else { return false };
+    let condition = condition(PROMOTION_HELD, held, generation, before.as_slice(), now);
+    let news =
+        held.ready && before.as_ref().is_none_or(|b| b.status != "True" || b.message != condition.message);
+    status.conditions.push(condition);
+    news
 }

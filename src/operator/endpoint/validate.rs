@@ -1,5 +1,6 @@
-//! Validating a TwinEndpoint (pure): the model it serves resolves (a Succeeded TwinTrainingJob's
-//! adapter, or a base model), then the dataset it retrieves from is Ready.
+//! Validating a TwinEndpoint (pure): the model it serves resolves (a TwinTrainingJob's promoted
+//! adapter, or a base model), then the dataset it retrieves from is Ready; and whether the
+//! job's latest run was held back from it by its gate.
 
 use std::time::Duration;
 
@@ -56,24 +57,33 @@ pub fn resolve_model(
                 return wait(EndpointPhase::Pending, "TrainingJobNotFound", message);
             };
             let status = job.status.as_ref();
-            // A new run of the job (waiting, training or failed) leaves the adapter of its last
-            // good run in place: the endpoint goes on serving it, and watching over it.
+            // The job's promoted model: the newest run that passed its gate, kept while later
+            // runs train, fail or are rejected.
+            if let Some(promoted) = status.and_then(|s| s.model.as_ref()) {
+                let legacy_revision = || {
+                    // Written before models named their revision: the status's, which was the
+                    // model's while a new run cleared the model.
+                    status
+                        .filter(|s| s.phase == Some(TrainingPhase::Succeeded))
+                        .and_then(|s| s.dataset_revision.clone())
+                };
+                return Validation::Proceed(ServedModel {
+                    base_model: promoted.base_model.clone(),
+                    adapter_uri: Some(promoted.adapter_uri.clone()),
+                    training_job: Some(name.clone()),
+                    dataset_revision: promoted.dataset_revision.clone().or_else(legacy_revision),
+                });
+            }
+            // A job whose status lost its model (recreated, or written by an older operator):
+            // the adapter this endpoint serves stays, and is watched over.
             let last_good = endpoint.status.as_ref().and_then(|s| s.model.as_ref()).filter(|shown| {
                 shown.training_job.as_deref() == Some(name.as_str()) && shown.adapter_uri.is_some()
             });
-            if let Some(last_good) = last_good
-                && status.and_then(|s| s.phase) != Some(TrainingPhase::Succeeded)
-            {
+            if let Some(last_good) = last_good {
                 return Validation::Proceed(last_good.clone());
             }
-            match (status.and_then(|s| s.phase), status.and_then(|s| s.model.as_ref())) {
-                (Some(TrainingPhase::Succeeded), Some(trained)) => Validation::Proceed(ServedModel {
-                    base_model: trained.base_model.clone(),
-                    adapter_uri: Some(trained.adapter_uri.clone()),
-                    training_job: Some(name.clone()),
-                    dataset_revision: status.and_then(|s| s.dataset_revision.clone()),
-                }),
-                (Some(TrainingPhase::Failed), _) => wait(
+            match status.and_then(|s| s.phase) {
+                Some(TrainingPhase::Failed) => wait(
                     EndpointPhase::Failed,
                     "TrainingJobFailed",
                     format!(
@@ -81,12 +91,22 @@ pub fn resolve_model(
                         upstream_failure(job)
                     ),
                 ),
-                (phase, _) => {
+                Some(TrainingPhase::Rejected) => wait(
+                    EndpointPhase::Failed,
+                    "GateFailed",
+                    format!(
+                        "no run of TwinTrainingJob {name:?} has passed its evaluation gate, so there is no model to serve: {}",
+                        upstream_failure(job)
+                    ),
+                ),
+                phase => {
                     let state = phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "not started".into());
                     wait(
                         EndpointPhase::Pending,
                         "WaitingForModel",
-                        format!("TwinTrainingJob {name:?} is {state}; serving starts once it has Succeeded"),
+                        format!(
+                            "TwinTrainingJob {name:?} is {state}; serving starts once a run has Succeeded"
+                        ),
                     )
                 }
             }

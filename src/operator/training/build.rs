@@ -115,6 +115,8 @@ fn pod_template(
         (dataset.spec.output.uri.as_str(), false),
         (job.spec.base_model.uri.as_str(), false),
         (job.spec.output.uri.as_str(), true),
+        // A control text of the user's own (`builtin:` ones ship with the trainer).
+        (job.spec.evaluation.control.as_str(), false),
     ];
     let claims = claims(&read);
     mount_claims(claims.iter().map(|(claim, writes)| (claim.as_str(), *writes)), &mut volumes, &mut mounts);

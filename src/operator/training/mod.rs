@@ -120,6 +120,7 @@ fn count_run(ctx: &Context, job: &TwinTrainingJob, phase: &TrainingPhase, status
     let name = match phase {
         TrainingPhase::Running => "Running",
         TrainingPhase::Succeeded => "Succeeded",
+        TrainingPhase::Rejected => "Rejected",
         TrainingPhase::Failed => "Failed",
         _ => return,
     };

@@ -11,7 +11,8 @@ use crate::api::training::{
     BackendStatus, TrainedModel, TrainingMetrics, TrainingPhase, TwinTrainingJobStatus,
 };
 use crate::contract::TrainerResult;
-use crate::contract::trainer::TrainerSuccess;
+use crate::contract::trainer::{TrainerSuccess, must_beat_adapter};
+use crate::eval::promotion;
 use crate::operator::children::job_pods::JobPods;
 use crate::operator::conditions::Assessment;
 use crate::operator::dataset::status::job_condition;
@@ -56,7 +57,7 @@ pub fn from_run(
             Some(Ok(TrainerResult::Succeeded(success))) => {
                 status.completion_time = job_status.completion_time.clone();
                 backend.detail = Some("Complete".into());
-                published(job, &mut status, output, &success)
+                published(job, &mut status, run, output, &success)
             }
             _ => Assessment::not_ready(
                 TrainingPhase::Failed,
@@ -140,17 +141,20 @@ fn died_without_a_result(name: &str, why: &str, pods: &JobPods) -> Assessment<Tr
 
 /// The stored status carried over to `run`, executed as `name` on the backend `kind`: the
 /// run's revision and backend, and, when the stored status is a previous run's, what that run
-/// reported cleared.
+/// reported cleared. The promoted model stays: endpoints serve it whatever this run does.
 pub fn new_run(job: &TwinTrainingJob, run: &Run, name: &str, kind: &str) -> TwinTrainingJobStatus {
     let mut status = job.status.clone().unwrap_or_default();
     status.dataset_revision = Some(run.revision.clone());
     let previous = status.backend.take().filter(|b| b.job_name.as_deref() == Some(name));
     if previous.is_none() {
         status.metrics = None;
-        status.model = None;
+        status.evaluation = None;
         status.start_time = None;
         status.completion_time = None;
+        // Fixed now, before this run may be promoted itself.
+        status.must_beat_adapter_uri = must_beat_adapter(job, run);
     }
+    status.run = Some(run.name.clone());
     status.backend = Some(BackendStatus {
         kind: kind.into(),
         job_name: Some(name.into()),
@@ -159,11 +163,13 @@ pub fn new_run(job: &TwinTrainingJob, run: &Run, name: &str, kind: &str) -> Twin
     status
 }
 
-/// A run that published its adapter, on either backend: its metrics and model in the status,
-/// and the Ready assessment saying where the adapter is.
+/// A run that published its adapter, on either backend: its metrics and evaluation in the
+/// status, and its model promoted when the evaluation passed the job's gate (or there is
+/// none); the Ready assessment saying where the adapter is, or why it is not served.
 pub fn published(
     job: &TwinTrainingJob,
     status: &mut TwinTrainingJobStatus,
+    run: &Run,
     output: &StorageUri,
     success: &TrainerSuccess,
 ) -> Assessment<TrainingPhase> {
@@ -173,11 +179,36 @@ pub fn published(
         sft_eval_loss: success.sft_eval_loss,
         dpo_reward_accuracy: success.dpo_reward_accuracy,
     });
-    status.model = Some(TrainedModel {
-        base_model: job.spec.base_model.uri.clone(),
-        adapter_uri: adapter.clone(),
-        max_lora_rank: success.vllm_max_lora_rank,
-        chat_template: success.chat_template.clone(),
-    });
-    Assessment::ready(TrainingPhase::Succeeded, "AdapterPublished", success.summary(&adapter))
+    let evaluation = promotion::judge(
+        &job.spec.evaluation,
+        &run.name,
+        &adapter,
+        success,
+        status.must_beat_adapter_uri.as_deref(),
+        Some(output.join("metrics.json").to_string()),
+    );
+    let summary = success.summary(&adapter);
+    let verdict = if evaluation.passed {
+        status.model = Some(TrainedModel {
+            run: Some(run.name.clone()),
+            dataset_revision: Some(run.revision.clone()),
+            base_model: job.spec.base_model.uri.clone(),
+            adapter_uri: adapter.clone(),
+            max_lora_rank: success.vllm_max_lora_rank,
+            chat_template: success.chat_template.clone(),
+        });
+        Assessment::ready(TrainingPhase::Succeeded, "AdapterPublished", summary)
+    } else {
+        let kept = status
+            .model
+            .as_ref()
+            .map(|m| (m.run.as_deref().unwrap_or("before this one"), m.adapter_uri.as_str()));
+        Assessment::not_ready(
+            TrainingPhase::Rejected,
+            "GateFailed",
+            promotion::rejection(&evaluation, kept, &summary),
+        )
+    };
+    status.evaluation = Some(evaluation);
+    verdict
 }

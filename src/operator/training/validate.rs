@@ -33,6 +33,10 @@ pub fn validate(
     for check in [
         check_storage_uri("spec.output.uri", &job.spec.output.uri),
         check_model_uri("spec.baseModel.uri", &job.spec.base_model.uri),
+        match job.spec.evaluation.control.as_str() {
+            builtin if builtin.starts_with("builtin:") => StorageCheck::Usable,
+            control => check_storage_uri("spec.evaluation.control", control),
+        },
     ] {
         if let StorageCheck::Unusable(message) = check {
             return wait(TrainingPhase::Failed, "InvalidSpec", message);
@@ -46,8 +50,10 @@ pub fn validate(
     let pinned = job_status
         .filter(|s| s.observed_generation == job.metadata.generation)
         .and_then(|s| s.dataset_revision.clone());
-    let finished =
-        matches!(job_status.and_then(|s| s.phase), Some(TrainingPhase::Succeeded | TrainingPhase::Failed));
+    let finished = matches!(
+        job_status.and_then(|s| s.phase),
+        Some(TrainingPhase::Succeeded | TrainingPhase::Rejected | TrainingPhase::Failed)
+    );
     let ready_revision = dataset
         .and_then(|d| d.status.as_ref())
         .filter(|s| s.phase == Some(DatasetPhase::Ready))

@@ -56,6 +56,14 @@ class EvaluationSettings:
     max_tokens: int = 768
     # The control text: `builtin:opticks` (shipped with the trainer) or a local file.
     control: str = "builtin:opticks"
+    # Test instructions the adapter and the base model answer (greedy) for the author-likeness
+    # win rate; 0 skips generation.
+    questions: int = 4
+    # Longest answer generated, in tokens.
+    answer_tokens: int = 128
+    # The adapter served now (a PEFT folder: local, file:// or s3://), which the gate asks this
+    # run to beat: its NLL on the same held-out answers is measured too.
+    serving_adapter_uri: str | None = None
 
 
 @dataclass
@@ -183,8 +191,11 @@ def _check(config: Config) -> None:
         raise config_error(f"sft.loraDropout must be in [0, 1), not {sft.lora_dropout}")
     if dpo.beta < 0:
         raise config_error(f"dpo.beta must not be negative, not {dpo.beta}")
-    if (config.evaluation.passages or 0) < 0 or config.evaluation.max_tokens < 16:
+    evaluation = config.evaluation
+    if (evaluation.passages or 0) < 0 or evaluation.max_tokens < 16:
         raise config_error("evaluation.passages must be 0 or more and evaluation.maxTokens at least 16")
+    if evaluation.questions < 0 or evaluation.answer_tokens < 8:
+        raise config_error("evaluation.questions must be 0 or more and evaluation.answerTokens at least 8")
     if config.max_steps is not None and config.max_steps <= 0:
         raise config_error(f"maxSteps must be above 0, not {config.max_steps}")
 

@@ -8,8 +8,11 @@ the same process and on the same device. The same measure as `twin eval`'s likel
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import random
 import re
+from collections import Counter
 
 # Resamples drawn for an interval (as twin eval).
 RESAMPLES = 2000
@@ -111,25 +114,173 @@ def read_control(control: str) -> str:
 
     from .errors import config_error
 
+    from .storage import local_path
+
     if control == "builtin:opticks":
         return resources.files("twin_trainer").joinpath("control/opticks.txt").read_text(encoding="utf-8")
+    path = local_path(control)
+    if path is None:
+        raise config_error(f"evaluation.control {control}: the trainer reads a control text from builtin:opticks or a file, not a remote URI")
     try:
-        with open(control, encoding="utf-8") as file:
+        with open(path, encoding="utf-8") as file:
             return file.read()
     except OSError as error:
         raise config_error(f"evaluation.control {control}: cannot read it: {error}") from None
 
 
-def after_training(config, model, tokenizer, test: list[dict]) -> dict:
-    """The evaluation a run records in metrics.json, as its configuration asks."""
+def after_training(config, model, tokenizer, test: list[dict], train: list[dict], workdir: str) -> dict:
+    """The evaluation a run records in metrics.json, as its configuration asks: likelihood
+    against the base (and against the serving adapter, when one is named), then answers."""
     settings = config.evaluation
     if not settings.enabled:
-        return {"notMeasured": {"likelihood": "evaluation.enabled is false"}}
+        return {"notMeasured": {"likelihood": "evaluation.enabled is false", "answers": "evaluation.enabled is false"}}
     text = read_control(settings.control)
     passages = settings.passages
     if passages is None:
         passages = 32 if next(model.parameters()).is_cuda else 8
-    return likelihood(model, tokenizer, test, text, passages, settings.max_tokens, config.seed)
+    result = likelihood(model, tokenizer, test, text, passages, settings.max_tokens, config.seed)
+    if settings.serving_adapter_uri:
+        serving = against_serving(model, tokenizer, test, passages, settings, config.seed, workdir)
+        if "notMeasured" in serving:
+            result.setdefault("notMeasured", {})["serving"] = serving["notMeasured"]
+        else:
+            result["serving"] = serving
+    answered = answers(model, tokenizer, test, train, settings.questions, settings.answer_tokens, config.seed)
+    if "notMeasured" in answered:
+        result.setdefault("notMeasured", {}).update(answered["notMeasured"])
+    else:
+        result["answers"] = answered
+    return result
+
+
+def against_serving(model, tokenizer, test: list[dict], passages: int, settings, seed: int, workdir: str) -> dict:
+    """NLL per token of the held-out answers under the adapter served now and under this run's,
+    in the same process: `reduction` is serving − this run (positive: this run is closer)."""
+    from . import storage
+    from .errors import TrainerError
+
+    uri = settings.serving_adapter_uri
+    folder = storage.local_path(uri)
+    if folder is None:
+        folder = storage.download(uri, os.path.join(workdir, "serving-adapter"), "serving adapter")
+    if not os.path.isfile(os.path.join(folder, "adapter_config.json")):
+        raise TrainerError("ServingAdapterMissing", f"the serving adapter at {uri} has no adapter_config.json: it is not a PEFT adapter folder")
+    samples = held_out(test, passages)
+    if not samples:
+        return {"notMeasured": "the dataset has no test split"}
+    scorer = _Scorer(model, tokenizer, settings.max_tokens)
+    model.load_adapter(folder, adapter_name="serving")
+    was_training = model.training
+    model.eval()
+    pairs = []
+    try:
+        for sample in samples:
+            model.set_adapter("default")
+            nll_twin, n = scorer.answer(sample)
+            model.set_adapter("serving")
+            nll_serving, _ = scorer.answer(sample)
+            if n:
+                pairs.append((nll_twin / n, nll_serving / n))
+    finally:
+        model.set_adapter("default")
+        model.delete_adapter("serving")
+        model.train(was_training)
+    return {
+        "adapterUri": uri,
+        "nll": _compared(pairs, seed),
+        "reduction": _interval([s - t for t, s in pairs], seed + 3),
+    }
+
+
+# Character n-gram lengths of the author's profile (as twin eval).
+NGRAMS = (3, 4, 5)
+# Differences smaller than this are ties (as twin eval).
+TIE = 1e-9
+
+
+def _ngrams(text: str) -> Counter:
+    chars = " ".join(text.split())
+    return Counter(chars[i : i + n] for n in NGRAMS for i in range(len(chars) - n + 1))
+
+
+class Profile:
+    """The author's character 3–5-gram TF-IDF profile, and the cosine of a text to it: the
+    definition `twin eval` uses (src/eval/style.rs), smoothed idf as scikit-learn's."""
+
+    def __init__(self, passages: list[str]):
+        document_frequency, totals = Counter(), Counter()
+        for passage in passages:
+            counts = _ngrams(passage)
+            document_frequency.update(counts.keys())
+            totals.update(counts)
+        n = len(passages)
+        self.idf = {g: math.log((1 + n) / (1 + df)) + 1 for g, df in document_frequency.items()}
+        self.unseen_idf = math.log(1 + n) + 1
+        self.vector = self._weigh(totals)
+
+    def _weigh(self, counts: Counter) -> dict:
+        vector = {g: c * self.idf.get(g, self.unseen_idf) for g, c in counts.items()}
+        norm = math.sqrt(sum(v * v for v in vector.values()))
+        return {g: v / norm for g, v in vector.items()} if norm else vector
+
+    def likeness(self, text: str) -> float:
+        return sum(v * self.vector.get(g, 0.0) for g, v in self._weigh(_ngrams(text)).items())
+
+
+def answers(model, tokenizer, test: list[dict], train: list[dict], questions: int, answer_tokens: int, seed: int) -> dict:
+    """The adapter's and the base model's greedy answers to `questions` held-out instructions,
+    each answer's likeness to the author's profile (their training answers), and the win rate:
+    the share where the adapter's answer is the closer, ties counting half."""
+    if questions == 0:
+        return {"notMeasured": {"answers": "evaluation.questions is 0"}}
+    samples = held_out(test, questions)
+    if not samples:
+        return {"notMeasured": {"answers": "the dataset has no test split (instruct/test.jsonl is empty or missing)"}}
+    passages = list(dict.fromkeys(s["messages"][-1]["content"] for s in train))
+    if not passages:
+        return {"notMeasured": {"answers": "the dataset has no training answers to profile the author by"}}
+    import torch
+
+    profile = Profile(passages)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+
+    def answer(messages: list[dict]) -> str:
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=answer_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            )
+        return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+
+    items, wins = [], []
+    try:
+        for sample in samples:
+            prompt = sample["messages"][:-1]
+            twin = answer(prompt)
+            with model.disable_adapter():
+                base = answer(prompt)
+            likeness = [profile.likeness(twin), profile.likeness(base)]
+            difference = likeness[0] - likeness[1]
+            wins.append(0.5 if abs(difference) <= TIE else float(difference > 0))
+            items.append({"instruction": prompt[-1]["content"], "twin": twin, "baseline": base, "likeness": likeness})
+    finally:
+        model.train(was_training)
+    pairs = [tuple(item["likeness"]) for item in items]
+    return {
+        "questions": len(items),
+        "answerTokens": answer_tokens,
+        "decoding": "greedy",
+        "authorLikeness": _compared(pairs, seed + 10),
+        "winRate": _interval(wins, seed + 13),
+        "items": items,
+    }
 
 
 def likelihood(model, tokenizer, test: list[dict], control_text: str | None, passages: int, max_tokens: int, seed: int) -> dict:
@@ -173,12 +324,23 @@ def likelihood(model, tokenizer, test: list[dict], control_text: str | None, pas
 
 def headline(evaluation: dict) -> dict:
     """The figures the result line carries (numbers, for SageMaker's metric definitions too):
-    the NLL reduction on the author's held-out answers, and the author-specific one."""
+    the NLL reduction on the author's held-out answers, the author-specific one, the win rate,
+    the reduction against the serving adapter; and, in words, what was not measured."""
     figures = {}
-    answers = evaluation.get("authorAnswers")
-    if answers:
-        figures["evaluationNllReduction"] = -answers["nll"]["difference"]["value"] + 0.0
+    author_answers = evaluation.get("authorAnswers")
+    if author_answers:
+        figures["evaluationNllReduction"] = -author_answers["nll"]["difference"]["value"] + 0.0
     specific = evaluation.get("authorSpecificReduction")
     if specific:
         figures["evaluationAuthorSpecificNllReduction"] = specific["value"]
+    answered = evaluation.get("answers")
+    if answered:
+        figures["evaluationWinRate"] = answered["winRate"]["value"]
+    serving = evaluation.get("serving")
+    if serving:
+        figures["evaluationServingNllReduction"] = serving["reduction"]["value"]
+    not_measured = evaluation.get("notMeasured")
+    if not_measured:
+        # Short: the result line is a termination message (4 KiB at most).
+        figures["evaluationNotMeasured"] = "; ".join(f"{part}: {why}" for part, why in sorted(not_measured.items()))[:600]
     return figures

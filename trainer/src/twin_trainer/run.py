@@ -92,7 +92,8 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
         if not primary:
             return {"status": "Succeeded"}
         # The adapter against its base on the held-out passages and the control text.
-        evaluation = evaluate.after_training(config, model, tokenizer, data.sft_test)
+        evaluation = evaluate.after_training(config, model, tokenizer, data.sft_test, data.sft_train, workdir)
+        figures = evaluate.headline(evaluation)
         out = model_dir or os.path.join(workdir, "out")
         os.makedirs(out, exist_ok=True)
         adapter_dir = os.path.join(out, "adapter")
@@ -120,6 +121,8 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
             "sft": _stage(sft),
             "dpo": dpo_metrics,
             "evaluation": evaluation,
+            # The result line's figures, so that a run found finished is judged as it was.
+            "headline": figures,
             "settings": {
                 **train.speed_settings(config, cuda),
                 "sftBatchSize": config.sft.per_device_batch_size,
@@ -158,7 +161,7 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
             "chatTemplate": CHAT_TEMPLATE_FILE,
             # The same, as a number: SageMaker's metric definitions read numbers only.
             "chatTemplateWritten": 1,
-            **evaluate.headline(evaluation),
+            **figures,
         }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -161,9 +161,13 @@ pub fn from_training_job(
                 },
                 evaluation_nll_reduction: observed.metrics.get(RESULT_METRICS[5].0).copied(),
                 evaluation_author_specific_nll_reduction: observed.metrics.get(RESULT_METRICS[6].0).copied(),
+                evaluation_win_rate: observed.metrics.get(RESULT_METRICS[7].0).copied(),
+                evaluation_serving_nll_reduction: observed.metrics.get(RESULT_METRICS[8].0).copied(),
+                // SageMaker keeps numbers only; metrics.json next to the adapter says why.
+                evaluation_not_measured: None,
             };
             status.completion_time = observed.ended.clone().or(observed.last_modified.clone());
-            finished(published(job, &mut status, output, &success))
+            finished(published(job, &mut status, run, output, &success))
         }
         "Failed" => {
             status.completion_time = observed.ended.clone().or(observed.last_modified.clone());

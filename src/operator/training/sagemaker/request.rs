@@ -23,7 +23,7 @@ pub const CONFIG_HYPERPARAMETER: &str = "config";
 /// SageMaker metrics read from the trainer's one-line result, which it prints to its log:
 /// (metric, the result's field). SageMaker keeps each one's final value, which
 /// DescribeTrainingJob returns and the status mirrors, and charts them in its console.
-pub const RESULT_METRICS: [(&str, &str); 7] = [
+pub const RESULT_METRICS: [(&str, &str); 9] = [
     ("sft:train_loss", "sftTrainLoss"),
     ("sft:eval_loss", "sftEvalLoss"),
     ("dpo:reward_accuracy", "dpoRewardAccuracy"),
@@ -33,6 +33,8 @@ pub const RESULT_METRICS: [(&str, &str); 7] = [
     // The run's evaluation against its base model (README, "Evaluating a twin").
     ("twin:nll_reduction", "evaluationNllReduction"),
     ("twin:author_specific_nll_reduction", "evaluationAuthorSpecificNllReduction"),
+    ("twin:win_rate", "evaluationWinRate"),
+    ("twin:serving_nll_reduction", "evaluationServingNllReduction"),
 ];
 
 /// The regular expression that reads a number field of the result line, e.g. `"sftTrainLoss":1.25`
@@ -309,7 +311,7 @@ mod tests {
 
     #[test]
     fn the_metric_regexes_read_the_result_line() {
-        let line = r#"{"chatTemplate":"chat_template.jinja","chatTemplateWritten":1,"dpoRewardAccuracy":0.75,"evaluationAuthorSpecificNllReduction":-0.0123,"evaluationNllReduction":0.0912,"sftEvalLoss":null,"sftTrainLoss":1.5e-2,"status":"Succeeded","vllmMaxLoraRank":16}"#;
+        let line = r#"{"chatTemplate":"chat_template.jinja","chatTemplateWritten":1,"dpoRewardAccuracy":0.75,"evaluationAuthorSpecificNllReduction":-0.0123,"evaluationNllReduction":0.0912,"evaluationServingNllReduction":0.004,"evaluationWinRate":0.5,"sftEvalLoss":null,"sftTrainLoss":1.5e-2,"status":"Succeeded","vllmMaxLoraRank":16}"#;
         let value = |field: &str| {
             let regex = regex_lite::Regex::new(&metric_regex(field)).unwrap();
             regex.captures(line).map(|c| c[1].parse::<f64>().unwrap())
@@ -321,6 +323,10 @@ mod tests {
         assert_eq!(value("sftEvalLoss"), None, "a null is no value");
         assert_eq!(value("evaluationNllReduction"), Some(0.0912));
         assert_eq!(value("evaluationAuthorSpecificNllReduction"), Some(-0.0123), "negative figures too");
+        assert_eq!(
+            (value("evaluationWinRate"), value("evaluationServingNllReduction")),
+            (Some(0.5), Some(0.004))
+        );
         assert!(RESULT_METRICS.iter().all(|(_, field)| line.contains(field)));
     }
 }
