@@ -78,7 +78,17 @@ fn crds_have_the_names_columns_and_subresources_users_rely_on() {
             "twintrainingjobs.llmtwin.dev",
             "TwinTrainingJob",
             "ttj",
-            vec!["Phase", "Dataset", "Revision", "Backend", "Base", "Adapter", "Age"],
+            vec![
+                "Phase",
+                "Dataset",
+                "Revision",
+                "Backend",
+                "NLL-Reduction",
+                "Passed",
+                "Base",
+                "Adapter",
+                "Age",
+            ],
         ),
         (
             "twinendpoints.llmtwin.dev",

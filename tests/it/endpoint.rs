@@ -385,3 +385,192 @@ async fn external_and_embedded_endpoints_run_only_the_gateway() {
     scene.wait_for_phase::<TwinEndpoint>("paul-small", "Ready", "Serving").await;
     operator.shutdown().await;
 }
+
+/// The adapter of run `run` of the example job.
+fn adapter_of(run: &str) -> String {
+    format!("s3://twins-bucket/twins/models/paul-v1/{run}/adapter")
+}
+
+/// The example TwinTrainingJob with `gate` as its evaluation gate and `epochs` (a spec change:
+/// a new run).
+async fn gate_and_retrain(scene: &Scene, gate: &Value, epochs: u32) {
+    scene
+        .apply_example("twintrainingjob.yaml", |job| {
+            job["spec"]["evaluation"] = json!({"gate": gate});
+            job["spec"]["sft"]["epochs"] = json!(epochs);
+        })
+        .await;
+}
+
+/// The endpoint's condition of `type_`.
+fn condition<'a>(endpoint: &'a Value, type_: &str) -> Option<&'a Value> {
+    endpoint["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)
+}
+
+#[tokio::test]
+async fn an_endpoint_serves_its_jobs_promoted_adapter_while_later_runs_train_fail_or_fail_their_gate() {
+    let (scene, operator) = examples_with_a_dataset("promotion", "rev-1").await;
+    scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Running", "Training").await;
+    let passing = r#"{"status":"Succeeded","vllmMaxLoraRank":32,"evaluationNllReduction":0.091,"evaluationAuthorSpecificNllReduction":0.032,"evaluationWinRate":0.75}"#;
+    scene.end_job("paul-v1-train-g1-rev1", 0, passing).await;
+    let first = adapter_of("g1-rev1");
+    let promoted = scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Succeeded", "AdapterPublished").await;
+    assert_eq!(promoted["status"]["model"]["run"], "g1-rev1");
+    assert_eq!(promoted["status"]["model"]["datasetRevision"], "rev-1");
+    assert_eq!(
+        promoted["status"]["evaluation"],
+        json!({"run": "g1-rev1", "adapterUri": first, "nllReduction": 0.091, "authorSpecificNllReduction": 0.032,
+               "winRate": 0.75, "passed": true,
+               "metricsUri": "s3://twins-bucket/twins/models/paul-v1/g1-rev1/metrics.json"})
+    );
+    let ready = scene.wait_for_phase::<TwinEndpoint>("paul", "Ready", "Serving").await;
+    assert_eq!(ready["status"]["model"]["adapterUri"], first);
+    assert!(condition(&ready, "PromotionHeld").is_none(), "a job without a gate holds nothing back");
+    let history = record_history(&scene);
+
+    // A gate, and a new run under it: the job keeps its promoted model while it trains.
+    let gate = json!({"minimums": {"authorSpecificNllReduction": 0.01}, "mustBeat": "serving"});
+    gate_and_retrain(&scene, &gate, 4).await;
+    let training = scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Running", "Training").await;
+    assert_eq!(training["status"]["run"], "g2-rev1");
+    assert_eq!(
+        training["status"]["model"]["adapterUri"], first,
+        "the promoted model stays while a run trains"
+    );
+    assert!(training["status"].get("evaluation").is_none(), "no figure of a run still training");
+    // The run must beat the adapter served, which its trainer is given to measure.
+    let config = scene.get::<k8s_openapi::api::core::v1::ConfigMap>("paul-v1-train-g2-rev1").await.unwrap();
+    let config: Value = serde_json::from_str(config["data"]["config.json"].as_str().unwrap()).unwrap();
+    assert_eq!(config["evaluation"]["servingAdapterUri"], first);
+    assert_eq!(training["status"]["mustBeatAdapterUri"], first);
+
+    // Meanwhile the engine crash-loops: Degraded, with the adapter it serves still named.
+    let engine_pod = pod_of(&scene, "paul", "engine").await;
+    end_pod(&scene.client, &scene.namespace, &engine_pod, 1, None, "RuntimeError: CUDA error").await;
+    let degraded = scene.wait_for_phase::<TwinEndpoint>("paul", "Degraded", "EngineCrashLoopBackOff").await;
+    assert_eq!(degraded["status"]["model"]["adapterUri"], first);
+    delete_pod(&scene, &engine_pod).await;
+    scene.wait_for_phase::<TwinEndpoint>("paul", "Ready", "Serving").await;
+
+    // The run fails: the job says so, and its promoted model stays served.
+    let failure = r#"{"status":"Failed","reason":"OutOfMemory","message":"SFT ran out of GPU memory"}"#;
+    scene.end_job("paul-v1-train-g2-rev1", 1, failure).await;
+    let failed = scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Failed", "OutOfMemory").await;
+    assert_eq!(failed["status"]["model"]["adapterUri"], first);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let after_failure = scene.wait_for_phase::<TwinEndpoint>("paul", "Ready", "Serving").await;
+    assert_eq!(after_failure["status"]["model"]["adapterUri"], first);
+    // ... and a crash loop after the failure is reported too.
+    let engine_pod = pod_of(&scene, "paul", "engine").await;
+    end_pod(&scene.client, &scene.namespace, &engine_pod, 1, None, "RuntimeError: CUDA error").await;
+    scene.wait_for_phase::<TwinEndpoint>("paul", "Degraded", "EngineCrashLoopBackOff").await;
+    delete_pod(&scene, &engine_pod).await;
+    scene.wait_for_phase::<TwinEndpoint>("paul", "Ready", "Serving").await;
+
+    // A run that trains but falls short of its gate is Rejected; the endpoint keeps serving the
+    // promoted adapter and says which run was held back and why, with an Event.
+    gate_and_retrain(&scene, &gate, 5).await;
+    scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Running", "Training").await;
+    let short = r#"{"status":"Succeeded","vllmMaxLoraRank":32,"evaluationNllReduction":0.05,"evaluationAuthorSpecificNllReduction":0.002,"evaluationServingNllReduction":0.01}"#;
+    scene.end_job("paul-v1-train-g3-rev1", 0, short).await;
+    let rejected = scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Rejected", "GateFailed").await;
+    let status = &rejected["status"];
+    assert_eq!(status["model"]["adapterUri"], first, "a rejected run is not promoted");
+    assert_eq!(status["evaluation"]["passed"], false);
+    assert_eq!(
+        status["evaluation"]["shortfalls"],
+        json!(["authorSpecificNllReduction +0.002 < minimum +0.010"])
+    );
+    assert_eq!(status["evaluation"]["servingNllReduction"], 0.01);
+    let message = ready_message(&rejected);
+    assert!(
+        message.contains(&format!("the promoted adapter {first} (run g1-rev1) stays served")),
+        "{message}"
+    );
+    let held = eventually("PromotionHeld on the endpoint", || async {
+        let endpoint = scene.get::<TwinEndpoint>("paul").await?;
+        (condition(&endpoint, "PromotionHeld")?["status"] == "True").then_some(endpoint)
+    })
+    .await;
+    assert_eq!(held["status"]["phase"], "Ready");
+    assert_eq!(held["status"]["model"]["adapterUri"], first);
+    let reason = condition(&held, "PromotionHeld").unwrap();
+    let said = reason["message"].as_str().unwrap();
+    assert_eq!(reason["reason"], "GateFailed");
+    for part in [
+        "run g3-rev1",
+        "authorSpecificNllReduction +0.002 < minimum +0.010",
+        "nllReduction +0.050",
+        "keeps serving run g1-rev1",
+    ] {
+        assert!(said.contains(part), "{part:?} not in {said}");
+    }
+    let event = eventually("a PromotionHeld Event", || async {
+        scene
+            .list::<k8s_openapi::api::events::v1::Event>()
+            .await
+            .into_iter()
+            .find(|e| e["reason"] == "PromotionHeld")
+    })
+    .await;
+    assert_eq!(
+        (event["type"].as_str(), event["regarding"]["name"].as_str()),
+        (Some("Warning"), Some("paul"))
+    );
+    let engine = scene.get::<Deployment>("paul-engine").await.unwrap();
+    assert_eq!(engine["metadata"]["annotations"]["llmtwin.dev/adapter"], first, "nothing rolled");
+    // kubectl shows the latest run's figure and whether it passed.
+    let table = crate::support::control_plane::shared().run_kubectl(&[
+        "get",
+        "ttj",
+        "paul-v1",
+        "-n",
+        &scene.namespace,
+    ]);
+    let (head, row) = table.split_once('\n').unwrap();
+    let columns: Vec<&str> = head.split_whitespace().collect();
+    let values: Vec<&str> = row.split_whitespace().collect();
+    let at = |name: &str| {
+        values[columns.iter().position(|c| *c == name).unwrap_or_else(|| panic!("no {name} in {table}"))]
+    };
+    assert_eq!((at("PHASE"), at("NLL-REDUCTION"), at("PASSED")), ("Rejected", "0.05", "false"), "{table}");
+
+    // A run that passes rolls out, and nothing is held any more.
+    gate_and_retrain(&scene, &gate, 6).await;
+    scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Running", "Training").await;
+    scene
+        .end_job(
+            "paul-v1-train-g4-rev1",
+            0,
+            passing
+                .replace("0.75", "0.8")
+                .replace("\"vllm", "\"evaluationServingNllReduction\":0.02,\"vllm")
+                .as_str(),
+        )
+        .await;
+    let second = adapter_of("g4-rev1");
+    let rolled = eventually("Ready with the passing run's adapter", || async {
+        let endpoint = scene.get::<TwinEndpoint>("paul").await?;
+        (crate::support::wait::has_phase(&endpoint, "Ready", "Serving")
+            && endpoint["status"]["model"]["adapterUri"] == second)
+            .then_some(endpoint)
+    })
+    .await;
+    let released = condition(&rolled, "PromotionHeld").unwrap();
+    assert_eq!(
+        (released["status"].as_str(), released["reason"].as_str()),
+        (Some("False"), Some("LatestRunPromoted"))
+    );
+    let history = history.lock().unwrap().clone();
+    let phases: Vec<&str> = history
+        .iter()
+        .filter(|o| o["kind"] == "TwinEndpoint" && o["metadata"]["name"] == "paul")
+        .map(|o| o["status"]["phase"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        phases.iter().all(|p| matches!(*p, "Ready" | "Deploying" | "Degraded")),
+        "the endpoint stopped serving while its job retrained: {:#?}",
+        summary(&history)
+    );
+    operator.shutdown().await;
+}

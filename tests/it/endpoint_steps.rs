@@ -534,6 +534,46 @@ fn a_new_run_or_a_failed_retrain_of_the_served_job_keeps_its_adapter_serving() {
     // Serving another job's adapter does not count: a new reference waits for its job.
     endpoint.status.as_mut().unwrap().model.as_mut().unwrap().training_job = Some("paul-v0".into());
     assert!(matches!(validate::resolve_model(&endpoint, Some(&job)), Validation::Wait(_)));
+    // A job whose only run failed its gate has nothing to serve, and the endpoint says why.
+    job.status.as_mut().unwrap().phase = Some(TrainingPhase::Rejected);
+    let Validation::Wait(verdict) = validate::resolve_model(&endpoint, Some(&job)) else {
+        panic!("a rejected adapter is served")
+    };
+    assert_eq!(
+        (verdict.assessment.phase, verdict.assessment.reason.as_str()),
+        (EndpointPhase::Failed, "GateFailed")
+    );
+}
+
+#[test]
+fn the_promoted_model_is_served_whatever_the_jobs_latest_run_does() {
+    let documents = fixture("endpoint-vllm.yaml");
+    let (endpoint, job, _, served) = resolved(&documents);
+    let mut job = job.expect("the fixture's training job");
+    let promoted = job.status.as_ref().unwrap().model.clone().unwrap();
+    // A model written by this operator names its run and revision; the latest run moves on.
+    let model = job.status.as_mut().unwrap().model.as_mut().unwrap();
+    model.run = Some("g1-rev1".into());
+    model.dataset_revision = Some("rev-promoted".into());
+    for phase in
+        [TrainingPhase::Running, TrainingPhase::Failed, TrainingPhase::Rejected, TrainingPhase::Pending]
+    {
+        let status = job.status.as_mut().unwrap();
+        status.phase = Some(phase);
+        status.dataset_revision = Some("rev-latest".into());
+        let Validation::Proceed(kept) = validate::resolve_model(&endpoint, Some(&job)) else {
+            panic!("{phase:?}: the promoted model is not served")
+        };
+        assert_eq!(kept.adapter_uri.as_ref(), Some(&promoted.adapter_uri), "{phase:?}");
+        assert_eq!(
+            kept.dataset_revision.as_deref(),
+            Some("rev-promoted"),
+            "{phase:?}: the adapter's own revision"
+        );
+    }
+    // Without a gate nothing is held, and no condition says otherwise.
+    assert_eq!(status::promotion_held(Some(&job)), None);
+    assert_eq!(served.adapter_uri, Some(promoted.adapter_uri));
 }
 
 #[test]

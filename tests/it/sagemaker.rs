@@ -93,7 +93,9 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
             "vllm:max_lora_rank",
             "twin:chat_template",
             "twin:nll_reduction",
-            "twin:author_specific_nll_reduction"
+            "twin:author_specific_nll_reduction",
+            "twin:win_rate",
+            "twin:serving_nll_reduction"
         ]
     );
     assert_eq!(request["RoleArn"], "arn:aws:iam::123456789012:role/twin-sagemaker-training");
@@ -162,7 +164,13 @@ async fn a_sagemaker_run_is_created_once_and_mirrors_the_training_job() {
     assert_eq!(status["metrics"], json!({"sftTrainLoss": 1.25, "sftEvalLoss": 1.5}));
     assert_eq!(
         status["model"],
-        json!({"baseModel": "s3://twins-bucket/models/Llama-3.1-8B", "adapterUri": "s3://twins-bucket/twins/models/paul-v1-sagemaker/g1-rev1/adapter", "maxLoraRank": 16})
+        json!({"run": "g1-rev1", "datasetRevision": "rev-1", "baseModel": "s3://twins-bucket/models/Llama-3.1-8B",
+               "adapterUri": "s3://twins-bucket/twins/models/paul-v1-sagemaker/g1-rev1/adapter", "maxLoraRank": 16})
+    );
+    // The evaluation's figures, from SageMaker's metrics, judged (no gate: promoted).
+    assert_eq!(
+        (status["evaluation"]["nllReduction"].as_f64(), status["evaluation"]["passed"].as_bool()),
+        (Some(0.125), Some(true))
     );
     assert!(status["startTime"].is_string() && status["completionTime"].is_string(), "{status}");
     assert!(message(&done).contains("DPO skipped: no reward accuracy"), "{done}");

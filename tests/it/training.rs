@@ -1,7 +1,7 @@
 //! The TwinTrainingJob controller's kubernetes backend on the real control plane: the trainer
 //! Job and its configuration, waiting for the dataset, success and failure from the trainer's
 //! termination message on a kwok GPU node, no second Job after a restart, and when a new run
-//! starts.
+//! starts (the promoted model staying meanwhile).
 
 use std::time::Duration;
 
@@ -118,7 +118,14 @@ async fn a_training_job_runs_the_trainer_on_gpus_and_reports_its_result() {
     );
     assert_eq!(
         status["model"],
-        json!({"baseModel": "hf://meta-llama/Llama-3.1-8B", "adapterUri": "s3://twins-bucket/twins/models/paul-v1/g1-rev3f9a/adapter", "maxLoraRank": 32})
+        json!({"run": "g1-rev3f9a", "datasetRevision": "rev-3f9a", "baseModel": "hf://meta-llama/Llama-3.1-8B",
+               "adapterUri": "s3://twins-bucket/twins/models/paul-v1/g1-rev3f9a/adapter", "maxLoraRank": 32})
+    );
+    // A result with no evaluation figures passes a job without a gate, and claims no figure.
+    assert_eq!(
+        status["evaluation"],
+        json!({"run": "g1-rev3f9a", "adapterUri": "s3://twins-bucket/twins/models/paul-v1/g1-rev3f9a/adapter",
+               "passed": true, "metricsUri": "s3://twins-bucket/twins/models/paul-v1/g1-rev3f9a/metrics.json"})
     );
     assert!(status["startTime"].is_string() && status["completionTime"].is_string(), "{status}");
     assert!(status["conditions"][0]["message"].as_str().unwrap().contains("SFT loss 1.250"));
@@ -145,7 +152,16 @@ async fn a_training_job_runs_the_trainer_on_gpus_and_reports_its_result() {
     scene.wait_for_phase::<TwinDataset>("paul", "Ready", "RevisionPublished").await;
     let retrained = scene.wait_for_phase::<TwinTrainingJob>("paul-v2", "Running", "Training").await;
     assert_eq!(retrained["status"]["datasetRevision"], "rev-b00c");
-    assert!(retrained["status"].get("model").is_none(), "a new run does not show the last run's adapter");
+    assert_eq!(
+        retrained["status"]["model"]["adapterUri"],
+        "s3://twins-bucket/twins/models/paul-v2/g1-rev3f9a/adapter",
+        "the promoted model stays while a new run trains"
+    );
+    assert!(
+        retrained["status"].get("metrics").is_none() && retrained["status"].get("evaluation").is_none(),
+        "a new run shows no figure of the last one: {}",
+        retrained["status"]
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         trainer_jobs(&scene).await,
