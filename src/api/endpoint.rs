@@ -291,6 +291,11 @@ pub struct Rag {
     #[serde(default = "default_top_k")]
     #[schemars(range(min = 0, max = 64))]
     pub top_k: u32,
+    /// Which revision of the dataset passages come from: `latest`, its newest Ready revision
+    /// (a new post is cited as soon as it is built, with no training run), or `adapter`, the
+    /// revision the served adapter was trained on (retrieval moves only with a new adapter).
+    #[serde(default)]
+    pub revision: RetrievalRevision,
 }
 
 fn default_top_k() -> u32 {
@@ -299,8 +304,19 @@ fn default_top_k() -> u32 {
 
 impl Default for Rag {
     fn default() -> Self {
-        Self { top_k: default_top_k() }
+        Self { top_k: default_top_k(), revision: RetrievalRevision::default() }
     }
+}
+
+/// Which dataset revision the gateway retrieves from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RetrievalRevision {
+    /// The dataset's newest Ready revision.
+    #[default]
+    Latest,
+    /// The revision the served adapter was trained on.
+    Adapter,
 }
 
 /// Prometheus scraping.
@@ -366,9 +382,12 @@ pub struct ServedModel {
     /// The TwinTrainingJob that produced the adapter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training_job: Option<String>,
-    /// The dataset revision the adapter was trained on and the gateway retrieves from.
+    /// The dataset revision the gateway retrieves from (`gateway.rag.revision`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset_revision: Option<String>,
+    /// The dataset revision the adapter was trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_revision: Option<String>,
 }
 
 /// Ready/desired replicas, as `"ready/desired"`.

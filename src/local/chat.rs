@@ -69,11 +69,17 @@ fn source_lines(sources: &[Source]) -> Vec<String> {
         .collect()
 }
 
-/// What answered, in one line: the model, its adapter, the dataset revision.
+/// What answered, in one line: the model, its adapter (and the revision it learned from, when
+/// retrieval uses a newer one), the dataset revision.
 fn lineage_line(lineage: &Lineage) -> String {
     let mut line = lineage.base_model.clone();
     if let Some(adapter) = &lineage.adapter {
         line.push_str(&format!(" with adapter {adapter}"));
+        if let Some(trained) =
+            lineage.adapter_revision.as_ref().filter(|t| lineage.revision.as_ref() != Some(*t))
+        {
+            line.push_str(&format!(" (trained on revision {trained})"));
+        }
     }
     if let (Some(dataset), Some(revision)) = (&lineage.dataset, &lineage.revision) {
         line.push_str(&format!(", passages from dataset {dataset} revision {revision}"));
@@ -312,10 +318,17 @@ mod tests {
             engine: "embedded".into(),
             base_model: "smollm2.gguf".into(),
             adapter: Some("/out/models/paul-v1/g1-r1/adapter.gguf".into()),
+            adapter_revision: Some("r1".into()),
         };
         assert_eq!(
             lineage_line(&lineage),
             "smollm2.gguf with adapter /out/models/paul-v1/g1-r1/adapter.gguf, passages from dataset paul revision r1"
+        );
+        // Retrieval on a newer revision than the adapter learned from: both named.
+        lineage.revision = Some("r2".into());
+        assert_eq!(
+            lineage_line(&lineage),
+            "smollm2.gguf with adapter /out/models/paul-v1/g1-r1/adapter.gguf (trained on revision r1), passages from dataset paul revision r2"
         );
         lineage.adapter = None;
         lineage.revision = None;

@@ -13,7 +13,7 @@ use clap::Parser;
 use super::manifest::{self, Located, Twin};
 use super::state::State;
 use super::up::Status;
-use crate::api::endpoint::EngineKind;
+use crate::api::endpoint::{EngineKind, RetrievalRevision};
 use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use crate::contract::trainer::{Run, revision_folder, run_output};
 use crate::serve::config::{ApiKey, ServeArgs};
@@ -157,6 +157,8 @@ struct Model {
     model: String,
     /// The adapter.
     adapter: Option<PathBuf>,
+    /// The dataset revision the adapter was trained on.
+    adapter_revision: Option<String>,
     /// Why it serves less than asked (reason, message), if it does.
     degraded: Option<(String, String)>,
     /// Why the adapter is not the training job's latest (its latest run failed its gate).
@@ -185,7 +187,7 @@ fn model(
     let model =
         gguf_base(&job.spec.base_model.uri, &format!("TwinTrainingJob {name:?}'s spec.baseModel.uri"))?;
     let entry = state.get("TwinTrainingJob", namespace, name);
-    let promoted = state.promoted(namespace, name);
+    let promoted = super::train::promoted_here(job, state);
     let Some(revision) = promoted.as_deref() else {
         let why =
             entry.map_or_else(|| "has not run".to_string(), |e| format!("is {} ({})", e.phase, e.reason));
@@ -203,22 +205,33 @@ fn model(
         gguf_adapter(&output.join("adapter").to_string(), &format!("TwinTrainingJob {name:?}'s adapter"))?;
     // The job's latest run failed its gate: the promoted one serves, and the status says so.
     let held = entry.filter(|e| e.phase == "Rejected").map(|e| e.message.clone());
-    Ok(Model { model, adapter: Some(adapter), degraded: None, held })
+    Ok(Model {
+        model,
+        adapter: Some(adapter),
+        adapter_revision: Some(revision.to_string()),
+        degraded: None,
+        held,
+    })
 }
 
-/// The endpoint's dataset revision folder, when it names a dataset.
+/// The endpoint's dataset revision folder, when it names a dataset: the newest one built, or
+/// with `gateway.rag.revision: adapter` the one its adapter was trained on.
 fn knowledge(
     endpoint: &TwinEndpoint,
     resources: &[Located],
     state: &State,
     namespace: &str,
+    adapter_revision: Option<&str>,
 ) -> Result<Option<(String, String)>, Status> {
     let Some(reference) = &endpoint.spec.dataset_ref else { return Ok(None) };
     let name = &reference.name;
     let ready = state.get("TwinDataset", namespace, name).filter(|e| e.phase == "Ready");
-    let (Some(dataset), Some(revision)) =
-        (dataset(resources, namespace, name), ready.and_then(|e| e.revision.clone()))
-    else {
+    let newest = ready.and_then(|e| e.revision.clone());
+    let revision = match (endpoint.spec.gateway.rag.revision, adapter_revision) {
+        (RetrievalRevision::Adapter, Some(trained)) => Some(trained.to_string()),
+        _ => newest,
+    };
+    let (Some(dataset), Some(revision)) = (dataset(resources, namespace, name), revision) else {
         let message = format!("TwinDataset {name:?} is not Ready here; the endpoint serves once it is");
         return Err(Status::new("Pending", "WaitingForDataset", message));
     };
@@ -265,24 +278,29 @@ pub fn plan(resource: &Located, here: &Here, url: &str) -> Result<Plan, Status> 
     }
     let mut serving = Vec::new();
     let mut degraded = None;
+    let mut adapter_revision = None;
     if endpoint.spec.engine.kind == EngineKind::External {
         let upstream = endpoint.spec.engine.url.clone().unwrap_or_default();
         serving.push(format!("the model at {upstream}"));
         argv.extend(["--engine".into(), "openai".into(), "--upstream".into(), upstream]);
     } else {
         let resolved = model(endpoint, resources, state, namespace)?;
+        adapter_revision = resolved.adapter_revision.clone();
         serving.push(resolved.model.clone());
         argv.extend(["--engine".into(), "embedded".into(), "--model".into(), resolved.model]);
         if let Some(adapter) = resolved.adapter {
             serving.push(format!("with adapter {}", adapter.display()));
             argv.extend(["--adapter".into(), adapter.display().to_string()]);
         }
+        if let Some(revision) = &resolved.adapter_revision {
+            argv.extend(["--adapter-revision".into(), revision.clone()]);
+        }
         if let Some(held) = resolved.held {
             serving.push(format!("(PromotionHeld: {held})"));
         }
         degraded = resolved.degraded;
     }
-    let knowledge = knowledge(endpoint, resources, state, namespace)?;
+    let knowledge = knowledge(endpoint, resources, state, namespace, adapter_revision.as_deref())?;
     if let Some((folder, revision)) = &knowledge {
         serving.push(format!("on dataset revision {revision}"));
         argv.extend(["--dataset".into(), folder.clone()]);

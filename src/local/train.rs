@@ -47,6 +47,15 @@ fn outcome(phase: &'static str, reason: &str, message: String) -> Outcome {
     Outcome { phase, reason: reason.into(), message, promoted: None }
 }
 
+/// The revision of `job`'s promoted run in `state`, when that run's folder is in the job's
+/// output as the YAML names it now (YAML that moved its output starts with nothing promoted).
+pub fn promoted_here(job: &TwinTrainingJob, state: &super::state::State) -> Option<String> {
+    let namespace = job.metadata.namespace.as_deref().unwrap_or(super::manifest::DEFAULT_NAMESPACE);
+    let revision = state.promoted(namespace, job.metadata.name.as_deref()?)?;
+    let output = run_output(job, &Run::new(job, &revision)).ok()?;
+    local_folder(&output).is_some_and(|folder| folder.is_dir()).then_some(revision)
+}
+
 /// `job` as the operator would see it with `promoted` (a revision it trained before) as its
 /// promoted model: what the run's configuration and its gate read.
 fn with_promoted(job: &TwinTrainingJob, promoted: Option<&str>) -> Result<TwinTrainingJob, String> {

@@ -175,7 +175,7 @@ fn work(resource: &Located, context: &Context, state: &State) -> (Status, Option
                 _ => None,
             };
             let ready = state.get("TwinDataset", namespace, name).filter(|e| e.phase == "Ready");
-            let promoted = state.promoted(namespace, resource.twin.name());
+            let promoted = train::promoted_here(job, state);
             let (Some(dataset), Some(revision)) = (dataset, ready.and_then(|e| e.revision.clone())) else {
                 let waiting = format!("TwinDataset {name:?} is not Ready here; training starts once it is");
                 return (Status::new("Pending", "WaitingForDataset", waiting), None);

@@ -318,6 +318,9 @@ pub struct Lineage {
     /// The LoRA adapter.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adapter: Option<String>,
+    /// The dataset revision the adapter was trained on (retrieval may use a newer one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter_revision: Option<String>,
 }
 
 /// Token counts.

@@ -176,6 +176,7 @@ async fn prepare(gateway: &Arc<Gateway>, chat: &ValidChat, started: Instant) -> 
         engine: info.kind.to_string(),
         base_model: info.model.clone(),
         adapter: info.adapter.clone(),
+        adapter_revision: gateway.adapter_revision.clone().filter(|_| info.adapter.is_some()),
     };
     Ok(Prepared {
         id: format!("chatcmpl-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),

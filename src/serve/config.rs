@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// The LoRA adapter the upstream serves on its base model, named in the lineage.
     #[arg(long, env = "TWIN_SERVE_UPSTREAM_ADAPTER", value_name = "URI")]
     pub upstream_adapter: Option<String>,
+    /// The dataset revision the adapter was trained on, named in every answer's lineage next to
+    /// the revision retrieval uses (`--dataset`), which may be newer.
+    #[arg(long, env = "TWIN_SERVE_ADAPTER_REVISION", value_name = "REVISION")]
+    pub adapter_revision: Option<String>,
     /// A file holding the upstream's API key (sent as a bearer token).
     #[arg(long, env = "TWIN_SERVE_UPSTREAM_API_KEY_FILE", value_name = "FILE")]
     pub upstream_api_key_file: Option<PathBuf>,

@@ -255,6 +255,7 @@ pub async fn serve(
         has_dataset: location.is_some(),
         system_prompt: args.system_prompt.clone().filter(|p| !p.trim().is_empty()),
         top_k: args.top_k,
+        adapter_revision: args.adapter_revision.clone(),
         answer_tokens: args.answer_tokens.max(1),
         api_key_sha256,
         in_flight: Arc::new(Semaphore::new(args.max_in_flight.max(1))),

@@ -41,6 +41,9 @@ pub struct Gateway {
     pub system_prompt: Option<String>,
     /// Passages per request unless the request says otherwise.
     pub top_k: u32,
+    /// The dataset revision the adapter was trained on, named in the lineage next to the one
+    /// retrieved from.
+    pub adapter_revision: Option<String>,
     /// Tokens kept for the answer when a request does not set `max_tokens`.
     pub answer_tokens: u32,
     /// SHA-256 of the API key clients must send.

@@ -252,8 +252,17 @@ async fn a_vllm_endpoint_deploys_reports_failing_pods_prunes_and_rolls_a_new_ada
     assert!(scene.get::<PodDisruptionBudget>("paul").await.is_some(), "two gateway replicas keep theirs");
     scene.wait_for_phase::<TwinEndpoint>("paul", "Ready", "Serving").await;
 
-    // A new dataset revision and a re-run training job: the engine rolls first (by surge, the
-    // old pod serving meanwhile), then the gateway pins the adapter's revision.
+    // Retrieval pinned to the adapter's revision: a new dataset revision and a re-run training
+    // job, and the engine rolls first (by surge, the old pod serving meanwhile), then the
+    // gateway moves to the new adapter's revision.
+    scene
+        .apply_example("twinendpoint.yaml", |e| {
+            e["spec"]["engine"]["modelCache"] = json!({"sizeLimit": "20Gi"});
+            e["spec"]["monitoring"]["serviceMonitor"] = json!(false);
+            e["spec"].as_object_mut().unwrap().remove("autoscaling");
+            e["spec"]["gateway"]["rag"]["revision"] = json!("adapter");
+        })
+        .await;
     scene.apply_example("twindataset.yaml", |d| d["spec"]["author"]["name"] = json!("Paul I.")).await;
     scene.publish_build("paul", "paul-build-2", "rev-2").await;
     let history = record_history(&scene);
@@ -556,6 +565,7 @@ async fn an_endpoint_serves_its_jobs_promoted_adapter_while_later_runs_train_fai
             .then_some(endpoint)
     })
     .await;
+    assert_eq!(rolled["status"]["model"]["adapterRevision"], "rev-1");
     let released = condition(&rolled, "PromotionHeld").unwrap();
     assert_eq!(
         (released["status"].as_str(), released["reason"].as_str()),
@@ -572,5 +582,40 @@ async fn an_endpoint_serves_its_jobs_promoted_adapter_while_later_runs_train_fai
         "the endpoint stopped serving while its job retrained: {:#?}",
         summary(&history)
     );
+
+    // The dataset publishes a new revision: retrieval moves to it at once (the default,
+    // `rag.revision: latest`), with no training run, and the answers name both revisions.
+    scene.apply_example("twindataset.yaml", |d| d["spec"]["chunking"]["maxTokens"] = json!(384)).await;
+    scene.publish_build("paul", "paul-build-2", "rev-2").await;
+    let moved = eventually("the gateway on rev-2 with the promoted adapter", || async {
+        let gateway = scene.get::<Deployment>("paul").await?;
+        (env(&gateway, "TWIN_SERVE_DATASET")? == "s3://twins-bucket/twins/datasets/paul/rev-2")
+            .then_some(gateway)
+    })
+    .await;
+    assert_eq!(env(&moved, "TWIN_SERVE_UPSTREAM_ADAPTER").as_deref(), Some(second.as_str()));
+    assert_eq!(env(&moved, "TWIN_SERVE_ADAPTER_REVISION").as_deref(), Some("rev-1"));
+    let fresh = eventually("the endpoint Ready on rev-2", || async {
+        let endpoint = scene.get::<TwinEndpoint>("paul").await?;
+        (crate::support::wait::has_phase(&endpoint, "Ready", "Serving")
+            && endpoint["status"]["model"]["datasetRevision"] == "rev-2")
+            .then_some(endpoint)
+    })
+    .await;
+    assert_eq!(
+        (
+            fresh["status"]["model"]["adapterUri"].as_str(),
+            fresh["status"]["model"]["adapterRevision"].as_str()
+        ),
+        (Some(second.as_str()), Some("rev-1"))
+    );
+    let trainers: Vec<String> = scene
+        .list::<k8s_openapi::api::batch::v1::Job>()
+        .await
+        .iter()
+        .filter_map(|job| job["metadata"]["name"].as_str().map(str::to_string))
+        .filter(|name| name.contains("-train-"))
+        .collect();
+    assert!(trainers.iter().all(|name| !name.ends_with("rev2")), "no run trains on rev-2: {trainers:?}");
     operator.shutdown().await;
 }

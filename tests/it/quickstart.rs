@@ -2,7 +2,8 @@
 //! smaller corpus of book pages and 2 training steps) built, trained on the real SmolLM2 and
 //! served with the embedded engine; the twin asked over HTTP, its answer citing passages of the
 //! corpus and naming the adapter it came from; a second run reusing the revision and the
-//! adapter; and, without the trainer, the base model served and said to be only that.
+//! adapter; a new page with a gate no run passes (the new page cited at once, the rejected run
+//! not served); and, without the trainer, the base model served and said to be only that.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -250,6 +251,68 @@ fn the_quickstart_builds_trains_and_serves_a_twin_that_cites_its_corpus_and_reus
     let answer = ask(&url_in(&ready), "How do I define a struct?");
     assert_eq!(answer["lineage"]["adapter"], adapter.display().to_string(), "{answer}");
     assert_eq!(again.stop().0, Some(0));
+
+    // A new page, and a gate no run can pass: the dataset publishes a new revision, which the
+    // endpoint retrieves from at once; the run on it trains, fails its gate and is not served.
+    scratch.write(
+        "book/ch04-03-slices.html",
+        page(
+            "The Slice Type",
+            "Slices let you reference a contiguous sequence of elements in a collection rather than the whole collection. A string slice is a reference to part of a String.",
+        ),
+    );
+    let gated = quickstart_yaml(&root).replace(
+        "  evaluation:",
+        "  evaluation:
+    passages: 2
+    gate: {minimums: {nllReduction: 100}}",
+    );
+    assert!(gated.contains("gate:"), "{gated}");
+    scratch.write("twins/quickstart.yaml", gated);
+    let mut held = Up::start(&root, Some(&python));
+    let rebuilt = held.wait_for("twindataset/rust-book Ready (RevisionPublished)", &failed, limit);
+    let fresh = rebuilt.split("revision ").nth(1).unwrap().split(':').next().unwrap().to_string();
+    assert_ne!(fresh, revision);
+    let rejected = held.wait_for("twintrainingjob/rust-book-v1 Rejected (GateFailed)", &failed, limit);
+    for part in [
+        "failed its evaluation gate (nllReduction ",
+        "< minimum +100.000",
+        &format!("(run {run}) stays served"),
+    ] {
+        assert!(rejected.contains(part), "{part:?} not in {rejected}");
+    }
+    let ready = held.wait_for("twinendpoint/rust-book Ready (Serving)", &failed, limit);
+    assert!(ready.contains(&adapter.display().to_string()) && ready.contains("PromotionHeld"), "{ready}");
+    let answer = ask(&url_in(&ready), "What is a slice in Rust?");
+    assert_eq!(
+        answer["lineage"]["adapter"],
+        adapter.display().to_string(),
+        "the held run is not served: {answer}"
+    );
+    assert_eq!(
+        answer["lineage"]["revision"],
+        fresh.as_str(),
+        "retrieval moved to the new revision: {answer}"
+    );
+    assert_eq!(
+        answer["lineage"]["adapterRevision"],
+        revision.as_str(),
+        "the adapter's own revision: {answer}"
+    );
+    let cited = answer["sources"].as_array().unwrap();
+    assert!(
+        cited.iter().any(|s| s["url"].as_str().unwrap().ends_with("/book/ch04-03-slices.html")),
+        "the new page is cited with no training in between: {answer}"
+    );
+    let (code, said) = held.stop();
+    assert_eq!(code, Some(1), "a rejected run is not a goal reached: {said}");
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(root.join("state/state.json")).unwrap()).unwrap();
+    let job = state["resources"].as_array().unwrap().iter().find(|e| e["kind"] == "TwinTrainingJob").unwrap();
+    assert_eq!(
+        (job["phase"].as_str(), job["promoted"].as_str()),
+        (Some("Rejected"), Some(revision.as_str()))
+    );
 
     // Without the trainer, and with nothing trained in this output folder: the endpoint serves
     // the base model, and says it is only that.

@@ -143,6 +143,13 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         places.push((folder, false));
         annotations.insert(REVISION_ANNOTATION.to_string(), revision.to_string());
     }
+    // Every engine's answers name the revision the adapter learned from, next to the one
+    // retrieval uses.
+    if pinned.adapter_uri.is_some()
+        && let Some(revision) = &pinned.adapter_revision
+    {
+        env.push(env_var("TWIN_SERVE_ADAPTER_REVISION", revision.clone()));
+    }
     if let Some(log) = &gateway.prompt_log_uri {
         env.push(env_var("TWIN_SERVE_PROMPT_LOG", in_pod(log)));
         places.push((log.clone(), true));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kube::ResourceExt;
 
 use crate::api::dataset::DatasetPhase;
-use crate::api::endpoint::{EndpointPhase, ServedModel};
+use crate::api::endpoint::{EndpointPhase, RetrievalRevision, ServedModel};
 use crate::api::training::TrainingPhase;
 use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use crate::operator::conditions::Assessment;
@@ -67,11 +67,13 @@ pub fn resolve_model(
                         .filter(|s| s.phase == Some(TrainingPhase::Succeeded))
                         .and_then(|s| s.dataset_revision.clone())
                 };
+                let revision = promoted.dataset_revision.clone().or_else(legacy_revision);
                 return Validation::Proceed(ServedModel {
                     base_model: promoted.base_model.clone(),
                     adapter_uri: Some(promoted.adapter_uri.clone()),
                     training_job: Some(name.clone()),
-                    dataset_revision: promoted.dataset_revision.clone().or_else(legacy_revision),
+                    dataset_revision: revision.clone(),
+                    adapter_revision: revision,
                 });
             }
             // A job whose status lost its model (recreated, or written by an older operator):
@@ -116,6 +118,7 @@ pub fn resolve_model(
             adapter_uri: model.adapter_uri.clone(),
             training_job: None,
             dataset_revision: None,
+            adapter_revision: None,
         }),
         (None, None) => wait(
             EndpointPhase::Failed,
@@ -125,9 +128,9 @@ pub fn resolve_model(
     }
 }
 
-/// The served model with the dataset revision retrieval uses (the one the adapter was trained
-/// on when there is one), given the dataset as observed; with the verdict to stop on when the
-/// dataset is not Ready.
+/// The served model with the dataset revision retrieval uses (the dataset's newest published
+/// one, or with `gateway.rag.revision: adapter` the one the adapter was trained on), given the
+/// dataset as observed; with the verdict to stop on when it has published none yet.
 pub fn resolve_dataset(
     endpoint: &TwinEndpoint,
     dataset: Option<&TwinDataset>,
@@ -147,9 +150,15 @@ pub fn resolve_dataset(
         };
         let status = dataset.status.as_ref();
         match (status.and_then(|s| s.phase), status.and_then(|s| s.revision.clone())) {
-            (Some(DatasetPhase::Ready), Some(revision)) => {
-                served.dataset_revision.get_or_insert(revision);
-            }
+            // The newest published revision (kept in the status while the dataset builds again,
+            // or after a build failed: its files stay where they are), unless retrieval is
+            // pinned to the adapter's.
+            (_, Some(newest)) => match endpoint.spec.gateway.rag.revision {
+                RetrievalRevision::Latest => served.dataset_revision = Some(newest),
+                RetrievalRevision::Adapter => {
+                    served.dataset_revision.get_or_insert(newest);
+                }
+            },
             (Some(DatasetPhase::Failed), _) => {
                 let message = format!(
                     "TwinDataset {name:?} failed: {}; serving starts once it is Ready",
