@@ -619,3 +619,103 @@ async fn an_endpoint_serves_its_jobs_promoted_adapter_while_later_runs_train_fai
     assert!(trainers.iter().all(|name| !name.ends_with("rev2")), "no run trains on rev-2: {trainers:?}");
     operator.shutdown().await;
 }
+
+/// A scheduled refresh of the example dataset, run now (`kubectl create job --from=cronjob/`),
+/// publishes `revision`.
+async fn refresh(scene: &Scene, job: &str, revision: &str) {
+    scene.wait_for::<k8s_openapi::api::batch::v1::CronJob>("paul-refresh").await;
+    scene.plane.run_kubectl(&["create", "job", job, "--from=cronjob/paul-refresh", "-n", &scene.namespace]);
+    let ready = scene.publish_build("paul", job, revision).await;
+    assert_eq!(ready["status"]["revision"], revision);
+}
+
+/// The run of the example job (its second generation: the test edits it) on `revision` has
+/// started; its trainer configuration.
+async fn run_started(scene: &Scene, revision: &str) -> Value {
+    let run = format!("g2-{}", revision.replace('-', ""));
+    let running = scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Running", "Training").await;
+    assert_eq!(running["status"]["run"], run.as_str());
+    let config =
+        scene.wait_for::<k8s_openapi::api::core::v1::ConfigMap>(&format!("paul-v1-train-{run}")).await;
+    serde_json::from_str(config["data"]["config.json"].as_str().unwrap()).unwrap()
+}
+
+/// The endpoint Ready and serving `adapter`.
+async fn serving(scene: &Scene, adapter: &str) -> Value {
+    eventually(&format!("the endpoint Ready with {adapter}"), || async {
+        let endpoint = scene.get::<TwinEndpoint>("paul").await?;
+        (crate::support::wait::has_phase(&endpoint, "Ready", "Serving")
+            && endpoint["status"]["model"]["adapterUri"] == adapter)
+            .then_some(endpoint)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn continuous_training_retrains_on_each_refresh_and_serves_only_runs_that_pass() {
+    let scene = Scene::new("continuous").await;
+    scene.gpu_node("kwok-l4", 8).await;
+    let operator = scene.operator("replica-a").await;
+    scene.apply_examples().await;
+    // Retrain on every new revision, promoting only a run at least as close to the author as
+    // the one served.
+    scene
+        .apply_example("twintrainingjob.yaml", |job| {
+            job["spec"]["retrainOnNewRevision"] = json!(true);
+            job["spec"]["evaluation"] =
+                json!({"gate": {"minimums": {"authorSpecificNllReduction": 0.01}, "mustBeat": "serving"}});
+        })
+        .await;
+    scene.publish_build("paul", "paul-build-1", "rev-1").await;
+    let config = run_started(&scene, "rev-1").await;
+    assert!(config["evaluation"].get("servingAdapterUri").is_none(), "the first run has nothing to beat");
+    let result = |specific: f64, serving: f64| {
+        format!(
+            r#"{{"status":"Succeeded","vllmMaxLoraRank":32,"evaluationNllReduction":0.09,"evaluationAuthorSpecificNllReduction":{specific},"evaluationServingNllReduction":{serving}}}"#
+        )
+    };
+    scene.end_job("paul-v1-train-g2-rev1", 0, &result(0.03, 0.0)).await;
+    serving(&scene, &adapter_of("g2-rev1")).await;
+
+    // The nightly refresh finds a new post: a new revision, which retrieval uses at once and
+    // the job trains on, measured against the adapter served; it passes and rolls out.
+    refresh(&scene, "refresh-1", "rev-2").await;
+    let config = run_started(&scene, "rev-2").await;
+    assert_eq!(config["evaluation"]["servingAdapterUri"], adapter_of("g2-rev1").as_str());
+    let meanwhile = eventually("retrieval on rev-2 while the run trains", || async {
+        let endpoint = scene.get::<TwinEndpoint>("paul").await?;
+        (endpoint["status"]["model"]["datasetRevision"] == "rev-2"
+            && crate::support::wait::has_phase(&endpoint, "Ready", "Serving"))
+        .then_some(endpoint)
+    })
+    .await;
+    assert_eq!(meanwhile["status"]["model"]["adapterUri"], adapter_of("g2-rev1").as_str());
+    scene.end_job("paul-v1-train-g2-rev2", 0, &result(0.04, 0.012)).await;
+    let rolled = serving(&scene, &adapter_of("g2-rev2")).await;
+    assert_eq!(rolled["status"]["model"]["adapterRevision"], "rev-2");
+
+    // The next refresh: its run is further from the author than the one served, so it is
+    // rejected and the endpoint keeps the passing adapter, saying why.
+    refresh(&scene, "refresh-2", "rev-3").await;
+    let config = run_started(&scene, "rev-3").await;
+    assert_eq!(config["evaluation"]["servingAdapterUri"], adapter_of("g2-rev2").as_str());
+    scene.end_job("paul-v1-train-g2-rev3", 0, &result(0.05, -0.02)).await;
+    let rejected = scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Rejected", "GateFailed").await;
+    let shortfall = rejected["status"]["evaluation"]["shortfalls"][0].as_str().unwrap();
+    assert!(
+        shortfall.starts_with(&format!("does not beat the serving adapter {}", adapter_of("g2-rev2"))),
+        "{shortfall}"
+    );
+    let held = eventually("PromotionHeld naming the rev-3 run", || async {
+        let endpoint = scene.get::<TwinEndpoint>("paul").await?;
+        let held = condition(&endpoint, "PromotionHeld")?;
+        (held["status"] == "True" && held["message"].as_str()?.contains("run g2-rev3")).then_some(endpoint)
+    })
+    .await;
+    assert_eq!(held["status"]["phase"], "Ready");
+    assert_eq!(held["status"]["model"]["adapterUri"], adapter_of("g2-rev2").as_str());
+    assert_eq!(held["status"]["model"]["datasetRevision"], "rev-3", "retrieval still moves on");
+    let engine = scene.get::<Deployment>("paul-engine").await.unwrap();
+    assert_eq!(engine["metadata"]["annotations"]["llmtwin.dev/adapter"], adapter_of("g2-rev2").as_str());
+    operator.shutdown().await;
+}
