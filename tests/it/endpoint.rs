@@ -609,13 +609,7 @@ async fn an_endpoint_serves_its_jobs_promoted_adapter_while_later_runs_train_fai
         ),
         (Some(second.as_str()), Some("rev-1"))
     );
-    let trainers: Vec<String> = scene
-        .list::<k8s_openapi::api::batch::v1::Job>()
-        .await
-        .iter()
-        .filter_map(|job| job["metadata"]["name"].as_str().map(str::to_string))
-        .filter(|name| name.contains("-train-"))
-        .collect();
+    let trainers = crate::training::trainer_jobs(&scene).await;
     assert!(trainers.iter().all(|name| !name.ends_with("rev2")), "no run trains on rev-2: {trainers:?}");
     operator.shutdown().await;
 }

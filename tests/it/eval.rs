@@ -288,7 +288,8 @@ fn a_twin_of_the_author_passes_a_gate_that_a_twin_of_the_control_text_fails() {
              apiVersion: llmtwin.dev/v1alpha1\nkind: TwinTrainingJob\nmetadata: {{name: {name}-v1, namespace: default}}\nspec:\n  \
              datasetRef: {{name: {name}}}\n  baseModel: {{uri: \"file://{model}\"}}\n  \
              sft: {{method: lora, loraRank: 16, loraAlpha: 32, learningRate: 3.0e-4, maxSeqLength: 384, perDeviceBatchSize: 4}}\n  \
-             dpo: {{enabled: false}}\n  backend: {{kubernetes: {{}}}}\n  output: {{uri: \"file://{root}/out\"}}\n  maxSteps: 12\n",
+             dpo: {{enabled: false}}\n  backend: {{kubernetes: {{}}}}\n  output: {{uri: \"file://{root}/out\"}}\n  maxSteps: 12\n  \
+             evaluation: {{questions: 8, answerTokens: 64}}\n",
             minilm = model_dir().display(),
             model = model.display(),
         )
@@ -342,6 +343,16 @@ fn a_twin_of_the_author_passes_a_gate_that_a_twin_of_the_control_text_fails() {
         ]);
         (output, evaluation(&out))
     };
+    // What the trainer measured of each twin's answers, against the base's.
+    let trained = |job: &str| -> Value {
+        let runs = scratch.0.join(format!("out/models/{job}"));
+        let run = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+        serde_json::from_slice(&std::fs::read(run.join("metrics.json")).unwrap()).unwrap()
+    };
+    for job in ["book-v1", "newton-v1"] {
+        let answers = &trained(job)["evaluation"]["answers"];
+        println!("{job}: win rate {} author-likeness {}", answers["winRate"], answers["authorLikeness"]);
+    }
     let (right, right_figures) = evaluate("book-v1");
     let (wrong, wrong_figures) = evaluate("newton-v1");
     println!("the book's twin:\n{}\nNewton's twin:\n{}", said(&right), said(&wrong));

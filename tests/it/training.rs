@@ -16,7 +16,7 @@ use crate::support::repo;
 use crate::support::scene::Scene;
 
 /// The trainer Jobs of the scene, by name.
-async fn trainer_jobs(scene: &Scene) -> Vec<String> {
+pub(crate) async fn trainer_jobs(scene: &Scene) -> Vec<String> {
     let mut names: Vec<String> = scene
         .list::<Job>()
         .await

@@ -134,11 +134,15 @@ def after_training(config, model, tokenizer, test: list[dict], train: list[dict]
     settings = config.evaluation
     if not settings.enabled:
         return {"notMeasured": {"likelihood": "evaluation.enabled is false", "answers": "evaluation.enabled is false"}}
+    import time
+
+    started = time.monotonic()
     text = read_control(settings.control)
     passages = settings.passages
     if passages is None:
         passages = 32 if next(model.parameters()).is_cuda else 8
     result = likelihood(model, tokenizer, test, text, passages, settings.max_tokens, config.seed)
+    result["likelihoodSeconds"] = round(time.monotonic() - started, 3)
     if settings.serving_adapter_uri:
         serving = against_serving(model, tokenizer, test, passages, settings, config.seed, workdir)
         if "notMeasured" in serving:
@@ -150,6 +154,7 @@ def after_training(config, model, tokenizer, test: list[dict], train: list[dict]
         result.setdefault("notMeasured", {}).update(answered["notMeasured"])
     else:
         result["answers"] = answered
+    result["seconds"] = round(time.monotonic() - started, 3)
     return result
 
 
