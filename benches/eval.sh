@@ -36,7 +36,7 @@ common=(eval --dataset "file://$dataset" --model "$model" --adapter "$run/adapte
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 HF_HUB_OFFLINE=1 timed "twin eval, whole test split" target/release/twin "${common[@]}" --passages 0 --out "$work/whole"
 HF_HUB_OFFLINE=1 timed "twin eval, quickstart's settings" target/release/twin "${common[@]}" \
-  --questions 3 --passages 12 --max-tokens 64 --top-k 3 --out "$work/quick"
+  --questions 2 --passages 5 --max-tokens 40 --top-k 2 --out "$work/quick"
 echo
 echo "whole test split:"
 cat "$work/twin eval, whole test split.out"

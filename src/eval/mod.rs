@@ -40,8 +40,10 @@ use crate::storage::hub::HubOptions;
 /// 1730; public domain), prose that is nobody's twin. The trainer's package holds the file, so
 /// that the trainer's evaluation and this one read the same text.
 const CONTROL_TEXT: &str = include_str!("../../trainer/src/twin_trainer/control/opticks.txt");
-/// Words of one control passage (about the size of a dataset passage).
-const CONTROL_PASSAGE_WORDS: usize = 180;
+/// Words of one control passage: about the size of a dataset passage (a 256-token chunk is
+/// some 120–190 words), so that the author's and the control's scored texts cost alike and
+/// their per-token NLLs compare texts of one length.
+const CONTROL_PASSAGE_WORDS: usize = 120;
 /// Exit status when the gate failed (errors exit 1).
 pub const GATE_FAILED: u8 = 3;
 

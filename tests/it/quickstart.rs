@@ -262,10 +262,8 @@ fn the_quickstart_builds_trains_and_serves_a_twin_that_cites_its_corpus_and_reus
         ),
     );
     let gated = quickstart_yaml(&root).replace(
-        "  evaluation:",
-        "  evaluation:
-    passages: 2
-    gate: {minimums: {nllReduction: 100}}",
+        "    enabled: false",
+        "    passages: 2\n    questions: 0\n    gate: {minimums: {nllReduction: 100}}",
     );
     assert!(gated.contains("gate:"), "{gated}");
     scratch.write("twins/quickstart.yaml", gated);

@@ -17,7 +17,7 @@ from collections import Counter
 # Resamples drawn for an interval (as twin eval).
 RESAMPLES = 2000
 # Words of one control passage (as twin eval).
-CONTROL_PASSAGE_WORDS = 180
+CONTROL_PASSAGE_WORDS = 120
 
 
 def control_passages(text: str) -> list[str]:
