@@ -619,8 +619,15 @@ async fn an_endpoint_serves_its_jobs_promoted_adapter_while_later_runs_train_fai
 async fn refresh(scene: &Scene, job: &str, revision: &str) {
     scene.wait_for::<k8s_openapi::api::batch::v1::CronJob>("paul-refresh").await;
     scene.plane.run_kubectl(&["create", "job", job, "--from=cronjob/paul-refresh", "-n", &scene.namespace]);
-    let ready = scene.publish_build("paul", job, revision).await;
-    assert_eq!(ready["status"]["revision"], revision);
+    scene.end_job(job, 0, &crate::support::scene::build_result("paul", revision)).await;
+    // Ready already (with the last revision): waited for until it names the new one.
+    eventually(&format!("the dataset Ready with {revision}"), || async {
+        let dataset = scene.get::<twin_operator::api::TwinDataset>("paul").await?;
+        (crate::support::wait::has_phase(&dataset, "Ready", "RevisionPublished")
+            && dataset["status"]["revision"] == revision)
+            .then_some(())
+    })
+    .await;
 }
 
 /// The run of the example job (its second generation: the test edits it) on `revision` has

@@ -6,7 +6,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use serde_json::{Value, json};
-use twin_operator::api::endpoint::{EndpointPhase, ServedModel, TwinEndpointStatus};
+use twin_operator::api::endpoint::{EndpointPhase, RetrievalRevision, ServedModel, TwinEndpointStatus};
 use twin_operator::api::training::TrainingPhase;
 use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use twin_operator::operator::OperatorSettings;
@@ -154,9 +154,12 @@ fn a_vllm_endpoint_runs_the_adapter_on_gpus_behind_the_gateway() {
         "every answer's lineage names what vLLM serves"
     );
     assert_eq!(
-        env(gateway, "TWIN_SERVE_DATASET").as_deref(),
-        Some("s3://twins/out/datasets/paul/r1"),
-        "retrieval reads the revision the adapter was trained on, not the dataset's newest (r2)"
+        (
+            env(gateway, "TWIN_SERVE_DATASET").as_deref(),
+            env(gateway, "TWIN_SERVE_ADAPTER_REVISION").as_deref()
+        ),
+        (Some("s3://twins/out/datasets/paul/r2"), Some("r1")),
+        "retrieval reads the dataset's newest revision (r2); the lineage names the adapter's (r1) too"
     );
     assert_eq!(env(gateway, "TWIN_SERVE_API_KEY_FILE").as_deref(), Some("/var/run/twin/api-key/api-key"));
     assert_eq!(env(gateway, "TWIN_SERVE_PROMPT_LOG").as_deref(), Some("s3://twins/prompt-logs/paul"));
@@ -444,7 +447,14 @@ fn status_comes_from_deployments_and_pods_and_never_says_ready_over_a_failing_po
 #[test]
 fn a_new_adapter_rolls_the_engine_before_the_gateway_moves_to_its_revision() {
     let documents = fixture("endpoint-vllm.yaml");
-    let (endpoint, _, _, served) = resolved(&documents);
+    let (mut endpoint, job, dataset, latest) = resolved(&documents);
+    assert_eq!(latest.dataset_revision.as_deref(), Some("r2"), "by default, the dataset's newest revision");
+    // Retrieval pinned to the revision the adapter was trained on.
+    endpoint.spec.gateway.rag.revision = RetrievalRevision::Adapter;
+    let Validation::Proceed(model) = validate::resolve_model(&endpoint, job.as_ref()) else {
+        panic!("the fixture's model resolves")
+    };
+    let (served, _) = validate::resolve_dataset(&endpoint, dataset.as_ref(), model);
     let old = ServedModel {
         adapter_uri: Some("s3://twins/out/models/paul-v1/g0-r0/adapter".into()),
         dataset_revision: Some("r0".into()),

@@ -364,14 +364,33 @@ fn an_endpoint_resolves_its_model_then_its_dataset() {
     let (lineage, verdict) = endpoint::validate::resolve_dataset(
         &endpoint,
         Some(&dataset(json!({"phase": "Ready", "revision": "r2"}))),
-        served,
+        served.clone(),
     );
     assert!(verdict.is_none(), "a Ready dataset lets the endpoint deploy: {verdict:?}");
     assert_eq!(
-        lineage.dataset_revision.as_deref(),
-        Some("r1"),
-        "retrieval uses the revision the adapter was trained on"
+        (lineage.dataset_revision.as_deref(), lineage.adapter_revision.as_deref()),
+        (Some("r2"), Some("r1")),
+        "retrieval uses the dataset's newest revision; the lineage names the adapter's too"
     );
+    // Rebuilding, or after a rebuild failed, the revision it published still serves.
+    for phase in ["Running", "Failed"] {
+        let (kept, verdict) = endpoint::validate::resolve_dataset(
+            &endpoint,
+            Some(&dataset(json!({"phase": phase, "revision": "r2"}))),
+            served.clone(),
+        );
+        assert!(verdict.is_none(), "{phase}: {verdict:?}");
+        assert_eq!(kept.dataset_revision.as_deref(), Some("r2"), "{phase}");
+    }
+    // Pinned to the adapter's revision.
+    let mut pinned = endpoint.clone();
+    pinned.spec.gateway.rag.revision = twin_operator::api::endpoint::RetrievalRevision::Adapter;
+    let (lineage, _) = endpoint::validate::resolve_dataset(
+        &pinned,
+        Some(&dataset(json!({"phase": "Ready", "revision": "r2"}))),
+        served,
+    );
+    assert_eq!(lineage.dataset_revision.as_deref(), Some("r1"), "retrieval pinned to the adapter's revision");
 
     let mut local = documents[0].clone();
     local["spec"]["model"] = json!({"baseModel": {"uri": "file:///models/x"}});
