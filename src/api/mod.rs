@@ -7,6 +7,7 @@
 pub mod common;
 pub mod dataset;
 pub mod endpoint;
+pub mod evaluation;
 pub mod training;
 
 pub use common::*;

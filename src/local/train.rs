@@ -77,14 +77,13 @@ fn with_promoted(job: &TwinTrainingJob, promoted: Option<&str>) -> Result<TwinTr
     Ok(job)
 }
 
-/// A finished run judged against the job's gate: promoted, or rejected with the promoted one
-/// kept.
+/// A finished run judged against the job's gate: promoted, or rejected (the promoted one kept:
+/// [`train`] carries it over).
 fn judged(
     job: &TwinTrainingJob,
     run: &Run,
     output: &StorageUri,
     success: &TrainerSuccess,
-    promoted: Option<&str>,
     reused: bool,
 ) -> Outcome {
     let adapter = output.join("adapter").to_string();
@@ -107,10 +106,7 @@ fn judged(
         return Outcome { promoted: Some(run.revision.clone()), ..outcome("Succeeded", reason, summary) };
     }
     let kept = kept.map(|m| (m.run.as_deref().unwrap_or("-"), m.adapter_uri.as_str()));
-    Outcome {
-        promoted: promoted.map(str::to_string),
-        ..outcome("Rejected", "GateFailed", promotion::rejection(&evaluation, kept, &summary))
-    }
+    outcome("Rejected", "GateFailed", promotion::rejection(&evaluation, kept, &summary))
 }
 
 /// What a finished run's `metrics.json` says of its evaluation, as its result line did.
@@ -183,7 +179,7 @@ fn train_run(
             };
         }
         return match recorded_success(&metrics) {
-            Ok(success) => judged(job, &run, &output, &success, promoted, true),
+            Ok(success) => judged(job, &run, &output, &success, true),
             Err(error) => outcome(
                 "Failed",
                 "MetricsUnreadable",
@@ -277,7 +273,7 @@ fn train_run(
     };
     let result = std::fs::read_to_string(&result_path).ok().map(|text| TrainerResult::parse(&text));
     match result {
-        Some(Ok(TrainerResult::Succeeded(success))) => judged(job, &run, &output, &success, promoted, false),
+        Some(Ok(TrainerResult::Succeeded(success))) => judged(job, &run, &output, &success, false),
         Some(Ok(TrainerResult::Failed(failure))) => outcome("Failed", &failure.reason, failure.message),
         _ => outcome(
             "Failed",

@@ -1,6 +1,5 @@
 //! Validating a TwinEndpoint (pure): the model it serves resolves (a TwinTrainingJob's promoted
-//! adapter, or a base model), then the dataset it retrieves from is Ready; and whether the
-//! job's latest run was held back from it by its gate.
+//! adapter, or a base model), then the dataset it retrieves from has published a revision.
 
 use std::time::Duration;
 
