@@ -14,7 +14,12 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Installs the global subscriber. `format` is `json`, `text`, or unset (JSON unless stderr
 /// is a terminal). The filter comes from `RUST_LOG`, `info` by default.
 pub fn init(format: Option<&str>) {
-    let _ = subscriber(format, None::<tracing_subscriber::layer::Identity>);
+    init_with_level(format, "info");
+}
+
+/// [`init`] with `level` (`warn`, `info`, ...) when `RUST_LOG` is unset.
+pub fn init_with_level(format: Option<&str>, level: &str) {
+    let _ = subscriber(format, level, None::<tracing_subscriber::layer::Identity>);
 }
 
 /// What must live as long as the process for traces to be exported; dropping it sends the
@@ -66,18 +71,23 @@ pub fn init_with_traces(format: Option<&str>, service: &str) -> Traces {
     let spans = tracing_subscriber::filter::Targets::new()
         .with_default(tracing::Level::INFO)
         .with_target("twin_operator::serve", tracing::Level::DEBUG);
-    let _ = subscriber(format, Some(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(spans)));
+    let _ = subscriber(
+        format,
+        "info",
+        Some(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(spans)),
+    );
     Traces { provider: Some(provider) }
 }
 
 fn subscriber<L>(
     format: Option<&str>,
+    level: &str,
     traces: Option<L>,
 ) -> Result<(), tracing_subscriber::util::TryInitError>
 where
     L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let json = match format {
         Some("json") => true,
         Some(_) => false,

@@ -70,6 +70,10 @@ pub struct TrainerConfig {
     /// What the run measures after training (the job's `evaluation`, less its gate, which the
     /// operator judges).
     pub evaluation: TrainerEvaluation,
+    /// Where the trainer appends its progress (JSON lines, `trainer/src/twin_trainer/progress.py`):
+    /// set by `twin up`, which draws it; a cluster's run has its step log in the pod's logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_path: Option<String>,
 }
 
 /// The evaluation a run performs.
@@ -142,6 +146,7 @@ impl TrainerConfig {
                 },
                 serving_adapter_uri: must_beat_adapter(job, run).map(|uri| reach(&uri)),
             },
+            progress_path: None,
         })
     }
 }

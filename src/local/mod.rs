@@ -2,6 +2,7 @@
 //! server would check it and run here), `twin status`, and `twin chat` (a terminal client for any
 //! twin endpoint). DESIGN §11.
 
+pub mod board;
 pub mod chat;
 pub mod endpoint;
 pub mod manifest;

@@ -9,6 +9,7 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::board::Line;
 use crate::api::training::{TrainedModel, TwinTrainingJobStatus};
 use crate::api::{TwinDataset, TwinTrainingJob};
 use crate::contract::trainer::{
@@ -22,8 +23,9 @@ use crate::storage::StorageUri;
 pub struct Trainer {
     /// The Python of the trainer's environment (`scripts/trainer-env` prints it).
     pub python: Option<PathBuf>,
-    /// The trainer's package source (`trainer/src`), put on `PYTHONPATH` when it exists.
-    pub source: PathBuf,
+    /// The trainer's package source (`trainer/src`), put first on `PYTHONPATH` when given and
+    /// there; unset, the package installed in the environment runs.
+    pub source: Option<PathBuf>,
 }
 
 /// How a local training run ended.
@@ -140,12 +142,49 @@ pub fn train(
     dataset: &TwinDataset,
     revision: &str,
     promoted: Option<&str>,
-    trainer: &Trainer,
-    state_dir: &Path,
-    slot: &ChildSlot,
+    here: &Here,
 ) -> Outcome {
-    let trained = train_run(job, dataset, revision, promoted, trainer, state_dir, slot);
+    let trained = train_run(job, dataset, revision, promoted, here);
     Outcome { promoted: trained.promoted.or_else(|| promoted.map(str::to_string)), ..trained }
+}
+
+/// What a run on this machine is given by `twin up`.
+pub struct Here<'a> {
+    /// Where the trainer is.
+    pub trainer: &'a Trainer,
+    /// `twin up`'s state folder, which keeps each run's configuration, result, progress and log.
+    pub state_dir: &'a Path,
+    /// Where the trainer's process is kept while it runs.
+    pub slot: &'a ChildSlot,
+    /// The job's live line.
+    pub line: &'a Line,
+}
+
+/// The files `twin up` keeps of one run, in its state folder.
+pub struct RunFiles {
+    /// The trainer's configuration.
+    pub config: PathBuf,
+    /// Its one-line result.
+    pub result: PathBuf,
+    /// Its progress, as JSON lines.
+    pub progress: PathBuf,
+    /// Its standard output and error.
+    pub log: PathBuf,
+}
+
+impl RunFiles {
+    /// The files of the run of `job` on `revision`.
+    pub fn of(state_dir: &Path, job: &TwinTrainingJob, revision: &str) -> Self {
+        let run = Run::new(job, revision);
+        let stem = format!(
+            "{}-{}-{}",
+            job.metadata.namespace.as_deref().unwrap_or("default"),
+            job.metadata.name.as_deref().unwrap_or_default(),
+            run.name
+        );
+        let file = |extension: &str| state_dir.join("training").join(format!("{stem}.{extension}"));
+        Self { config: file("json"), result: file("result"), progress: file("progress"), log: file("log") }
+    }
 }
 
 fn train_run(
@@ -153,10 +192,9 @@ fn train_run(
     dataset: &TwinDataset,
     revision: &str,
     promoted: Option<&str>,
-    trainer: &Trainer,
-    state_dir: &Path,
-    slot: &ChildSlot,
+    here: &Here,
 ) -> Outcome {
+    let Here { trainer, state_dir, slot, line } = *here;
     let job = &match with_promoted(job, promoted) {
         Ok(job) => job,
         Err(error) => return outcome("Failed", "InvalidSpec", error),
@@ -196,52 +234,55 @@ fn train_run(
                 .into(),
         );
     };
+    let files = RunFiles::of(state_dir, job, revision);
     let runs = state_dir.join("training");
     if let Err(error) = std::fs::create_dir_all(&runs) {
         return outcome("Failed", "StateUnwritable", format!("{}: {error}", runs.display()));
     }
-    let stem = format!(
-        "{}-{}-{}",
-        job.metadata.namespace.as_deref().unwrap_or("default"),
-        job.metadata.name.as_deref().unwrap_or_default(),
-        run.name
-    );
-    let result_path = runs.join(format!("{stem}.result"));
-    let _ = std::fs::remove_file(&result_path);
-    let config = match TrainerConfig::for_run(
-        job,
-        dataset,
-        &run,
-        &result_path.display().to_string(),
-        str::to_string,
-    ) {
-        Ok(config) => config,
-        Err(error) => return outcome("Failed", "InvalidSpec", error),
-    };
-    let config_path = runs.join(format!("{stem}.json"));
-    let written = serde_json::to_string_pretty(&config).expect("the trainer configuration serialises");
-    if let Err(error) = std::fs::write(&config_path, written) {
-        return outcome("Failed", "StateUnwritable", format!("{}: {error}", config_path.display()));
+    for stale in [&files.result, &files.progress] {
+        let _ = std::fs::remove_file(stale);
     }
+    let config =
+        match TrainerConfig::for_run(job, dataset, &run, &files.result.display().to_string(), str::to_string)
+        {
+            Ok(config) => {
+                TrainerConfig { progress_path: Some(files.progress.display().to_string()), ..config }
+            }
+            Err(error) => return outcome("Failed", "InvalidSpec", error),
+        };
+    let written = serde_json::to_string_pretty(&config).expect("the trainer configuration serialises");
+    if let Err(error) = std::fs::write(&files.config, written) {
+        return outcome("Failed", "StateUnwritable", format!("{}: {error}", files.config.display()));
+    }
+    // The trainer's own output (its step dictionaries, library notices) goes to the run's log;
+    // its progress is drawn from the progress file.
+    let log = match std::fs::File::create(&files.log).and_then(|log| Ok((log.try_clone()?, log))) {
+        Ok(log) => log,
+        Err(error) => {
+            return outcome("Failed", "StateUnwritable", format!("{}: {error}", files.log.display()));
+        }
+    };
     let mut command = Command::new(python);
-    command.args(["-m", "twin_trainer", "--config"]).arg(&config_path);
-    if trainer.source.is_dir() {
-        let mut path = std::ffi::OsString::from(trainer.source.as_os_str());
+    command.args(["-m", "twin_trainer", "--config"]).arg(&files.config).stdout(log.0).stderr(log.1);
+    if let Some(source) = trainer.source.as_ref().filter(|source| source.is_dir()) {
+        let mut path = std::ffi::OsString::from(source.as_os_str());
         if let Some(existing) = std::env::var_os("PYTHONPATH") {
             path.push(":");
             path.push(existing);
         }
         command.env("PYTHONPATH", path);
     }
-    // The trainer's step log (steps, loss) goes to this terminal as it trains; the per-sample
-    // progress bars of the datasets library and library deprecation notices would bury it.
-    for (name, value) in
-        [("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"), ("PYTHONWARNINGS", "ignore::FutureWarning")]
-    {
+    // The datasets library's per-sample bars and deprecation notices only fill the log.
+    for (name, value) in [
+        ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+        ("PYTHONWARNINGS", "ignore::FutureWarning"),
+        ("PYTHONUNBUFFERED", "1"),
+    ] {
         if std::env::var_os(name).is_none() {
             command.env(name, value);
         }
     }
+    let mut watch = TrainerWatch::new(&files.progress);
     let child = match command.spawn() {
         Ok(child) => child,
         Err(error) => {
@@ -269,17 +310,99 @@ fn train_run(
             }
         }
         drop(guard);
+        watch.show(line);
         std::thread::sleep(Duration::from_millis(200));
     };
-    let result = std::fs::read_to_string(&result_path).ok().map(|text| TrainerResult::parse(&text));
+    let result = std::fs::read_to_string(&files.result).ok().map(|text| TrainerResult::parse(&text));
     match result {
         Some(Ok(TrainerResult::Succeeded(success))) => judged(job, &run, &output, &success, false),
         Some(Ok(TrainerResult::Failed(failure))) => outcome("Failed", &failure.reason, failure.message),
         _ => outcome(
             "Failed",
             "TrainerFailed",
-            format!("the trainer exited with {status} and left no result in {}", result_path.display()),
+            format!(
+                "the trainer exited with {status} and left no result; its last lines: {} (all of it: {})",
+                last_lines(&files.log, 3),
+                files.log.display()
+            ),
         ),
+    }
+}
+
+/// The last `count` non-empty lines of the log at `path` (progress bars' carriage returns
+/// end lines too), joined with ` | `.
+fn last_lines(path: &Path, count: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else { return "(the log is unreadable)".into() };
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect();
+    if lines.is_empty() {
+        return "(none: it wrote nothing)".into();
+    }
+    lines[lines.len().saturating_sub(count)..].join(" | ")
+}
+
+/// Reads the trainer's progress file as it grows and draws each record on the job's line.
+struct TrainerWatch {
+    path: PathBuf,
+    read: usize,
+    /// The training stage under way and when (the trainer's clock) it started.
+    stage: Option<(String, f64)>,
+}
+
+impl TrainerWatch {
+    fn new(path: &Path) -> Self {
+        Self { path: path.to_path_buf(), read: 0, stage: None }
+    }
+
+    /// Draws the records written since the last call (whole lines only).
+    fn show(&mut self, line: &Line) {
+        let Ok(bytes) = std::fs::read(&self.path) else { return };
+        let Some(end) = bytes[self.read.min(bytes.len())..].iter().rposition(|b| *b == b'\n') else { return };
+        let fresh = &bytes[self.read..self.read + end + 1];
+        self.read += end + 1;
+        for record in fresh.split(|b| *b == b'\n').filter(|r| !r.is_empty()) {
+            if let Ok(record) = serde_json::from_slice::<serde_json::Value>(record) {
+                self.draw(&record, line);
+            }
+        }
+    }
+
+    fn draw(&mut self, record: &serde_json::Value, line: &Line) {
+        let stage = record["stage"].as_str().unwrap_or_default();
+        let number = |key: &str| record[key].as_u64().unwrap_or(0);
+        let elapsed = record["elapsed"].as_f64().unwrap_or(0.0);
+        match stage {
+            "loading" => line.busy("loading the base model and the dataset"),
+            "sft" | "dpo" => {
+                let started = match &self.stage {
+                    Some((name, started)) if name == stage => *started,
+                    _ => {
+                        self.stage = Some((stage.to_string(), elapsed));
+                        elapsed
+                    }
+                };
+                let mut detail = Vec::new();
+                if let Some(loss) = record["loss"].as_f64() {
+                    detail.push(format!("loss {loss:.3}"));
+                }
+                let seconds = elapsed - started;
+                if number("tokens") > 0 && seconds > 0.0 {
+                    detail.push(format!("{:.0} tokens/s", number("tokens") as f64 / seconds));
+                }
+                let what = if stage == "sft" { "training: SFT" } else { "training: DPO" };
+                line.count(what, "steps", &detail.join(", "), number("step"), number("steps"));
+            }
+            "sft-eval" => line.busy(&format!("scoring {} held-out samples", number("samples"))),
+            "evaluation" => {
+                let (what, unit) = match record["part"].as_str() {
+                    Some("answers") => ("evaluating: answers", "questions"),
+                    _ => ("evaluating: likelihood", "texts"),
+                };
+                line.count(what, unit, "", number("done"), number("total"));
+            }
+            "publishing" => line.busy("publishing the adapter"),
+            _ => {}
+        }
     }
 }
 

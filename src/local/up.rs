@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use k8s_openapi::jiff::Timestamp;
 
+use super::board::{Board, Line};
 use super::endpoint;
 use super::manifest::{self, Located, Twin};
 use super::plan;
@@ -19,6 +20,7 @@ use super::state::{Entry, State, table};
 use super::train;
 use crate::api::TwinDataset;
 use crate::contract::env;
+use crate::pipeline::progress::{Progress, Stage};
 use crate::pipeline::{BuildOptions, build};
 
 /// `twin up` settings.
@@ -38,13 +40,19 @@ pub struct UpArgs {
     /// builds it and prints its path). Unset: training jobs wait, saying how to set it up.
     #[arg(long, env = "TWIN_TRAINER_PYTHON")]
     pub trainer_python: Option<PathBuf>,
-    /// The trainer's package source, put on its PYTHONPATH when the folder exists.
-    #[arg(long = "trainer-src", default_value = "trainer/src", env = "TWIN_TRAINER_SRC")]
-    pub trainer_source: PathBuf,
+    /// Runs the trainer from this source folder (put first on its PYTHONPATH) instead of the
+    /// package installed in its environment (`scripts/trainer-env` installs it): for working on
+    /// the trainer.
+    #[arg(long = "trainer-src", env = "TWIN_TRAINER_SRC", value_name = "DIR")]
+    pub trainer_source: Option<PathBuf>,
     /// Where the first TwinEndpoint listens; each next one takes the following port (port 0:
     /// any free port). 0.0.0.0 serves other machines too.
     #[arg(long, default_value = "127.0.0.1:8080", env = "TWIN_UP_LISTEN", value_name = "ADDR")]
     pub listen: SocketAddr,
+    /// Log lines on standard error as `text` or `json` (for a log collector). Their level comes
+    /// from RUST_LOG: by default warnings only while live progress lines are drawn, else info.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 /// `twin status` settings.
@@ -88,14 +96,21 @@ impl Status {
     }
 }
 
-/// Prints a resource's status and keeps it in the state folder.
+/// Says a resource's status and keeps it in the state folder.
 fn report(
+    board: &Board,
     state: &mut State,
     dir: &std::path::Path,
     resource: &Located,
     status: Status,
 ) -> Result<(), String> {
-    println!("{} {} ({}): {}", resource.twin.handle(), status.phase, status.reason, status.message);
+    board.say(&format!(
+        "{} {} ({}): {}",
+        resource.twin.handle(),
+        status.phase,
+        status.reason,
+        status.message
+    ));
     // A training job's promoted run changes only when a run passes; other statuses keep it.
     let kept = state.get(resource.twin.kind(), resource.twin.namespace(), resource.twin.name());
     let promoted = status.promoted.or_else(|| kept.and_then(|e| e.promoted.clone()));
@@ -155,8 +170,22 @@ where
     running
 }
 
-/// What runs a resource: its status while it runs, and the work that gives its final status.
-fn work(resource: &Located, context: &Context, state: &State) -> (Status, Option<Running>) {
+/// A dataset's build told on its live line.
+fn watched(options: &BuildOptions, line: &Line) -> BuildOptions {
+    let line = line.clone();
+    let progress = Progress::to(move |stage, done, total| {
+        // Only embedding is long and counted finely enough for a bar: the others spin.
+        match stage {
+            Stage::Embedding if total > 0 => line.count(stage.label(), stage.unit(), "", done, total),
+            _ => line.busy(stage.label()),
+        }
+    });
+    BuildOptions { progress, ..options.clone() }
+}
+
+/// What runs a resource: its status while it runs, and the work that gives its final status,
+/// told on `line` meanwhile.
+fn work(resource: &Located, context: &Context, state: &State, line: &Line) -> (Status, Option<Running>) {
     match &resource.twin {
         Twin::Dataset(dataset) => {
             let running = Status::new(
@@ -164,7 +193,7 @@ fn work(resource: &Located, context: &Context, state: &State) -> (Status, Option
                 "Building",
                 "collecting, cleaning, chunking and embedding the sources",
             );
-            let (dataset, options) = (dataset.clone(), context.options.clone());
+            let (dataset, options) = (dataset.clone(), watched(&context.options, line));
             (running, Some(on_own_thread(move || async move { build_dataset(&dataset, &options).await })))
         }
         Twin::Training(job) => {
@@ -182,18 +211,26 @@ fn work(resource: &Located, context: &Context, state: &State) -> (Status, Option
             };
             let running = Status {
                 revision: Some(revision.clone()),
-                ..Status::new("Running", "Training", format!("training on dataset revision {revision}"))
+                ..Status::new(
+                    "Running",
+                    "Training",
+                    format!(
+                        "training on dataset revision {revision} (the trainer's log: {})",
+                        train::RunFiles::of(&context.state_dir, job, &revision).log.display()
+                    ),
+                )
             }
             .with_promoted(promoted.clone());
-            let (job, trainer, state_dir, slot) = (
+            let (job, trainer, state_dir, slot, line) = (
                 job.clone(),
                 context.trainer.clone(),
                 context.state_dir.clone(),
                 context.trainer_child.clone(),
+                line.clone(),
             );
             let trained = on_own_thread(move || async move {
-                let outcome =
-                    train::train(&job, &dataset, &revision, promoted.as_deref(), &trainer, &state_dir, &slot);
+                let here = train::Here { trainer: &trainer, state_dir: &state_dir, slot: &slot, line: &line };
+                let outcome = train::train(&job, &dataset, &revision, promoted.as_deref(), &here);
                 Status {
                     revision: Some(revision),
                     promoted: outcome.promoted,
@@ -214,6 +251,7 @@ struct Context {
     state_dir: PathBuf,
     /// The trainer's process while a training job runs.
     trainer_child: train::ChildSlot,
+    board: Board,
 }
 
 /// Ctrl-C, or SIGTERM (a supervisor stopping the process).
@@ -230,7 +268,8 @@ pub(super) async fn stop_requested() {
 /// written then), 130 when stopped before everything ran. Endpoints are served until Ctrl-C or
 /// SIGTERM, which then ends `twin up` normally.
 pub async fn run(args: UpArgs) -> ExitCode {
-    crate::telemetry::init(None);
+    let board = Board::for_stdout();
+    crate::telemetry::init_with_level(Some(&args.log_format), if board.is_live() { "warn" } else { "info" });
     // Every endpoint's address is taken with the checks, before anything runs: a port in use is
     // said at once, not after hours of training.
     let checked = manifest::load(&args.path).and_then(plan::plan).and_then(|resources| {
@@ -256,20 +295,24 @@ pub async fn run(args: UpArgs) -> ExitCode {
         trainer: train::Trainer { python: args.trainer_python.clone(), source: args.trainer_source.clone() },
         state_dir: args.state_dir.clone(),
         trainer_child: Default::default(),
+        board,
         resources,
     };
+    let board = &context.board;
     let mut all_reached = true;
     for resource in &context.resources {
         if matches!(resource.twin, Twin::Endpoint(_)) {
             continue;
         }
-        let (first, running) = work(resource, &context, &state);
+        let line = board.line(&resource.twin.handle());
+        let (first, running) = work(resource, &context, &state, &line);
         let reached = first.reached();
-        if let Err(error) = report(&mut state, &args.state_dir, resource, first) {
+        if let Err(error) = report(board, &mut state, &args.state_dir, resource, first) {
             eprintln!("error: cannot keep the state: {error}");
             return ExitCode::FAILURE;
         }
         let Some(running) = running else {
+            line.clear();
             all_reached &= reached;
             continue;
         };
@@ -284,13 +327,15 @@ pub async fn run(args: UpArgs) -> ExitCode {
                     "Interrupted",
                     "stopped (Ctrl-C or SIGTERM) before it finished; nothing partial was published",
                 );
-                let _ = report(&mut state, &args.state_dir, resource, stopped);
+                line.clear();
+                let _ = report(board, &mut state, &args.state_dir, resource, stopped);
                 // The pipeline may hold a thread in the middle of a batch: leave without waiting.
                 std::process::exit(130);
             }
         };
+        line.clear();
         all_reached &= last.reached();
-        if let Err(error) = report(&mut state, &args.state_dir, resource, last) {
+        if let Err(error) = report(board, &mut state, &args.state_dir, resource, last) {
             eprintln!("error: cannot keep the state: {error}");
             return ExitCode::FAILURE;
         }
@@ -315,7 +360,7 @@ pub async fn run(args: UpArgs) -> ExitCode {
             }
             (Err(status), _) => {
                 all_reached = false;
-                if let Err(error) = report(&mut state, &args.state_dir, resource, status) {
+                if let Err(error) = report(board, &mut state, &args.state_dir, resource, status) {
                     eprintln!("error: cannot keep the state: {error}");
                     return ExitCode::FAILURE;
                 }
@@ -325,7 +370,8 @@ pub async fn run(args: UpArgs) -> ExitCode {
     }
     if !to_serve.is_empty() {
         let state_dir = args.state_dir.clone();
-        let mut keep = |resource: &Located, status: Status| report(&mut state, &state_dir, resource, status);
+        let mut keep =
+            |resource: &Located, status: Status| report(board, &mut state, &state_dir, resource, status);
         match serving::serve_until_stopped(to_serve, &mut keep).await {
             Ok(ended) if ended.interrupted => return ExitCode::from(130),
             Ok(ended) => all_reached &= ended.all_reached,

@@ -82,6 +82,8 @@ pub async fn run(args: BuildArgs) -> ExitCode {
         models_dir: args.models_dir,
         fetch,
         hub: crate::storage::hub::HubOptions::from_env(),
+        // Bars on a terminal only: a Job's log carries the counts in its log lines.
+        progress: Default::default(),
     };
     let (code, report) = match build(&dataset, &options).await {
         Ok(published) => {

@@ -12,6 +12,7 @@ pub mod generate;
 pub mod instruct;
 pub mod links;
 pub mod passage;
+pub mod progress;
 pub mod title;
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +34,7 @@ use crate::net::http::{FetchOptions, Fetcher};
 use crate::storage::{ObjectStore, S3Options, StorageError, StorageUri};
 use artifacts::{RevisionContent, write_revision};
 use collect::CollectOptions;
+use progress::Stage;
 
 /// Bumped whenever a change of the pipeline changes its output for the same input: part of
 /// every revision hash.
@@ -49,6 +51,8 @@ pub struct BuildOptions {
     pub fetch: FetchOptions,
     /// Where `hf://` models are downloaded from.
     pub hub: crate::storage::hub::HubOptions,
+    /// Who is told how far the build is.
+    pub progress: progress::Progress,
 }
 
 /// Why a build failed.
@@ -162,9 +166,9 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
     let started = Instant::now();
     let mut documents = Vec::new();
     let mut sources = Vec::new();
-    let bar = progress_bar(spec.sources.len() as u64, "collecting");
-    for source in &spec.sources {
-        bar.inc(1);
+    let collecting = options.progress.stage(Stage::Collecting, spec.sources.len() as u64);
+    for (done, source) in spec.sources.iter().enumerate() {
+        collecting.at(done as u64);
         let collected = collect::collect(source, &collect_options, &fetcher).await;
         match collected.result {
             Ok(found) => {
@@ -182,7 +186,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
             }
         }
     }
-    bar.finish_and_clear();
+    collecting.finish();
     timings.collect = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
@@ -254,11 +258,10 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
     let hashes: Vec<String> = chunks.iter().map(chunk::Chunk::content_hash).collect();
     let missing: Vec<usize> = (0..chunks.len()).filter(|i| !cache.contains_key(&hashes[*i])).collect();
     let texts: Vec<&str> = missing.iter().map(|i| chunks[*i].text.as_str()).collect();
-    let bar = progress_bar(texts.len() as u64, "embedding");
-    let fresh = embedder.embed_with_progress(&texts, spec.embedding.batch_size as usize, |done| {
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
+    let embedding = options.progress.stage(Stage::Embedding, texts.len() as u64);
+    let fresh = embedder
+        .embed_with_progress(&texts, spec.embedding.batch_size as usize, |done| embedding.at(done as u64))?;
+    embedding.finish();
     for (index, vector) in missing.iter().zip(fresh) {
         cache.insert(hashes[*index].clone(), vector);
     }
@@ -268,6 +271,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
 
     let samples_per_chunk = instruct.map(|i| i.samples_per_chunk).unwrap_or(2) as usize;
     let test_fraction = instruct.map(|i| i.test_fraction).unwrap_or(0.1);
+    options.progress.stage(Stage::Samples, 0).finish();
     let started = Instant::now();
     let count_tokens = |text: &str| counter.encode(text, false).map(|e| e.len()).unwrap_or(text.len() / 3);
     let own_hosts = own_hosts(&documents);
@@ -361,6 +365,7 @@ pub async fn build(dataset: &TwinDataset, options: &BuildOptions) -> Result<Publ
         "sources": sources,
         "sourceDocuments": source_counts,
     });
+    options.progress.stage(Stage::Publishing, 0).finish();
     let started = Instant::now();
     let content = RevisionContent {
         documents: &documents,
@@ -413,23 +418,6 @@ async fn mark_latest(store: &ObjectStore, name: &str, revision: &str) -> Result<
         return Ok(());
     }
     store.write(&key, revision.as_bytes()).await
-}
-
-/// A progress bar on standard error when it is a terminal (log lines carry the counts
-/// otherwise).
-fn progress_bar(total: u64, what: &'static str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if total == 0 || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(what);
-    bar
 }
 
 /// The embedding cache: vectors by chunk content hash. A missing or unreadable cache is empty.

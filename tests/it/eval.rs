@@ -259,12 +259,15 @@ fn book_pages() -> Vec<std::path::PathBuf> {
     pages
 }
 
-/// The measures mean something, on real text: a twin of the Rust book (five chapters) and a
-/// deliberately wrong twin, trained on the control text (Newton's Opticks), each trained for the
-/// same 12 steps on SmolLM2 by the real trainer through `twin up`, then both evaluated by
-/// `twin eval` on the book's held-out passages against the base model, with one gate. The
-/// book's twin lowers the author's NLL more than the control's and passes; the wrong twin
-/// lowers the control's more and fails.
+/// The measures mean something, on real text: a twin of the Rust book (five chapters, 12 steps)
+/// and a twin of Newton's Opticks (the control text; 36 steps at a higher learning rate, two
+/// and a half epochs of its 64 samples), both trained on SmolLM2 by the real trainer through
+/// `twin up`. Newton's twin, asked its own held-out instructions, answers more like Newton than
+/// the base model does, every time (the trainer's author-likeness figures). Then both are
+/// evaluated by `twin eval` on the book's held-out passages against the base model, with one
+/// gate: the book's twin lowers the author's NLL more than the control's and passes; Newton's,
+/// the wrong twin for the book, lowers the control's more and fails. (The book's twin, after 12
+/// CPU steps, does not yet answer more like the book than the base: its figures are printed.)
 #[test]
 fn a_twin_of_the_author_passes_a_gate_that_a_twin_of_the_control_text_fails() {
     let scratch = Scratch::new("eval-right-wrong");
@@ -279,7 +282,7 @@ fn a_twin_of_the_author_passes_a_gate_that_a_twin_of_the_control_text_fails() {
     let model =
         crate::support::repo::path(".cache/models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     let root = scratch.0.display().to_string();
-    let twin = |name: &str, author: &str, source: &str, include: &str| {
+    let twin = |name: &str, author: &str, source: &str, include: &str, steps: u32, rate: &str| {
         format!(
             "apiVersion: llmtwin.dev/v1alpha1\nkind: TwinDataset\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  \
              author: {{name: {author}}}\n  sources:\n  - name: {name}\n    files: {{uri: \"file://{root}/{source}\", include: [\"{include}\"]}}\n  \
@@ -287,8 +290,8 @@ fn a_twin_of_the_author_passes_a_gate_that_a_twin_of_the_control_text_fails() {
              instruct: {{samplesPerChunk: 2, testFraction: 0.2}}\n  output: {{uri: \"file://{root}/out\"}}\n---\n\
              apiVersion: llmtwin.dev/v1alpha1\nkind: TwinTrainingJob\nmetadata: {{name: {name}-v1, namespace: default}}\nspec:\n  \
              datasetRef: {{name: {name}}}\n  baseModel: {{uri: \"file://{model}\"}}\n  \
-             sft: {{method: lora, loraRank: 16, loraAlpha: 32, learningRate: 3.0e-4, maxSeqLength: 384, perDeviceBatchSize: 4}}\n  \
-             dpo: {{enabled: false}}\n  backend: {{kubernetes: {{}}}}\n  output: {{uri: \"file://{root}/out\"}}\n  maxSteps: 12\n  \
+             sft: {{method: lora, loraRank: 16, loraAlpha: 32, learningRate: {rate}, maxSeqLength: 384, perDeviceBatchSize: 4}}\n  \
+             dpo: {{enabled: false}}\n  backend: {{kubernetes: {{}}}}\n  output: {{uri: \"file://{root}/out\"}}\n  maxSteps: {steps}\n  \
              evaluation: {{questions: 8, answerTokens: 64}}\n",
             minilm = model_dir().display(),
             model = model.display(),
@@ -298,8 +301,8 @@ fn a_twin_of_the_author_passes_a_gate_that_a_twin_of_the_control_text_fails() {
         "twins/twins.yaml",
         format!(
             "{}---\n{}",
-            twin("book", "Steve Klabnik and Carol Nichols", "book", "*.html"),
-            twin("newton", "Isaac Newton", "newton", "*.md")
+            twin("book", "Steve Klabnik and Carol Nichols", "book", "*.html", 12, "3.0e-4"),
+            twin("newton", "Isaac Newton", "newton", "*.md", 36, "1.0e-3")
         ),
     );
     let python = Command::new(crate::support::repo::path("scripts/trainer-env"))
@@ -353,6 +356,12 @@ fn a_twin_of_the_author_passes_a_gate_that_a_twin_of_the_control_text_fails() {
         let answers = &trained(job)["evaluation"]["answers"];
         println!("{job}: win rate {} author-likeness {}", answers["winRate"], answers["authorLikeness"]);
     }
+    // Newton's twin answers Newton's held-out instructions more like Newton than the base does:
+    // most questions won, and the paired interval of the likeness difference above zero.
+    let newton = &trained("newton-v1")["evaluation"]["answers"];
+    assert_eq!(newton["questions"], 8, "{newton}");
+    assert!(newton["winRate"]["value"].as_f64().unwrap() > 0.5, "{newton:#}");
+    assert!(newton["authorLikeness"]["difference"]["low"].as_f64().unwrap() > 0.0, "{newton:#}");
     let (right, right_figures) = evaluate("book-v1");
     let (wrong, wrong_figures) = evaluate("newton-v1");
     println!("the book's twin:\n{}\nNewton's twin:\n{}", said(&right), said(&wrong));

@@ -21,6 +21,14 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The status lines of `twin up`'s output, less its progress lines (`twindataset/paul: ...`).
+fn statuses(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|line| line.split_whitespace().next().is_some_and(|word| !word.ends_with(':')))
+        .collect()
+}
+
 /// A TwinDataset over `corpus`, written to `out`, as YAML.
 fn dataset_yaml(name: &str, corpus: &Path, out: &Path) -> String {
     format!(
@@ -43,7 +51,8 @@ fn twin_up_builds_a_dataset_keeps_its_status_and_reuses_the_revision() {
     let first = twin(&["up", "-f", &twins, "--state-dir", &state_dir]);
     let stdout = text(&first.stdout);
     assert!(first.status.success(), "{stdout}\n{}", text(&first.stderr));
-    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(stdout.contains("twindataset/paul: embedding 0/"), "progress, as plain lines: {stdout}");
+    let lines = statuses(&stdout);
     assert!(lines[0].starts_with("twindataset/paul Running (Building): "), "{stdout}");
     assert!(lines[1].starts_with("twindataset/paul Ready (RevisionPublished): revision "), "{stdout}");
     assert!(lines[1].contains(": 2 documents, "), "{stdout}");
@@ -152,4 +161,197 @@ fn yaml_that_cannot_run_is_refused_with_its_file_and_field_and_nothing_is_writte
     let nothing = twin(&["status", "--state-dir", &scratch.0.join("no-state").display().to_string()]);
     assert!(!nothing.status.success());
     assert!(text(&nothing.stderr).contains("nothing has run here yet"));
+}
+
+/// A dataset over three posts in `root/corpus`, and a short training run on SmolLM2 (evaluation
+/// off), as YAML in `root/twins/paul.yaml`; with `endpoint`, the embedded endpoint serving it.
+fn trained_twin_yaml(root: &Path, endpoint: bool) -> String {
+    let smollm =
+        crate::support::repo::path(".cache/models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut yaml = dataset_yaml("paul", &root.join("corpus"), &root.join("out"));
+    yaml.push_str(&format!(
+        "---\napiVersion: llmtwin.dev/v1alpha1\nkind: TwinTrainingJob\nmetadata:\n  name: paul-v1\nspec:\n  \
+         datasetRef: {{name: paul}}\n  baseModel: {{uri: \"file://{}\"}}\n  \
+         sft: {{method: lora, loraRank: 8, loraAlpha: 16, maxSeqLength: 128, perDeviceBatchSize: 2}}\n  \
+         dpo: {{enabled: false}}\n  backend: {{kubernetes: {{}}}}\n  output: {{uri: \"file://{}/out\"}}\n  \
+         maxSteps: 2\n  evaluation: {{enabled: false}}\n",
+        smollm.display(),
+        root.display()
+    ));
+    if endpoint {
+        yaml.push_str(
+            "---\napiVersion: llmtwin.dev/v1alpha1\nkind: TwinEndpoint\nmetadata:\n  name: paul\nspec:\n  \
+             model: {trainingJobRef: {name: paul-v1}}\n  datasetRef: {name: paul}\n  engine: {kind: embedded}\n",
+        );
+    }
+    yaml
+}
+
+fn write_posts(scratch: &Scratch) {
+    scratch.write("corpus/retries.md", "# Why my operator retries\n\nWhen a reconcile fails, the operator waits and tries again, doubling the wait each time up to five minutes. I learned this the hard way, after a night of pages.");
+    scratch.write("corpus/voice.md", "# Writing in your own voice\n\nI write the way I talk: short sentences, first person, and one idea a paragraph. Then I cut a third.");
+    scratch.write("corpus/tests.md", "# Tests that fail for a reason\n\nA test earns its place when it fails for the bug it names and for nothing else. Mine did not, for years.");
+}
+
+/// What was drawn on a terminal, from `raw` output recorded from a pseudo-terminal: the text
+/// written after each clearing of a line (`ESC [2K`), escape sequences and the padding that
+/// fills the line removed.
+fn drawn(raw: &str) -> Vec<String> {
+    raw.split("\u{1b}[2K")
+        .map(|segment| {
+            let mut text = String::new();
+            let mut chars = segment.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '\u{1b}' {
+                    // CSI: ESC [ parameters, ended by a letter.
+                    if chars.peek() == Some(&'[') {
+                        chars.next();
+                        for end in chars.by_ref() {
+                            if end.is_ascii_alphabetic() {
+                                break;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                text.push(c);
+            }
+            text.trim().to_string()
+        })
+        .filter(|text| !text.is_empty())
+        .collect()
+}
+
+/// The trainer's Python, as the README has users set it up.
+fn trainer_python() -> String {
+    let output =
+        Command::new(crate::support::repo::path("scripts/trainer-env")).output().expect("trainer-env runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    text(&output.stdout).trim().to_string()
+}
+
+/// A user's own folder, outside the repository: `twin up -f twins/` run there (its state in
+/// `./.twin`, no `--trainer-src`: the trainer installed in its environment runs) on a terminal
+/// draws live progress (bars and spinners, from the pipeline and from the trainer's own
+/// progress) and ends with the final statuses; then, piped, it serves the twin it trained, and
+/// its output has no control characters.
+#[test]
+fn twin_up_in_a_users_own_folder_trains_with_live_progress_on_a_terminal_and_serves_with_plain_lines() {
+    let scratch = Scratch::new("up-own-folder");
+    write_posts(&scratch);
+    scratch.write("twins/paul.yaml", trained_twin_yaml(&scratch.0, false));
+    let python = trainer_python();
+    let twin = env!("CARGO_BIN_EXE_twin");
+    let models = crate::support::repo::path(".cache/models");
+    // `script` gives the command a pseudo-terminal and copies what it draws to its output.
+    let command = format!("{twin} up -f twins --models-dir {} --trainer-python {python}", models.display());
+    let output = Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .current_dir(&scratch.0)
+        .env("TERM", "xterm-256color")
+        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("TWIN_STATE_DIR")
+        .env_remove("TWIN_TRAINER_SRC")
+        .env_remove("PYTHONPATH")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script runs");
+    let raw = text(&output.stdout);
+    let shown = drawn(&raw);
+    assert!(output.status.success(), "{shown:#?}\n{}", text(&output.stderr));
+    for progress in [
+        "twindataset/paul",
+        " embedding ",
+        "/3 chunks",
+        "twintrainingjob/paul-v1",
+        "training: SFT ",
+        "/2 steps, loss ",
+    ] {
+        assert!(raw.contains(progress), "{progress:?} drawn: {shown:#?}");
+    }
+    // Each status is said after the live line of its work; the job's is the last thing drawn.
+    let position = |start: &str| shown.iter().position(|line| line.starts_with(start));
+    let embedded = shown.iter().rposition(|line| line.contains(" embedding ")).unwrap();
+    let built =
+        position("twindataset/paul Ready (RevisionPublished): revision ").expect("the dataset's status");
+    let trained = shown.iter().rposition(|line| line.contains("training: SFT ")).unwrap();
+    assert!(embedded < built && built < trained, "{shown:#?}");
+    let last = shown.last().unwrap();
+    assert!(last.starts_with("twintrainingjob/paul-v1 Succeeded (AdapterPublished): "), "{shown:#?}");
+    assert!(scratch.0.join(".twin/state.json").is_file(), "the state is kept in the user's folder");
+
+    // Piped, with the endpoint: the adapter trained above is served.
+    scratch.write("twins/paul.yaml", trained_twin_yaml(&scratch.0, true));
+    let mut up = Command::new(twin)
+        .args(["up", "-f", "twins", "--listen", "127.0.0.1:0", "--models-dir"])
+        .arg(&models)
+        .args(["--trainer-python", &python])
+        .current_dir(&scratch.0)
+        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("TWIN_STATE_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("twin up starts");
+    let mut reader = std::io::BufReader::new(up.stdout.take().unwrap());
+    let mut said = String::new();
+    let ready = loop {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert!(read > 0, "twin up ended before serving: {said}");
+        said.push_str(&line);
+        if line.starts_with("twinendpoint/paul Ready (Serving)") {
+            break line;
+        }
+    };
+    let start = ready.find("http://").expect("a URL");
+    let api = ready[start..].split_whitespace().next().unwrap().trim_end_matches([';', ',', '.']).to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answer: serde_json::Value = runtime.block_on(async {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": "Why do operators retry?"}], "max_tokens": 16});
+        let response =
+            crate::support::gateway::client().post(format!("{api}/chat/completions")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    });
+    let adapter = answer["lineage"]["adapter"].as_str().unwrap_or_default().to_string();
+    assert!(adapter.starts_with(&format!("{}/out/models/paul-v1/", scratch.0.display())), "{answer}");
+    let _ = Command::new("kill").args(["-TERM", &up.id().to_string()]).status();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    said.push_str(&rest);
+    assert_eq!(up.wait().unwrap().code(), Some(0), "{said}");
+    assert!(said.contains("twintrainingjob/paul-v1 Succeeded (AdapterReused)"), "{said}");
+    let control: Vec<char> = said.chars().filter(|c| c.is_control() && *c != '\n').collect();
+    assert!(control.is_empty(), "piped output has no control characters, found {control:?}: {said:?}");
+}
+
+/// The trainer's Python without the trainer in it (this machine's own python3), run from a
+/// folder that holds no trainer source: the job fails, and its status quotes the trainer's
+/// last lines, which name what is missing.
+#[test]
+fn a_trainer_that_cannot_start_says_why_in_the_jobs_status() {
+    let scratch = Scratch::new("up-trainer-missing");
+    write_posts(&scratch);
+    scratch.write("twins/paul.yaml", trained_twin_yaml(&scratch.0, false));
+    let python = Command::new("sh").args(["-c", "command -v python3"]).output().expect("sh runs");
+    let python = text(&python.stdout).trim().to_string();
+    let up = Command::new(env!("CARGO_BIN_EXE_twin"))
+        .args(["up", "-f", "twins", "--trainer-python", &python])
+        .current_dir(&scratch.0)
+        .env_remove("TWIN_STATE_DIR")
+        .env_remove("TWIN_TRAINER_SRC")
+        .env_remove("PYTHONPATH")
+        .output()
+        .expect("twin up runs");
+    let stdout = text(&up.stdout);
+    assert_eq!(up.status.code(), Some(1), "{stdout}");
+    let failed = statuses(&stdout)
+        .into_iter()
+        .find(|line| line.starts_with("twintrainingjob/paul-v1 Failed (TrainerFailed): "))
+        .unwrap_or_else(|| panic!("the job failed: {stdout}"));
+    for part in ["the trainer exited with exit status: 1", "No module named twin_trainer", ".twin/training/"]
+    {
+        assert!(failed.contains(part), "{part:?} in {failed}");
+    }
 }

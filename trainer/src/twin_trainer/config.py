@@ -94,6 +94,8 @@ class Config:
     hub_token_env: str = "HF_TOKEN"
     # Where the one-line JSON result goes (Kubernetes reads it into the pod's status).
     termination_message_path: str = "/dev/termination-log"
+    # Where the run's progress is appended as JSON lines (progress.py); unset: nowhere.
+    progress_path: str | None = None
 
     @property
     def vllm_max_lora_rank(self) -> int:

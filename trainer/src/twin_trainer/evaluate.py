@@ -128,9 +128,17 @@ def read_control(control: str) -> str:
         raise config_error(f"evaluation.control {control}: cannot read it: {error}") from None
 
 
-def after_training(config, model, tokenizer, test: list[dict], train: list[dict], workdir: str) -> dict:
+def _ticker(progress, part: str):
+    """What reports `done` of `total` texts of an evaluation `part` to `progress`, if any."""
+    if progress is None:
+        return None
+    return lambda done, total: progress.report("evaluation", part=part, done=done, total=total)
+
+
+def after_training(config, model, tokenizer, test: list[dict], train: list[dict], workdir: str, progress=None) -> dict:
     """The evaluation a run records in metrics.json, as its configuration asks: likelihood
-    against the base (and against the serving adapter, when one is named), then answers."""
+    against the base (and against the serving adapter, when one is named), then answers; each
+    text scored and each question answered reported to `progress`."""
     settings = config.evaluation
     if not settings.enabled:
         return {"notMeasured": {"likelihood": "evaluation.enabled is false", "answers": "evaluation.enabled is false"}}
@@ -141,7 +149,7 @@ def after_training(config, model, tokenizer, test: list[dict], train: list[dict]
     passages = settings.passages
     if passages is None:
         passages = 32 if next(model.parameters()).is_cuda else 8
-    result = likelihood(model, tokenizer, test, text, passages, settings.max_tokens, config.seed)
+    result = likelihood(model, tokenizer, test, text, passages, settings.max_tokens, config.seed, _ticker(progress, "likelihood"))
     result["likelihoodSeconds"] = round(time.monotonic() - started, 3)
     if settings.serving_adapter_uri:
         serving = against_serving(model, tokenizer, test, passages, settings, config.seed, workdir)
@@ -149,7 +157,7 @@ def after_training(config, model, tokenizer, test: list[dict], train: list[dict]
             result.setdefault("notMeasured", {})["serving"] = serving["notMeasured"]
         else:
             result["serving"] = serving
-    answered = answers(model, tokenizer, test, train, settings.questions, settings.answer_tokens, config.seed)
+    answered = answers(model, tokenizer, test, train, settings.questions, settings.answer_tokens, config.seed, _ticker(progress, "answers"))
     if "notMeasured" in answered:
         result.setdefault("notMeasured", {}).update(answered["notMeasured"])
     else:
@@ -232,7 +240,7 @@ class Profile:
         return sum(v * self.vector.get(g, 0.0) for g, v in self._weigh(_ngrams(text)).items())
 
 
-def answers(model, tokenizer, test: list[dict], train: list[dict], questions: int, answer_tokens: int, seed: int) -> dict:
+def answers(model, tokenizer, test: list[dict], train: list[dict], questions: int, answer_tokens: int, seed: int, tick=None) -> dict:
     """The adapter's and the base model's greedy answers to `questions` held-out instructions,
     each answer's likeness to the author's profile (their training answers), and the win rate:
     the share where the adapter's answer is the closer, ties counting half."""
@@ -266,7 +274,9 @@ def answers(model, tokenizer, test: list[dict], train: list[dict], questions: in
 
     items, wins = [], []
     try:
-        for sample in samples:
+        for number, sample in enumerate(samples):
+            if tick:
+                tick(number, len(samples))
             prompt = sample["messages"][:-1]
             twin = answer(prompt)
             with model.disable_adapter():
@@ -288,7 +298,7 @@ def answers(model, tokenizer, test: list[dict], train: list[dict], questions: in
     }
 
 
-def likelihood(model, tokenizer, test: list[dict], control_text: str | None, passages: int, max_tokens: int, seed: int) -> dict:
+def likelihood(model, tokenizer, test: list[dict], control_text: str | None, passages: int, max_tokens: int, seed: int, tick=None) -> dict:
     """The likelihood part of the evaluation of `model` (a PEFT model) against its base, or why
     a part was not measured."""
     not_measured = {}
@@ -305,8 +315,12 @@ def likelihood(model, tokenizer, test: list[dict], control_text: str | None, pas
         scores: dict[str, list[tuple[float, float]]] = {"authorAnswers": [], "authorText": [], "controlText": []}
         tokens = {name: 0 for name in scores}
         parts = [("authorAnswers", samples, scorer.answer), ("authorText", [s["messages"][-1]["content"] for s in samples], scorer.plain), ("controlText", control, scorer.plain)]
+        total, done = sum(len(texts) for _, texts, _ in parts), 0
         for name, texts, score in parts:
             for text in texts:
+                if tick:
+                    tick(done, total)
+                done += 1
                 nll_twin, n = score(text)
                 with model.disable_adapter():
                     nll_base, _ = score(text)

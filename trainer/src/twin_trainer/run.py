@@ -14,6 +14,7 @@ from . import data as training_data
 from . import evaluate, export, model as base_model, storage, train
 from .config import Config
 from .errors import TrainerError
+from .progress import Progress
 
 
 def _dataset_folder(config: Config, workdir: str) -> str:
@@ -74,11 +75,13 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
     started = time.monotonic()
     cuda = torch.cuda.is_available()
     workdir = tempfile.mkdtemp(prefix="twin-trainer-")
+    progress = Progress(config.progress_path if primary else None)
     try:
+        progress.report("loading")
         folder = _dataset_folder(config, workdir)
         data = training_data.load(folder, need_preference=config.dpo.enabled)
         model, tokenizer, source = base_model.load(config.base_model_uri, config.sft.method, config.hub_token_env, workdir)
-        model, sft = train.sft(config, data, model, tokenizer, workdir, cuda)
+        model, sft = train.sft(config, data, model, tokenizer, workdir, cuda, progress)
         stages = [sft]
         dpo_metrics: dict
         if not config.dpo.enabled:
@@ -86,14 +89,15 @@ def run(config: Config, model_dir: str | None = None, primary: bool = True) -> d
         elif not data.preference:
             dpo_metrics = {"skipped": "the dataset has no preference triples (preference/train.jsonl)"}
         else:
-            model, dpo = train.dpo(config, data, model, tokenizer, workdir, cuda)
+            model, dpo = train.dpo(config, data, model, tokenizer, workdir, cuda, progress)
             dpo_metrics = {**_stage(dpo), "rewardAccuracy": dpo.reward_accuracy}
             stages.append(dpo)
         if not primary:
             return {"status": "Succeeded"}
         # The adapter against its base on the held-out passages and the control text.
-        evaluation = evaluate.after_training(config, model, tokenizer, data.sft_test, data.sft_train, workdir)
+        evaluation = evaluate.after_training(config, model, tokenizer, data.sft_test, data.sft_train, workdir, progress)
         figures = evaluate.headline(evaluation)
+        progress.report("publishing")
         out = model_dir or os.path.join(workdir, "out")
         os.makedirs(out, exist_ok=True)
         adapter_dir = os.path.join(out, "adapter")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from .config import Config
 from .data import TrainingData
 from .errors import TrainerError
+from .progress import Progress
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -119,11 +120,12 @@ def _reset_peak(cuda: bool) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def _train(trainer, stage: str, batch: int, length: int, cuda: bool) -> StageResult:
-    """Runs a stage's training, timed step by step, with its own memory peak; running out of
-    GPU memory is explained with the batch size and length that did not fit."""
+def _train(trainer, stage: str, batch: int, length: int, cuda: bool, progress: Progress) -> StageResult:
+    """Runs a stage's training, timed and reported step by step, with its own memory peak;
+    running out of GPU memory is explained with the batch size and length that did not fit."""
     clock = StepClock()
     trainer.add_callback(clock.callback)
+    trainer.add_callback(progress.steps(stage.lower()))
     _reset_peak(cuda)
     started = time.monotonic()
     try:
@@ -147,7 +149,7 @@ def _train(trainer, stage: str, batch: int, length: int, cuda: bool) -> StageRes
     return result
 
 
-def sft(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda: bool):
+def sft(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda: bool, progress: Progress):
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -174,14 +176,15 @@ def sft(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda
         processing_class=tokenizer,
         peft_config=peft,
     )
-    result = _train(trainer, "SFT", settings.per_device_batch_size, settings.max_seq_length, cuda)
+    result = _train(trainer, "SFT", settings.per_device_batch_size, settings.max_seq_length, cuda, progress)
     if test:
+        progress.report("sft-eval", samples=len(test))
         result.eval_loss = trainer.evaluate()["eval_loss"]
         result.eval_samples = len(test)
     return trainer.model, result
 
 
-def dpo(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda: bool):
+def dpo(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda: bool, progress: Progress):
     """DPO on the SFT model: its trained adapter keeps learning, and a frozen copy of it is the
     reference."""
     from datasets import Dataset
@@ -194,7 +197,7 @@ def dpo(config: Config, data: TrainingData, model, tokenizer, workdir: str, cuda
     trainer = DPOTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(data.preference), processing_class=tokenizer
     )
-    result = _train(trainer, "DPO", settings.per_device_batch_size, settings.max_length, cuda)
+    result = _train(trainer, "DPO", settings.per_device_batch_size, settings.max_length, cuda, progress)
     accuracies = [entry["rewards/accuracies"] for entry in trainer.state.log_history if "rewards/accuracies" in entry]
     if accuracies:
         tail = accuracies[-max(1, len(accuracies) // 4):]
