@@ -3,6 +3,9 @@
 #   docker build -t ghcr.io/twin-operator/twin:0.1.0 .
 FROM rust:1.95-slim-bookworm AS build
 # llama.cpp (the gateway's embedded engine) builds with cmake, a C++ compiler and libclang.
+# Unpinned: build tools of the build stage only (nothing of them ships), from the release the
+# base image names.
+# hadolint ignore=DL3008
 RUN apt-get update && apt-get install -y --no-install-recommends cmake g++ libclang-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

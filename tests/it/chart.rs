@@ -368,3 +368,51 @@ fn the_deployment_sets_only_variables_the_operator_reads() {
         assert!(known, "the chart sets {variable}, which `twin operator` does not read:\n{help}");
     }
 }
+
+/// The release workflow pushes the images and the chart the chart's defaults name: the twin
+/// image at the chart's appVersion (its empty tag), the trainer image at the same version; and
+/// the workflows pass actionlint and both Dockerfiles hadolint.
+#[test]
+fn the_release_pushes_the_images_the_chart_names_and_passes_its_linters() {
+    let workflow: Value =
+        serde_saphyr::from_str(&repo::read(".github/workflows/release.yaml")).expect("the workflow is YAML");
+    let registry = workflow["env"]["REGISTRY"].as_str().expect("env.REGISTRY");
+    let pushed: Vec<&str> = workflow["jobs"]["images"]["strategy"]["matrix"]["include"]
+        .as_array()
+        .expect("one matrix entry per image")
+        .iter()
+        .map(|entry| entry["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(pushed, ["twin", "twin-trainer"]);
+    let tags = workflow["jobs"]["images"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|step| step["with"]["tags"].as_str());
+    assert_eq!(tags, Some("${{ env.REGISTRY }}/${{ matrix.image }}:${{ env.VERSION }}"));
+
+    let chart: Value = serde_saphyr::from_str(&repo::read(&format!("{CHART}/Chart.yaml"))).unwrap();
+    let version = chart["appVersion"].as_str().unwrap();
+    let values: Value = serde_saphyr::from_str(&repo::read(&format!("{CHART}/values.yaml"))).unwrap();
+    assert_eq!(values["image"]["repository"], format!("{registry}/twin").as_str());
+    assert_eq!(values["image"]["tag"], "", "the twin image's tag is the chart's appVersion");
+    assert_eq!(values["workloads"]["trainerImage"], format!("{registry}/twin-trainer:{version}").as_str());
+
+    let workflows = repo::files_with_extension(".github/workflows", "yaml");
+    assert!(workflows.len() >= 2, "{workflows:?}");
+    let lint = Command::new(repo::installed_tool("actionlint"))
+        .arg("-no-color")
+        .args(&workflows)
+        .current_dir(repo::root())
+        .output()
+        .expect("actionlint runs");
+    assert!(lint.status.success(), "actionlint:\n{}", String::from_utf8_lossy(&lint.stdout));
+    for dockerfile in ["Dockerfile", "trainer/Dockerfile"] {
+        let lint = Command::new(repo::installed_tool("hadolint"))
+            .args(["--no-color", dockerfile])
+            .current_dir(repo::root())
+            .output()
+            .expect("hadolint runs");
+        assert!(lint.status.success(), "hadolint {dockerfile}:\n{}", String::from_utf8_lossy(&lint.stdout));
+    }
+}

@@ -304,6 +304,17 @@ fn the_quickstart_builds_trains_and_serves_a_twin_that_cites_its_corpus_and_reus
     );
     let (code, said) = held.stop();
     assert_eq!(code, Some(1), "a rejected run is not a goal reached: {said}");
+    // Piped, the progress is plain lines, one per change, with no control characters.
+    for progress in [
+        "twindataset/rust-book: embedding 0/",
+        "twintrainingjob/rust-book-v1: loading the base model and the dataset",
+        "twintrainingjob/rust-book-v1: training: SFT 2/2 steps (loss ",
+        "twintrainingjob/rust-book-v1: evaluating: likelihood ",
+    ] {
+        assert!(said.contains(progress), "{progress:?} in {said}");
+    }
+    let control: Vec<char> = said.chars().filter(|c| c.is_control() && *c != '\n').collect();
+    assert!(control.is_empty(), "no control characters when piped, found {control:?}: {said:?}");
     let state: Value =
         serde_json::from_slice(&std::fs::read(root.join("state/state.json")).unwrap()).unwrap();
     let job = state["resources"].as_array().unwrap().iter().find(|e| e["kind"] == "TwinTrainingJob").unwrap();

@@ -69,6 +69,14 @@ pub fn kubectl() -> PathBuf {
     cached
 }
 
+/// A linter `scripts/install-tools` puts in `.cache/tools/bin` (actionlint, hadolint). Panics
+/// with the fix when it is missing, so a lint test never passes without running.
+pub fn installed_tool(name: &str) -> PathBuf {
+    let cached = path(&format!(".cache/tools/bin/{name}"));
+    assert!(cached.is_file(), "{name} not found: run scripts/install-tools");
+    cached
+}
+
 /// Runs helm with the arguments in the repository root; returns stdout, panics with stderr.
 pub fn run_helm(args: &[&str]) -> String {
     let output = Command::new(helm()).args(args).current_dir(root()).output().expect("failed to start helm");
