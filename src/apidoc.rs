@@ -1,5 +1,5 @@
 //! Renders the field reference of the three resources as Markdown, from the CRD schemas, so
-//! that the reference in README.md is generated like the CRDs and cannot drift from them.
+//! that the reference in docs/reference.md is generated like the CRDs and cannot drift from them.
 
 use std::fmt::Write;
 

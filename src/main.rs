@@ -30,7 +30,7 @@ enum Command {
         /// Write one Helm template per CRD into this folder (as the chart's `templates/crds/`).
         #[arg(long, value_name = "DIR")]
         helm_templates_dir: Option<PathBuf>,
-        /// Print the Markdown field reference of the three resources instead (README.md's).
+        /// Print the Markdown field reference of the three resources instead (docs/reference.md's).
         #[arg(long, conflicts_with_all = ["output_dir", "helm_templates_dir"])]
         reference: bool,
     },

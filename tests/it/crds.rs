@@ -142,16 +142,16 @@ fn assert_documented(schema: &serde_json::Value, path: &str) {
 }
 
 #[test]
-fn readme_field_reference_matches_the_crds() {
-    let readme = repo::read("README.md");
+fn the_field_reference_in_docs_matches_the_crds() {
+    let readme = repo::read("docs/reference.md");
     let begin = "<!-- BEGIN GENERATED FIELD REFERENCE -->\n";
     let end = "<!-- END GENERATED FIELD REFERENCE -->";
-    let start = readme.find(begin).expect("README.md has the reference's begin marker") + begin.len();
-    let stop = readme.find(end).expect("README.md has the reference's end marker");
+    let start = readme.find(begin).expect("docs/reference.md has the reference's begin marker") + begin.len();
+    let stop = readme.find(end).expect("docs/reference.md has the reference's end marker");
     assert_eq!(
         &readme[start..stop],
         twin_operator::apidoc::api_reference(),
-        "README.md's field reference drifted: {REGENERATE}"
+        "docs/reference.md's field reference drifted: {REGENERATE}"
     );
     let reference = twin_operator::apidoc::api_reference();
     for field in [

@@ -24,6 +24,7 @@ mod monitoring;
 mod operator;
 mod pipeline;
 mod quickstart;
+mod readme;
 mod s3;
 mod sagemaker;
 mod site_chrome;

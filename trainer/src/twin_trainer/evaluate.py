@@ -3,7 +3,7 @@ token of the author's held-out passages (the dataset's test split, one sample pe
 answers to their instructions and as plain text, and of a control text that is not the author's,
 under the adapter and under the base model (the same weights with the adapter switched off), in
 the same process and on the same device. The same measure as `twin eval`'s likelihood part
-(README, "Evaluating a twin"), with the same 95% bootstrap intervals."""
+(docs/evaluation.md), with the same 95% bootstrap intervals."""
 
 from __future__ import annotations
 

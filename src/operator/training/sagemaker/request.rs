@@ -30,7 +30,7 @@ pub const RESULT_METRICS: [(&str, &str); 9] = [
     ("vllm:max_lora_rank", "vllmMaxLoraRank"),
     // 1 when the adapter folder holds its chat template (metrics are numbers only).
     ("twin:chat_template", "chatTemplateWritten"),
-    // The run's evaluation against its base model (README, "Evaluating a twin").
+    // The run's evaluation against its base model (docs/evaluation.md).
     ("twin:nll_reduction", "evaluationNllReduction"),
     ("twin:author_specific_nll_reduction", "evaluationAuthorSpecificNllReduction"),
     ("twin:win_rate", "evaluationWinRate"),
