@@ -269,6 +269,7 @@ fn book_pages() -> Vec<std::path::PathBuf> {
 /// the wrong twin for the book, lowers the control's more and fails. (The book's twin, after 12
 /// CPU steps, does not yet answer more like the book than the base: its figures are printed.)
 #[test]
+#[ignore = "run alone by scripts/test: it trains two twins for many minutes on every core, which would starve the controller tests' timing"]
 fn a_twin_of_the_author_passes_a_gate_that_a_twin_of_the_control_text_fails() {
     let scratch = Scratch::new("eval-right-wrong");
     for page in book_pages() {
