@@ -356,9 +356,18 @@ impl TrainerWatch {
 
     /// Draws the records written since the last call (whole lines only).
     fn show(&mut self, line: &Line) {
-        let Ok(bytes) = std::fs::read(&self.path) else { return };
-        let Some(end) = bytes[self.read.min(bytes.len())..].iter().rposition(|b| *b == b'\n') else { return };
-        let fresh = &bytes[self.read..self.read + end + 1];
+        use std::io::{Read, Seek, SeekFrom};
+        // Only what was appended since the last call is read.
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(&self.path).and_then(|mut file| {
+            file.seek(SeekFrom::Start(self.read as u64))?;
+            file.read_to_end(&mut bytes)
+        });
+        if read.is_err() {
+            return;
+        }
+        let Some(end) = bytes.iter().rposition(|b| *b == b'\n') else { return };
+        let fresh = &bytes[..end + 1];
         self.read += end + 1;
         for record in fresh.split(|b| *b == b'\n').filter(|r| !r.is_empty()) {
             if let Ok(record) = serde_json::from_slice::<serde_json::Value>(record) {
