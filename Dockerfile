@@ -13,6 +13,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 # .cargo/config.toml builds llama.cpp for x86-64-v3, so the image runs on any such CPU.
 COPY .cargo ./.cargo
+# The workspace's other crate: the sentence encoder (small, built with the dependencies).
+COPY crates ./crates
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo build --release --locked --bin twin \
     && rm -rf src

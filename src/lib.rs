@@ -5,8 +5,7 @@
 //! backoff, parallel work) above them; the dataset `pipeline` on those; the `operator` on
 //! `api` and `contract` only for what it tells its workloads. The pipeline never imports the
 //! operator.
-// Unsafe code is refused everywhere but in the embedding kernels (`embedding::bert`), which
-// call the matrix-product kernels through raw pointers and pick CPU features at run time.
+// Unsafe code is refused here; the embedding kernels, which need it, are the crate twin-bert.
 // The gateway (`serve`) answers the OpenAI API over a dataset revision, never importing the
 // operator.
 #![deny(unsafe_code)]

@@ -114,9 +114,16 @@ impl Embedder {
         let batches: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
         let cores = parallel::cores();
         let (workers, parallelism) = if batches.len() >= cores {
-            (cores, gemm::Parallelism::None)
+            (cores, crate::embedding::bert::Parallelism::None)
         } else {
-            (1, if cores > 1 { gemm::Parallelism::Rayon(cores) } else { gemm::Parallelism::None })
+            (
+                1,
+                if cores > 1 {
+                    crate::embedding::bert::Parallelism::Rayon(cores)
+                } else {
+                    crate::embedding::bert::Parallelism::None
+                },
+            )
         };
         let out: Mutex<Vec<Vec<f32>>> = Mutex::new(vec![Vec::new(); texts.len()]);
         let done = AtomicUsize::new(0);
@@ -153,14 +160,14 @@ impl Embedder {
     /// One text, on the calling thread alone: a question at serving time, where concurrent
     /// requests, not one product, should share the cores.
     pub fn embed_one(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-        let mut vectors = self.embed_batch(&[text], gemm::Parallelism::None)?;
+        let mut vectors = self.embed_batch(&[text], crate::embedding::bert::Parallelism::None)?;
         Ok(vectors.pop().expect("one vector per text"))
     }
 
     fn embed_batch(
         &self,
         texts: &[&str],
-        parallelism: gemm::Parallelism,
+        parallelism: crate::embedding::bert::Parallelism,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let encodings =
             self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Run(e.to_string()))?;

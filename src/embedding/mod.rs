@@ -2,8 +2,7 @@
 //! pipeline writes and the gateway reads, without the collectors (git, archives, crawling)
 //! that only the pipeline needs.
 
-#[allow(unsafe_code)]
-pub mod bert;
+pub use twin_bert as bert;
 pub mod embedder;
 pub mod revision;
 

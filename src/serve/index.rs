@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use gemm::Parallelism;
+use crate::embedding::bert::Parallelism;
 
 use super::bm25::Bm25;
 use crate::embedding::bert::matrix_vector;

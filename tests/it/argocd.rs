@@ -1,8 +1,7 @@
 //! The Argo CD health checks in `manifests/argocd/argocd-cm.yaml`, run by a real Lua
 //! interpreter (Lua 5.1, the dialect of Argo CD's gopher-lua) on objects of every phase.
 
-use mlua::serde::SerializeOptions;
-use mlua::{Lua, LuaSerdeExt, Table};
+use mlua::{Lua, Table};
 use serde_json::{Value, json};
 
 use crate::support::repo;
@@ -18,10 +17,38 @@ fn script(kind: &str) -> String {
 /// Runs a health script as Argo CD does: `obj` is a global, the script returns `hs`.
 fn health(kind: &str, object: &Value) -> (String, String) {
     let lua = Lua::new();
-    let options = SerializeOptions::new().serialize_none_to_null(false).serialize_unit_to_null(false);
-    lua.globals().set("obj", lua.to_value_with(object, options).unwrap()).unwrap();
+    lua.globals().set("obj", lua_value(&lua, object)).unwrap();
     let hs: Table = lua.load(script(kind)).set_name(kind).eval().unwrap_or_else(|e| panic!("{kind}: {e}"));
     (hs.get("status").unwrap(), hs.get::<Option<String>>("message").unwrap().unwrap_or_default())
+}
+
+/// A JSON value as Argo CD hands it to Lua: objects and arrays as tables (arrays from 1), null
+/// as nil. (mlua's serde feature would do this too, but would change the features, and so the
+/// build, of crates the binary shares with the tests.)
+fn lua_value(lua: &Lua, value: &Value) -> mlua::Value {
+    match value {
+        Value::Null => mlua::Value::Nil,
+        Value::Bool(b) => mlua::Value::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => mlua::Value::Integer(i as mlua::Integer),
+            None => mlua::Value::Number(n.as_f64().expect("a JSON number")),
+        },
+        Value::String(s) => mlua::Value::String(lua.create_string(s).unwrap()),
+        Value::Array(items) => {
+            let table = lua.create_table().unwrap();
+            for (index, item) in items.iter().enumerate() {
+                table.raw_set(index + 1, lua_value(lua, item)).unwrap();
+            }
+            mlua::Value::Table(table)
+        }
+        Value::Object(fields) => {
+            let table = lua.create_table().unwrap();
+            for (key, field) in fields {
+                table.raw_set(key.as_str(), lua_value(lua, field)).unwrap();
+            }
+            mlua::Value::Table(table)
+        }
+    }
 }
 
 fn object(kind: &str, generation: i64, status: Value) -> Value {

@@ -3,9 +3,16 @@
 //! and V come from one fused product; attention runs per sequence and head on strided views
 //! of that product (no transposes, no copies, no mask); biases, residuals, GELU, softmax and
 //! layer norms are fused passes over preallocated buffers, vectorised for the CPU it runs on.
-//! The products are `gemm`'s, which picks AVX-512 or AVX2 kernels at run time.
+//! The products are gemm's f32 kernels (`gemm-f32`), AVX-512 or AVX2 picked at run time.
+//!
+//! Its own crate, so that the dev profile compiles it optimised (see the workspace's
+//! Cargo.toml); `twin_operator::embedding::bert` re-exports it. The only unsafe code of
+//! twin-operator is here: the kernels are called through raw pointers, with CPU features
+//! picked at run time.
+#![deny(missing_docs)]
 
-use gemm::Parallelism;
+/// How a matrix product splits its work: on one thread, or over rayon's pool.
+pub use gemm_common::Parallelism;
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
@@ -433,7 +440,7 @@ fn matmul(
     // SAFETY: every index the kernel touches is within the slices (checked above), and `dst`
     // is borrowed mutably, so it overlaps neither operand.
     unsafe {
-        gemm::gemm(
+        gemm_f32::gemm::f32::get_gemm_fn()(
             m,
             n,
             k,
