@@ -1,11 +1,12 @@
-//! The AWS SDK as the crate's clients share it (S3 for artifacts, SageMaker for training): the
+//! The AWS SDK as the crate's clients share it (S3 for artifacts; SageMaker's calls are signed
+//! with its credentials, operator::training::sagemaker::client): the
 //! usual configuration chain (environment, profile, web identity, Pod Identity, instance
 //! profile) or keys read from a Secret, HTTPS through rustls with ring (the crate's one TLS
 //! stack), and SDK errors said in the service's own words.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_sagemaker::config::Credentials;
-use aws_sdk_sagemaker::error::{ProvideErrorMetadata, SdkError};
+use aws_credential_types::Credentials;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
 /// The shared SDK configuration: `region` and `credentials` when given, the usual chain's

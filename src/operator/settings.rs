@@ -43,8 +43,8 @@ pub struct OperatorSettings {
     /// The SageMaker client every call goes through, instead of one per region and identity
     /// (tests and embedding; not a flag).
     #[arg(skip)]
-    pub sagemaker_client: Option<aws_sdk_sagemaker::Client>,
-    /// Where the per-job SageMaker clients send their calls instead of the SDK's endpoint
+    pub sagemaker_client: Option<crate::operator::training::sagemaker::client::Client>,
+    /// Where the per-job SageMaker clients send their calls instead of the region's endpoint
     /// (tests and embedding; not a flag: a deployment sets `AWS_ENDPOINT_URL_SAGEMAKER`).
     #[arg(skip)]
     pub sagemaker_endpoint_url: Option<String>,

@@ -19,7 +19,11 @@ use crate::support::scene::{Scene, eventually};
 
 const EXAMPLE: &str = "paul-v1-sagemaker";
 
-async fn start_with(scene: &Scene, identity: &str, client: aws_sdk_sagemaker::Client) -> Operator {
+async fn start_with(
+    scene: &Scene,
+    identity: &str,
+    client: twin_operator::operator::training::sagemaker::client::Client,
+) -> Operator {
     scene.operator_with(identity, |settings| settings.sagemaker_client = Some(client)).await
 }
 
@@ -375,15 +379,17 @@ async fn a_run_against_motos_sagemaker_is_created_described_and_completed() {
             .unwrap()
             .ends_with(&format!("training-job/{name}"))
     );
-    let described = client.describe_training_job().training_job_name(&name).send().await.unwrap();
-    assert_eq!(described.role_arn(), Some("arn:aws:iam::123456789012:role/twin-sagemaker-training"));
+    // moto's view of what the operator created, read back over the same wire protocol.
+    let described = client.call("DescribeTrainingJob", &json!({"TrainingJobName": name})).await.unwrap();
+    assert_eq!(described["RoleArn"], "arn:aws:iam::123456789012:role/twin-sagemaker-training");
     assert_eq!(
-        described.algorithm_specification().and_then(|a| a.training_image()),
-        Some("123456789012.dkr.ecr.eu-central-1.amazonaws.com/twin-trainer:0.1.0")
+        described["AlgorithmSpecification"]["TrainingImage"],
+        "123456789012.dkr.ecr.eu-central-1.amazonaws.com/twin-trainer:0.1.0"
     );
-    let config: Value = serde_json::from_str(&described.hyper_parameters().unwrap()["config"]).unwrap();
+    let config: Value =
+        serde_json::from_str(described["HyperParameters"]["config"].as_str().unwrap()).unwrap();
     assert_eq!(config["datasetRevision"], "rev-1");
-    let listed = client.list_training_jobs().send().await.unwrap();
-    assert_eq!(listed.training_job_summaries().len(), 1);
+    let listed = client.call("ListTrainingJobs", &json!({})).await.unwrap();
+    assert_eq!(listed["TrainingJobSummaries"].as_array().unwrap().len(), 1, "{listed}");
     operator.shutdown().await;
 }

@@ -1,6 +1,6 @@
 //! SageMaker for the controller tests: an in-memory SageMaker on 127.0.0.1 that speaks the
 //! service's wire protocol (JSON 1.1, `X-Amz-Target: SageMaker.<Operation>`), so the operator's
-//! real SDK client serialises, signs, retries and classifies errors exactly as against AWS,
+//! real client serialises, signs, retries and classifies errors exactly as against AWS,
 //! with every training job's state in a map the test moves along; a client of moto's emulator;
 //! and a client that reaches nothing (for tests that do not exercise SageMaker).
 //!
@@ -13,8 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_sdk_sagemaker::Client;
-use aws_sdk_sagemaker::config::Credentials;
+use aws_credential_types::Credentials;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State as AxumState;
@@ -22,6 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
+use twin_operator::operator::training::sagemaker::client::Client;
 
 pub const REGION: &str = "eu-central-1";
 const ACCOUNT: &str = "123456789012";
@@ -247,13 +247,12 @@ impl Drop for FakeSageMaker {
     }
 }
 
-/// A client of the SageMaker at `endpoint` (the fake, moto), through the operator's own SDK
+/// A client of the SageMaker at `endpoint` (the fake, moto), through the operator's own AWS
 /// setup.
 pub async fn client_at(endpoint: &str) -> Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let credentials = Credentials::new("AKIDTEST", "secret", None, None, "test");
     let shared = twin_operator::aws::sdk_config(Some(REGION), Some(credentials)).await;
-    Client::from_conf(aws_sdk_sagemaker::config::Builder::from(&shared).endpoint_url(endpoint).build())
+    Client::new(&shared, Some(endpoint)).unwrap()
 }
 
 /// A client that reaches nothing (a closed local port): tests that do not exercise SageMaker

@@ -60,7 +60,7 @@ pub async fn stop_outside_work(job: &TwinTrainingJob, ctx: &Context) -> Result<O
             return Ok(None);
         }
     };
-    let state = described.as_ref().and_then(|d| d.training_job_status()).map(|s| s.as_str().to_string());
+    let state = described.as_ref().and_then(|d| d.training_job_status.clone());
     match state.as_deref() {
         Some("InProgress") => {
             if let Err(Refusal::Quota(said) | Refusal::Rejected(said)) =

@@ -1,27 +1,33 @@
 //! Reaching SageMaker: one client per region and identity (the operator's own AWS chain, or
 //! the keys of a job's `credentialsSecretRef`), kept while the Secret is unchanged; and the
 //! three calls a run makes, with SageMaker's answers sorted into what the status says
-//! (a quota, a refusal) and what is retried (throttling past the SDK's own retries, a server
+//! (a quota, a refusal) and what is retried (throttling past the client's own retries, a server
 //! error, no connection).
+//!
+//! The calls are the service's JSON 1.1 protocol (`POST /`, `X-Amz-Target:
+//! SageMaker.<Operation>`), signed with SigV4 by `aws-sigv4` with credentials from
+//! `aws-config`'s chain, and retried as the SDK's standard mode retries: up to three attempts
+//! for throttling, server errors and lost connections, with jittered exponential backoff. Not
+//! the `aws-sdk-sagemaker` crate: its 350-odd operations took 131 s of a 9-minute cold build
+//! on 2 cores, for the three used here.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use aws_sdk_sagemaker::Client;
-use aws_sdk_sagemaker::config::Credentials;
-use aws_sdk_sagemaker::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_sagemaker::operation::describe_training_job::DescribeTrainingJobOutput;
-use aws_sdk_sagemaker::types::{
-    AlgorithmSpecification, Channel, DataSource, MetricDefinition, OutputDataConfig, ResourceConfig,
-    S3DataDistribution, S3DataSource, S3DataType, StoppingCondition, Tag, TrainingInputMode,
-    TrainingInstanceType,
-};
+use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_smithy_runtime_api::client::identity::Identity;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
 
 use super::request::{CONFIG_HYPERPARAMETER, RESULT_METRICS, TrainingJobRequest, VOLUME_GB, metric_regex};
 use crate::api::training::SageMakerBackend;
-use crate::aws::{describe, error_code, sdk_config};
+use crate::aws::sdk_config;
 use crate::operator::context::Context;
 use crate::operator::error::{Error, Result};
 
@@ -100,11 +106,10 @@ impl SageMakerClients {
             return Ok(Ok(client.clone()));
         }
         let shared = sdk_config(Some(&backend.region), credentials).await;
-        let mut config = aws_sdk_sagemaker::config::Builder::from(&shared);
-        if let Some(endpoint) = &self.endpoint_url {
-            config = config.endpoint_url(endpoint);
-        }
-        let client = Client::from_conf(config.build());
+        let client = match Client::new(&shared, self.endpoint_url.as_deref()) {
+            Ok(client) => client,
+            Err(message) => return Ok(Err(Unusable { reason: "SageMakerEndpointInvalid", message })),
+        };
         self.built.lock().expect("clients lock").insert(key, (version, client.clone()));
         Ok(Ok(client))
     }
@@ -127,46 +132,384 @@ fn secret_credentials(secret: &Secret) -> std::result::Result<Credentials, Strin
     }
 }
 
-/// Sorts a failed call: what the status should say, or an error to retry with backoff.
-fn sort<E>(op: &'static str, name: &str, error: SdkError<E>) -> Result<Refusal>
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let retry = |error: &SdkError<E>| Error::SageMaker { op, name: name.into(), message: describe(error) };
-    let SdkError::ServiceError(service) = &error else { return Err(retry(&error)) };
-    let code = error_code(&error).unwrap_or_default();
-    let throttled = code.contains("Throttl") || code == "TooManyRequestsException";
-    if throttled || service.raw().status().is_server_error() {
-        return Err(retry(&error));
+/// A SageMaker client: where to send, in which region, signed with which credentials. Cheap
+/// to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    http: reqwest::Client,
+    endpoint: reqwest::Url,
+    region: String,
+    credentials: Option<SharedCredentialsProvider>,
+}
+
+/// Attempts per call, as in the SDK's standard retry mode.
+const ATTEMPTS: u32 = 3;
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
+/// Error codes that mean "slow down" (the SDK's list for its standard retry mode).
+const THROTTLING: [&str; 14] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+impl std::fmt::Debug for Client {
+    /// Where it sends and for which region; never the credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.inner.endpoint.as_str())
+            .field("region", &self.inner.region)
+            .finish_non_exhaustive()
     }
-    Ok(match code {
-        "ResourceLimitExceeded" => Refusal::Quota(describe(&error)),
-        _ => Refusal::Rejected(describe(&error)),
+}
+
+impl Client {
+    /// A client for `config`'s region and credentials. It sends to `endpoint_url` when given,
+    /// else where the SDK's settings say (`AWS_ENDPOINT_URL_SAGEMAKER`, `AWS_ENDPOINT_URL`, a
+    /// profile's `endpoint_url`), else to the region's public endpoint.
+    pub fn new(config: &SdkConfig, endpoint_url: Option<&str>) -> std::result::Result<Self, String> {
+        let region = config
+            .region()
+            .map(|r| r.as_ref().to_string())
+            .ok_or_else(|| "no AWS region: set spec.backend.sagemaker.region or AWS_REGION".to_string())?;
+        let endpoint = match endpoint_url
+            .map(str::to_string)
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL_SAGEMAKER").ok().filter(|v| !v.is_empty()))
+            .or_else(|| config.endpoint_url().map(str::to_string))
+        {
+            Some(url) => url,
+            None if region.starts_with("cn-") => format!("https://api.sagemaker.{region}.amazonaws.com.cn"),
+            None => format!("https://api.sagemaker.{region}.amazonaws.com"),
+        };
+        let endpoint = reqwest::Url::parse(&endpoint)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+            .ok_or_else(|| format!("the SageMaker endpoint {endpoint:?} is not an http(s) URL"))?;
+        // rustls needs a process-wide crypto provider; ring is the one kube uses too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("twin-operator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let credentials = config.credentials_provider();
+        Ok(Self { inner: Arc::new(ClientInner { http, endpoint, region, credentials }) })
+    }
+
+    /// One operation of the API by name (`DescribeTrainingJob`), with its JSON input; its JSON
+    /// output. Retried as the SDK's standard mode retries.
+    pub async fn call(
+        &self,
+        operation: &'static str,
+        input: &Value,
+    ) -> std::result::Result<Value, CallError> {
+        let mut attempt = 0;
+        loop {
+            let result = self.attempt(operation, input).await;
+            attempt += 1;
+            match result {
+                Err(error) if error.is_transient() && attempt < ATTEMPTS => {
+                    // Full jitter: a random wait up to 2^attempt seconds, at most MAX_BACKOFF.
+                    let ceiling = Duration::from_secs(1 << (attempt - 1)).min(MAX_BACKOFF);
+                    tokio::time::sleep(ceiling.mul_f64(fastrand::f64())).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn attempt(&self, operation: &'static str, input: &Value) -> std::result::Result<Value, CallError> {
+        let inner = &self.inner;
+        let Some(provider) = &inner.credentials else {
+            return Err(CallError::Unsent("no AWS credentials were found (environment, profile, web identity, Pod Identity, instance profile)".into()));
+        };
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| CallError::Unsent(format!("no AWS credentials: {}", causes(&e))))?;
+        let identity: Identity = credentials.into();
+        let body = serde_json::to_vec(input).expect("a JSON value serialises");
+        let target = format!("SageMaker.{operation}");
+        let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", target.as_str())];
+        let signed = SignableRequest::new(
+            "POST",
+            inner.endpoint.as_str(),
+            headers.iter().copied(),
+            SignableBody::Bytes(&body),
+        )
+        .and_then(|request| {
+            let params = aws_sigv4::sign::v4::SigningParams::builder()
+                .identity(&identity)
+                .region(&inner.region)
+                .name("sagemaker")
+                .time(SystemTime::now())
+                .settings(SigningSettings::default())
+                .build()
+                .expect("every signing parameter is set")
+                .into();
+            sign(request, &params)
+        })
+        .map_err(|e| CallError::Unsent(format!("cannot sign the request: {e}")))?;
+        let (signature_headers, _) = signed.into_parts().0.into_parts();
+        let mut request = inner.http.post(inner.endpoint.clone()).body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        for header in &signature_headers {
+            request = request.header(header.name(), header.value());
+        }
+        let response = request.send().await.map_err(|e| CallError::Unanswered(causes(&e)))?;
+        let status = response.status();
+        let error_type =
+            response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let bytes = response.bytes().await.map_err(|e| CallError::Unanswered(causes(&e)))?;
+        if status.is_success() {
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(json!({}));
+            }
+            return serde_json::from_slice(&bytes).map_err(|e| CallError::Service {
+                status: status.as_u16(),
+                code: "SerializationException".into(),
+                message: format!("SageMaker answered {operation} with a body that is not JSON: {e}"),
+            });
+        }
+        Err(service_error(status.as_u16(), error_type.as_deref(), &bytes))
+    }
+}
+
+/// A call that failed, after its retries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError {
+    /// SageMaker answered with an error.
+    Service {
+        /// The HTTP status.
+        status: u16,
+        /// The service's error code (`ValidationException`, `ThrottlingException`, ...).
+        code: String,
+        /// The service's message.
+        message: String,
+    },
+    /// Sent, with no answer (no connection, a timeout).
+    Unanswered(String),
+    /// Not sent (no credentials, nothing to sign with).
+    Unsent(String),
+}
+
+impl CallError {
+    fn code(&self) -> &str {
+        match self {
+            CallError::Service { code, .. } => code,
+            _ => "",
+        }
+    }
+
+    /// Worth another attempt: throttled, a server error, a timeout or a lost connection.
+    fn is_transient(&self) -> bool {
+        match self {
+            CallError::Service { status, code, .. } => {
+                *status >= 500 || THROTTLING.contains(&code.as_str()) || code.starts_with("RequestTimeout")
+            }
+            CallError::Unanswered(_) => true,
+            CallError::Unsent(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    /// The service's code and message, which name the actual problem; else what went wrong.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Service { code, message, .. } => write!(f, "{code}: {message}"),
+            CallError::Unanswered(text) => write!(f, "no answer from SageMaker: {text}"),
+            CallError::Unsent(text) => f.write_str(text),
+        }
+    }
+}
+
+/// An error answer of the JSON 1.1 protocol: the code in the body's `__type` (or `code`, or the
+/// `x-amzn-ErrorType` header), which may carry a namespace (`com.amazon...#Code`) or a URL after
+/// a colon; the message in `message` or `Message`.
+fn service_error(status: u16, header: Option<&str>, body: &[u8]) -> CallError {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let raw = parsed["__type"].as_str().or(parsed["code"].as_str()).or(header).unwrap_or_default();
+    let code = raw.rsplit('#').next().unwrap_or_default().split(':').next().unwrap_or_default().trim();
+    let message = parsed["message"].as_str().or(parsed["Message"].as_str()).map(str::to_string);
+    CallError::Service {
+        status,
+        code: if code.is_empty() { format!("HTTP{status}") } else { code.to_string() },
+        message: message.unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() {
+                "the service refused the request".into()
+            } else {
+                text.chars().take(300).collect()
+            }
+        }),
+    }
+}
+
+/// An error with its chain of causes.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let said = inner.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// Sorts a failed call: what the status should say, or an error to retry with backoff.
+fn sort(op: &'static str, name: &str, error: CallError) -> Result<Refusal> {
+    if error.is_transient() || !matches!(error, CallError::Service { .. }) {
+        return Err(Error::SageMaker { op, name: name.into(), message: error.to_string() });
+    }
+    Ok(match error.code() {
+        "ResourceLimitExceeded" => Refusal::Quota(error.to_string()),
+        _ => Refusal::Rejected(error.to_string()),
     })
 }
 
 /// A training job that does not exist: SageMaker says so with ResourceNotFound, or with a
 /// ValidationException ("Requested resource not found", "Could not find training job").
-fn is_missing<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
-    let SdkError::ServiceError(service) = error else { return false };
-    let message = service.err().message().unwrap_or_default().to_ascii_lowercase();
-    match service.err().code() {
-        Some("ResourceNotFound") => true,
-        Some("ValidationException") => message.contains("not found") || message.contains("could not find"),
+fn is_missing(error: &CallError) -> bool {
+    let CallError::Service { code, message, .. } = error else { return false };
+    let message = message.to_ascii_lowercase();
+    match code.as_str() {
+        "ResourceNotFound" => true,
+        "ValidationException" => message.contains("not found") || message.contains("could not find"),
         _ => false,
     }
+}
+
+/// What DescribeTrainingJob returns, of what the status reads.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TrainingJobDescription {
+    /// The job's ARN.
+    pub training_job_arn: Option<String>,
+    /// `InProgress`, `Completed`, `Failed`, `Stopping` or `Stopped`.
+    pub training_job_status: Option<String>,
+    /// The finer state.
+    pub secondary_status: Option<String>,
+    /// The secondary states so far, the latest last.
+    #[serde(default)]
+    pub secondary_status_transitions: Vec<SecondaryStatusTransition>,
+    /// Why it failed.
+    pub failure_reason: Option<String>,
+    /// Seconds since the epoch, as the protocol writes times.
+    pub training_start_time: Option<f64>,
+    /// Seconds since the epoch.
+    pub training_end_time: Option<f64>,
+    /// Seconds since the epoch.
+    pub last_modified_time: Option<f64>,
+    /// The final value of each metric.
+    #[serde(default)]
+    pub final_metric_data_list: Vec<MetricData>,
+}
+
+/// One secondary state of a training job.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecondaryStatusTransition {
+    /// The state.
+    pub status: Option<String>,
+    /// What SageMaker said about it.
+    pub status_message: Option<String>,
+}
+
+/// A metric's final value.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MetricData {
+    /// The metric's name.
+    pub metric_name: Option<String>,
+    /// Its value: SageMaker keeps metrics as 32-bit floats.
+    pub value: Option<f32>,
 }
 
 /// DescribeTrainingJob: the job, or `None` when there is none of that name.
 pub async fn describe_training_job(
     client: &Client,
     name: &str,
-) -> Result<std::result::Result<Option<DescribeTrainingJobOutput>, Refusal>> {
-    match client.describe_training_job().training_job_name(name).send().await {
-        Ok(output) => Ok(Ok(Some(output))),
+) -> Result<std::result::Result<Option<TrainingJobDescription>, Refusal>> {
+    match client.call("DescribeTrainingJob", &json!({"TrainingJobName": name})).await {
+        Ok(output) => match serde_json::from_value(output) {
+            Ok(description) => Ok(Ok(Some(description))),
+            Err(e) => Err(Error::SageMaker {
+                op: "DescribeTrainingJob",
+                name: name.into(),
+                message: format!("an answer the operator cannot read: {e}"),
+            }),
+        },
         Err(error) if is_missing(&error) => Ok(Ok(None)),
         Err(error) => sort("DescribeTrainingJob", name, error).map(Err),
     }
+}
+
+/// CreateTrainingJob's input for a request.
+fn create_input(request: &TrainingJobRequest) -> Value {
+    let metrics: Vec<Value> = RESULT_METRICS
+        .iter()
+        .map(|(metric, field)| json!({"Name": metric, "Regex": metric_regex(field)}))
+        .collect();
+    let channels: Vec<Value> = request
+        .channels
+        .iter()
+        .map(|(name, prefix)| {
+            json!({"ChannelName": name, "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": prefix,
+                "S3DataDistributionType": "FullyReplicated"
+            }}})
+        })
+        .collect();
+    let mut stopping = json!({"MaxRuntimeInSeconds": request.max_runtime_seconds});
+    if let Some(wait) = request.max_wait_seconds {
+        stopping["MaxWaitTimeInSeconds"] = json!(wait);
+    }
+    let tags: Vec<Value> =
+        request.tags.iter().map(|(key, value)| json!({"Key": key, "Value": value})).collect();
+    json!({
+        "TrainingJobName": request.name,
+        "RoleArn": request.role_arn,
+        "AlgorithmSpecification": {
+            "TrainingImage": request.image,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": metrics,
+        },
+        "HyperParameters": {CONFIG_HYPERPARAMETER: request.config},
+        "InputDataConfig": channels,
+        "OutputDataConfig": {"S3OutputPath": request.output_path},
+        "ResourceConfig": {
+            "InstanceType": request.instance_type,
+            "InstanceCount": 1,
+            "VolumeSizeInGB": VOLUME_GB,
+        },
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": request.spot,
+        "Tags": tags,
+    })
 }
 
 /// CreateTrainingJob. A job of the same name created meanwhile (by this operator's previous
@@ -175,60 +518,16 @@ pub async fn create_training_job(
     client: &Client,
     request: &TrainingJobRequest,
 ) -> Result<std::result::Result<(), Refusal>> {
-    let mut algorithm = AlgorithmSpecification::builder()
-        .training_image(&request.image)
-        .training_input_mode(TrainingInputMode::File);
-    for (metric, field) in RESULT_METRICS {
-        let definition = MetricDefinition::builder().name(metric).regex(metric_regex(field)).build();
-        algorithm = algorithm.metric_definitions(definition);
-    }
-    let channels = request.channels.iter().map(|(name, prefix)| {
-        let source = S3DataSource::builder()
-            .s3_data_type(S3DataType::S3Prefix)
-            .s3_uri(prefix)
-            .s3_data_distribution_type(S3DataDistribution::FullyReplicated)
-            .build();
-        Channel::builder()
-            .channel_name(name)
-            .data_source(DataSource::builder().s3_data_source(source).build())
-            .build()
-    });
-    let mut stopping =
-        StoppingCondition::builder().max_runtime_in_seconds(request.max_runtime_seconds as i32);
-    if let Some(wait) = request.max_wait_seconds {
-        stopping = stopping.max_wait_time_in_seconds(wait as i32);
-    }
-    let tags = request.tags.iter().map(|(key, value)| Tag::builder().key(key).value(value).build());
-    let result = client
-        .create_training_job()
-        .training_job_name(&request.name)
-        .role_arn(&request.role_arn)
-        .algorithm_specification(algorithm.build())
-        .hyper_parameters(CONFIG_HYPERPARAMETER, &request.config)
-        .set_input_data_config(Some(channels.collect()))
-        .output_data_config(OutputDataConfig::builder().s3_output_path(&request.output_path).build())
-        .resource_config(
-            ResourceConfig::builder()
-                .instance_type(TrainingInstanceType::from(request.instance_type.as_str()))
-                .instance_count(1)
-                .volume_size_in_gb(VOLUME_GB)
-                .build(),
-        )
-        .stopping_condition(stopping.build())
-        .enable_managed_spot_training(request.spot)
-        .set_tags(Some(tags.collect()))
-        .send()
-        .await;
-    match result {
+    match client.call("CreateTrainingJob", &create_input(request)).await {
         Ok(_) => Ok(Ok(())),
-        Err(error) if error_code(&error) == Some("ResourceInUse") => Ok(Ok(())),
+        Err(error) if error.code() == "ResourceInUse" => Ok(Ok(())),
         Err(error) => sort("CreateTrainingJob", &request.name, error).map(Err),
     }
 }
 
 /// StopTrainingJob.
 pub async fn stop_training_job(client: &Client, name: &str) -> Result<std::result::Result<(), Refusal>> {
-    match client.stop_training_job().training_job_name(name).send().await {
+    match client.call("StopTrainingJob", &json!({"TrainingJobName": name})).await {
         Ok(_) => Ok(Ok(())),
         Err(error) if is_missing(&error) => Ok(Ok(())),
         Err(error) => sort("StopTrainingJob", name, error).map(Err),
@@ -254,6 +553,75 @@ mod tests {
             ),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn error_answers_are_read_in_every_spelling_the_protocol_allows() {
+        let read = |status, header, body: &str| service_error(status, header, body.as_bytes());
+        assert_eq!(
+            read(400, None, r#"{"__type": "com.amazonaws.sagemaker#ValidationException", "Message": "bad"}"#)
+                .to_string(),
+            "ValidationException: bad"
+        );
+        assert_eq!(
+            read(
+                400,
+                Some("ThrottlingException:http://internal.amazon.com/"),
+                r#"{"message": "Rate exceeded"}"#
+            )
+            .to_string(),
+            "ThrottlingException: Rate exceeded"
+        );
+        let gateway = read(502, None, "<html>Bad Gateway</html>");
+        assert_eq!(gateway.to_string(), "HTTP502: <html>Bad Gateway</html>");
+        assert!(gateway.is_transient());
+        assert!(read(400, None, r#"{"__type": "ThrottlingException"}"#).is_transient());
+        assert!(!read(400, None, r#"{"__type": "AccessDeniedException"}"#).is_transient());
+        assert!(CallError::Unanswered("connection refused".into()).is_transient());
+        assert!(!CallError::Unsent("no AWS credentials".into()).is_transient());
+    }
+
+    #[test]
+    fn missing_jobs_quotas_and_refusals_are_told_apart() {
+        let service = |code: &str, message: &str| CallError::Service {
+            status: 400,
+            code: code.into(),
+            message: message.into(),
+        };
+        assert!(is_missing(&service("ValidationException", "Requested resource not found.")));
+        assert!(!is_missing(&service("ValidationException", "RoleArn is invalid")));
+        assert_eq!(
+            sort("CreateTrainingJob", "j", service("ResourceLimitExceeded", "ml.g5.2xlarge: 0 of 0"))
+                .unwrap(),
+            Refusal::Quota("ResourceLimitExceeded: ml.g5.2xlarge: 0 of 0".into())
+        );
+        assert_eq!(
+            sort("CreateTrainingJob", "j", service("AccessDeniedException", "not allowed")).unwrap(),
+            Refusal::Rejected("AccessDeniedException: not allowed".into())
+        );
+        let retried =
+            sort("DescribeTrainingJob", "j", CallError::Unanswered("timed out".into())).unwrap_err();
+        assert_eq!(retried.reason(), "SageMakerUnavailable");
+    }
+
+    #[test]
+    fn a_description_reads_the_protocols_field_names_and_epoch_times() {
+        let description: TrainingJobDescription = serde_json::from_value(json!({
+            "TrainingJobArn": "arn:aws:sagemaker:eu-west-1:1:training-job/j",
+            "TrainingJobStatus": "InProgress",
+            "SecondaryStatus": "Training",
+            "SecondaryStatusTransitions": [{"Status": "Training", "StartTime": 1.8e9, "StatusMessage": "Training in progress."}],
+            "TrainingStartTime": 1800000000.25,
+            "FinalMetricDataList": [{"MetricName": "sft:train_loss", "Value": 1.25, "Timestamp": 1.8e9}],
+            "RoleArn": "arn:aws:iam::1:role/r"
+        }))
+        .unwrap();
+        assert_eq!(description.training_start_time, Some(1_800_000_000.25));
+        assert_eq!(description.final_metric_data_list[0].value, Some(1.25));
+        assert_eq!(
+            description.secondary_status_transitions[0].status_message.as_deref(),
+            Some("Training in progress.")
+        );
     }
 
     #[test]

@@ -6,13 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_sagemaker::operation::describe_training_job::DescribeTrainingJobOutput;
-use aws_sdk_sagemaker::primitives::DateTime;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::super::build::Run;
 use super::super::status::{new_run, published};
+use super::client::TrainingJobDescription;
 use super::request::RESULT_METRICS;
 use crate::api::TwinTrainingJob;
 use crate::api::training::{TrainingPhase, TwinTrainingJobStatus};
@@ -48,35 +47,36 @@ pub struct ObservedTrainingJob {
     pub metrics: BTreeMap<String, f64>,
 }
 
-fn time(value: &DateTime) -> Option<Time> {
-    Timestamp::new(value.secs(), value.subsec_nanos() as i32).ok().map(Time)
+/// A time as the protocol writes it, seconds since the epoch.
+fn time(seconds: f64) -> Option<Time> {
+    let whole = seconds.floor();
+    Timestamp::new(whole as i64, ((seconds - whole) * 1e9).round().min(999_999_999.0) as i32).ok().map(Time)
 }
 
-impl From<&DescribeTrainingJobOutput> for ObservedTrainingJob {
-    fn from(output: &DescribeTrainingJobOutput) -> Self {
+impl From<&TrainingJobDescription> for ObservedTrainingJob {
+    fn from(output: &TrainingJobDescription) -> Self {
         let metrics = output
-            .final_metric_data_list()
+            .final_metric_data_list
             .iter()
             .filter_map(|m| {
                 // SageMaker keeps metrics as 32-bit floats; their shortest decimal form is what
                 // the trainer printed.
-                let value: f64 = m.value()?.to_string().parse().ok()?;
-                Some((m.metric_name()?.to_string(), value))
+                let value: f64 = m.value?.to_string().parse().ok()?;
+                Some((m.metric_name.clone()?, value))
             })
             .collect();
         Self {
-            arn: output.training_job_arn().map(str::to_string),
-            status: output.training_job_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
-            secondary: output.secondary_status().map(|s| s.as_str().to_string()),
+            arn: output.training_job_arn.clone(),
+            status: output.training_job_status.clone().unwrap_or_default(),
+            secondary: output.secondary_status.clone(),
             secondary_message: output
-                .secondary_status_transitions()
+                .secondary_status_transitions
                 .last()
-                .and_then(|t| t.status_message())
-                .map(str::to_string),
-            failure_reason: output.failure_reason().map(str::to_string),
-            started: output.training_start_time().and_then(time),
-            ended: output.training_end_time().and_then(time),
-            last_modified: output.last_modified_time().and_then(time),
+                .and_then(|t| t.status_message.clone()),
+            failure_reason: output.failure_reason.clone(),
+            started: output.training_start_time.and_then(time),
+            ended: output.training_end_time.and_then(time),
+            last_modified: output.last_modified_time.and_then(time),
             metrics,
         }
     }
@@ -206,11 +206,7 @@ pub fn from_training_job(
 
 #[cfg(test)]
 mod tests {
-    use aws_sdk_sagemaker::operation::describe_training_job::builders::DescribeTrainingJobOutputBuilder;
-    use aws_sdk_sagemaker::types::{
-        MetricData, SecondaryStatus, SecondaryStatusTransition, TrainingJobStatus,
-    };
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -228,35 +224,24 @@ mod tests {
         .unwrap()
     }
 
-    fn at(seconds: i64) -> DateTime {
-        DateTime::from_secs(seconds)
+    /// A DescribeTrainingJob answer as the service writes it.
+    fn describe(status: &str, secondary: &str) -> Value {
+        json!({
+            "TrainingJobName": "paul-twin-g1-rev1-0123456789",
+            "TrainingJobArn": "arn:aws:sagemaker:eu-west-1:123456789012:training-job/paul-twin-g1-rev1-0123456789",
+            "TrainingJobStatus": status,
+            "SecondaryStatus": secondary,
+            "SecondaryStatusTransitions": [
+                {"Status": secondary, "StartTime": 1_800_000_100, "StatusMessage": "Downloading the training image"}
+            ],
+            "TrainingStartTime": 1_800_000_000,
+            "TrainingEndTime": 1_800_003_600,
+            "LastModifiedTime": 1_800_000_100
+        })
     }
 
-    fn describe(status: TrainingJobStatus, secondary: SecondaryStatus) -> DescribeTrainingJobOutputBuilder {
-        DescribeTrainingJobOutput::builder()
-            .training_job_name("paul-twin-g1-rev1-0123456789")
-            .training_job_arn(
-                "arn:aws:sagemaker:eu-west-1:123456789012:training-job/paul-twin-g1-rev1-0123456789",
-            )
-            .training_job_status(status)
-            .secondary_status(secondary.clone())
-            .secondary_status_transitions(
-                SecondaryStatusTransition::builder()
-                    .status(secondary)
-                    .start_time(at(1_800_000_100))
-                    .status_message("Downloading the training image")
-                    .build(),
-            )
-            .training_start_time(at(1_800_000_000))
-            .training_end_time(at(1_800_003_600))
-            .last_modified_time(at(1_800_000_100))
-    }
-
-    fn observe(
-        job: &TwinTrainingJob,
-        output: DescribeTrainingJobOutputBuilder,
-    ) -> (Verdict<TrainingPhase>, TwinTrainingJobStatus) {
-        let output = output.build();
+    fn observe(job: &TwinTrainingJob, output: Value) -> (Verdict<TrainingPhase>, TwinTrainingJobStatus) {
+        let output: TrainingJobDescription = serde_json::from_value(output).unwrap();
         let run = Run::new(job, "rev-1");
         let root = "s3://twins-bucket/twins/models/paul-twin/g1-rev1".parse().unwrap();
         let now = Timestamp::from_second(1_800_000_500).unwrap();
@@ -273,8 +258,7 @@ mod tests {
 
     #[test]
     fn a_running_job_says_what_sagemaker_is_doing_and_is_polled_with_backoff() {
-        let (verdict, status) =
-            observe(&job(true), describe(TrainingJobStatus::InProgress, SecondaryStatus::Downloading));
+        let (verdict, status) = observe(&job(true), describe("InProgress", "Downloading"));
         assert_eq!(verdict.assessment.phase, TrainingPhase::Running);
         assert_eq!(verdict.assessment.reason, "Training");
         assert!(
@@ -304,14 +288,17 @@ mod tests {
 
     #[test]
     fn a_completed_job_publishes_the_adapter_with_the_metrics_sagemaker_read() {
-        let metric = |name: &str, value: f32| MetricData::builder().metric_name(name).value(value).build();
-        let output = describe(TrainingJobStatus::Completed, SecondaryStatus::Completed)
-            .final_metric_data_list(metric("sft:train_loss", 1.234))
-            .final_metric_data_list(metric("sft:eval_loss", 1.5))
-            .final_metric_data_list(metric("dpo:reward_accuracy", 0.75))
-            .final_metric_data_list(metric("vllm:max_lora_rank", 16.0))
-            .final_metric_data_list(metric("twin:chat_template", 1.0))
-            .final_metric_data_list(metric("train:progress", 100.0));
+        let mut output = describe("Completed", "Completed");
+        let metric =
+            |name: &str, value: f64| json!({"MetricName": name, "Value": value, "Timestamp": 1_800_003_600});
+        output["FinalMetricDataList"] = json!([
+            metric("sft:train_loss", 1.234),
+            metric("sft:eval_loss", 1.5),
+            metric("dpo:reward_accuracy", 0.75),
+            metric("vllm:max_lora_rank", 16.0),
+            metric("twin:chat_template", 1.0),
+            metric("train:progress", 100.0)
+        ]);
         let (verdict, status) = observe(&job(true), output);
         assert_eq!(
             (verdict.assessment.phase, verdict.assessment.reason.as_str()),
@@ -333,8 +320,7 @@ mod tests {
 
     #[test]
     fn a_completed_job_without_dpo_says_why_there_is_no_reward_accuracy() {
-        let (verdict, _) =
-            observe(&job(false), describe(TrainingJobStatus::Completed, SecondaryStatus::Completed));
+        let (verdict, _) = observe(&job(false), describe("Completed", "Completed"));
         assert!(
             verdict.assessment.message.contains("DPO skipped: disabled in spec.dpo"),
             "{}",
@@ -345,7 +331,8 @@ mod tests {
     #[test]
     fn a_failed_job_carries_the_trainers_reason() {
         let failed = |reason: &str| {
-            let output = describe(TrainingJobStatus::Failed, SecondaryStatus::Failed).failure_reason(reason);
+            let mut output = describe("Failed", "Failed");
+            output["FailureReason"] = json!(reason);
             let (verdict, status) = observe(&job(true), output);
             assert_eq!(verdict.assessment.phase, TrainingPhase::Failed);
             assert!(status.completion_time.is_some());
@@ -362,11 +349,10 @@ mod tests {
 
     #[test]
     fn a_stopped_job_fails_the_run_saying_who_stopped_it() {
-        let stopped =
-            |secondary| observe(&job(true), describe(TrainingJobStatus::Stopped, secondary)).0.assessment;
-        assert_eq!(stopped(SecondaryStatus::MaxRuntimeExceeded).reason, "MaxRuntimeExceeded");
-        assert_eq!(stopped(SecondaryStatus::MaxWaitTimeExceeded).reason, "MaxWaitTimeExceeded");
-        let by_hand = stopped(SecondaryStatus::Stopped);
+        let stopped = |secondary| observe(&job(true), describe("Stopped", secondary)).0.assessment;
+        assert_eq!(stopped("MaxRuntimeExceeded").reason, "MaxRuntimeExceeded");
+        assert_eq!(stopped("MaxWaitTimeExceeded").reason, "MaxWaitTimeExceeded");
+        let by_hand = stopped("Stopped");
         assert_eq!((by_hand.phase, by_hand.reason.as_str()), (TrainingPhase::Failed, "TrainingJobStopped"));
     }
 }
