@@ -225,7 +225,8 @@ impl Client {
             attempt += 1;
             match result {
                 Err(error) if error.is_transient() && attempt < ATTEMPTS => {
-                    // Full jitter: a random wait up to 2^attempt seconds, at most MAX_BACKOFF.
+                    // Full jitter: a random wait of up to 1 s after the first attempt, 2 s after
+                    // the second (2^(attempt-1) s, at most MAX_BACKOFF).
                     let ceiling = Duration::from_secs(1 << (attempt - 1)).min(MAX_BACKOFF);
                     tokio::time::sleep(ceiling.mul_f64(fastrand::f64())).await;
                 }
@@ -553,6 +554,27 @@ mod tests {
             ),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_client_sends_to_the_regions_endpoint_unless_told_otherwise() {
+        let config =
+            |region: &str| SdkConfig::builder().region(aws_config::Region::new(region.to_string())).build();
+        if std::env::var_os("AWS_ENDPOINT_URL_SAGEMAKER").is_none() {
+            let client = Client::new(&config("eu-west-1"), None).unwrap();
+            assert_eq!(client.inner.endpoint.as_str(), "https://api.sagemaker.eu-west-1.amazonaws.com/");
+            let china = Client::new(&config("cn-north-1"), None).unwrap();
+            assert_eq!(china.inner.endpoint.as_str(), "https://api.sagemaker.cn-north-1.amazonaws.com.cn/");
+        }
+        let local = Client::new(&config("eu-west-1"), Some("http://127.0.0.1:4566")).unwrap();
+        assert_eq!(
+            format!("{local:?}"),
+            r#"Client { endpoint: "http://127.0.0.1:4566/", region: "eu-west-1", .. }"#
+        );
+        let error = Client::new(&config("eu-west-1"), Some("ftp://example.com")).unwrap_err();
+        assert!(error.contains("not an http(s) URL"), "{error}");
+        let error = Client::new(&SdkConfig::builder().build(), None).unwrap_err();
+        assert!(error.contains("no AWS region"), "{error}");
     }
 
     #[test]
