@@ -71,17 +71,32 @@ fn spinner_style() -> ProgressStyle {
     ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} ({elapsed})").expect("a valid template")
 }
 
-/// A count of `unit` while doing `what`, then `detail`, the time left and a bar that takes
-/// the rest of the line.
+/// A count of `unit` while doing `what`, then `detail` (with the time left, when known) and a
+/// bar that takes the rest of the line.
 fn bar_style(what: &str, unit: &str, detail: &str) -> ProgressStyle {
     let escape = |text: &str| text.replace('{', "{{").replace('}', "}}");
     let template = format!(
-        "{{prefix:.bold}} {} {{pos}}/{{len}} {}{}, eta {{eta}} [{{wide_bar}}]",
+        "{{prefix:.bold}} {} {{pos}}/{{len}} {}{} [{{wide_bar}}]",
         escape(what),
         escape(unit),
         escape(detail)
     );
     ProgressStyle::with_template(&template).expect("a valid template").progress_chars("=> ")
+}
+
+/// The time left for `total - done` more items at the pace of the `done` so far, in `elapsed`:
+/// nothing before the first item (no pace yet) or after the last. Steps that come every few
+/// seconds (training) are estimated from their average, not from the last instants' rate.
+fn time_left(elapsed: Duration, done: u64, total: u64) -> Option<String> {
+    if done == 0 || done >= total {
+        return None;
+    }
+    let seconds = elapsed.mul_f64((total - done) as f64 / done as f64).as_secs();
+    Some(match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m {:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h {:02}m", seconds / 3600, seconds % 3600 / 60),
+    })
 }
 
 impl Line {
@@ -105,15 +120,22 @@ impl Line {
     pub fn count(&self, what: &str, unit: &str, detail: &str, done: u64, total: u64) {
         match &self.bar {
             Some(bar) => {
-                let detail = match detail {
-                    "" if done > 0 => format!(", {:.1}/s", bar.per_sec()),
+                // The bar's message (not drawn by its template) keeps which count it shows; a
+                // new count starts the bar's clock again.
+                let stage = format!("{what}\u{0}{unit}");
+                let restart = bar.length() != Some(total) || bar.message() != stage;
+                let mut detail = match detail {
+                    "" if done > 0 && !restart => format!(", {:.1}/s", bar.per_sec()),
                     "" => String::new(),
                     detail => format!(", {detail}"),
                 };
+                if let Some(left) = time_left(bar.elapsed(), done, total).filter(|_| !restart) {
+                    detail.push_str(&format!(", {left} left"));
+                }
+                // The style first: the bar may draw at any change, and its message alone (the
+                // stage) is not for the spinner's template.
                 bar.set_style(bar_style(what, unit, &detail));
-                // The bar's message (not drawn by its template) keeps which count it shows.
-                let stage = format!("{what}\u{0}{unit}");
-                if bar.length() != Some(total) || bar.message() != stage {
+                if restart {
                     bar.reset();
                     bar.set_length(total);
                     bar.set_message(stage);
@@ -162,5 +184,16 @@ mod tests {
         assert_eq!(*line.told.lock().unwrap(), Some(("embedding".into(), 1)));
         line.busy("publishing");
         assert_eq!(*line.told.lock().unwrap(), Some(("publishing".into(), 0)));
+    }
+
+    #[test]
+    fn the_time_left_is_the_average_pace_times_what_remains_and_unknown_before_the_first_item() {
+        let seconds = Duration::from_secs;
+        assert_eq!(time_left(seconds(40), 0, 12), None, "no step done: no pace yet");
+        // 11 steps of 14 s: one more, about 14 s.
+        assert_eq!(time_left(seconds(154), 11, 12).as_deref(), Some("14s"));
+        assert_eq!(time_left(seconds(30), 1, 12).as_deref(), Some("5m 30s"));
+        assert_eq!(time_left(seconds(3600), 1, 3).as_deref(), Some("2h 00m"));
+        assert_eq!(time_left(seconds(99), 12, 12), None, "done");
     }
 }
