@@ -43,7 +43,7 @@ pub struct OperatorSettings {
     /// The SageMaker client every call goes through, instead of one per region and identity
     /// (tests and embedding; not a flag).
     #[arg(skip)]
-    pub sagemaker_client: Option<crate::operator::training::sagemaker::client::Client>,
+    pub sagemaker_client: Option<crate::operator::training::sagemaker::wire::Client>,
     /// Where the per-job SageMaker clients send their calls instead of the region's endpoint
     /// (tests and embedding; not a flag: a deployment sets `AWS_ENDPOINT_URL_SAGEMAKER`).
     #[arg(skip)]

@@ -22,7 +22,7 @@ const EXAMPLE: &str = "paul-v1-sagemaker";
 async fn start_with(
     scene: &Scene,
     identity: &str,
-    client: twin_operator::operator::training::sagemaker::client::Client,
+    client: twin_operator::operator::training::sagemaker::wire::Client,
 ) -> Operator {
     scene.operator_with(identity, |settings| settings.sagemaker_client = Some(client)).await
 }

@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
-use twin_operator::operator::training::sagemaker::client::Client;
+use twin_operator::operator::training::sagemaker::wire::Client;
 
 pub const REGION: &str = "eu-central-1";
 const ACCOUNT: &str = "123456789012";

@@ -7,6 +7,7 @@ pub mod cleanup;
 pub mod client;
 pub mod observe;
 pub mod request;
+pub mod wire;
 
 use std::time::Duration;
 

@@ -11,8 +11,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::super::build::Run;
 use super::super::status::{new_run, published};
-use super::client::TrainingJobDescription;
 use super::request::RESULT_METRICS;
+use super::wire::TrainingJobDescription;
 use crate::api::TwinTrainingJob;
 use crate::api::training::{TrainingPhase, TwinTrainingJobStatus};
 use crate::contract::trainer::{CHAT_TEMPLATE_FILE, TrainerSuccess};
