@@ -26,5 +26,6 @@ pub mod operator;
 pub mod parallel;
 pub mod pipeline;
 pub mod serve;
+pub mod shutdown;
 pub mod storage;
 pub mod telemetry;

@@ -408,7 +408,7 @@ pub struct TwinTrainingJobStatus {
 #[serde(rename_all = "camelCase")]
 pub struct BackendStatus {
     /// `kubernetes` or `sagemaker`.
-    pub kind: String,
+    pub kind: BackendKind,
     /// The run's Kubernetes Job, or its SageMaker training job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_name: Option<String>,
@@ -419,6 +419,27 @@ pub struct BackendStatus {
     /// `<status>/<secondary status>` (`InProgress/Training`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// Which backend a run executes on.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// A Job on this cluster.
+    #[default]
+    Kubernetes,
+    /// An AWS SageMaker training job.
+    Sagemaker,
+}
+
+impl BackendKind {
+    /// The name in the spec, the status and metrics' labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Kubernetes => "kubernetes",
+            BackendKind::Sagemaker => "sagemaker",
+        }
+    }
 }
 
 /// Metrics reported by the trainer.

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::endpoint::Plan;
 use super::manifest::Located;
-use super::up::{Status, stop_requested};
+use super::up::Status;
 
 /// An endpoint to serve: its plan and the address taken for it.
 pub struct ToServe {
@@ -117,7 +117,7 @@ pub async fn serve_until_stopped(
                     failed((&mut endpoint.task).await)
                 }
             },
-            _ = stop_requested() => {
+            _ = crate::shutdown::requested() => {
                 interrupted = true;
                 break;
             }
@@ -150,7 +150,7 @@ pub async fn serve_until_stopped(
                     endpoint.ended = true;
                     report(&endpoint.resource, failed(result))?;
                 }
-                _ = stop_requested() => break,
+                _ = crate::shutdown::requested() => break,
             }
         }
     }

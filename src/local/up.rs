@@ -254,15 +254,6 @@ struct Context {
     board: Board,
 }
 
-/// Ctrl-C, or SIGTERM (a supervisor stopping the process).
-pub(super) async fn stop_requested() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match terminate.as_mut() { Some(signal) => { signal.recv().await; } None => std::future::pending().await } } => {}
-    }
-}
-
 /// `twin up`: exit status 0 when every resource reached its goal, 1 when one failed or could
 /// not run, 2 for YAML that cannot run or an endpoint's address in use (nothing is run or
 /// written then), 130 when stopped before everything ran. Endpoints are served until Ctrl-C or
@@ -320,7 +311,7 @@ pub async fn run(args: UpArgs) -> ExitCode {
             finished = running => finished.unwrap_or_else(|error| {
                 Status::new("Failed", "Crashed", format!("the work on it ended without a result ({error})"))
             }),
-            _ = stop_requested() => {
+            _ = crate::shutdown::requested() => {
                 train::stop(&context.trainer_child);
                 let stopped = Status::new(
                     "Pending",

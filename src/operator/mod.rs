@@ -275,23 +275,8 @@ pub async fn main(settings: OperatorSettings) -> std::process::ExitCode {
         }
     };
     info!(metrics = %operator.metrics_addr, "serving /metrics, /healthz and /readyz");
-    wait_for_termination().await;
+    crate::shutdown::requested().await;
     info!("shutting down");
     operator.shutdown().await;
     std::process::ExitCode::SUCCESS
-}
-
-async fn wait_for_termination() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

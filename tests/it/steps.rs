@@ -15,11 +15,12 @@ use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use twin_operator::contract::{BuildReport, FailedBuild, PublishedBuild, env, labels};
 use twin_operator::operator::children::ChildSet;
 use twin_operator::operator::children::naming::{CRONJOB_NAME_LIMIT, NAME_LIMIT};
-use twin_operator::operator::dataset::status::{ObservedBuild, from_build};
+use twin_operator::operator::children::job::{ContainerEnd, JobPods, ObservedJob, job_finished};
+use twin_operator::operator::dataset::status::from_build;
 use twin_operator::operator::dataset::validate::{
     CONFIGMAP_RECHECK, ObservedConfigMaps, ValidDataset, validate,
 };
-use twin_operator::operator::dataset::{build, status};
+use twin_operator::operator::dataset::build;
 use twin_operator::operator::driver::Validation;
 use twin_operator::operator::{OperatorSettings, endpoint, training};
 
@@ -222,9 +223,12 @@ fn a_build_report_becomes_the_status() {
         quality: Default::default(),
         timings: None,
     });
-    let observed = |condition, report: Option<&BuildReport>| ObservedBuild {
+    let observed = |condition, report: Option<&BuildReport>| ObservedJob {
         job: Some(build_job(&documents, condition)),
-        termination_message: report.map(BuildReport::to_termination_message),
+        pods: JobPods {
+            ended: report.map(|r| ContainerEnd { message: Some(r.to_termination_message()), ..Default::default() }),
+            unschedulable: None,
+        },
     };
     let (verdict, ready) = from_build(&dataset, &observed(Some("Complete"), Some(&published)));
     assert_eq!(
@@ -268,8 +272,8 @@ fn a_build_report_becomes_the_status() {
         (verdict.assessment.phase, verdict.assessment.reason.as_str()),
         (DatasetPhase::Running, "Building")
     );
-    assert_eq!(from_build(&dataset, &ObservedBuild::default()).0.assessment.reason, "BuildPending");
-    assert!(status::job_finished(&build_job(&documents, Some("Failed"))));
+    assert_eq!(from_build(&dataset, &ObservedJob::default()).0.assessment.reason, "BuildPending");
+    assert!(job_finished(&build_job(&documents, Some("Failed"))));
 }
 
 #[test]

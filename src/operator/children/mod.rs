@@ -9,7 +9,7 @@
 //! Any kind works, typed (k8s-openapi) or not (a ServiceMonitor as a `DynamicObject`), so a
 //! new controller brings children without new applier code.
 
-pub mod job_pods;
+pub mod job;
 pub mod naming;
 pub mod pod;
 

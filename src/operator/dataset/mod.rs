@@ -19,13 +19,12 @@ use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use super::children::apply_children;
-use super::children::job_pods::observe_job_pods;
+use super::children::job::{ObservedJob, observe_job};
 use super::context::Context;
 use super::driver::{Validation, run_controller, settle};
 use super::error::{Error, Result};
 use crate::api::TwinDataset;
 use crate::contract::labels;
-use status::{ObservedBuild, job_finished};
 use validate::ObservedConfigMaps;
 
 async fn reconcile(dataset: Arc<TwinDataset>, ctx: Arc<Context>) -> Result<Action> {
@@ -55,9 +54,8 @@ async fn fetch_config_maps(ctx: &Context, dataset: &TwinDataset) -> Result<Obser
     Ok(observed)
 }
 
-/// The newest build Job of the dataset (the generation's, or a scheduled refresh) and, when it
-/// has finished, its pod's termination message.
-async fn fetch_newest_build(ctx: &Context, dataset: &TwinDataset) -> Result<ObservedBuild> {
+/// The newest build Job of the dataset (the generation's, or a scheduled refresh) and its pods.
+async fn fetch_newest_build(ctx: &Context, dataset: &TwinDataset) -> Result<ObservedJob> {
     let namespace = dataset.namespace().ok_or(Error::Unidentified("namespace"))?;
     let listed = |kind: &str| {
         let kind = kind.to_string();
@@ -75,13 +73,7 @@ async fn fetch_newest_build(ctx: &Context, dataset: &TwinDataset) -> Result<Obse
         jobs.items.into_iter().filter(|job| build::builds_dataset(job, dataset)).max_by_key(|j| {
             (j.metadata.creation_timestamp.clone().map(|t| t.0), j.name_any() == generation_job)
         });
-    let Some(job) = newest else { return Ok(ObservedBuild::default()) };
-    if !job_finished(&job) {
-        return Ok(ObservedBuild { job: Some(job), termination_message: None });
-    }
-    let pods = observe_job_pods(ctx, &namespace, &job.name_any()).await?;
-    let termination_message = pods.termination_message().map(str::to_string);
-    Ok(ObservedBuild { job: Some(job), termination_message })
+    observe_job(ctx, &namespace, newest).await
 }
 
 /// The dataset a build Job belongs to: its controller owner when that is the dataset, else the

@@ -4,49 +4,33 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 
 use crate::api::TwinDataset;
 use crate::api::dataset::{DatasetPhase, TwinDatasetStatus};
 use crate::contract::{BuildReport, FailedBuild, PublishedBuild};
+use crate::operator::children::job::{JobOutcome, JobReport, ObservedJob};
 use crate::operator::conditions::Assessment;
 use crate::operator::driver::Verdict;
 
 /// How often a Ready dataset is looked at again without a watch event.
 const READY_RECHECK: Duration = Duration::from_secs(300);
 
-/// The newest build Job of a dataset (its generation's or a scheduled refresh), with the
-/// termination message of its finished pod.
-#[derive(Debug, Clone, Default)]
-pub struct ObservedBuild {
-    /// The Job, if any exists.
-    pub job: Option<Job>,
-    /// What the finished build container wrote to its termination-message path.
-    pub termination_message: Option<String>,
+impl JobReport for BuildReport {
+    fn read(line: &str) -> Option<Self> {
+        BuildReport::parse(line).ok()
+    }
 }
 
-/// Whether a Job has a condition of this type that is true (`Complete`, `Failed`).
-pub fn job_condition(job: &Job, type_: &str) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == type_ && c.status == "True"))
-}
-
-/// Whether a Job has finished, well or not.
-pub fn job_finished(job: &Job) -> bool {
-    job_condition(job, "Complete") || job_condition(job, "Failed")
-}
-
-/// The verdict and the status a build gives. A published revision stays in the status while
-/// a newer build runs or fails: what was published is still there.
+/// The verdict and the status the newest build Job (the generation's or a scheduled refresh)
+/// gives. A published revision stays in the status while a newer build runs or fails: what was
+/// published is still there.
 pub fn from_build(
     dataset: &TwinDataset,
-    observed: &ObservedBuild,
+    observed: &ObservedJob,
 ) -> (Verdict<DatasetPhase>, TwinDatasetStatus) {
     let mut status = dataset.status.clone().unwrap_or_default();
-    let Some(job) = &observed.job else {
+    let (Some(job), Some(outcome)) = (&observed.job, observed.outcome::<BuildReport>()) else {
         let assessment = Assessment::not_ready(
             DatasetPhase::Pending,
             "BuildPending",
@@ -55,54 +39,38 @@ pub fn from_build(
         return (Verdict::settled(assessment), status);
     };
     let name = job.name_any();
-    let report = observed.termination_message.as_deref().map(BuildReport::parse);
-    let finished = job.status.as_ref().and_then(|s| s.completion_time.clone());
-    let assessment = if job_condition(job, "Complete") {
-        match report {
-            Some(Ok(BuildReport::Published(published))) => {
-                let assessment = Assessment::ready(
-                    DatasetPhase::Ready,
-                    "RevisionPublished",
-                    published_message(&published),
-                );
-                status.revision = Some(published.revision);
-                status.stats = Some(published.stats);
-                status.sources = published.sources;
-                status.artifacts = Some(published.artifacts);
-                status.last_build_time = finished;
-                return (Verdict { assessment, recheck: Some(READY_RECHECK) }, status);
-            }
-            _ => Assessment::not_ready(
-                DatasetPhase::Failed,
-                "BuildResultMissing",
-                format!(
-                    "Job {name} succeeded but its pod left no readable result in its termination message"
-                ),
-            ),
+    let assessment = match outcome {
+        JobOutcome::Succeeded { report: Some(BuildReport::Published(published)), at } => {
+            let assessment =
+                Assessment::ready(DatasetPhase::Ready, "RevisionPublished", published_message(&published));
+            status.revision = Some(published.revision);
+            status.stats = Some(published.stats);
+            status.sources = published.sources;
+            status.artifacts = Some(published.artifacts);
+            status.last_build_time = at;
+            return (Verdict { assessment, recheck: Some(READY_RECHECK) }, status);
         }
-    } else if job_condition(job, "Failed") {
-        match report {
-            Some(Ok(BuildReport::Failed(failed))) => {
-                let assessment = Assessment::not_ready(
-                    DatasetPhase::Failed,
-                    &failed.reason,
-                    failed_message(&name, &failed),
-                );
-                status.sources = failed.sources;
-                assessment
-            }
-            _ => Assessment::not_ready(
-                DatasetPhase::Failed,
-                "BuildFailed",
-                format!("Job {name} failed; see kubectl logs job/{name}"),
-            ),
+        JobOutcome::Succeeded { .. } => Assessment::not_ready(
+            DatasetPhase::Failed,
+            "BuildResultMissing",
+            format!("Job {name} succeeded but its pod left no readable result in its termination message"),
+        ),
+        JobOutcome::Failed { report: Some(BuildReport::Failed(failed)), .. } => {
+            let assessment =
+                Assessment::not_ready(DatasetPhase::Failed, &failed.reason, failed_message(&name, &failed));
+            status.sources = failed.sources;
+            assessment
         }
-    } else {
-        Assessment::not_ready(
+        JobOutcome::Failed { .. } => Assessment::not_ready(
+            DatasetPhase::Failed,
+            "BuildFailed",
+            format!("Job {name} failed; see kubectl logs job/{name}"),
+        ),
+        JobOutcome::Running => Assessment::not_ready(
             DatasetPhase::Running,
             "Building",
             format!("Job {name} is building the dataset"),
-        )
+        ),
     };
     (Verdict::settled(assessment), status)
 }

@@ -24,7 +24,7 @@ use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use super::children::apply_children;
-use super::children::job_pods::twin_of_pod;
+use super::children::job::twin_of_pod;
 use super::children::naming::{instance_label, is_controlled_by};
 use super::conditions::Assessment;
 use super::context::Context;

@@ -22,17 +22,16 @@ use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use super::children::apply_children;
-use super::children::job_pods::{observe_job_pods, twin_of_pod};
+use super::children::job::{observe_job, twin_of_pod};
 use super::conditions::Assessment;
 use super::context::Context;
 use super::driver::{Validation, Verdict, referrers, run_controller, settle, with_finalizer};
 use super::error::{Error, Result};
 use super::references;
-use crate::api::training::{TrainingPhase, TwinTrainingJobStatus};
+use crate::api::training::{BackendKind, TrainingPhase, TwinTrainingJobStatus};
 use crate::api::{TwinDataset, TwinTrainingJob};
 use crate::contract::labels;
 use build::Run;
-use status::ObservedRun;
 
 /// The finalizer of training jobs that run on SageMaker: removed once what runs there is
 /// stopped.
@@ -99,7 +98,8 @@ async fn train(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Action> {
                 }
             };
             apply_children(&ctx, &*job, &children.child_set()?).await?;
-            let observed = fetch_run(&ctx, &namespace, &build::job_name(&job, &run)).await?;
+            let child = ctx.fetch::<Job>(&namespace, &build::job_name(&job, &run)).await?;
+            let observed = observe_job(&ctx, &namespace, child).await?;
             let (verdict, status) = status::from_run(&job, &run, &output, &observed);
             count_run(&ctx, &job, &verdict.assessment.phase, &status);
             settle(&ctx, &*job, &verdict, status).await
@@ -130,16 +130,8 @@ fn count_run(ctx: &Context, job: &TwinTrainingJob, phase: &TrainingPhase, status
         }
         _ => None,
     };
-    let backend = status.backend.as_ref().map_or("kubernetes", |b| b.kind.as_str());
+    let backend = status.backend.as_ref().map_or(BackendKind::Kubernetes, |b| b.kind).as_str();
     ctx.metrics.training_run(backend, name, duration);
-}
-
-/// The run's Job and its pods: the trainer's result once one finished, the scheduler's word
-/// while one waits.
-async fn fetch_run(ctx: &Context, namespace: &str, name: &str) -> Result<ObservedRun> {
-    let Some(job) = ctx.fetch::<Job>(namespace, name).await? else { return Ok(ObservedRun::default()) };
-    let pods = observe_job_pods(ctx, namespace, name).await?;
-    Ok(ObservedRun { job: Some(job), pods })
 }
 
 /// The training job a trainer Job belongs to: its controller owner.

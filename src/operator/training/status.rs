@@ -2,41 +2,35 @@
 //! Succeeded with its metrics and the adapter's URI once it succeeded, Failed with the
 //! trainer's reason once it failed.
 
-use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 
 use super::build::Run;
 use crate::api::TwinTrainingJob;
 use crate::api::training::{
-    BackendStatus, TrainedModel, TrainingMetrics, TrainingPhase, TwinTrainingJobStatus,
+    BackendKind, BackendStatus, TrainedModel, TrainingMetrics, TrainingPhase, TwinTrainingJobStatus,
 };
 use crate::contract::TrainerResult;
 use crate::contract::trainer::{TrainerSuccess, must_beat_adapter};
 use crate::eval::promotion;
-use crate::operator::children::job_pods::JobPods;
+use crate::operator::children::job::{JobOutcome, JobPods, JobReport, ObservedJob};
 use crate::operator::conditions::Assessment;
-use crate::operator::dataset::status::job_condition;
 use crate::operator::driver::Verdict;
 use crate::storage::StorageUri;
 
-/// A run's Job as observed, with what its pods say: the trainer's result (or its log tail)
-/// once one finished, the scheduler's message while one waits for a node.
-#[derive(Debug, Clone, Default)]
-pub struct ObservedRun {
-    /// The Job, once it exists.
-    pub job: Option<Job>,
-    /// Its pods.
-    pub pods: JobPods,
+impl JobReport for TrainerResult {
+    fn read(line: &str) -> Option<Self> {
+        TrainerResult::parse(line).ok()
+    }
 }
 
-/// The verdict and status a run gives. `output` is the run's artifact folder.
+/// The verdict and status a run's Job gives. `output` is the run's artifact folder.
 pub fn from_run(
     job: &TwinTrainingJob,
     run: &Run,
     output: &StorageUri,
-    observed: &ObservedRun,
+    observed: &ObservedJob,
 ) -> (Verdict<TrainingPhase>, TwinTrainingJobStatus) {
-    let Some(child) = &observed.job else {
+    let (Some(child), Some(outcome)) = (&observed.job, observed.outcome::<TrainerResult>()) else {
         let mut status = job.status.clone().unwrap_or_default();
         status.dataset_revision = Some(run.revision.clone());
         let assessment = Assessment::not_ready(
@@ -48,56 +42,52 @@ pub fn from_run(
     };
     let name = child.name_any();
     let job_status = child.status.clone().unwrap_or_default();
-    let mut status = new_run(job, run, &name, "kubernetes");
+    let mut status = new_run(job, run, &name, BackendKind::Kubernetes);
     let mut backend = status.backend.take().unwrap_or_default();
     status.start_time = job_status.start_time.clone().or(status.start_time);
-    let result = observed.pods.termination_message().map(TrainerResult::parse);
-    let assessment = if job_condition(child, "Complete") {
-        match result {
-            Some(Ok(TrainerResult::Succeeded(success))) => {
-                status.completion_time = job_status.completion_time.clone();
-                backend.detail = Some("Complete".into());
-                published(job, &mut status, run, output, &success)
-            }
-            _ => Assessment::not_ready(
-                TrainingPhase::Failed,
-                "TrainerResultMissing",
-                format!(
-                    "Job {name} succeeded but its pod left no readable result in its termination message"
+    let assessment = match outcome {
+        JobOutcome::Succeeded { report: Some(TrainerResult::Succeeded(success)), at } => {
+            status.completion_time = at;
+            backend.detail = Some("Complete".into());
+            published(job, &mut status, run, output, &success)
+        }
+        JobOutcome::Succeeded { .. } => Assessment::not_ready(
+            TrainingPhase::Failed,
+            "TrainerResultMissing",
+            format!("Job {name} succeeded but its pod left no readable result in its termination message"),
+        ),
+        JobOutcome::Failed { report, reason, at } => {
+            status.completion_time = at;
+            let why = reason.map_or(String::new(), |r| format!(" ({r})"));
+            backend.detail = Some(format!("Failed{why}"));
+            match report {
+                Some(TrainerResult::Failed(failure)) => Assessment::not_ready(
+                    TrainingPhase::Failed,
+                    &failure.reason,
+                    format!("Job {name} failed: {}", failure.message),
                 ),
-            ),
+                _ => died_without_a_result(&name, &why, &observed.pods),
+            }
         }
-    } else if job_condition(child, "Failed") {
-        let failed = job_status.conditions.as_ref().and_then(|c| c.iter().find(|c| c.type_ == "Failed"));
-        status.completion_time = failed.and_then(|c| c.last_transition_time.clone());
-        let why = failed
-            .and_then(|c| c.reason.as_deref())
-            .filter(|r| !r.is_empty())
-            .map_or(String::new(), |r| format!(" ({r})"));
-        backend.detail = Some(format!("Failed{why}"));
-        match result {
-            Some(Ok(TrainerResult::Failed(failure))) => Assessment::not_ready(
-                TrainingPhase::Failed,
-                &failure.reason,
-                format!("Job {name} failed: {}", failure.message),
-            ),
-            _ => died_without_a_result(&name, &why, &observed.pods),
-        }
-    } else if let Some(scheduler) = &observed.pods.unschedulable {
-        backend.detail = Some("Unschedulable".into());
-        Assessment::not_ready(
-            TrainingPhase::Pending,
-            "TrainerUnschedulable",
-            format!("the trainer's pod of Job {name} cannot be scheduled: {scheduler}"),
-        )
-    } else {
-        let active = job_status.active.unwrap_or(0);
-        backend.detail = Some(if active > 0 { "Running".into() } else { "Starting".into() });
-        Assessment::not_ready(
-            TrainingPhase::Running,
-            "Training",
-            format!("Job {name} is training on dataset revision {}", run.revision),
-        )
+        JobOutcome::Running => match &observed.pods.unschedulable {
+            Some(scheduler) => {
+                backend.detail = Some("Unschedulable".into());
+                Assessment::not_ready(
+                    TrainingPhase::Pending,
+                    "TrainerUnschedulable",
+                    format!("the trainer's pod of Job {name} cannot be scheduled: {scheduler}"),
+                )
+            }
+            None => {
+                let active = job_status.active.unwrap_or(0);
+                backend.detail = Some(if active > 0 { "Running".into() } else { "Starting".into() });
+                Assessment::not_ready(
+                    TrainingPhase::Running,
+                    "Training",
+                    format!("Job {name} is training on dataset revision {}", run.revision),
+                )
+            }
+        },
     };
     status.backend = Some(backend);
     (Verdict::settled(assessment), status)
@@ -142,7 +132,7 @@ fn died_without_a_result(name: &str, why: &str, pods: &JobPods) -> Assessment<Tr
 /// The stored status carried over to `run`, executed as `name` on the backend `kind`: the
 /// run's revision and backend, and, when the stored status is a previous run's, what that run
 /// reported cleared. The promoted model stays: endpoints serve it whatever this run does.
-pub fn new_run(job: &TwinTrainingJob, run: &Run, name: &str, kind: &str) -> TwinTrainingJobStatus {
+pub fn new_run(job: &TwinTrainingJob, run: &Run, name: &str, kind: BackendKind) -> TwinTrainingJobStatus {
     let mut status = job.status.clone().unwrap_or_default();
     status.dataset_revision = Some(run.revision.clone());
     let previous = status.backend.take().filter(|b| b.job_name.as_deref() == Some(name));
@@ -156,7 +146,7 @@ pub fn new_run(job: &TwinTrainingJob, run: &Run, name: &str, kind: &str) -> Twin
     }
     status.run = Some(run.name.clone());
     status.backend = Some(BackendStatus {
-        kind: kind.into(),
+        kind,
         job_name: Some(name.into()),
         ..previous.unwrap_or_default()
     });

@@ -9,7 +9,9 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::client::{Refusal, describe_training_job, stop_training_job};
+use super::wire::TrainingJobStatus;
 use crate::api::TwinTrainingJob;
+use crate::api::training::BackendKind;
 use crate::operator::context::Context;
 use crate::operator::driver::object_key;
 use crate::operator::error::{Error, Result};
@@ -28,7 +30,7 @@ async fn event(ctx: &Context, job: &TwinTrainingJob, type_: EventType, reason: &
 /// Stops the training job of a deleted TwinTrainingJob. `Some(wait)` while it is still
 /// stopping (the finalizer stays); `None` once nothing runs any more.
 pub async fn stop_outside_work(job: &TwinTrainingJob, ctx: &Context) -> Result<Option<Duration>> {
-    let recorded = job.status.as_ref().and_then(|s| s.backend.as_ref()).filter(|b| b.kind == "sagemaker");
+    let recorded = job.status.as_ref().and_then(|s| s.backend.as_ref()).filter(|b| b.kind == BackendKind::Sagemaker);
     let (Some(name), Some(backend)) =
         (recorded.and_then(|b| b.job_name.clone()), job.spec.backend.sagemaker.as_ref())
     else {
@@ -61,8 +63,8 @@ pub async fn stop_outside_work(job: &TwinTrainingJob, ctx: &Context) -> Result<O
         }
     };
     let state = described.as_ref().and_then(|d| d.training_job_status.clone());
-    match state.as_deref() {
-        Some("InProgress") => {
+    match state {
+        Some(TrainingJobStatus::InProgress) => {
             if let Err(Refusal::Quota(said) | Refusal::Rejected(said)) =
                 stop_training_job(&client, &name).await?
             {
@@ -74,7 +76,7 @@ pub async fn stop_outside_work(job: &TwinTrainingJob, ctx: &Context) -> Result<O
             event(ctx, job, EventType::Normal, "StoppingTrainingJob", note).await;
             Ok(Some(STOPPING_RECHECK))
         }
-        Some("Stopping") => Ok(Some(STOPPING_RECHECK)),
+        Some(TrainingJobStatus::Stopping) => Ok(Some(STOPPING_RECHECK)),
         _ => {
             info!(object = %object_key(job), training_job = %name, state = ?state, "the SageMaker training job is not running; releasing the finalizer");
             Ok(None)

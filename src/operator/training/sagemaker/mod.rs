@@ -14,7 +14,7 @@ use std::time::Duration;
 use kube::ResourceExt;
 
 use super::build::{self, Run};
-use crate::api::training::{SageMakerBackend, TrainingPhase, TwinTrainingJobStatus};
+use crate::api::training::{BackendKind, SageMakerBackend, TrainingPhase, TwinTrainingJobStatus};
 use crate::api::{TwinDataset, TwinTrainingJob};
 use crate::operator::conditions::Assessment;
 use crate::operator::context::Context;
@@ -113,7 +113,7 @@ async fn run_training_job(
     // (and stops) it.
     let recorded = status.backend.as_ref().and_then(|b| b.job_name.as_deref()) == Some(name);
     if !recorded {
-        let creating = super::status::new_run(job, &run, name, "sagemaker");
+        let creating = super::status::new_run(job, &run, name, BackendKind::Sagemaker);
         let assessment = Assessment::not_ready(
             TrainingPhase::Pending,
             "CreatingTrainingJob",

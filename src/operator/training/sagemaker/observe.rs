@@ -12,9 +12,9 @@ use k8s_openapi::jiff::Timestamp;
 use super::super::build::Run;
 use super::super::status::{new_run, published};
 use super::request::RESULT_METRICS;
-use super::wire::TrainingJobDescription;
+use super::wire::{SecondaryStatus, TrainingJobDescription, TrainingJobStatus};
 use crate::api::TwinTrainingJob;
-use crate::api::training::{TrainingPhase, TwinTrainingJobStatus};
+use crate::api::training::{BackendKind, TrainingPhase, TwinTrainingJobStatus};
 use crate::contract::trainer::{CHAT_TEMPLATE_FILE, TrainerSuccess};
 use crate::operator::conditions::Assessment;
 use crate::operator::driver::Verdict;
@@ -28,11 +28,11 @@ pub const POLL_CEILING: Duration = Duration::from_secs(300);
 pub struct ObservedTrainingJob {
     /// The job's ARN.
     pub arn: Option<String>,
-    /// `InProgress`, `Completed`, `Failed`, `Stopping` or `Stopped`.
-    pub status: String,
+    /// The job's state; `None` when the answer named none.
+    pub status: Option<TrainingJobStatus>,
     /// The finer state: `Starting`, `Downloading`, `Training`, `Uploading`,
     /// `MaxRuntimeExceeded`, ...
-    pub secondary: Option<String>,
+    pub secondary: Option<SecondaryStatus>,
     /// The message of the latest secondary status.
     pub secondary_message: Option<String>,
     /// Why it failed.
@@ -67,7 +67,7 @@ impl From<&TrainingJobDescription> for ObservedTrainingJob {
             .collect();
         Self {
             arn: output.training_job_arn.clone(),
-            status: output.training_job_status.clone().unwrap_or_default(),
+            status: output.training_job_status.clone(),
             secondary: output.secondary_status.clone(),
             secondary_message: output
                 .secondary_status_transitions
@@ -123,11 +123,12 @@ pub fn from_training_job(
     now: Timestamp,
     floor: Duration,
 ) -> (Verdict<TrainingPhase>, TwinTrainingJobStatus) {
-    let mut status = new_run(job, run, name, "sagemaker");
-    let secondary = observed.secondary.as_deref().unwrap_or(&observed.status);
+    let mut status = new_run(job, run, name, BackendKind::Sagemaker);
+    let state = observed.status.as_ref().map_or(String::new(), ToString::to_string);
+    let secondary = observed.secondary.as_ref().map_or_else(|| state.clone(), ToString::to_string);
     let backend = status.backend.get_or_insert_default();
     backend.training_job_arn = observed.arn.clone().or(backend.training_job_arn.take());
-    backend.detail = Some(format!("{}/{secondary}", observed.status));
+    backend.detail = Some(format!("{state}/{secondary}"));
     status.start_time = observed.started.clone().or(status.start_time);
     let running = |reason: &str, what: &str| {
         let said = observed.secondary_message.as_deref().map_or(String::new(), |m| format!(": {m}"));
@@ -139,8 +140,8 @@ pub fn from_training_job(
         Verdict { assessment, recheck: Some(poll_after(observed.last_modified.as_ref(), now, floor)) }
     };
     let finished = |assessment| Verdict::settled(assessment);
-    let verdict = match observed.status.as_str() {
-        "Completed" => {
+    let verdict = match &observed.status {
+        Some(TrainingJobStatus::Completed) => {
             let success = TrainerSuccess {
                 sft_train_loss: observed.metrics.get(RESULT_METRICS[0].0).copied(),
                 sft_eval_loss: observed.metrics.get(RESULT_METRICS[1].0).copied(),
@@ -169,7 +170,7 @@ pub fn from_training_job(
             status.completion_time = observed.ended.clone().or(observed.last_modified.clone());
             finished(published(job, &mut status, run, output, &success))
         }
-        "Failed" => {
+        Some(TrainingJobStatus::Failed) => {
             status.completion_time = observed.ended.clone().or(observed.last_modified.clone());
             let (reason, message) = failure(observed.failure_reason.as_deref().unwrap_or("no reason given"));
             finished(Assessment::not_ready(
@@ -178,14 +179,14 @@ pub fn from_training_job(
                 format!("SageMaker training job {name} failed: {message}"),
             ))
         }
-        "Stopped" => {
+        Some(TrainingJobStatus::Stopped) => {
             status.completion_time = observed.ended.clone().or(observed.last_modified.clone());
-            let (reason, message) = match secondary {
-                "MaxRuntimeExceeded" => (
+            let (reason, message) = match &observed.secondary {
+                Some(SecondaryStatus::MaxRuntimeExceeded) => (
                     "MaxRuntimeExceeded",
                     "was stopped after spec.backend.sagemaker.maxRuntimeSeconds".to_string(),
                 ),
-                "MaxWaitTimeExceeded" => (
+                Some(SecondaryStatus::MaxWaitTimeExceeded) => (
                     "MaxWaitTimeExceeded",
                     "was stopped: spot capacity and training took longer than spec.backend.sagemaker.maxWaitSeconds"
                         .to_string(),
@@ -198,7 +199,7 @@ pub fn from_training_job(
                 format!("SageMaker training job {name} {message}; change the spec to train again"),
             ))
         }
-        "Stopping" => running("Stopping", "is stopping"),
+        Some(TrainingJobStatus::Stopping) => running("Stopping", "is stopping"),
         _ => running("Training", &format!("is training on dataset revision {}", run.revision)),
     };
     (verdict, status)
@@ -269,7 +270,7 @@ mod tests {
         // Changed 400 s ago: looked at again in 100 s.
         assert_eq!(verdict.recheck, Some(Duration::from_secs(100)));
         let backend = status.backend.unwrap();
-        assert_eq!(backend.kind, "sagemaker");
+        assert_eq!(backend.kind, BackendKind::Sagemaker);
         assert_eq!(backend.detail.as_deref(), Some("InProgress/Downloading"));
         assert!(backend.training_job_arn.unwrap().ends_with("training-job/paul-twin-g1-rev1-0123456789"));
         assert_eq!(status.start_time.unwrap().0.as_second(), 1_800_000_000);

@@ -252,30 +252,105 @@ pub(super) fn service_error(status: u16, header: Option<&str>, body: &[u8]) -> C
         }),
     }
 }
-/// What DescribeTrainingJob returns, of what the status reads.
+
+/// What DescribeTrainingJob returns, of what the status reads. The fields are the API's,
+/// named as its reference names them; times are seconds since the epoch, as the protocol
+/// writes them.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct TrainingJobDescription {
-    /// The job's ARN.
     pub training_job_arn: Option<String>,
-    /// `InProgress`, `Completed`, `Failed`, `Stopping` or `Stopped`.
-    pub training_job_status: Option<String>,
-    /// The finer state.
-    pub secondary_status: Option<String>,
-    /// The secondary states so far, the latest last.
+    pub training_job_status: Option<TrainingJobStatus>,
+    pub secondary_status: Option<SecondaryStatus>,
+    /// The latest last.
     #[serde(default)]
     pub secondary_status_transitions: Vec<SecondaryStatusTransition>,
-    /// Why it failed.
     pub failure_reason: Option<String>,
-    /// Seconds since the epoch, as the protocol writes times.
     pub training_start_time: Option<f64>,
-    /// Seconds since the epoch.
     pub training_end_time: Option<f64>,
-    /// Seconds since the epoch.
     pub last_modified_time: Option<f64>,
-    /// The final value of each metric.
     #[serde(default)]
     pub final_metric_data_list: Vec<MetricData>,
+}
+
+/// A training job's state (`TrainingJobStatus`). A state this client does not know is kept as
+/// written, to be shown; it decides nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum TrainingJobStatus {
+    /// Starting or training.
+    InProgress,
+    /// Finished; its model was uploaded.
+    Completed,
+    /// Failed: `FailureReason` says why.
+    Failed,
+    /// Stopping after StopTrainingJob or a limit.
+    Stopping,
+    /// Stopped before it finished.
+    Stopped,
+    /// A state added after this client was written.
+    Other(String),
+}
+
+impl From<String> for TrainingJobStatus {
+    fn from(written: String) -> Self {
+        match written.as_str() {
+            "InProgress" => Self::InProgress,
+            "Completed" => Self::Completed,
+            "Failed" => Self::Failed,
+            "Stopping" => Self::Stopping,
+            "Stopped" => Self::Stopped,
+            _ => Self::Other(written),
+        }
+    }
+}
+
+impl std::fmt::Display for TrainingJobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::InProgress => "InProgress",
+            Self::Completed => "Completed",
+            Self::Failed => "Failed",
+            Self::Stopping => "Stopping",
+            Self::Stopped => "Stopped",
+            Self::Other(written) => written,
+        })
+    }
+}
+
+/// A training job's finer state (`SecondaryStatus`): the two that say why a job was stopped
+/// are told apart, the others (`Starting`, `Downloading`, `Training`, `Uploading`, ...) are
+/// shown as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum SecondaryStatus {
+    /// Stopped at `StoppingCondition.MaxRuntimeInSeconds`.
+    MaxRuntimeExceeded,
+    /// Stopped at `StoppingCondition.MaxWaitTimeInSeconds` (managed spot training).
+    MaxWaitTimeExceeded,
+    /// Any other finer state.
+    Other(String),
+}
+
+impl From<String> for SecondaryStatus {
+    fn from(written: String) -> Self {
+        match written.as_str() {
+            "MaxRuntimeExceeded" => Self::MaxRuntimeExceeded,
+            "MaxWaitTimeExceeded" => Self::MaxWaitTimeExceeded,
+            _ => Self::Other(written),
+        }
+    }
+}
+
+impl std::fmt::Display for SecondaryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::MaxRuntimeExceeded => "MaxRuntimeExceeded",
+            Self::MaxWaitTimeExceeded => "MaxWaitTimeExceeded",
+            Self::Other(written) => written,
+        })
+    }
 }
 
 /// One secondary state of a training job.

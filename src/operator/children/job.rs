@@ -1,10 +1,13 @@
-//! What a Job's pods say that the Job does not: how the newest finished container ended (its
-//! exit code, reason and termination message: a workload's result, or the log tail that
+//! A twin's Job as observed, shared by the dataset and training controllers: how it stands
+//! ([`JobOutcome`]: running, succeeded with the workload's report, or failed), and what its pods
+//! say that the Job does not: how the newest finished container ended (its exit code, reason
+//! and termination message: the workload's result, or the log tail that
 //! `FallbackToLogsOnError` leaves when it crashed), and why a pod waits unscheduled (the
-//! scheduler's message). Shared by the dataset and training controllers; and the mapper that
-//! lets a controller watch the pods of its children.
+//! scheduler's message). And the mapper that lets a controller watch the pods of its children.
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::ListParams;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -85,8 +88,86 @@ impl JobPods {
     }
 }
 
+/// A Job as observed: absent until it is created, with what its pods say.
+#[derive(Debug, Clone, Default)]
+pub struct ObservedJob {
+    /// The Job, once it exists.
+    pub job: Option<Job>,
+    /// Its pods.
+    pub pods: JobPods,
+}
+
+/// The result line a workload writes to its termination-message path, as its controller reads
+/// it.
+pub trait JobReport: Sized {
+    /// The report a line holds; `None` when it holds none that can be read.
+    fn read(line: &str) -> Option<Self>;
+}
+
+/// How a Job stands, with the report its workload left, if a readable one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome<R> {
+    /// Neither complete nor failed: its pod waits or runs.
+    Running,
+    /// Complete.
+    Succeeded {
+        /// The workload's report.
+        report: Option<R>,
+        /// When the Job completed.
+        at: Option<Time>,
+    },
+    /// Failed.
+    Failed {
+        /// The workload's report.
+        report: Option<R>,
+        /// The reason of the Job's `Failed` condition (`BackoffLimitExceeded`,
+        /// `DeadlineExceeded`, ...), when it gives one.
+        reason: Option<String>,
+        /// When the Job failed.
+        at: Option<Time>,
+    },
+}
+
+impl ObservedJob {
+    /// How the Job stands; `None` while it does not exist.
+    pub fn outcome<R: JobReport>(&self) -> Option<JobOutcome<R>> {
+        let job = self.job.as_ref()?;
+        let report = || self.pods.termination_message().and_then(R::read);
+        Some(match finished_condition(job) {
+            Some(condition) if condition.type_ == "Complete" => JobOutcome::Succeeded {
+                report: report(),
+                at: job.status.as_ref().and_then(|s| s.completion_time.clone()),
+            },
+            Some(condition) => JobOutcome::Failed {
+                report: report(),
+                reason: condition.reason.clone().filter(|r| !r.is_empty()),
+                at: condition.last_transition_time.clone(),
+            },
+            None => JobOutcome::Running,
+        })
+    }
+}
+
+/// The Job's true `Complete` or `Failed` condition, once it has finished.
+fn finished_condition(job: &Job) -> Option<&k8s_openapi::api::batch::v1::JobCondition> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    conditions.iter().find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+}
+
+/// Whether a Job has finished, well or not.
+pub fn job_finished(job: &Job) -> bool {
+    finished_condition(job).is_some()
+}
+
+/// A Job and, while it exists, its pods.
+pub async fn observe_job(ctx: &Context, namespace: &str, job: Option<Job>) -> Result<ObservedJob> {
+    let Some(job) = job else { return Ok(ObservedJob::default()) };
+    let pods = observe_job_pods(ctx, namespace, &job.name_any()).await?;
+    Ok(ObservedJob { job: Some(job), pods })
+}
+
 /// The pods of a Job, as [`JobPods`].
-pub async fn observe_job_pods(ctx: &Context, namespace: &str, job: &str) -> Result<JobPods> {
+async fn observe_job_pods(ctx: &Context, namespace: &str, job: &str) -> Result<JobPods> {
     let pods = ctx
         .namespaced_api::<Pod>(namespace)
         .list(&ListParams::default().labels(&format!("{}={job}", labels::JOB_NAME)))
