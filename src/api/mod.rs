@@ -8,6 +8,7 @@ pub mod common;
 pub mod dataset;
 pub mod endpoint;
 pub mod evaluation;
+pub mod readiness;
 pub mod training;
 
 pub use common::*;

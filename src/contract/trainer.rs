@@ -44,6 +44,22 @@ pub fn revision_folder(dataset: &TwinDataset, revision: &str) -> Result<StorageU
     Ok(root.join(&format!("datasets/{}/{revision}", dataset.name_any())))
 }
 
+/// Where a run reads its dataset revision and writes its artifacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunPlaces {
+    /// The dataset revision's folder ([`revision_folder`]).
+    pub dataset: StorageUri,
+    /// The run's artifact folder ([`run_output`]).
+    pub output: StorageUri,
+}
+
+impl RunPlaces {
+    /// The places of `run` of `job` on `dataset`, or which URI cannot be read.
+    pub fn of(job: &TwinTrainingJob, dataset: &TwinDataset, run: &Run) -> Result<Self, String> {
+        Ok(Self { dataset: revision_folder(dataset, &run.revision)?, output: run_output(job, run)? })
+    }
+}
+
 /// The configuration of one run (`twin-trainer --config FILE`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -118,18 +134,18 @@ impl TrainerConfig {
     /// path for `pvc://` in a pod, the URI itself elsewhere).
     pub fn for_run(
         job: &TwinTrainingJob,
-        dataset: &TwinDataset,
         run: &Run,
+        places: &RunPlaces,
         termination_message_path: &str,
         reach: impl Fn(&str) -> String,
-    ) -> Result<Self, String> {
+    ) -> Self {
         let evaluation = &job.spec.evaluation;
-        Ok(Self {
+        Self {
             run: run.name.clone(),
-            dataset_uri: reach(&revision_folder(dataset, &run.revision)?.to_string()),
+            dataset_uri: reach(&places.dataset.to_string()),
             dataset_revision: run.revision.clone(),
             base_model_uri: reach(&job.spec.base_model.uri),
-            output_uri: reach(&run_output(job, run)?.to_string()),
+            output_uri: reach(&places.output.to_string()),
             sft: job.spec.sft.clone(),
             dpo: job.spec.dpo.clone(),
             termination_message_path: termination_message_path.into(),
@@ -147,7 +163,7 @@ impl TrainerConfig {
                 serving_adapter_uri: must_beat_adapter(job, run).map(|uri| reach(&uri)),
             },
             progress_path: None,
-        })
+        }
     }
 }
 
@@ -271,9 +287,9 @@ mod tests {
         .unwrap();
         let run = Run::new(&job, "Rev-1f2e");
         assert_eq!(run.name, "g3-rev1f2e");
+        let places = RunPlaces::of(&job, &dataset, &run).unwrap();
         let config =
-            TrainerConfig::for_run(&job, &dataset, &run, "/tmp/result", |uri| uri.replace("file://", ""))
-                .unwrap();
+            TrainerConfig::for_run(&job, &run, &places, "/tmp/result", |uri| uri.replace("file://", ""));
         assert_eq!(config.dataset_uri, "/twin/out/datasets/paul/Rev-1f2e");
         assert_eq!(config.output_uri, "/twin/out/models/paul-v1/g3-rev1f2e");
         assert_eq!(config.base_model_uri, "/models/smollm2.gguf");

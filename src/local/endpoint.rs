@@ -11,9 +11,11 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::manifest::{self, Located, Twin};
-use super::state::State;
+use super::state::{Phase, State};
 use super::up::Status;
-use crate::api::endpoint::{EngineKind, RetrievalRevision};
+use crate::api::endpoint::{EndpointPhase, EngineKind, RetrievalRevision};
+use crate::api::readiness::{DatasetReadiness, NO_RETRIEVAL};
+use crate::api::training::TrainingPhase;
 use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use crate::contract::trainer::{Run, revision_folder, run_output};
 use crate::serve::config::{ApiKey, ServeArgs};
@@ -112,7 +114,7 @@ fn local_path(uri: &str) -> Option<PathBuf> {
 fn gguf_base(uri: &str, field: &str) -> Result<String, Status> {
     let refused = |why: &str| {
         Status::new(
-            "Failed",
+            EndpointPhase::Failed,
             "ModelNotGguf",
             format!(
                 "{field} {uri}: {why}; the embedded engine runs a GGUF file (file:///path/model.gguf or \
@@ -136,7 +138,8 @@ fn gguf_base(uri: &str, field: &str) -> Result<String, Status> {
 /// The GGUF adapter next to a PEFT adapter folder the trainer published (`<run>/adapter` and
 /// `<run>/adapter.gguf`), or the `.gguf` file itself.
 fn gguf_adapter(uri: &str, field: &str) -> Result<PathBuf, Status> {
-    let missing = |why: String| Status::new("Failed", "AdapterNotFound", format!("{field} {uri}: {why}"));
+    let missing =
+        |why: String| Status::new(EndpointPhase::Failed, "AdapterNotFound", format!("{field} {uri}: {why}"));
     let path = local_path(uri)
         .ok_or_else(|| missing("twin up serves adapters from this machine (file://)".into()))?;
     let gguf = if uri.ends_with(".gguf") { path } else { path.with_extension("gguf") };
@@ -182,7 +185,7 @@ fn model(
     let name = spec.training_job_ref.as_ref().map(|r| r.name.as_str()).unwrap_or_default();
     let Some(job) = job(resources, namespace, name) else {
         let message = format!("TwinTrainingJob {name:?} is not in the YAML given");
-        return Err(Status::new("Pending", "TrainingJobNotFound", message));
+        return Err(Status::new(EndpointPhase::Pending, "TrainingJobNotFound", message));
     };
     let model =
         gguf_base(&job.spec.base_model.uri, &format!("TwinTrainingJob {name:?}'s spec.baseModel.uri"))?;
@@ -200,11 +203,12 @@ fn model(
         return Ok(Model { model, degraded: Some(degraded), ..Default::default() });
     };
     let run = Run::new(job, revision);
-    let output = run_output(job, &run).map_err(|e| Status::new("Failed", "InvalidSpec", e))?;
+    let output = run_output(job, &run).map_err(|e| Status::new(EndpointPhase::Failed, "InvalidSpec", e))?;
     let adapter =
         gguf_adapter(&output.join("adapter").to_string(), &format!("TwinTrainingJob {name:?}'s adapter"))?;
     // The job's latest run failed its gate: the promoted one serves, and the status says so.
-    let held = entry.filter(|e| e.phase == "Rejected").map(|e| e.message.clone());
+    let held =
+        entry.filter(|e| e.phase == Phase::Training(TrainingPhase::Rejected)).map(|e| e.message.clone());
     Ok(Model {
         model,
         adapter: Some(adapter),
@@ -225,17 +229,25 @@ fn knowledge(
 ) -> Result<Option<(String, String)>, Status> {
     let Some(reference) = &endpoint.spec.dataset_ref else { return Ok(None) };
     let name = &reference.name;
-    let ready = state.get("TwinDataset", namespace, name).filter(|e| e.phase == "Ready");
-    let newest = ready.and_then(|e| e.revision.clone());
+    let dataset = dataset(resources, namespace, name).map(|dataset| {
+        let mut dataset = dataset.clone();
+        dataset.status = state.dataset_status(namespace, name);
+        dataset
+    });
+    let readiness = DatasetReadiness::of(dataset.as_ref());
     let revision = match (endpoint.spec.gateway.rag.revision, adapter_revision) {
         (RetrievalRevision::Adapter, Some(trained)) => Some(trained.to_string()),
-        _ => newest,
+        _ => readiness.published_revision().map(str::to_string),
     };
-    let (Some(dataset), Some(revision)) = (dataset(resources, namespace, name), revision) else {
-        let message = format!("TwinDataset {name:?} is not Ready here; the endpoint serves once it is");
-        return Err(Status::new("Pending", "WaitingForDataset", message));
+    let (Some(dataset), Some(revision)) = (dataset.as_ref(), revision) else {
+        let DatasetReadiness::NotReady { why, .. } = &readiness else {
+            unreachable!("a Ready dataset has a revision")
+        };
+        let wait = why.wait(name, namespace, "spec.datasetRef.name", "serving", Some(NO_RETRIEVAL));
+        return Err(Status::new(EndpointPhase::Pending, wait.reason, wait.message));
     };
-    let folder = revision_folder(dataset, &revision).map_err(|e| Status::new("Failed", "InvalidSpec", e))?;
+    let folder = revision_folder(dataset, &revision)
+        .map_err(|e| Status::new(EndpointPhase::Failed, "InvalidSpec", e))?;
     Ok(Some((folder.to_string(), revision)))
 }
 
@@ -258,7 +270,7 @@ pub fn plan(resource: &Located, here: &Here, url: &str) -> Result<Plan, Status> 
     let namespace = resource.twin.namespace();
     if !served_here(endpoint) {
         return Err(Status::new(
-            "Pending",
+            EndpointPhase::Pending,
             "EngineNotLocal",
             "engine.kind vllm runs on a cluster's GPUs (kubectl apply); to serve this twin here set engine.kind \
              embedded (a GGUF base model, on the CPU) or external (an OpenAI-compatible url)",
@@ -305,12 +317,13 @@ pub fn plan(resource: &Located, here: &Here, url: &str) -> Result<Plan, Status> 
         serving.push(format!("on dataset revision {revision}"));
         argv.extend(["--dataset".into(), folder.clone()]);
     }
-    let mut args = ServeArgs::try_parse_from(&argv)
-        .map_err(|e| Status::new("Failed", "InvalidSpec", format!("the gateway's settings: {e}")))?;
+    let mut args = ServeArgs::try_parse_from(&argv).map_err(|e| {
+        Status::new(EndpointPhase::Failed, "InvalidSpec", format!("the gateway's settings: {e}"))
+    })?;
     if endpoint.spec.gateway.api_key_secret_ref.is_some() {
         let Some(key) = here.api_key.clone().filter(|k| !k.trim().is_empty()) else {
             return Err(Status::new(
-                "Pending",
+                EndpointPhase::Pending,
                 "ApiKeyNotSet",
                 format!(
                     "spec.gateway.apiKeySecretRef names a Secret, which exists only in a cluster: give the key \
@@ -328,6 +341,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::api::dataset::DatasetPhase;
     use crate::local::state::Entry;
 
     /// A fresh folder for one test.
@@ -350,12 +364,11 @@ mod tests {
         manifest::load(&dir.join("twins.yaml")).unwrap()
     }
 
-    fn entry(kind: &str, name: &str, phase: &str, reason: &str) -> Entry {
+    fn entry(phase: Phase, name: &str, reason: &str) -> Entry {
         Entry {
-            kind: kind.into(),
+            phase,
             namespace: "default".into(),
             name: name.into(),
-            phase: phase.into(),
             reason: reason.into(),
             message: String::new(),
             updated: String::new(),
@@ -370,10 +383,10 @@ mod tests {
     }
 
     /// The dataset Ready on rev1, the training job in `phase`.
-    fn state(phase: &str, reason: &str) -> State {
+    fn state(phase: TrainingPhase, reason: &str) -> State {
         let mut state = State::default();
-        state.record(entry("TwinDataset", "paul", "Ready", "RevisionPublished"));
-        state.record(entry("TwinTrainingJob", "paul-v1", phase, reason));
+        state.record(entry(Phase::Dataset(DatasetPhase::Ready), "paul", "RevisionPublished"));
+        state.record(entry(Phase::Training(phase), "paul-v1", reason));
         state
     }
 
@@ -388,7 +401,7 @@ mod tests {
         let resources = resources(&dir, &format!("file://{}", base.display()), "{kind: embedded}");
         let served = plan(
             &resources[2],
-            &here(&resources, &state("Succeeded", "AdapterPublished")),
+            &here(&resources, &state(TrainingPhase::Succeeded, "AdapterPublished")),
             "http://127.0.0.1:8080",
         )
         .unwrap();
@@ -402,7 +415,7 @@ mod tests {
         // Not trained here: the base model alone, said.
         let base_only = plan(
             &resources[2],
-            &here(&resources, &state("Pending", "TrainerNotInstalled")),
+            &here(&resources, &state(TrainingPhase::Pending, "TrainerNotInstalled")),
             "http://127.0.0.1:8080",
         )
         .unwrap();
@@ -415,7 +428,7 @@ mod tests {
         std::fs::remove_file(&adapter).unwrap();
         let gone = plan(
             &resources[2],
-            &here(&resources, &state("Succeeded", "AdapterPublished")),
+            &here(&resources, &state(TrainingPhase::Succeeded, "AdapterPublished")),
             "http://127.0.0.1:8080",
         )
         .unwrap_err();
@@ -428,10 +441,13 @@ mod tests {
     fn what_cannot_be_served_here_says_why() {
         let dir = scratch("refused");
         let url = "http://127.0.0.1:8080";
-        let ready = state("Succeeded", "AdapterPublished");
+        let ready = state(TrainingPhase::Succeeded, "AdapterPublished");
         let vllm = resources(&dir, "hf://HuggingFaceTB/SmolLM2-135M", "{kind: vllm}");
         let refused = plan(&vllm[2], &here(&vllm, &ready), url).unwrap_err();
-        assert_eq!((refused.phase, refused.reason.as_str()), ("Pending", "EngineNotLocal"));
+        assert_eq!(
+            (refused.phase, refused.reason.as_str()),
+            (Phase::Endpoint(EndpointPhase::Pending), "EngineNotLocal")
+        );
 
         let safetensors = resources(&dir, "hf://HuggingFaceTB/SmolLM2-135M", "{kind: embedded}");
         let refused = plan(&safetensors[2], &here(&safetensors, &ready), url).unwrap_err();

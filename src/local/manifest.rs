@@ -34,6 +34,20 @@ impl Twin {
         }
     }
 
+    /// The phase of its own kind among the three given.
+    pub fn phase(
+        &self,
+        dataset: crate::api::dataset::DatasetPhase,
+        training: crate::api::training::TrainingPhase,
+        endpoint: crate::api::endpoint::EndpointPhase,
+    ) -> super::state::Phase {
+        match self {
+            Twin::Dataset(_) => dataset.into(),
+            Twin::Training(_) => training.into(),
+            Twin::Endpoint(_) => endpoint.into(),
+        }
+    }
+
     fn metadata(&self) -> &kube::api::ObjectMeta {
         match self {
             Twin::Dataset(d) => &d.metadata,

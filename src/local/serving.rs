@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use super::endpoint::Plan;
 use super::manifest::Located;
 use super::up::Status;
+use crate::api::endpoint::EndpointPhase;
 
 /// An endpoint to serve: its plan and the address taken for it.
 pub struct ToServe {
@@ -52,9 +53,11 @@ struct Serving {
 /// The status of a gateway that ended on its own, with why.
 fn failed(result: Result<Result<(), String>, tokio::task::JoinError>) -> Status {
     match result {
-        Ok(Ok(())) => Status::new("Failed", "GatewayStopped", "the gateway stopped serving"),
-        Ok(Err(message)) => Status::new("Failed", "GatewayFailed", message),
-        Err(error) => Status::new("Failed", "GatewayFailed", format!("the gateway crashed: {error}")),
+        Ok(Ok(())) => Status::new(EndpointPhase::Failed, "GatewayStopped", "the gateway stopped serving"),
+        Ok(Err(message)) => Status::new(EndpointPhase::Failed, "GatewayFailed", message),
+        Err(error) => {
+            Status::new(EndpointPhase::Failed, "GatewayFailed", format!("the gateway crashed: {error}"))
+        }
     }
 }
 
@@ -72,7 +75,7 @@ pub async fn serve_until_stopped(
         let revision = endpoint.plan.revision.clone();
         report(
             &endpoint.resource,
-            Status::new("Deploying", "Loading", loading).with_revision(revision.clone()),
+            Status::new(EndpointPhase::Deploying, "Loading", loading).with_revision(revision.clone()),
         )?;
         let (announce, ready) = oneshot::channel();
         let mut stopped = stopped.clone();
@@ -102,10 +105,10 @@ pub async fn serve_until_stopped(
                     endpoint.served = true;
                     let api = format!("{}/v1", endpoint.url);
                     let (phase, reason, why) = match &endpoint.degraded {
-                        Some((reason, why)) => ("Degraded", reason.as_str(), format!("; {why}")),
-                        None => ("Ready", "Serving", String::new()),
+                        Some((reason, why)) => (EndpointPhase::Degraded, reason.as_str(), format!("; {why}")),
+                        None => (EndpointPhase::Ready, "Serving", String::new()),
                     };
-                    all_reached &= phase == "Ready";
+                    all_reached &= phase == EndpointPhase::Ready;
                     tracing::info!(endpoint = %endpoint.resource.twin.handle(), %readiness, "serving");
                     Status::new(phase, reason, format!("serving {} at {api}{why}", endpoint.serving))
                         .with_revision(endpoint.revision.clone())
@@ -160,13 +163,17 @@ pub async fn serve_until_stopped(
         let _ = tokio::time::timeout(Duration::from_secs(30), &mut endpoint.task).await;
         let status = if endpoint.served {
             Status::new(
-                "Pending",
+                EndpointPhase::Pending,
                 "Stopped",
                 format!("served at {}/v1 until twin up stopped; twin up again serves it, reusing what is unchanged", endpoint.url),
             )
             .with_revision(endpoint.revision.clone())
         } else {
-            Status::new("Pending", "Interrupted", "stopped (Ctrl-C or SIGTERM) while it was loading")
+            Status::new(
+                EndpointPhase::Pending,
+                "Interrupted",
+                "stopped (Ctrl-C or SIGTERM) while it was loading",
+            )
         };
         report(&endpoint.resource, status)?;
     }

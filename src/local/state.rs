@@ -7,20 +7,90 @@ use std::path::Path;
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::api::dataset::DatasetPhase;
+use crate::api::endpoint::EndpointPhase;
+use crate::api::training::TrainingPhase;
+
 const FILE: &str = "state.json";
+
+/// A resource's kind with its phase, of that kind's own phase enum, as the operator would set
+/// it. Kept as `"kind": "TwinDataset", "phase": "Ready"`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(tag = "kind", content = "phase")]
+pub enum Phase {
+    /// A TwinDataset's.
+    #[serde(rename = "TwinDataset")]
+    Dataset(DatasetPhase),
+    /// A TwinTrainingJob's.
+    #[serde(rename = "TwinTrainingJob")]
+    Training(TrainingPhase),
+    /// A TwinEndpoint's.
+    #[serde(rename = "TwinEndpoint")]
+    Endpoint(EndpointPhase),
+}
+
+impl Phase {
+    /// The kind it is a phase of.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Phase::Dataset(_) => "TwinDataset",
+            Phase::Training(_) => "TwinTrainingJob",
+            Phase::Endpoint(_) => "TwinEndpoint",
+        }
+    }
+
+    /// Whether the resource got where it should: a Ready dataset or endpoint, a Succeeded
+    /// training job.
+    pub fn reached(self) -> bool {
+        matches!(
+            self,
+            Phase::Dataset(DatasetPhase::Ready)
+                | Phase::Training(TrainingPhase::Succeeded)
+                | Phase::Endpoint(EndpointPhase::Ready)
+        )
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The variants' names are the API's phase names.
+        match self {
+            Phase::Dataset(phase) => write!(f, "{phase:?}"),
+            Phase::Training(phase) => write!(f, "{phase:?}"),
+            Phase::Endpoint(phase) => write!(f, "{phase:?}"),
+        }
+    }
+}
+
+impl From<DatasetPhase> for Phase {
+    fn from(phase: DatasetPhase) -> Self {
+        Phase::Dataset(phase)
+    }
+}
+
+impl From<TrainingPhase> for Phase {
+    fn from(phase: TrainingPhase) -> Self {
+        Phase::Training(phase)
+    }
+}
+
+impl From<EndpointPhase> for Phase {
+    fn from(phase: EndpointPhase) -> Self {
+        Phase::Endpoint(phase)
+    }
+}
 
 /// One resource's last status.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
-    /// Its kind.
-    pub kind: String,
+    /// Its kind and phase.
+    #[serde(flatten)]
+    pub phase: Phase,
     /// Its namespace.
     pub namespace: String,
     /// Its name.
     pub name: String,
-    /// Its phase, as the operator would set it.
-    pub phase: String,
     /// The Ready condition's reason.
     pub reason: String,
     /// The Ready condition's message.
@@ -69,28 +139,60 @@ impl State {
 
     /// Records a resource's status, replacing its previous one.
     pub fn record(&mut self, entry: Entry) {
-        let same = |e: &Entry| e.kind == entry.kind && e.namespace == entry.namespace && e.name == entry.name;
+        let same =
+            |e: &Entry| e.kind() == entry.kind() && e.namespace == entry.namespace && e.name == entry.name;
         match self.resources.iter_mut().find(|e| same(e)) {
             Some(existing) => *existing = entry,
             None => self.resources.push(entry),
         }
         self.resources
-            .sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
+            .sort_by(|a, b| (a.kind(), &a.namespace, &a.name).cmp(&(b.kind(), &b.namespace, &b.name)));
     }
 
     /// A training job's promoted revision (for a state written before promotion: the revision
     /// of its last Succeeded run).
     pub fn promoted(&self, namespace: &str, name: &str) -> Option<String> {
         let entry = self.get("TwinTrainingJob", namespace, name)?;
-        entry
-            .promoted
-            .clone()
-            .or_else(|| (entry.phase == "Succeeded").then(|| entry.revision.clone()).flatten())
+        entry.promoted.clone().or_else(|| {
+            (entry.phase == Phase::Training(TrainingPhase::Succeeded))
+                .then(|| entry.revision.clone())
+                .flatten()
+        })
     }
 
     /// A resource's last status.
     pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<&Entry> {
-        self.resources.iter().find(|e| e.kind == kind && e.namespace == namespace && e.name == name)
+        self.resources.iter().find(|e| e.kind() == kind && e.namespace == namespace && e.name == name)
+    }
+
+    /// A dataset's last status as the operator would have written it: what a training job or
+    /// an endpoint run here reads of it.
+    pub fn dataset_status(&self, namespace: &str, name: &str) -> Option<crate::api::TwinDatasetStatus> {
+        let entry = self.get("TwinDataset", namespace, name)?;
+        let Phase::Dataset(phase) = entry.phase else { return None };
+        let ready = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: crate::api::CONDITION_READY.into(),
+            status: if phase == DatasetPhase::Ready { "True" } else { "False" }.into(),
+            reason: entry.reason.clone(),
+            message: entry.message.clone(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                entry.updated.parse().unwrap_or(Timestamp::UNIX_EPOCH),
+            ),
+            observed_generation: None,
+        };
+        Some(crate::api::TwinDatasetStatus {
+            phase: Some(phase),
+            revision: entry.revision.clone(),
+            conditions: vec![ready],
+            ..Default::default()
+        })
+    }
+}
+
+impl Entry {
+    /// Its kind.
+    pub fn kind(&self) -> &'static str {
+        self.phase.kind()
     }
 }
 
@@ -113,8 +215,8 @@ pub fn table(state: &State, now: Timestamp) -> String {
     for entry in &state.resources {
         rows.push(vec![
             entry.namespace.clone(),
-            format!("{}/{}", entry.kind.to_ascii_lowercase(), entry.name),
-            entry.phase.clone(),
+            format!("{}/{}", entry.kind().to_ascii_lowercase(), entry.name),
+            entry.phase.to_string(),
             entry.reason.clone(),
             age(&entry.updated, now),
             entry.message.clone(),
@@ -139,12 +241,11 @@ pub fn table(state: &State, now: Timestamp) -> String {
 mod tests {
     use super::*;
 
-    fn entry(name: &str, phase: &str, updated: &str) -> Entry {
+    fn entry(name: &str, phase: DatasetPhase, updated: &str) -> Entry {
         Entry {
-            kind: "TwinDataset".into(),
+            phase: Phase::Dataset(phase),
             namespace: "default".into(),
             name: name.into(),
-            phase: phase.into(),
             reason: "RevisionPublished".into(),
             message: "revision r1".into(),
             updated: updated.into(),
@@ -160,14 +261,22 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(State::load(&dir).unwrap(), State::default());
         let mut state = State::default();
-        state.record(entry("paul", "Running", "2026-12-02T10:00:00Z"));
-        state.record(entry("paul", "Ready", "2026-12-02T10:01:00Z"));
-        state.record(entry("ada", "Ready", "2026-12-02T10:02:00Z"));
+        state.record(entry("paul", DatasetPhase::Running, "2026-12-02T10:00:00Z"));
+        state.record(entry("paul", DatasetPhase::Ready, "2026-12-02T10:01:00Z"));
+        state.record(entry("ada", DatasetPhase::Ready, "2026-12-02T10:02:00Z"));
         state.save(&dir).unwrap();
         let read = State::load(&dir).unwrap();
         assert_eq!(read, state);
         assert_eq!(read.resources.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["ada", "paul"]);
-        assert_eq!(read.get("TwinDataset", "default", "paul").unwrap().phase, "Ready");
+        assert_eq!(
+            read.get("TwinDataset", "default", "paul").unwrap().phase,
+            Phase::Dataset(DatasetPhase::Ready)
+        );
+        let written = std::fs::read_to_string(dir.join(FILE)).unwrap();
+        assert!(
+            written.contains(r#""kind": "TwinDataset""#) && written.contains(r#""phase": "Ready""#),
+            "{written}"
+        );
         std::fs::write(dir.join(FILE), "{").unwrap();
         assert!(State::load(&dir).unwrap_err().contains("is not twin up's state"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -176,7 +285,7 @@ mod tests {
     #[test]
     fn the_table_reads_like_kubectl_get() {
         let mut state = State::default();
-        state.record(entry("paul", "Ready", "2026-12-02T10:00:00Z"));
+        state.record(entry("paul", DatasetPhase::Ready, "2026-12-02T10:00:00Z"));
         let now: Timestamp = "2026-12-02T10:07:30Z".parse().unwrap();
         let table = table(&state, now);
         let lines: Vec<&str> = table.lines().collect();

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::board::Line;
-use crate::api::training::{TrainedModel, TwinTrainingJobStatus};
+use crate::api::training::{TrainedModel, TrainingPhase, TwinTrainingJobStatus};
 use crate::api::{TwinDataset, TwinTrainingJob};
 use crate::contract::trainer::{
-    Run, TrainerConfig, TrainerResult, TrainerSuccess, must_beat_adapter, run_output,
+    Run, RunPlaces, TrainerConfig, TrainerResult, TrainerSuccess, must_beat_adapter, run_output,
 };
 use crate::eval::promotion;
 use crate::storage::StorageUri;
@@ -32,7 +32,7 @@ pub struct Trainer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// `Succeeded`, `Rejected` (trained, but it failed its gate), `Failed` or `Pending`.
-    pub phase: &'static str,
+    pub phase: TrainingPhase,
     /// A CamelCase reason.
     pub reason: String,
     /// What happened.
@@ -45,7 +45,7 @@ pub struct Outcome {
 /// The child process of a run, so that a stop request can end it.
 pub type ChildSlot = Arc<Mutex<Option<Child>>>;
 
-fn outcome(phase: &'static str, reason: &str, message: String) -> Outcome {
+fn outcome(phase: TrainingPhase, reason: &str, message: String) -> Outcome {
     Outcome { phase, reason: reason.into(), message, promoted: None }
 }
 
@@ -105,10 +105,13 @@ fn judged(
     };
     if evaluation.passed {
         let reason = if reused { "AdapterReused" } else { "AdapterPublished" };
-        return Outcome { promoted: Some(run.revision.clone()), ..outcome("Succeeded", reason, summary) };
+        return Outcome {
+            promoted: Some(run.revision.clone()),
+            ..outcome(TrainingPhase::Succeeded, reason, summary)
+        };
     }
     let kept = kept.map(|m| (m.run.as_deref().unwrap_or("-"), m.adapter_uri.as_str()));
-    outcome("Rejected", "GateFailed", promotion::rejection(&evaluation, kept, &summary))
+    outcome(TrainingPhase::Rejected, "GateFailed", promotion::rejection(&evaluation, kept, &summary))
 }
 
 /// What a finished run's `metrics.json` says of its evaluation, as its result line did.
@@ -197,13 +200,14 @@ fn train_run(
     let Here { trainer, state_dir, slot, line } = *here;
     let job = &match with_promoted(job, promoted) {
         Ok(job) => job,
-        Err(error) => return outcome("Failed", "InvalidSpec", error),
+        Err(error) => return outcome(TrainingPhase::Failed, "InvalidSpec", error),
     };
     let run = Run::new(job, revision);
-    let output = match run_output(job, &run) {
-        Ok(output) => output,
-        Err(error) => return outcome("Failed", "InvalidSpec", error),
+    let places = match RunPlaces::of(job, dataset, &run) {
+        Ok(places) => places,
+        Err(error) => return outcome(TrainingPhase::Failed, "InvalidSpec", error),
     };
+    let output = places.output.clone();
     if let Some(metrics) = local_folder(&output).map(|f| f.join("metrics.json")).filter(|m| m.is_file()) {
         if promoted == Some(revision) {
             let adapter = output.join("adapter");
@@ -213,13 +217,13 @@ fn train_run(
             );
             return Outcome {
                 promoted: Some(revision.into()),
-                ..outcome("Succeeded", "AdapterReused", message)
+                ..outcome(TrainingPhase::Succeeded, "AdapterReused", message)
             };
         }
         return match recorded_success(&metrics) {
             Ok(success) => judged(job, &run, &output, &success, true),
             Err(error) => outcome(
-                "Failed",
+                TrainingPhase::Failed,
                 "MetricsUnreadable",
                 format!("run {} trained before, but {error}", run.name),
             ),
@@ -227,7 +231,7 @@ fn train_run(
     }
     let Some(python) = trainer.python.as_ref().filter(|p| p.is_file()) else {
         return outcome(
-            "Pending",
+            TrainingPhase::Pending,
             "TrainerNotInstalled",
             "the trainer's Python environment is not set up here: run scripts/trainer-env and give the \
              python it prints as --trainer-python (or TWIN_TRAINER_PYTHON)"
@@ -237,29 +241,33 @@ fn train_run(
     let files = RunFiles::of(state_dir, job, revision);
     let runs = state_dir.join("training");
     if let Err(error) = std::fs::create_dir_all(&runs) {
-        return outcome("Failed", "StateUnwritable", format!("{}: {error}", runs.display()));
+        return outcome(TrainingPhase::Failed, "StateUnwritable", format!("{}: {error}", runs.display()));
     }
     for stale in [&files.result, &files.progress] {
         let _ = std::fs::remove_file(stale);
     }
-    let config =
-        match TrainerConfig::for_run(job, dataset, &run, &files.result.display().to_string(), str::to_string)
-        {
-            Ok(config) => {
-                TrainerConfig { progress_path: Some(files.progress.display().to_string()), ..config }
-            }
-            Err(error) => return outcome("Failed", "InvalidSpec", error),
-        };
+    let config = TrainerConfig {
+        progress_path: Some(files.progress.display().to_string()),
+        ..TrainerConfig::for_run(job, &run, &places, &files.result.display().to_string(), str::to_string)
+    };
     let written = serde_json::to_string_pretty(&config).expect("the trainer configuration serialises");
     if let Err(error) = std::fs::write(&files.config, written) {
-        return outcome("Failed", "StateUnwritable", format!("{}: {error}", files.config.display()));
+        return outcome(
+            TrainingPhase::Failed,
+            "StateUnwritable",
+            format!("{}: {error}", files.config.display()),
+        );
     }
     // The trainer's own output (its step dictionaries, library notices) goes to the run's log;
     // its progress is drawn from the progress file.
     let log = match std::fs::File::create(&files.log).and_then(|log| Ok((log.try_clone()?, log))) {
         Ok(log) => log,
         Err(error) => {
-            return outcome("Failed", "StateUnwritable", format!("{}: {error}", files.log.display()));
+            return outcome(
+                TrainingPhase::Failed,
+                "StateUnwritable",
+                format!("{}: {error}", files.log.display()),
+            );
         }
     };
     let mut command = Command::new(python);
@@ -287,7 +295,7 @@ fn train_run(
         Ok(child) => child,
         Err(error) => {
             return outcome(
-                "Failed",
+                TrainingPhase::Failed,
                 "TrainerNotStarted",
                 format!("cannot start {}: {error}", python.display()),
             );
@@ -297,7 +305,7 @@ fn train_run(
     let status = loop {
         let mut guard = slot.lock().expect("child slot");
         let Some(child) = guard.as_mut() else {
-            return outcome("Pending", "Interrupted", "the trainer was stopped".into());
+            return outcome(TrainingPhase::Pending, "Interrupted", "the trainer was stopped".into());
         };
         match child.try_wait() {
             Ok(Some(status)) => {
@@ -306,7 +314,11 @@ fn train_run(
             }
             Ok(None) => {}
             Err(error) => {
-                return outcome("Failed", "TrainerLost", format!("waiting for the trainer: {error}"));
+                return outcome(
+                    TrainingPhase::Failed,
+                    "TrainerLost",
+                    format!("waiting for the trainer: {error}"),
+                );
             }
         }
         drop(guard);
@@ -316,9 +328,11 @@ fn train_run(
     let result = std::fs::read_to_string(&files.result).ok().map(|text| TrainerResult::parse(&text));
     match result {
         Some(Ok(TrainerResult::Succeeded(success))) => judged(job, &run, &output, &success, false),
-        Some(Ok(TrainerResult::Failed(failure))) => outcome("Failed", &failure.reason, failure.message),
+        Some(Ok(TrainerResult::Failed(failure))) => {
+            outcome(TrainingPhase::Failed, &failure.reason, failure.message)
+        }
         _ => outcome(
-            "Failed",
+            TrainingPhase::Failed,
             "TrainerFailed",
             format!(
                 "the trainer exited with {status} and left no result; its last lines: {} (all of it: {})",

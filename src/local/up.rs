@@ -16,9 +16,13 @@ use super::endpoint;
 use super::manifest::{self, Located, Twin};
 use super::plan;
 use super::serving::{self, ToServe};
-use super::state::{Entry, State, table};
+use super::state::{Entry, Phase, State, table};
 use super::train;
 use crate::api::TwinDataset;
+use crate::api::dataset::DatasetPhase;
+use crate::api::endpoint::EndpointPhase;
+use crate::api::readiness::{DatasetReadiness, Unready};
+use crate::api::training::TrainingPhase;
 use crate::contract::env;
 use crate::pipeline::progress::{Progress, Stage};
 use crate::pipeline::{BuildOptions, build};
@@ -66,7 +70,7 @@ pub struct StatusArgs {
 /// A status as `twin up` reports it.
 #[derive(Debug)]
 pub struct Status {
-    pub(super) phase: &'static str,
+    pub(super) phase: Phase,
     pub(super) reason: String,
     pub(super) message: String,
     revision: Option<String>,
@@ -75,8 +79,14 @@ pub struct Status {
 
 impl Status {
     /// A status with no dataset revision.
-    pub fn new(phase: &'static str, reason: &str, message: impl Into<String>) -> Self {
-        Self { phase, reason: reason.into(), message: message.into(), revision: None, promoted: None }
+    pub fn new(phase: impl Into<Phase>, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            phase: phase.into(),
+            reason: reason.into(),
+            message: message.into(),
+            revision: None,
+            promoted: None,
+        }
     }
 
     /// The status with the dataset revision it concerns.
@@ -92,7 +102,7 @@ impl Status {
     /// Whether the resource got where it should: a Ready dataset or endpoint, a Succeeded
     /// training job.
     fn reached(&self) -> bool {
-        matches!(self.phase, "Ready" | "Succeeded")
+        self.phase.reached()
     }
 }
 
@@ -115,10 +125,9 @@ fn report(
     let kept = state.get(resource.twin.kind(), resource.twin.namespace(), resource.twin.name());
     let promoted = status.promoted.or_else(|| kept.and_then(|e| e.promoted.clone()));
     state.record(Entry {
-        kind: resource.twin.kind().into(),
+        phase: status.phase,
         namespace: resource.twin.namespace().into(),
         name: resource.twin.name().into(),
-        phase: status.phase.into(),
         reason: status.reason,
         message: status.message,
         updated: Timestamp::now().to_string(),
@@ -136,7 +145,7 @@ async fn build_dataset(dataset: &TwinDataset, options: &BuildOptions) -> Status 
             let stats = &published.stats;
             let unchanged = if published.unchanged { "; unchanged, nothing rewritten" } else { "" };
             Status {
-                phase: "Ready",
+                phase: DatasetPhase::Ready.into(),
                 reason: if published.unchanged { "RevisionUnchanged" } else { "RevisionPublished" }.into(),
                 message: format!(
                     "revision {}: {} documents, {} chunks, {} instruction samples{unchanged}",
@@ -146,7 +155,7 @@ async fn build_dataset(dataset: &TwinDataset, options: &BuildOptions) -> Status 
                 promoted: None,
             }
         }
-        Err(error) => Status::new("Failed", error.reason(), error.to_string()),
+        Err(error) => Status::new(DatasetPhase::Failed, error.reason(), error.to_string()),
     }
 }
 
@@ -154,7 +163,7 @@ async fn build_dataset(dataset: &TwinDataset, options: &BuildOptions) -> Status 
 /// request is heard while the pipeline keeps threads busy.
 type Running = tokio::sync::oneshot::Receiver<Status>;
 
-fn on_own_thread<F>(work: impl FnOnce() -> F + Send + 'static) -> Running
+fn on_own_thread<F>(failed: Phase, work: impl FnOnce() -> F + Send + 'static) -> Running
 where
     F: std::future::Future<Output = Status>,
 {
@@ -163,7 +172,7 @@ where
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
         let status = match runtime {
             Ok(runtime) => runtime.block_on(work()),
-            Err(error) => Status::new("Failed", "Crashed", format!("cannot start a runtime: {error}")),
+            Err(error) => Status::new(failed, "Crashed", format!("cannot start a runtime: {error}")),
         };
         let _ = done.send(status);
     });
@@ -189,12 +198,16 @@ fn work(resource: &Located, context: &Context, state: &State, line: &Line) -> (S
     match &resource.twin {
         Twin::Dataset(dataset) => {
             let running = Status::new(
-                "Running",
+                DatasetPhase::Running,
                 "Building",
                 "collecting, cleaning, chunking and embedding the sources",
             );
             let (dataset, options) = (dataset.clone(), watched(&context.options, line));
-            (running, Some(on_own_thread(move || async move { build_dataset(&dataset, &options).await })))
+            let failed = DatasetPhase::Failed.into();
+            (
+                running,
+                Some(on_own_thread(failed, move || async move { build_dataset(&dataset, &options).await })),
+            )
         }
         Twin::Training(job) => {
             let namespace = resource.twin.namespace();
@@ -203,16 +216,29 @@ fn work(resource: &Located, context: &Context, state: &State, line: &Line) -> (S
                 Some(Twin::Dataset(dataset)) => Some(dataset.clone()),
                 _ => None,
             };
-            let ready = state.get("TwinDataset", namespace, name).filter(|e| e.phase == "Ready");
             let promoted = train::promoted_here(job, state);
-            let (Some(dataset), Some(revision)) = (dataset, ready.and_then(|e| e.revision.clone())) else {
-                let waiting = format!("TwinDataset {name:?} is not Ready here; training starts once it is");
-                return (Status::new("Pending", "WaitingForDataset", waiting), None);
+            let dataset = dataset.map(|mut dataset| {
+                dataset.status = state.dataset_status(namespace, name);
+                dataset
+            });
+            let readiness = DatasetReadiness::of(dataset.as_deref());
+            let (Some(dataset), Some(revision)) = (dataset, readiness.ready_revision().map(str::to_string))
+            else {
+                let DatasetReadiness::NotReady { why, .. } = &readiness else {
+                    unreachable!("a Ready dataset has a revision")
+                };
+                let wait = why.wait(name, namespace, "spec.datasetRef.name", "training", None);
+                let phase = if matches!(why, Unready::Missing) {
+                    TrainingPhase::Pending
+                } else {
+                    TrainingPhase::WaitingForDataset
+                };
+                return (Status::new(phase, wait.reason, wait.message), None);
             };
             let running = Status {
                 revision: Some(revision.clone()),
                 ..Status::new(
-                    "Running",
+                    TrainingPhase::Running,
                     "Training",
                     format!(
                         "training on dataset revision {revision} (the trainer's log: {})",
@@ -228,7 +254,7 @@ fn work(resource: &Located, context: &Context, state: &State, line: &Line) -> (S
                 context.trainer_child.clone(),
                 line.clone(),
             );
-            let trained = on_own_thread(move || async move {
+            let trained = on_own_thread(TrainingPhase::Failed.into(), move || async move {
                 let here = train::Here { trainer: &trainer, state_dir: &state_dir, slot: &slot, line: &line };
                 let outcome = train::train(&job, &dataset, &revision, promoted.as_deref(), &here);
                 Status {
@@ -309,12 +335,13 @@ pub async fn run(args: UpArgs) -> ExitCode {
         };
         let last = tokio::select! {
             finished = running => finished.unwrap_or_else(|error| {
-                Status::new("Failed", "Crashed", format!("the work on it ended without a result ({error})"))
+                let failed = resource.twin.phase(DatasetPhase::Failed, TrainingPhase::Failed, EndpointPhase::Failed);
+                Status::new(failed, "Crashed", format!("the work on it ended without a result ({error})"))
             }),
             _ = crate::shutdown::requested() => {
                 train::stop(&context.trainer_child);
                 let stopped = Status::new(
-                    "Pending",
+                    resource.twin.phase(DatasetPhase::Pending, TrainingPhase::Pending, EndpointPhase::Pending),
                     "Interrupted",
                     "stopped (Ctrl-C or SIGTERM) before it finished; nothing partial was published",
                 );

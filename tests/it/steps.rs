@@ -14,13 +14,13 @@ use twin_operator::api::training::TrainingPhase;
 use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use twin_operator::contract::{BuildReport, FailedBuild, PublishedBuild, env, labels};
 use twin_operator::operator::children::ChildSet;
-use twin_operator::operator::children::naming::{CRONJOB_NAME_LIMIT, NAME_LIMIT};
 use twin_operator::operator::children::job::{ContainerEnd, JobPods, ObservedJob, job_finished};
+use twin_operator::operator::children::naming::{CRONJOB_NAME_LIMIT, NAME_LIMIT};
+use twin_operator::operator::dataset::build;
 use twin_operator::operator::dataset::status::from_build;
 use twin_operator::operator::dataset::validate::{
     CONFIGMAP_RECHECK, ObservedConfigMaps, ValidDataset, validate,
 };
-use twin_operator::operator::dataset::build;
 use twin_operator::operator::driver::Validation;
 use twin_operator::operator::{OperatorSettings, endpoint, training};
 
@@ -226,7 +226,8 @@ fn a_build_report_becomes_the_status() {
     let observed = |condition, report: Option<&BuildReport>| ObservedJob {
         job: Some(build_job(&documents, condition)),
         pods: JobPods {
-            ended: report.map(|r| ContainerEnd { message: Some(r.to_termination_message()), ..Default::default() }),
+            ended: report
+                .map(|r| ContainerEnd { message: Some(r.to_termination_message()), ..Default::default() }),
             unschedulable: None,
         },
     };
@@ -281,7 +282,8 @@ fn a_training_job_waits_for_its_dataset_and_pins_its_revision() {
     let documents = fixture("training.yaml");
     let job: TwinTrainingJob = of_kind(&documents, "TwinTrainingJob").remove(0);
     let dataset = |status: Value| -> TwinDataset { with_status(&documents[1], status) };
-    let wait = |dataset: Option<&TwinDataset>| match training::validate::validate(&job, dataset) {
+    let settings = OperatorSettings::for_tests("t");
+    let wait = |dataset: Option<&TwinDataset>| match training::validate::validate(&job, dataset, &settings) {
         Validation::Wait(verdict) => verdict,
         Validation::Proceed(pinned) => panic!("proceeded with {pinned:?}"),
     };
@@ -306,18 +308,17 @@ fn a_training_job_waits_for_its_dataset_and_pins_its_revision() {
         "the upstream's failure is repeated"
     );
 
-    let Validation::Proceed(pinned) =
-        training::validate::validate(&job, Some(&dataset(json!({"phase": "Ready", "revision": "r1"}))))
-    else {
+    let ready = dataset(json!({"phase": "Ready", "revision": "r1"}));
+    let Validation::Proceed(pinned) = training::validate::validate(&job, Some(&ready), &settings) else {
         panic!("a Ready dataset proceeds")
     };
-    assert_eq!((pinned.revision.as_str(), pinned.verdict.assessment.reason.as_str()), ("r1", "DatasetReady"));
+    assert_eq!(pinned.run.revision.as_str(), "r1");
     // The same generation keeps its revision when the dataset moves on; a new one takes the newest.
     let mut pinned_job: TwinTrainingJob =
         with_status(&documents[0], json!({"observedGeneration": 1, "datasetRevision": "r1"}));
     let newer = dataset(json!({"phase": "Ready", "revision": "r2"}));
-    let revision = |job: &TwinTrainingJob| match training::validate::validate(job, Some(&newer)) {
-        Validation::Proceed(pinned) => pinned.revision,
+    let revision = |job: &TwinTrainingJob| match training::validate::validate(job, Some(&newer), &settings) {
+        Validation::Proceed(pinned) => pinned.run.revision,
         Validation::Wait(verdict) => panic!("{verdict:?}"),
     };
     assert_eq!(revision(&pinned_job), "r1");

@@ -218,13 +218,14 @@ async fn a_failed_trainer_fails_the_run_with_its_reason() {
 /// trainer's own tests parse the same file, so the two ends of the contract cannot drift apart.
 #[test]
 fn the_trainer_configuration_is_the_one_the_trainer_reads() {
-    use twin_operator::operator::training::build::{Run, trainer_config};
+    use twin_operator::operator::training::build::{Run, RunPlaces, trainer_config};
 
     let job: TwinTrainingJob =
         serde_saphyr::from_str(&repo::read("manifests/examples/twintrainingjob.yaml")).unwrap();
     let dataset: TwinDataset =
         serde_saphyr::from_str(&repo::read("manifests/examples/twindataset.yaml")).unwrap();
-    let config = trainer_config(&job, &dataset, &Run::new(&job, "rev-3f9a")).unwrap();
+    let run = Run::new(&job, "rev-3f9a");
+    let config = trainer_config(&job, &run, &RunPlaces::of(&job, &dataset, &run).unwrap());
     let written = serde_json::to_string_pretty(&config).unwrap() + "\n";
     let path = "trainer/tests/fixtures/operator-config.json";
     if std::env::var_os("TWIN_UPDATE_FIXTURES").is_some() {

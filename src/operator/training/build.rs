@@ -16,10 +16,11 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 use kube::api::ObjectMeta;
 
+use super::validate::ValidRun;
 use crate::api::training::KubernetesBackend;
 use crate::api::{TwinDataset, TwinTrainingJob};
 use crate::contract::labels::{RUN_ANNOTATION, TRAINER_COMPONENT, TRAINING_NAME};
-pub use crate::contract::trainer::{Run, revision_folder, run_output};
+pub use crate::contract::trainer::{Run, RunPlaces, revision_folder, run_output};
 use crate::contract::{TrainerConfig, paths};
 use crate::operator::children::naming::{NAME_LIMIT, child_labels, child_name, owner_reference};
 use crate::operator::children::pod::{
@@ -70,13 +71,9 @@ fn meta(job: &TwinTrainingJob, name: String, run: &Run) -> ObjectMeta {
     }
 }
 
-/// The trainer's configuration for a run.
-pub fn trainer_config(
-    job: &TwinTrainingJob,
-    dataset: &TwinDataset,
-    run: &Run,
-) -> Result<TrainerConfig, String> {
-    TrainerConfig::for_run(job, dataset, run, paths::TERMINATION_MESSAGE_PATH, in_pod)
+/// The trainer's configuration for a run, with its places as a pod reaches them.
+pub fn trainer_config(job: &TwinTrainingJob, run: &Run, places: &RunPlaces) -> TrainerConfig {
+    TrainerConfig::for_run(job, run, places, paths::TERMINATION_MESSAGE_PATH, in_pod)
 }
 
 fn pod_template(
@@ -162,21 +159,20 @@ fn pod_template(
     job_pod(labels, overrides, TRAINER_UID, container, volumes)
 }
 
-/// The desired children of a run on the kubernetes backend.
+/// The desired children of a valid run on the kubernetes backend.
 pub fn build(
     job: &TwinTrainingJob,
-    dataset: &TwinDataset,
+    valid: &ValidRun,
     backend: &KubernetesBackend,
-    run: &Run,
     settings: &OperatorSettings,
-) -> Result<TrainingChildren, String> {
-    let config = trainer_config(job, dataset, run)?;
+) -> TrainingChildren {
+    let (run, dataset, config) = (&valid.run, valid.dataset, &valid.config);
     let name = job_name(job, run);
     let config_map = ConfigMap {
         metadata: meta(job, name.clone(), run),
         data: Some(BTreeMap::from([(
             paths::TRAINER_CONFIG_FILE.to_string(),
-            serde_json::to_string_pretty(&config).expect("the trainer configuration serialises"),
+            serde_json::to_string_pretty(config).expect("the trainer configuration serialises"),
         )])),
         ..Default::default()
     };
@@ -200,8 +196,8 @@ pub fn build(
         template: pod_template(job, dataset, backend, run, settings),
         ..Default::default()
     };
-    Ok(TrainingChildren {
+    TrainingChildren {
         config_map,
         job: Job { metadata: meta(job, name, run), spec: Some(spec), ..Default::default() },
-    })
+    }
 }

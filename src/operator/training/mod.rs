@@ -23,15 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::children::apply_children;
 use super::children::job::{observe_job, twin_of_pod};
-use super::conditions::Assessment;
 use super::context::Context;
 use super::driver::{Validation, Verdict, referrers, run_controller, settle, with_finalizer};
 use super::error::{Error, Result};
-use super::references;
-use crate::api::training::{BackendKind, TrainingPhase, TwinTrainingJobStatus};
+use crate::api::training::{BackendKind, KubernetesBackend, TrainingPhase, TwinTrainingJobStatus};
 use crate::api::{TwinDataset, TwinTrainingJob};
 use crate::contract::labels;
-use build::Run;
+use validate::{Backend, ValidRun};
 
 /// The finalizer of training jobs that run on SageMaker: removed once what runs there is
 /// stopped.
@@ -61,50 +59,40 @@ async fn reconcile(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Actio
     .await
 }
 
-/// The steps of a live training job.
+/// The steps of a live training job: dereference its dataset → validate → on its backend,
+/// build, apply and observe (kubernetes) or create and describe (sagemaker) → status.
 async fn train(job: Arc<TwinTrainingJob>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = job.namespace().ok_or(Error::Unidentified("namespace"))?;
     let status = job.status.clone().unwrap_or_default();
     let dataset = ctx.fetch::<TwinDataset>(&namespace, &job.spec.dataset_ref.name).await?;
-    match validate::validate(&job, dataset.as_ref()) {
-        Validation::Wait(verdict) => settle(&ctx, &*job, &verdict, status).await,
-        Validation::Proceed(pinned) => {
-            let Some(dataset) = dataset.as_ref() else {
-                // Deleted after the revision was pinned: where its files are went with it.
-                let message = references::missing_reference(
-                    "TwinDataset",
-                    &job.spec.dataset_ref.name,
-                    &namespace,
-                    "spec.datasetRef.name",
-                );
-                let assessment = Assessment::not_ready(TrainingPhase::Pending, "DatasetNotFound", message);
-                return settle(&ctx, &*job, &Verdict::settled(assessment), status).await;
-            };
-            let Some(backend) = &job.spec.backend.kubernetes else {
-                let backend = job.spec.backend.sagemaker.as_ref().ok_or(Error::Unidentified("backend"))?;
-                let (verdict, status) =
-                    sagemaker::train(&ctx, &job, dataset, backend, &pinned.revision, status).await?;
-                count_run(&ctx, &job, &verdict.assessment.phase, &status);
-                return settle(&ctx, &*job, &verdict, status).await;
-            };
-            let run = Run::new(&job, &pinned.revision);
-            let built = build::run_output(&job, &run)
-                .and_then(|output| Ok((output, build::build(&job, dataset, backend, &run, &ctx.settings)?)));
-            let (output, children) = match built {
-                Ok(built) => built,
-                Err(message) => {
-                    let assessment = Assessment::not_ready(TrainingPhase::Failed, "InvalidSpec", message);
-                    return settle(&ctx, &*job, &Verdict::settled(assessment), status).await;
-                }
-            };
-            apply_children(&ctx, &*job, &children.child_set()?).await?;
-            let child = ctx.fetch::<Job>(&namespace, &build::job_name(&job, &run)).await?;
-            let observed = observe_job(&ctx, &namespace, child).await?;
-            let (verdict, status) = status::from_run(&job, &run, &output, &observed);
-            count_run(&ctx, &job, &verdict.assessment.phase, &status);
-            settle(&ctx, &*job, &verdict, status).await
+    let valid = match validate::validate(&job, dataset.as_ref(), &ctx.settings) {
+        Validation::Proceed(valid) => valid,
+        Validation::Wait(verdict) => return settle(&ctx, &*job, &verdict, status).await,
+    };
+    let (verdict, status) = match valid.backend {
+        Backend::Kubernetes(backend) => run_on_cluster(&ctx, &job, &valid, backend).await?,
+        Backend::Sagemaker(backend, image) => {
+            sagemaker::train(&ctx, &job, &valid, backend, image, status).await?
         }
-    }
+    };
+    count_run(&ctx, &job, &verdict.assessment.phase, &status);
+    settle(&ctx, &*job, &verdict, status).await
+}
+
+/// A valid run on the kubernetes backend: its trainer ConfigMap and Job applied, then the
+/// status from the Job and its pods.
+async fn run_on_cluster(
+    ctx: &Context,
+    job: &TwinTrainingJob,
+    valid: &ValidRun<'_>,
+    backend: &KubernetesBackend,
+) -> Result<(Verdict<TrainingPhase>, TwinTrainingJobStatus)> {
+    let namespace = job.namespace().ok_or(Error::Unidentified("namespace"))?;
+    let children = build::build(job, valid, backend, &ctx.settings);
+    apply_children(ctx, job, &children.child_set()?).await?;
+    let child = ctx.fetch::<Job>(&namespace, &build::job_name(job, &valid.run)).await?;
+    let observed = observe_job(ctx, &namespace, child).await?;
+    Ok(status::from_run(job, &valid.run, &valid.places.output, &observed))
 }
 
 /// Counts a run that reaches a phase for the first time (a new run, or a new phase of the

@@ -145,11 +145,8 @@ pub fn new_run(job: &TwinTrainingJob, run: &Run, name: &str, kind: BackendKind) 
         status.must_beat_adapter_uri = must_beat_adapter(job, run);
     }
     status.run = Some(run.name.clone());
-    status.backend = Some(BackendStatus {
-        kind,
-        job_name: Some(name.into()),
-        ..previous.unwrap_or_default()
-    });
+    status.backend =
+        Some(BackendStatus { kind, job_name: Some(name.into()), ..previous.unwrap_or_default() });
     status
 }
 

@@ -30,7 +30,8 @@ async fn event(ctx: &Context, job: &TwinTrainingJob, type_: EventType, reason: &
 /// Stops the training job of a deleted TwinTrainingJob. `Some(wait)` while it is still
 /// stopping (the finalizer stays); `None` once nothing runs any more.
 pub async fn stop_outside_work(job: &TwinTrainingJob, ctx: &Context) -> Result<Option<Duration>> {
-    let recorded = job.status.as_ref().and_then(|s| s.backend.as_ref()).filter(|b| b.kind == BackendKind::Sagemaker);
+    let recorded =
+        job.status.as_ref().and_then(|s| s.backend.as_ref()).filter(|b| b.kind == BackendKind::Sagemaker);
     let (Some(name), Some(backend)) =
         (recorded.and_then(|b| b.job_name.clone()), job.spec.backend.sagemaker.as_ref())
     else {

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 
-use super::build::{self, Run};
+use super::validate::ValidRun;
+use crate::api::TwinTrainingJob;
 use crate::api::training::{BackendKind, SageMakerBackend, TrainingPhase, TwinTrainingJobStatus};
-use crate::api::{TwinDataset, TwinTrainingJob};
 use crate::operator::conditions::Assessment;
 use crate::operator::context::Context;
 use crate::operator::driver::{Verdict, publish_status};
@@ -25,11 +25,6 @@ use client::{Refusal, create_training_job, describe_training_job};
 /// How long a refused or over-quota run waits before asking SageMaker again.
 const REFUSED_RECHECK: Duration = Duration::from_secs(600);
 const QUOTA_RECHECK: Duration = Duration::from_secs(300);
-
-/// The image a job trains with: its own, else the operator's default; `None` when neither is set.
-fn image<'a>(backend: &'a SageMakerBackend, default: &'a str) -> Option<&'a str> {
-    backend.image.as_deref().filter(|i| !i.is_empty()).or(Some(default).filter(|d| !d.is_empty()))
-}
 
 /// The status of a run SageMaker would not start or describe: over quota (it may free up), or
 /// refused (the role, the image, a permission), in SageMaker's words.
@@ -47,19 +42,19 @@ fn refused(phase: TrainingPhase, op: &str, refusal: Refusal) -> Verdict<Training
     Verdict { assessment: Assessment::not_ready(phase, reason, message), recheck: Some(recheck) }
 }
 
-/// Runs `revision` of `dataset` as a SageMaker training job and mirrors it into the status.
-/// When SageMaker cannot be reached (or throttles beyond the SDK's retries), the status says
-/// so before the error is retried with the controller's backoff.
+/// Runs a valid run as a SageMaker training job (trained with `image`) and mirrors it into
+/// the status. When SageMaker cannot be reached (or throttles beyond the SDK's retries), the
+/// status says so before the error is retried with the controller's backoff.
 pub async fn train(
     ctx: &Context,
     job: &TwinTrainingJob,
-    dataset: &TwinDataset,
+    valid: &ValidRun<'_>,
     backend: &SageMakerBackend,
-    revision: &str,
+    image: &str,
     mut status: TwinTrainingJobStatus,
 ) -> Result<(Verdict<TrainingPhase>, TwinTrainingJobStatus)> {
-    status.dataset_revision = Some(revision.to_string());
-    match run_training_job(ctx, job, dataset, backend, revision, &mut status).await {
+    status.dataset_revision = Some(valid.run.revision.clone());
+    match run_training_job(ctx, job, valid, backend, image, &mut status).await {
         Ok(verdict) => Ok((verdict, status)),
         Err(error @ Error::SageMaker { .. }) => {
             let phase = job.status.as_ref().and_then(|s| s.phase).unwrap_or(TrainingPhase::Pending);
@@ -75,32 +70,14 @@ pub async fn train(
 async fn run_training_job(
     ctx: &Context,
     job: &TwinTrainingJob,
-    dataset: &TwinDataset,
+    valid: &ValidRun<'_>,
     backend: &SageMakerBackend,
-    revision: &str,
+    image: &str,
     status: &mut TwinTrainingJobStatus,
 ) -> Result<Verdict<TrainingPhase>> {
     let namespace = job.namespace().ok_or(Error::Unidentified("namespace"))?;
-    let Some(image) = image(backend, &ctx.settings.sagemaker_trainer_image) else {
-        let assessment = Assessment::not_ready(
-            TrainingPhase::Pending,
-            "TrainerImageNotSet",
-            "no SageMaker training image: set spec.backend.sagemaker.image, or the operator's \
-             --sagemaker-trainer-image (the chart's workloads.sagemakerTrainerImage) to the trainer \
-             image pushed to ECR, the only registry SageMaker pulls from",
-        );
-        return Ok(Verdict::settled(assessment));
-    };
-    let run = Run::new(job, revision);
-    let planned = build::run_output(job, &run)
-        .and_then(|output| Ok((output, request::training_job_request(job, backend, dataset, &run, image)?)));
-    let (output, request) = match planned {
-        Ok(planned) => planned,
-        Err(message) => {
-            let assessment = Assessment::not_ready(TrainingPhase::Failed, "InvalidSpec", message);
-            return Ok(Verdict::settled(assessment));
-        }
-    };
+    let (run, revision, output) = (&valid.run, &valid.run.revision, &valid.places.output);
+    let request = request::training_job_request(job, backend, valid, image);
     let client = match ctx.sagemaker.client(ctx, &namespace, backend).await? {
         Ok(client) => client,
         Err(unusable) => {
@@ -113,7 +90,7 @@ async fn run_training_job(
     // (and stops) it.
     let recorded = status.backend.as_ref().and_then(|b| b.job_name.as_deref()) == Some(name);
     if !recorded {
-        let creating = super::status::new_run(job, &run, name, BackendKind::Sagemaker);
+        let creating = super::status::new_run(job, run, name, BackendKind::Sagemaker);
         let assessment = Assessment::not_ready(
             TrainingPhase::Pending,
             "CreatingTrainingJob",
@@ -148,7 +125,7 @@ async fn run_training_job(
     };
     let now = k8s_openapi::jiff::Timestamp::now();
     let (verdict, observed) =
-        observe::from_training_job(job, &run, &output, name, &(&described).into(), now, floor);
+        observe::from_training_job(job, run, output, name, &(&described).into(), now, floor);
     *status = observed;
     Ok(verdict)
 }

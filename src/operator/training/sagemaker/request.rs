@@ -5,9 +5,11 @@
 
 use kube::ResourceExt;
 
-use super::super::build::{Run, revision_folder, run_output, trainer_config};
+use super::super::build::Run;
+use super::super::validate::ValidRun;
 use crate::api::training::SageMakerBackend;
 use crate::api::{TwinDataset, TwinTrainingJob};
+use crate::contract::TrainerConfig;
 use crate::hashing::sha256_hex;
 use crate::storage::StorageUri;
 
@@ -107,20 +109,30 @@ fn aws_s3(uri: &str, endpoint: Option<&String>, field: &str) -> Result<(), Strin
     Ok(())
 }
 
-/// The request for `run`, or what in the spec stops it.
-pub fn training_job_request(
+/// The image a job trains with: its own, else the operator's default; `None` when neither is set.
+pub fn image<'a>(backend: &'a SageMakerBackend, default: &'a str) -> Option<&'a str> {
+    backend.image.as_deref().filter(|i| !i.is_empty()).or(Some(default).filter(|d| !d.is_empty()))
+}
+
+/// What in the spec SageMaker cannot work with, if anything: a dataset or output outside AWS S3,
+/// a base model it cannot load, a gated model's token it would show, a configuration too long
+/// for a hyperparameter.
+pub fn unreachable_by_sagemaker(
     job: &TwinTrainingJob,
-    backend: &SageMakerBackend,
     dataset: &TwinDataset,
-    run: &Run,
-    image: &str,
-) -> Result<TrainingJobRequest, String> {
+    config: &TrainerConfig,
+) -> Option<String> {
     let dataset_field = format!("the output.uri of TwinDataset {:?}", dataset.name_any());
-    aws_s3(&dataset.spec.output.uri, dataset.spec.output.endpoint_url.as_ref(), &dataset_field)?;
-    aws_s3(&job.spec.output.uri, job.spec.output.endpoint_url.as_ref(), "spec.output.uri")?;
+    let outside_s3 =
+        aws_s3(&dataset.spec.output.uri, dataset.spec.output.endpoint_url.as_ref(), &dataset_field).and_then(
+            |()| aws_s3(&job.spec.output.uri, job.spec.output.endpoint_url.as_ref(), "spec.output.uri"),
+        );
+    if let Err(message) = outside_s3 {
+        return Some(message);
+    }
     let model = &job.spec.base_model;
     if !(model.uri.starts_with("hf://") || model.uri.starts_with("s3://")) {
-        return Err(format!(
+        return Some(format!(
             "spec.baseModel.uri {:?}: SageMaker loads the base model from the Hugging Face Hub (hf://) or S3",
             model.uri
         ));
@@ -128,37 +140,50 @@ pub fn training_job_request(
     if model.token_secret_ref.is_some() {
         // SageMaker passes environment variables in the clear: DescribeTrainingJob would show
         // the token to anyone allowed to describe training jobs.
-        return Err("spec.baseModel.tokenSecretRef: SageMaker would show the Hub token to anyone who can \
-                    describe the training job; copy the gated model to S3 and set spec.baseModel.uri to it"
-            .into());
+        return Some(
+            "spec.baseModel.tokenSecretRef: SageMaker would show the Hub token to anyone who can \
+             describe the training job; copy the gated model to S3 and set spec.baseModel.uri to it"
+                .into(),
+        );
     }
-    let config = serde_json::to_string(&trainer_config(job, dataset, run)?)
-        .expect("the trainer configuration serialises");
-    if config.len() > HYPERPARAMETER_LIMIT {
-        return Err(format!(
-            "the trainer configuration is {} characters, more than the {HYPERPARAMETER_LIMIT} SageMaker allows \
-             in a hyperparameter; shorten the URIs",
-            config.len()
-        ));
-    }
-    let revision = revision_folder(dataset, &run.revision)?;
-    let mut channels = vec![("instruct".to_string(), format!("{}/", revision.join("instruct")))];
+    let length = serialized(config).len();
+    (length > HYPERPARAMETER_LIMIT).then(|| {
+        format!(
+            "the trainer configuration is {length} characters, more than the {HYPERPARAMETER_LIMIT} SageMaker \
+             allows in a hyperparameter; shorten the URIs"
+        )
+    })
+}
+
+fn serialized(config: &TrainerConfig) -> String {
+    serde_json::to_string(config).expect("the trainer configuration serialises")
+}
+
+/// The request for a valid run on SageMaker ([`unreachable_by_sagemaker`] found nothing).
+pub fn training_job_request(
+    job: &TwinTrainingJob,
+    backend: &SageMakerBackend,
+    valid: &ValidRun,
+    image: &str,
+) -> TrainingJobRequest {
+    let (run, dataset, places) = (&valid.run, valid.dataset, &valid.places);
+    let mut channels = vec![("instruct".to_string(), format!("{}/", places.dataset.join("instruct")))];
     // A channel over an empty prefix fails the job, so preference triples are asked for only
     // when the dataset publishes them (without them the trainer skips DPO and says so).
     let preference =
         dataset.status.as_ref().and_then(|s| s.artifacts.as_ref()).and_then(|a| a.preference.as_ref());
     if job.spec.dpo.enabled && preference.is_some() {
-        channels.push(("preference".into(), format!("{}/", revision.join("preference"))));
+        channels.push(("preference".into(), format!("{}/", places.dataset.join("preference"))));
     }
     let tag = |key: &str, value: String| (format!("llmtwin.dev/{key}"), value);
-    Ok(TrainingJobRequest {
+    TrainingJobRequest {
         name: training_job_name(job, run),
         image: image.to_string(),
         role_arn: backend.role_arn.clone(),
         instance_type: backend.instance_type.clone(),
-        config,
+        config: serialized(&valid.config),
         channels,
-        output_path: run_output(job, run)?.join("sagemaker").to_string(),
+        output_path: places.output.join("sagemaker").to_string(),
         max_runtime_seconds: backend.max_runtime_seconds,
         spot: backend.spot,
         max_wait_seconds: backend.max_wait_seconds.filter(|_| backend.spot),
@@ -169,7 +194,7 @@ pub fn training_job_request(
             tag("run", run.name.clone()),
             tag("dataset-revision", run.revision.clone()),
         ],
-    })
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +202,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::operator::training::build::{RunPlaces, trainer_config};
+    use crate::operator::training::validate::Backend;
 
     /// A training job on the sagemaker backend, with `patch` merged into its spec.
     fn job(name: &str, patch: serde_json::Value) -> TwinTrainingJob {
@@ -225,15 +252,36 @@ mod tests {
         job.spec.backend.sagemaker.clone().unwrap()
     }
 
+    /// The request for `run`, or what validation finds in the spec that stops it.
+    fn requested(
+        job: &TwinTrainingJob,
+        dataset: &TwinDataset,
+        run: &Run,
+        image: &str,
+    ) -> Result<TrainingJobRequest, String> {
+        let places = RunPlaces::of(job, dataset, run)?;
+        let config = trainer_config(job, run, &places);
+        if let Some(problem) = unreachable_by_sagemaker(job, dataset, &config) {
+            return Err(problem);
+        }
+        let backend = backend(job);
+        let valid = ValidRun {
+            dataset,
+            run: run.clone(),
+            places,
+            config,
+            backend: Backend::Sagemaker(&backend, image),
+        };
+        Ok(training_job_request(job, &backend, &valid, image))
+    }
+
     #[test]
     fn the_request_reads_each_split_from_its_channel_and_writes_under_the_run() {
         let job =
             job("paul-twin", json!({"backend": {"sagemaker": {"spot": true, "maxWaitSeconds": 172800}}}));
         let dataset = dataset(json!({"uri": "s3://twins-bucket/twins"}), true);
         let run = Run::new(&job, "rev-1");
-        let request =
-            training_job_request(&job, &backend(&job), &dataset, &run, "1234.dkr.ecr/twin-trainer:1")
-                .unwrap();
+        let request = requested(&job, &dataset, &run, "1234.dkr.ecr/twin-trainer:1").unwrap();
         assert_eq!(request.name, training_job_name(&job, &run));
         assert_eq!(
             request.channels,
@@ -263,12 +311,11 @@ mod tests {
         let with_dpo = job("paul-twin", json!({}));
         let run = Run::new(&with_dpo, "rev-1");
         let no_triples = dataset(json!({"uri": "s3://twins-bucket/twins"}), false);
-        let request =
-            training_job_request(&with_dpo, &backend(&with_dpo), &no_triples, &run, "image").unwrap();
+        let request = requested(&with_dpo, &no_triples, &run, "image").unwrap();
         assert_eq!(request.channels.len(), 1);
         let dpo_off = job("paul-twin", json!({"dpo": {"enabled": false}}));
         let triples = dataset(json!({"uri": "s3://twins-bucket/twins"}), true);
-        let request = training_job_request(&dpo_off, &backend(&dpo_off), &triples, &run, "image").unwrap();
+        let request = requested(&dpo_off, &triples, &run, "image").unwrap();
         assert_eq!(request.channels.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), ["instruct"]);
     }
 
@@ -293,19 +340,18 @@ mod tests {
         let job_a = job("paul-twin", json!({}));
         let run = Run::new(&job_a, "rev-1");
         let on_pvc = dataset(json!({"uri": "pvc://twin-data/twins"}), false);
-        let error = training_job_request(&job_a, &backend(&job_a), &on_pvc, &run, "image").unwrap_err();
+        let error = requested(&job_a, &on_pvc, &run, "image").unwrap_err();
         assert!(error.contains("TwinDataset \"paul\"") && error.contains("pvc://twin-data/twins"), "{error}");
         let on_minio = dataset(json!({"uri": "s3://twins/x", "endpointUrl": "http://minio:9000"}), false);
-        let error = training_job_request(&job_a, &backend(&job_a), &on_minio, &run, "image").unwrap_err();
+        let error = requested(&job_a, &on_minio, &run, "image").unwrap_err();
         assert!(error.contains("http://minio:9000"), "{error}");
         let s3 = dataset(json!({"uri": "s3://twins-bucket/twins"}), false);
         let gated =
             job("paul-twin", json!({"baseModel": {"tokenSecretRef": {"name": "hf", "key": "token"}}}));
-        let error = training_job_request(&gated, &backend(&gated), &s3, &run, "image").unwrap_err();
+        let error = requested(&gated, &s3, &run, "image").unwrap_err();
         assert!(error.starts_with("spec.baseModel.tokenSecretRef"), "{error}");
         let on_pvc_model = job("paul-twin", json!({"baseModel": {"uri": "pvc://models/llama"}}));
-        let error =
-            training_job_request(&on_pvc_model, &backend(&on_pvc_model), &s3, &run, "image").unwrap_err();
+        let error = requested(&on_pvc_model, &s3, &run, "image").unwrap_err();
         assert!(error.starts_with("spec.baseModel.uri"), "{error}");
     }
 

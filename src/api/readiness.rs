@@ -1,0 +1,124 @@
+//! What a twin that reads a TwinDataset (a training job trains on it, an endpoint retrieves
+//! from it) finds in the dataset's status, read once for the operator's two controllers and
+//! for `twin up`: the revision it may use, or why it waits and what it says meanwhile.
+
+use super::CONDITION_READY;
+use super::dataset::{DatasetPhase, TwinDataset};
+
+/// The way out an endpoint has when its dataset is missing: it can serve without retrieval.
+pub const NO_RETRIEVAL: &str = "remove datasetRef to serve without retrieval";
+
+/// A dataset as a twin that reads it sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatasetReadiness {
+    /// Ready, with the revision it published last.
+    Ready(String),
+    /// Not Ready.
+    NotReady {
+        /// The revision it published before, if any: its files stay where they are while the
+        /// dataset builds again, and after a build failed.
+        published: Option<String>,
+        /// Why it is not Ready.
+        why: Unready,
+    },
+}
+
+/// Why a dataset is not Ready.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unready {
+    /// It does not exist.
+    Missing,
+    /// Its last build failed, in its controller's words (its Ready condition's message).
+    Failed(String),
+    /// It has not finished a build yet: its phase (`None` before its controller saw it).
+    Building(Option<DatasetPhase>),
+}
+
+impl DatasetReadiness {
+    /// Reads a dataset as observed (`None`: not found).
+    pub fn of(dataset: Option<&TwinDataset>) -> Self {
+        let Some(dataset) = dataset else {
+            return Self::NotReady { published: None, why: Unready::Missing };
+        };
+        let status = dataset.status.as_ref();
+        let published = status.and_then(|s| s.revision.clone());
+        match (status.and_then(|s| s.phase), published) {
+            (Some(DatasetPhase::Ready), Some(revision)) => Self::Ready(revision),
+            (Some(DatasetPhase::Failed), published) => {
+                let message = status
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION_READY))
+                    .map(|c| c.message.clone())
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| "see kubectl describe twindataset".into());
+                Self::NotReady { published, why: Unready::Failed(message) }
+            }
+            (phase, published) => Self::NotReady { published, why: Unready::Building(phase) },
+        }
+    }
+
+    /// The revision a training job may pin: a Ready dataset's.
+    pub fn ready_revision(&self) -> Option<&str> {
+        match self {
+            Self::Ready(revision) => Some(revision),
+            Self::NotReady { .. } => None,
+        }
+    }
+
+    /// The newest revision it published, Ready or not: what retrieval may serve from.
+    pub fn published_revision(&self) -> Option<&str> {
+        match self {
+            Self::Ready(revision) | Self::NotReady { published: Some(revision), .. } => Some(revision),
+            Self::NotReady { published: None, .. } => None,
+        }
+    }
+}
+
+/// Why a twin waits for its dataset, as its status says it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetWait {
+    /// `DatasetNotFound`, `DatasetFailed` or `WaitingForDataset`.
+    pub reason: &'static str,
+    /// What a person reads, ending with what starts once the dataset is Ready.
+    pub message: String,
+    /// The reason is `DatasetFailed`: the twin is degraded, not merely waiting.
+    pub upstream_failed: bool,
+}
+
+impl Unready {
+    /// The wait of a twin whose `field` names the dataset `name` in `namespace`; `starts` is
+    /// what begins once it is Ready (`training`, `serving`); `or_else` a further way out when
+    /// it is missing (`remove datasetRef to serve without retrieval`).
+    pub fn wait(
+        &self,
+        name: &str,
+        namespace: &str,
+        field: &str,
+        starts: &str,
+        or_else: Option<&str>,
+    ) -> DatasetWait {
+        let (reason, message) = match self {
+            Unready::Missing => {
+                let fixes = match or_else {
+                    Some(other) => format!("create it, correct {field}, or {other}"),
+                    None => format!("create it or correct {field}"),
+                };
+                (
+                    "DatasetNotFound",
+                    format!("TwinDataset {name:?} not found in namespace {namespace:?}: {fixes}"),
+                )
+            }
+            Unready::Failed(why) => (
+                "DatasetFailed",
+                format!("TwinDataset {name:?} failed: {why}; {starts} starts once it is Ready"),
+            ),
+            Unready::Building(phase) => {
+                let state = phase.map_or_else(|| "not built yet".to_string(), |p| format!("{p:?}"));
+                (
+                    "WaitingForDataset",
+                    format!("TwinDataset {name:?} is {state}; {starts} starts once it is Ready"),
+                )
+            }
+        };
+        DatasetWait { reason, message, upstream_failed: matches!(self, Unready::Failed(_)) }
+    }
+}
