@@ -39,9 +39,17 @@ pub fn run_output(job: &TwinTrainingJob, run: &Run) -> Result<StorageUri, String
 
 /// Where a dataset revision's files are (DESIGN §4): `<output>/datasets/<dataset>/<revision>`.
 pub fn revision_folder(dataset: &TwinDataset, revision: &str) -> Result<StorageUri, String> {
-    let root: StorageUri =
-        dataset.spec.output.uri.parse().map_err(|e| format!("the dataset's spec.output.uri: {e}"))?;
-    Ok(root.join(&format!("datasets/{}/{revision}", dataset.name_any())))
+    Ok(revision_folder_under(&dataset_output(dataset)?, dataset, revision))
+}
+
+/// A dataset's `spec.output.uri`, read.
+pub fn dataset_output(dataset: &TwinDataset) -> Result<StorageUri, String> {
+    dataset.spec.output.uri.parse().map_err(|e| format!("the dataset's spec.output.uri: {e}"))
+}
+
+/// [`revision_folder`] under the dataset's output, already read.
+pub fn revision_folder_under(output: &StorageUri, dataset: &TwinDataset, revision: &str) -> StorageUri {
+    output.join(&format!("datasets/{}/{revision}", dataset.name_any()))
 }
 
 /// Where a run reads its dataset revision and writes its artifacts.

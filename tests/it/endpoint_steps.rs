@@ -11,7 +11,8 @@ use twin_operator::api::training::TrainingPhase;
 use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use twin_operator::operator::OperatorSettings;
 use twin_operator::operator::driver::Validation;
-use twin_operator::operator::endpoint::build::{self, EndpointChildren, Inputs};
+use twin_operator::operator::endpoint::build::{self, EndpointChildren};
+use twin_operator::operator::endpoint::parts::{self, Inputs};
 use twin_operator::operator::endpoint::status::{self, Observed};
 use twin_operator::operator::endpoint::{engine, scaling, validate};
 
@@ -38,17 +39,25 @@ fn children_of(
     dataset: Option<&TwinDataset>,
     served: &ServedModel,
 ) -> Result<EndpointChildren, String> {
-    let trained = engine::trained_model(served, job, None);
-    let inputs = Inputs {
-        endpoint,
-        model: served,
-        hub_token: job.and_then(|j| j.spec.base_model.token_secret_ref.as_ref()),
-        adapter_location: job.map(|j| &j.spec.output),
-        trained: trained.as_ref(),
-        dataset,
-        gateway_model: served,
+    children_beside(endpoint, job, dataset, served, None)
+}
+
+/// The children validation and the builders give for `served`, beside the engine Deployment
+/// that runs now (if any); `Err` is the message of what validation refuses.
+fn children_beside(
+    endpoint: &TwinEndpoint,
+    job: Option<&TwinTrainingJob>,
+    dataset: Option<&TwinDataset>,
+    served: &ServedModel,
+    running_engine: Option<&Deployment>,
+) -> Result<EndpointChildren, String> {
+    let valid = match validate::validate(endpoint, job, dataset) {
+        Validation::Proceed(valid) => valid,
+        Validation::Wait(verdict) => return Err(verdict.assessment.message),
     };
-    build::build(&inputs, &OperatorSettings::for_tests("t"))
+    let trained = engine::trained_model(served, job, running_engine);
+    let inputs = Inputs::new(endpoint, &valid, trained.as_ref(), served);
+    Ok(build::build(&inputs, &OperatorSettings::for_tests("t")))
 }
 
 /// Builds a fixture's children and compares them with its snapshot.
@@ -316,7 +325,7 @@ fn what_an_engine_cannot_load_is_refused_with_the_reason() {
 
 /// A Deployment with this template annotation, `desired` replicas and the status given.
 fn deployment(name: &str, component: &str, adapter: Option<&str>, desired: i32, status: Value) -> Deployment {
-    let annotations = adapter.map(|a| json!({build::ADAPTER_ANNOTATION: a})).unwrap_or(json!({}));
+    let annotations = adapter.map(|a| json!({parts::ADAPTER_ANNOTATION: a})).unwrap_or(json!({}));
     serde_json::from_value(json!({
         "metadata": {"name": name, "namespace": "twins", "generation": 2, "annotations": annotations,
                      "labels": {"app.kubernetes.io/component": component}},
@@ -463,7 +472,7 @@ fn a_new_adapter_rolls_the_engine_before_the_gateway_moves_to_its_revision() {
     let gateway = deployment("paul", "gateway", None, 2, available(2));
     let mut gateway = gateway;
     let pinned = serde_json::to_string(&old).unwrap();
-    gateway.metadata.annotations = Some([(build::MODEL_ANNOTATION.to_string(), pinned)].into());
+    gateway.metadata.annotations = Some([(parts::MODEL_ANNOTATION.to_string(), pinned)].into());
     // The engine still serves the old adapter: the gateway keeps its revision and lineage.
     let engine_old = deployment("paul-engine", "engine", old.adapter_uri.as_deref(), 1, available(1));
     assert_eq!(status::gateway_model(&endpoint, &served, Some(&engine_old), Some(&gateway)), old);
@@ -497,7 +506,7 @@ fn a_new_adapter_rolls_the_engine_before_the_gateway_moves_to_its_revision() {
     assert_eq!(status.model.as_ref(), Some(&old));
     // The gateway pins it and has rolled out: Ready, naming the new model.
     gateway.metadata.annotations =
-        Some([(build::MODEL_ANNOTATION.to_string(), serde_json::to_string(&moved).unwrap())].into());
+        Some([(parts::MODEL_ANNOTATION.to_string(), serde_json::to_string(&moved).unwrap())].into());
     let observed = Observed { engine: Some(done), gateway: Some(gateway), pods: vec![] };
     let (verdict, status) = status::from_observed(&endpoint, &served, &observed, status, now);
     assert_eq!(
@@ -529,16 +538,10 @@ fn a_new_run_or_a_failed_retrain_of_the_served_job_keeps_its_adapter_serving() {
         // nothing rolls while the job trains again.
         let trained = engine::trained_model(&kept, Some(&job), Some(&serving));
         assert_eq!(trained.as_ref().and_then(|t| t.max_lora_rank), Some(32), "{phase:?}");
-        let inputs = Inputs {
-            endpoint: &endpoint,
-            model: &kept,
-            hub_token: job.spec.base_model.token_secret_ref.as_ref(),
-            adapter_location: Some(&job.spec.output),
-            trained: trained.as_ref(),
-            dataset: dataset.as_ref(),
-            gateway_model: &kept,
-        };
-        let rebuilt = build::build(&inputs, &OperatorSettings::for_tests("t")).unwrap().engine.unwrap();
+        let rebuilt = children_beside(&endpoint, Some(&job), dataset.as_ref(), &kept, Some(&serving))
+            .unwrap()
+            .engine
+            .unwrap();
         assert_eq!(args(&rebuilt), args(&serving), "{phase:?}");
     }
     // Serving another job's adapter does not count: a new reference waits for its job.

@@ -1,16 +1,19 @@
 //! The pod every workload of the operator runs in: restricted (non-root, no privilege
 //! escalation, no capabilities, read-only root filesystem, the runtime's seccomp profile), one
 //! container, the pod-level overrides of its twin, PersistentVolumeClaims mounted where
-//! `pvc://` URIs expect them, and Secrets by reference.
+//! `pvc://` URIs expect them, and Secrets by reference; and the literals every builder writes
+//! (environment variables, emptyDir volumes, mounts, HTTP probes and ports).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvFromSource, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretEnvSource,
-    SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
+    EnvVar, EnvVarSource, HTTPGetAction, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 
 use crate::api::common::{PodOverrides, SecretKeyRef, StorageLocation};
@@ -179,4 +182,80 @@ pub fn secret_env(name: &str, secret: &SecretKeyRef) -> EnvVar {
         }),
         ..Default::default()
     }
+}
+
+/// An environment variable with a value.
+pub fn env_var(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
+}
+
+/// An emptyDir volume, in memory or on the node's disk, of at most `size`.
+pub fn empty_dir(name: &str, medium: Option<&str>, size: Option<Quantity>) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource { medium: medium.map(Into::into), size_limit: size }),
+        ..Default::default()
+    }
+}
+
+/// A volume of a ConfigMap's keys.
+pub fn config_map_volume(name: &str, config_map: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        config_map: Some(ConfigMapVolumeSource { name: config_map.into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// A volume mounted at `path`.
+pub fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(read_only).filter(|r| *r),
+        ..Default::default()
+    }
+}
+
+/// An HTTP probe of `path` on the `http` port.
+pub fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(5),
+        ..Default::default()
+    }
+}
+
+/// The `http` port of a serving container.
+pub fn http_port(port: i32) -> Vec<ContainerPort> {
+    vec![ContainerPort {
+        name: Some("http".into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }]
+}
+
+/// The restricted pod of a part: its serving container after the init containers that fetch
+/// what it loads, given `grace` seconds to finish the requests under way when it goes.
+pub fn serving_pod(
+    overrides: &PodOverrides,
+    uid: i64,
+    container: Container,
+    init: Vec<Container>,
+    grace: i64,
+    volumes: Vec<Volume>,
+) -> PodTemplateSpec {
+    let spec = PodSpec {
+        init_containers: Some(init).filter(|i| !i.is_empty()),
+        termination_grace_period_seconds: Some(grace),
+        ..workload_pod_spec(overrides, uid, vec![container], volumes)
+    };
+    PodTemplateSpec { metadata: None, spec: Some(spec) }
 }

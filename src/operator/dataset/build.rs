@@ -7,10 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, PodTemplateSpec, Volume,
-    VolumeMount,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PodTemplateSpec};
 use kube::ResourceExt;
 use kube::api::ObjectMeta;
 
@@ -25,7 +22,8 @@ use crate::operator::children::naming::{
     owner_reference,
 };
 use crate::operator::children::pod::{
-    default_resources, job_pod, mount_claims, restricted_container, s3_credentials, secret_env,
+    config_map_volume, default_resources, empty_dir, env_var, job_pod, mount, mount_claims,
+    restricted_container, s3_credentials, secret_env,
 };
 use crate::operator::children::{ApplyPolicy, ChildSet};
 use crate::operator::error::Result;
@@ -102,43 +100,19 @@ fn pod_template(valid: &ValidDataset, settings: &OperatorSettings) -> PodTemplat
     let dataset = valid.dataset;
     let overrides = dataset.spec.job.clone().unwrap_or_default();
     let mut volumes = vec![
-        Volume {
-            name: "spec".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: spec_config_map_name(dataset),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
-        Volume {
-            name: "cache".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        },
+        config_map_volume("spec", &spec_config_map_name(dataset)),
+        empty_dir("tmp", None, None),
+        empty_dir("cache", None, None),
     ];
     let mut mounts = vec![
-        VolumeMount {
-            name: "spec".into(),
-            mount_path: paths::SPEC_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        },
-        VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() },
-        VolumeMount { name: "cache".into(), mount_path: paths::CACHE_DIR.into(), ..Default::default() },
+        mount("spec", paths::SPEC_DIR, true),
+        mount("tmp", "/tmp", false),
+        mount("cache", paths::CACHE_DIR, false),
     ];
     for (index, name) in valid.config_maps.iter().enumerate() {
-        volumes.push(Volume {
-            name: format!("configmap-{index}"),
-            config_map: Some(ConfigMapVolumeSource { name: name.to_string(), ..Default::default() }),
-            ..Default::default()
-        });
-        mounts.push(VolumeMount {
-            name: format!("configmap-{index}"),
-            mount_path: format!("{}/{name}", paths::CONFIGMAP_ROOT),
-            read_only: Some(true),
-            ..Default::default()
-        });
+        let volume = format!("configmap-{index}");
+        volumes.push(config_map_volume(&volume, name));
+        mounts.push(mount(&volume, &format!("{}/{name}", paths::CONFIGMAP_ROOT), true));
     }
     mount_claims(
         valid.claims.iter().map(|(claim, writes)| (claim.as_str(), *writes)),
@@ -146,18 +120,10 @@ fn pod_template(valid: &ValidDataset, settings: &OperatorSettings) -> PodTemplat
         &mut mounts,
     );
     let mut env = vec![
-        EnvVar {
-            name: env::CRAWLER_ALLOW_NETWORKS.into(),
-            value: Some(settings.crawler_allow_networks.clone()),
-            ..Default::default()
-        },
-        EnvVar {
-            name: env::CRAWLER_USER_AGENT.into(),
-            value: Some(settings.crawler_user_agent.clone()),
-            ..Default::default()
-        },
-        EnvVar { name: env::MODELS_DIR.into(), value: Some(paths::MODELS_DIR.into()), ..Default::default() },
-        EnvVar { name: env::LOG_FORMAT.into(), value: Some("json".into()), ..Default::default() },
+        env_var(env::CRAWLER_ALLOW_NETWORKS, settings.crawler_allow_networks.clone()),
+        env_var(env::CRAWLER_USER_AGENT, settings.crawler_user_agent.clone()),
+        env_var(env::MODELS_DIR, paths::MODELS_DIR),
+        env_var(env::LOG_FORMAT, "json"),
     ];
     // Secrets by reference: each token or key reaches the build as one environment variable.
     for source in &dataset.spec.sources {

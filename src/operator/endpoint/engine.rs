@@ -10,89 +10,28 @@ use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaimVolumeSource, V
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
-use super::build::{
-    ADAPTER_ANNOTATION, ENGINE_COMPONENT, Inputs, empty_dir, engine_name, env_var, http_port, mount, probe,
-    rolling_deployment, serving_pod,
-};
+use super::parts::{ADAPTER_ANNOTATION, ENGINE_COMPONENT, Inputs, engine_name, rolling_deployment};
+use super::plan::{ADAPTERS, AdapterArgs, BaseArgs, MODELS};
 use crate::api::TwinTrainingJob;
 use crate::api::common::StorageLocation;
 use crate::api::endpoint::ServedModel;
 use crate::api::training::TrainedModel;
-use crate::hashing::sha256_hex;
 use crate::operator::children::pod::{
-    claims, default_resources, in_pod, mount_claims, restricted_container, s3_credentials, s3_env, secret_env,
+    claims, default_resources, empty_dir, env_var, http_port, mount, mount_claims, probe,
+    restricted_container, s3_credentials, s3_env, secret_env, serving_pod,
 };
 use crate::operator::settings::OperatorSettings;
-use crate::storage::hub::HubModel;
 
 /// The port vLLM listens on.
 pub const PORT: i32 = 8000;
 /// The user vLLM runs as (the image would run as root).
 const ENGINE_UID: i64 = 1000;
-/// Where the model cache is mounted.
-const MODELS: &str = "/models";
-/// Where the adapter is fetched to.
-const ADAPTERS: &str = "/adapters";
 /// GPUs of an engine replica when the spec leaves it unset.
 const DEFAULT_GPUS: u32 = 1;
 /// vLLM's own default `--max-lora-rank`, used when the adapter's rank is unknown.
 const DEFAULT_MAX_LORA_RANK: u32 = 16;
 /// The accelerator resource the engine requests.
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
-
-/// The base model as vLLM is given it: its `model` argument, extra flags, and what an init
-/// container fetches first (source URI, folder).
-#[derive(Debug)]
-struct BaseArgs {
-    model: String,
-    flags: Vec<String>,
-    fetch: Option<(String, String)>,
-}
-
-fn base_args(uri: &str) -> Result<BaseArgs, String> {
-    let field = "the base model";
-    if uri.ends_with(".gguf") {
-        return Err(format!(
-            "{field} {uri} is a GGUF file: vLLM serves LoRA adapters on safetensors weights; use the model's Hub or S3 folder, or engine.kind embedded for GGUF"
-        ));
-    }
-    if uri.starts_with("hf://") {
-        let model = HubModel::parse(uri)?;
-        let flags = if model.revision == "main" {
-            Vec::new()
-        } else {
-            vec!["--revision".into(), model.revision.clone()]
-        };
-        return Ok(BaseArgs { model: model.repo, flags, fetch: None });
-    }
-    if uri.starts_with("s3://") {
-        let folder = format!("{MODELS}/s3/{}", &sha256_hex(uri.as_bytes())[..16]);
-        return Ok(BaseArgs { model: folder.clone(), flags: Vec::new(), fetch: Some((uri.into(), folder)) });
-    }
-    if uri.starts_with("pvc://") {
-        return Ok(BaseArgs { model: in_pod(uri), flags: Vec::new(), fetch: None });
-    }
-    Err(format!("{field} {uri} cannot be loaded in a cluster: use hf://, s3:// or pvc://"))
-}
-
-/// The adapter as vLLM loads it (`--lora-modules NAME=PATH`), and what an init container
-/// fetches first.
-fn adapter_args(name: &str, uri: &str) -> Result<(String, Option<(String, String)>), String> {
-    if uri.starts_with("hf://") {
-        let model = HubModel::parse(uri)?;
-        if model.revision != "main" {
-            return Err(format!(
-                "the adapter {uri}: vLLM loads Hub adapters at their main revision only; copy this revision to s3:// or pvc://"
-            ));
-        }
-        return Ok((format!("{name}={}", model.repo), None));
-    }
-    if uri.starts_with("s3://") || uri.starts_with("pvc://") {
-        let folder = format!("{ADAPTERS}/{name}");
-        return Ok((format!("{name}={folder}"), Some((uri.into(), folder))));
-    }
-    Err(format!("the adapter {uri} cannot be loaded in a cluster: use s3://, pvc:// or hf://"))
-}
 
 /// What the served adapter's training reported of it (the LoRA rank vLLM needs, its chat
 /// template): from the training job while its promoted model is the one served; else (a job
@@ -190,16 +129,16 @@ fn vllm_args(
     args
 }
 
-/// The engine's Deployment.
-pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deployment, String> {
+/// The engine's Deployment, loading `base` and `adapter` as validation planned them.
+pub fn deployment(
+    inputs: &Inputs,
+    base: &BaseArgs,
+    adapter: Option<&AdapterArgs>,
+    settings: &OperatorSettings,
+) -> Deployment {
     let endpoint = inputs.endpoint;
     let engine = &endpoint.spec.engine;
     let overrides = engine.pod.clone().unwrap_or_default();
-    let base = base_args(&inputs.model.base_model)?;
-    let adapter = match &inputs.model.adapter_uri {
-        Some(uri) => Some(adapter_args(&endpoint.name_any(), uri)?),
-        None => None,
-    };
     let cache = engine.model_cache.clone().unwrap_or_default();
     let models = match &cache.claim_name {
         Some(claim) => Volume {
@@ -236,7 +175,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
             .chain(claim_mounts.clone());
         init.push(fetch_container("fetch-model", fetch, None, mounts.collect(), settings));
     }
-    if let Some((_, Some(fetch))) = &adapter {
+    if let Some((_, Some(fetch))) = adapter {
         let mounts = [mount("adapters", ADAPTERS, false), mount("tmp", "/tmp", false)]
             .into_iter()
             .chain(claim_mounts.clone());
@@ -277,9 +216,8 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         mount("tmp", "/tmp", false),
     ];
     mounts.extend(claim_mounts);
-    let lora_module = adapter.as_ref().map(|(module, _)| module.as_str());
-    let adapter_folder =
-        adapter.as_ref().and_then(|(_, fetch)| fetch.as_ref()).map(|(_, folder)| folder.as_str());
+    let lora_module = adapter.map(|(module, _)| module.as_str());
+    let adapter_folder = adapter.and_then(|(_, fetch)| fetch.as_ref()).map(|(_, folder)| folder.as_str());
     let container = Container {
         name: "vllm".into(),
         image: Some(
@@ -290,7 +228,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
                 .unwrap_or_else(|| settings.vllm_image.clone()),
         ),
         command: Some(vec!["vllm".into(), "serve".into()]),
-        args: Some(vllm_args(inputs, &base, lora_module, adapter_folder)),
+        args: Some(vllm_args(inputs, base, lora_module, adapter_folder)),
         ports: Some(http_port(PORT)),
         env: Some(env),
         resources: Some(resources),
@@ -314,29 +252,5 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         Some(_) => None,
         None => Some(1),
     };
-    Ok(rolling_deployment(endpoint, engine_name(endpoint), ENGINE_COMPONENT, replicas, annotations, template))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base_models_and_adapters_become_vllm_arguments_or_a_reason() {
-        let hub = base_args("hf://meta-llama/Llama-3.1-8B@v1").unwrap();
-        assert_eq!(
-            (hub.model.as_str(), hub.flags.as_slice()),
-            ("meta-llama/Llama-3.1-8B", &["--revision".to_string(), "v1".into()][..])
-        );
-        let s3 = base_args("s3://models/llama").unwrap();
-        assert!(s3.model.starts_with("/models/s3/") && s3.fetch.is_some());
-        assert_eq!(base_args("pvc://weights/llama").unwrap().model, "/mnt/twin/pvc/weights/llama");
-        assert!(base_args("hf://org/m@main/m.gguf").unwrap_err().contains("GGUF"));
-        assert!(base_args("file:///m").unwrap_err().contains("cannot be loaded in a cluster"));
-        let (module, fetch) = adapter_args("paul", "s3://out/models/paul-v1/g1-r/adapter").unwrap();
-        assert_eq!(module, "paul=/adapters/paul");
-        assert_eq!(fetch.unwrap(), ("s3://out/models/paul-v1/g1-r/adapter".into(), "/adapters/paul".into()));
-        assert_eq!(adapter_args("paul", "hf://org/lora").unwrap(), ("paul=org/lora".into(), None));
-        assert!(adapter_args("paul", "hf://org/lora@v2").unwrap_err().contains("main revision"));
-    }
+    rolling_deployment(endpoint, engine_name(endpoint), ENGINE_COMPONENT, replicas, annotations, template)
 }

@@ -11,16 +11,19 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::ResourceExt;
 
-use super::build::{
-    ADAPTER_ANNOTATION, GATEWAY_COMPONENT, Inputs, MODEL_ANNOTATION, REVISION_ANNOTATION, empty_dir,
-    engine_name, env_var, gateway_name, http_port, mount, probe, rolling_deployment, serving_pod,
-};
 use super::engine::{self, fetch_container};
+use super::parts::{
+    ADAPTER_ANNOTATION, GATEWAY_COMPONENT, Inputs, MODEL_ANNOTATION, REVISION_ANNOTATION, engine_name,
+    gateway_name, rolling_deployment,
+};
+use super::plan::{ADAPTERS, EnginePlan};
+use crate::api::TwinEndpoint;
 use crate::api::endpoint::{EngineKind, ServedModel};
-use crate::contract::trainer::revision_folder;
+use crate::contract::trainer::revision_folder_under;
 use crate::contract::{env, paths};
 use crate::operator::children::pod::{
-    claims, default_resources, in_pod, mount_claims, restricted_container, s3_credentials,
+    claims, default_resources, empty_dir, env_var, http_port, in_pod, mount, mount_claims, probe,
+    restricted_container, s3_credentials, serving_pod,
 };
 use crate::operator::settings::OperatorSettings;
 
@@ -30,8 +33,12 @@ pub const PORT: i32 = 8080;
 const GATEWAY_UID: i64 = 65532;
 /// Where the API key Secret is mounted.
 const API_KEY_DIR: &str = "/var/run/twin/api-key";
-/// Where the embedded engine's adapter is fetched to.
-const ADAPTERS: &str = "/adapters";
+
+/// The OpenAI-compatible base URL of an endpoint inside the cluster.
+pub fn endpoint_url(endpoint: &TwinEndpoint) -> String {
+    let namespace = endpoint.namespace().unwrap_or_default();
+    format!("http://{}.{namespace}.svc:{}/v1", gateway_name(endpoint), PORT)
+}
 
 /// What the upstream serves, for the lineage every answer carries.
 fn lineage(env: &mut Vec<EnvVar>, model: &ServedModel) {
@@ -41,29 +48,8 @@ fn lineage(env: &mut Vec<EnvVar>, model: &ServedModel) {
     }
 }
 
-/// The GGUF the embedded engine loads for a base model: an `hf://…/file.gguf` URI as is, a
-/// `pvc://` file where its claim is mounted.
-fn embedded_model(uri: &str) -> Result<String, String> {
-    if !uri.ends_with(".gguf") {
-        return Err(format!(
-            "the base model {uri} is not a .gguf file: the embedded engine runs GGUF models (hf://org/name@revision/file.gguf or pvc://claim/file.gguf); serve other models with engine.kind vllm"
-        ));
-    }
-    match uri.split_once("://").map(|(scheme, _)| scheme) {
-        Some("hf") | Some("pvc") => Ok(in_pod(uri)),
-        _ => Err(format!(
-            "the base model {uri}: the embedded engine loads hf:// or pvc:// GGUF files in a cluster"
-        )),
-    }
-}
-
-/// The trainer's GGUF adapter beside a PEFT adapter folder (`<run>/adapter` → `<run>/adapter.gguf`).
-fn gguf_adapter(uri: &str) -> String {
-    if uri.ends_with(".gguf") { uri.to_string() } else { format!("{}.gguf", uri.trim_end_matches('/')) }
-}
-
 /// The gateway's Deployment.
-pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deployment, String> {
+pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Deployment {
     let endpoint = inputs.endpoint;
     let spec = &endpoint.spec;
     let gateway = &spec.gateway;
@@ -95,8 +81,8 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
     let mut annotations = BTreeMap::new();
     // (URI, written) of every pvc:// place the gateway reaches, for the claims to mount.
     let mut places: Vec<(String, bool)> = Vec::new();
-    match spec.engine.kind {
-        EngineKind::Vllm => {
+    match inputs.engine {
+        EnginePlan::Vllm { .. } => {
             env.push(env_var("TWIN_SERVE_ENGINE", "openai"));
             let upstream = format!("http://{}.{namespace}.svc:{}/v1", engine_name(endpoint), engine::PORT);
             env.push(env_var("TWIN_SERVE_UPSTREAM", upstream));
@@ -106,39 +92,32 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
                 env.push(env_var("TWIN_SERVE_CONTEXT_TOKENS", length.to_string()));
             }
         }
-        EngineKind::External => {
+        EnginePlan::External { url } => {
             env.push(env_var("TWIN_SERVE_ENGINE", "openai"));
-            let url = spec.engine.url.clone().ok_or("spec.engine.url is required for the external engine")?;
-            env.push(env_var("TWIN_SERVE_UPSTREAM", url));
+            env.push(env_var("TWIN_SERVE_UPSTREAM", url.clone()));
             lineage(&mut env, inputs.gateway_model);
         }
-        EngineKind::Embedded => {
+        EnginePlan::Embedded { model, adapter } => {
             env.push(env_var("TWIN_SERVE_ENGINE", "embedded"));
-            env.push(env_var("TWIN_SERVE_MODEL", embedded_model(&inputs.model.base_model)?));
+            env.push(env_var("TWIN_SERVE_MODEL", model.clone()));
             places.push((inputs.model.base_model.clone(), false));
-            if let Some(adapter) = &inputs.model.adapter_uri {
-                let source = gguf_adapter(adapter);
-                if !(source.starts_with("s3://") || source.starts_with("pvc://")) {
-                    return Err(format!(
-                        "the adapter {adapter}: the embedded engine loads the trainer's adapter.gguf from s3:// or pvc://"
-                    ));
-                }
+            if let (Some(source), Some(adapter)) = (adapter, &inputs.model.adapter_uri) {
                 let folder = format!("{ADAPTERS}/{name}");
                 let file = source.rsplit('/').next().unwrap_or("adapter.gguf").to_string();
                 env.push(env_var("TWIN_SERVE_ADAPTER", format!("{folder}/{file}")));
                 places.push((source.clone(), false));
-                fetch_adapter = Some((source, folder));
+                fetch_adapter = Some((source.clone(), folder));
                 annotations.insert(ADAPTER_ANNOTATION.to_string(), adapter.clone());
             }
         }
     }
     let pinned = inputs.gateway_model;
-    let model_json = serde_json::to_string(pinned).map_err(|e| format!("the served model: {e}"))?;
+    let model_json = serde_json::to_string(pinned).expect("a served model serialises");
     annotations.insert(MODEL_ANNOTATION.to_string(), model_json);
-    if let Some(dataset) = inputs.dataset
+    if let Some(retrieval) = inputs.retrieval
         && let Some(revision) = &pinned.dataset_revision
     {
-        let folder = revision_folder(dataset, revision)?.to_string();
+        let folder = revision_folder_under(&retrieval.output, retrieval.dataset, revision).to_string();
         env.push(env_var("TWIN_SERVE_DATASET", in_pod(&folder)));
         places.push((folder, false));
         annotations.insert(REVISION_ANNOTATION.to_string(), revision.to_string());
@@ -155,7 +134,7 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         places.push((log.clone(), true));
     }
     // S3 settings and credentials: the dataset's, which the prompt log shares.
-    let s3 = inputs.dataset.map(|d| &d.spec.output).filter(|l| l.uri.starts_with("s3://"));
+    let s3 = inputs.retrieval.map(|r| &r.dataset.spec.output).filter(|l| l.uri.starts_with("s3://"));
     if let Some(location) = s3 {
         env.extend(
             location.endpoint_url.iter().map(|url| env_var("TWIN_SERVE_S3_ENDPOINT_URL", url.clone())),
@@ -229,27 +208,5 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Result<Deploy
         Some(max) if max > gateway.replicas => None,
         _ => Some(gateway.replicas),
     };
-    Ok(rolling_deployment(
-        endpoint,
-        gateway_name(endpoint),
-        GATEWAY_COMPONENT,
-        replicas,
-        annotations,
-        template,
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_embedded_engine_loads_gguf_models_and_the_trainers_gguf_adapter() {
-        assert_eq!(embedded_model("pvc://models/smollm2.gguf").unwrap(), "/mnt/twin/pvc/models/smollm2.gguf");
-        assert_eq!(embedded_model("hf://org/m@v1/m.gguf").unwrap(), "hf://org/m@v1/m.gguf");
-        assert!(embedded_model("hf://org/m").unwrap_err().contains("not a .gguf file"));
-        assert!(embedded_model("s3://b/m.gguf").unwrap_err().contains("hf:// or pvc://"));
-        assert_eq!(gguf_adapter("s3://out/models/p/g1-r/adapter/"), "s3://out/models/p/g1-r/adapter.gguf");
-        assert_eq!(gguf_adapter("pvc://out/a.gguf"), "pvc://out/a.gguf");
-    }
+    rolling_deployment(endpoint, gateway_name(endpoint), GATEWAY_COMPONENT, replicas, annotations, template)
 }

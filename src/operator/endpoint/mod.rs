@@ -1,11 +1,14 @@
 //! The TwinEndpoint controller. Each reconcile: fetch the training job and the dataset it
-//! names → validate (resolve the model, then the dataset revision) → observe the engine and
-//! gateway Deployments (which revision the gateway pins, whether the engine serves the new
-//! adapter yet) → build the children → apply them → observe the Deployments and pods → status.
+//! names → validate (resolve the model, the dataset revision and how the engine loads the
+//! model) → observe the engine and gateway Deployments (which revision the gateway pins,
+//! whether the engine serves the new adapter yet) → build the children → apply them → observe
+//! the Deployments and pods → status.
 
 pub mod build;
 pub mod engine;
 pub mod gateway;
+pub mod parts;
+pub mod plan;
 pub mod scaling;
 pub mod status;
 pub mod validate;
@@ -26,63 +29,33 @@ use tokio_util::sync::CancellationToken;
 use super::children::apply_children;
 use super::children::job::twin_of_pod;
 use super::children::naming::{instance_label, is_controlled_by};
-use super::conditions::Assessment;
 use super::context::Context;
-use super::driver::{Validation, Verdict, publish_event, referrers, run_controller, settle};
+use super::driver::{Validation, publish_event, referrers, run_controller, settle};
 use super::error::{Error, Result};
-use crate::api::endpoint::{EndpointPhase, EngineKind};
+use crate::api::endpoint::EngineKind;
 use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use crate::contract::labels;
+use parts::Inputs;
 
 async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = endpoint.namespace().ok_or(Error::Unidentified("namespace"))?;
-    let mut status = endpoint.status.clone().unwrap_or_default();
-    let training_job = match &endpoint.spec.model.training_job_ref {
-        Some(reference) => ctx.fetch::<TwinTrainingJob>(&namespace, &reference.name).await?,
-        None => None,
-    };
-    let served = match validate::resolve_model(&endpoint, training_job.as_ref()) {
-        Validation::Proceed(served) => served,
+    let status = endpoint.status.clone().unwrap_or_default();
+    let (training_job, dataset) = fetch_upstream(&ctx, &endpoint, &namespace).await?;
+    let valid = match validate::validate(&endpoint, training_job.as_ref(), dataset.as_ref()) {
+        Validation::Proceed(valid) => valid,
         Validation::Wait(verdict) => return settle(&ctx, &*endpoint, &verdict, status).await,
     };
-    let dataset = match &endpoint.spec.dataset_ref {
-        Some(reference) => ctx.fetch::<TwinDataset>(&namespace, &reference.name).await?,
-        None => None,
-    };
-    let (served, waiting) = validate::resolve_dataset(&endpoint, dataset.as_ref(), served);
-    if let Some(verdict) = waiting {
-        status.model = Some(served);
-        return settle(&ctx, &*endpoint, &verdict, status).await;
-    }
-
     let before = observe(&ctx, &endpoint, &namespace).await?;
-    let trained = engine::trained_model(&served, training_job.as_ref(), before.engine.as_ref());
+    let trained = engine::trained_model(&valid.model, training_job.as_ref(), before.engine.as_ref());
     let gateway_model =
-        status::gateway_model(&endpoint, &served, before.engine.as_ref(), before.gateway.as_ref());
-    let job_spec = training_job.as_ref().map(|job| &job.spec);
-    let inputs = build::Inputs {
-        endpoint: &endpoint,
-        model: &served,
-        hub_token: match job_spec {
-            Some(spec) => spec.base_model.token_secret_ref.as_ref(),
-            None => endpoint.spec.model.base_model.as_ref().and_then(|b| b.token_secret_ref.as_ref()),
-        },
-        adapter_location: job_spec.map(|spec| &spec.output),
-        trained: trained.as_ref(),
-        dataset: dataset.as_ref(),
-        gateway_model: &gateway_model,
-    };
-    let children = match build::build(&inputs, &ctx.settings) {
-        Ok(children) => children,
-        Err(message) => {
-            let assessment = Assessment::not_ready(EndpointPhase::Failed, "InvalidSpec", message);
-            return settle(&ctx, &*endpoint, &Verdict::settled(assessment), status).await;
-        }
-    };
+        status::gateway_model(&endpoint, &valid.model, before.engine.as_ref(), before.gateway.as_ref());
+    let inputs = Inputs::new(&endpoint, &valid, trained.as_ref(), &gateway_model);
+    let children = build::build(&inputs, &ctx.settings);
     apply_children(&ctx, &*endpoint, &children.child_set()?).await?;
     let observed = observe(&ctx, &endpoint, &namespace).await?;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let (verdict, mut status) = status::from_observed(&endpoint, &served, &observed, status, now.clone());
+    let (verdict, mut status) =
+        status::from_observed(&endpoint, &valid.model, &observed, status, now.clone());
     let held = status::promotion_held(training_job.as_ref());
     if status::with_promotion_held(&mut status, held.as_ref(), endpoint.metadata.generation, now)
         && let Some(held) = &held
@@ -92,19 +65,36 @@ async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Act
     settle(&ctx, &*endpoint, &verdict, status).await
 }
 
+/// The training job and the dataset the endpoint names, as they are now.
+async fn fetch_upstream(
+    ctx: &Context,
+    endpoint: &TwinEndpoint,
+    namespace: &str,
+) -> Result<(Option<TwinTrainingJob>, Option<TwinDataset>)> {
+    let training_job = match &endpoint.spec.model.training_job_ref {
+        Some(reference) => ctx.fetch::<TwinTrainingJob>(namespace, &reference.name).await?,
+        None => None,
+    };
+    let dataset = match &endpoint.spec.dataset_ref {
+        Some(reference) => ctx.fetch::<TwinDataset>(namespace, &reference.name).await?,
+        None => None,
+    };
+    Ok((training_job, dataset))
+}
+
 /// The endpoint's Deployments (those it controls) and pods as they are now.
 async fn observe(ctx: &Context, endpoint: &TwinEndpoint, namespace: &str) -> Result<status::Observed> {
     let uid = endpoint.uid().ok_or(Error::Unidentified("uid"))?;
     let owned = |deployment: Option<Deployment>| deployment.filter(|d| is_controlled_by(&d.metadata, &uid));
     let engine = match endpoint.spec.engine.kind {
-        EngineKind::Vllm => owned(ctx.fetch::<Deployment>(namespace, &build::engine_name(endpoint)).await?),
+        EngineKind::Vllm => owned(ctx.fetch::<Deployment>(namespace, &parts::engine_name(endpoint)).await?),
         EngineKind::External | EngineKind::Embedded => None,
     };
-    let gateway = owned(ctx.fetch::<Deployment>(namespace, &build::gateway_name(endpoint)).await?);
+    let gateway = owned(ctx.fetch::<Deployment>(namespace, &parts::gateway_name(endpoint)).await?);
     let selector = format!(
         "{}={},{}={}",
         labels::NAME,
-        build::ENDPOINT_NAME,
+        parts::ENDPOINT_NAME,
         labels::INSTANCE,
         instance_label(&endpoint.name_any())
     );
@@ -125,7 +115,7 @@ pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinEndpoint>, 
     let datasets = ctx.watched_api::<TwinDataset>();
     let deployments = ctx.watched_api::<Deployment>();
     let pods = ctx.watched_api::<Pod>();
-    let parts = watcher::Config::default().labels(&format!("{}={}", labels::NAME, build::ENDPOINT_NAME));
+    let parts = watcher::Config::default().labels(&format!("{}={}", labels::NAME, parts::ENDPOINT_NAME));
     run_controller(
         ctx,
         stop,

@@ -15,9 +15,7 @@ use kube::ResourceExt;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::json;
 
-use super::build::{
-    ENGINE_COMPONENT, EndpointChildren, GATEWAY_COMPONENT, engine_name, gateway_name, meta, selector,
-};
+use super::parts::{ENGINE_COMPONENT, GATEWAY_COMPONENT, engine_name, gateway_name, meta, selector};
 use crate::api::TwinEndpoint;
 use crate::api::endpoint::EngineKind;
 
@@ -96,8 +94,22 @@ fn monitor(endpoint: &TwinEndpoint, name: String, component: &str) -> DynamicObj
     object
 }
 
-/// Adds the autoscalers, budgets and monitors the spec asks for.
-pub fn add(endpoint: &TwinEndpoint, children: &mut EndpointChildren) {
+/// An endpoint's autoscalers, disruption budgets and monitors.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Scaling {
+    /// HorizontalPodAutoscalers (the gateway's on CPU, the engine's on running requests).
+    pub autoscalers: Vec<HorizontalPodAutoscaler>,
+    /// KEDA ScaledObjects (the engine's, when `autoscaling.keda` is set).
+    pub scaled_objects: Vec<DynamicObject>,
+    /// PodDisruptionBudgets of the parts that run more than one replica.
+    pub budgets: Vec<PodDisruptionBudget>,
+    /// ServiceMonitors, when monitoring is on.
+    pub monitors: Vec<DynamicObject>,
+}
+
+/// The autoscalers, budgets and monitors the spec asks for.
+pub fn build(endpoint: &TwinEndpoint) -> Scaling {
+    let mut children = Scaling::default();
     let spec = &endpoint.spec;
     let gateway = gateway_name(endpoint);
     let engine = engine_name(endpoint);
@@ -178,4 +190,5 @@ pub fn add(endpoint: &TwinEndpoint, children: &mut EndpointChildren) {
         }
         children.monitors.push(monitor(endpoint, gateway, GATEWAY_COMPONENT));
     }
+    children
 }

@@ -8,7 +8,8 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 
-use super::build::{ADAPTER_ANNOTATION, ENGINE_COMPONENT, GATEWAY_COMPONENT, MODEL_ANNOTATION, endpoint_url};
+use super::gateway::endpoint_url;
+use super::parts::{ADAPTER_ANNOTATION, ENGINE_COMPONENT, GATEWAY_COMPONENT, MODEL_ANNOTATION};
 use super::validate::RESOLVED_RECHECK;
 use crate::api::endpoint::{EndpointPhase, EngineKind, ReplicaStatus, ServedModel, TwinEndpointStatus};
 use crate::api::{TwinEndpoint, TwinTrainingJob};

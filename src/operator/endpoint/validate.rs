@@ -1,17 +1,23 @@
 //! Validating a TwinEndpoint (pure): the model it serves resolves (a TwinTrainingJob's promoted
-//! adapter, or a base model), then the dataset it retrieves from has published a revision.
+//! adapter, or a base model), the dataset it retrieves from has published a revision, and its
+//! engine can load the model. What it returns is everything the builders need, so they cannot
+//! fail on the spec.
 
 use std::time::Duration;
 
 use kube::ResourceExt;
 
-use crate::api::dataset::DatasetPhase;
+use super::plan::{EnginePlan, plan_engine};
+use crate::api::common::{SecretKeyRef, StorageLocation};
 use crate::api::endpoint::{EndpointPhase, RetrievalRevision, ServedModel};
+use crate::api::readiness::{DatasetReadiness, NO_RETRIEVAL};
 use crate::api::training::TrainingPhase;
 use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
+use crate::contract::trainer::dataset_output;
 use crate::operator::conditions::Assessment;
 use crate::operator::driver::{Validation, Verdict, upstream_failure};
 use crate::operator::references::{StorageCheck, check_model_uri, check_storage_uri, missing_reference};
+use crate::storage::StorageUri;
 
 /// How often a Ready endpoint is looked at again without a watch event.
 pub const RESOLVED_RECHECK: Duration = Duration::from_secs(300);
@@ -135,42 +141,93 @@ pub fn resolve_dataset(
     dataset: Option<&TwinDataset>,
     mut served: ServedModel,
 ) -> (ServedModel, Option<Verdict<EndpointPhase>>) {
-    let waiting = |reason: &str, message: String| {
-        Some(Verdict::settled(Assessment::not_ready(EndpointPhase::Pending, reason, message)))
-    };
-    if let Some(reference) = &endpoint.spec.dataset_ref {
-        let name = &reference.name;
-        let Some(dataset) = dataset else {
+    let Some(reference) = &endpoint.spec.dataset_ref else { return (served, None) };
+    let readiness = DatasetReadiness::of(dataset);
+    match (&readiness, readiness.published_revision()) {
+        // The newest published revision (kept in the status while the dataset builds again,
+        // or after a build failed: its files stay where they are), unless retrieval is pinned
+        // to the adapter's.
+        (_, Some(newest)) => match endpoint.spec.gateway.rag.revision {
+            RetrievalRevision::Latest => served.dataset_revision = Some(newest.to_string()),
+            RetrievalRevision::Adapter => {
+                served.dataset_revision.get_or_insert_with(|| newest.to_string());
+            }
+        },
+        (DatasetReadiness::NotReady { why, .. }, None) => {
             let namespace = endpoint.namespace().unwrap_or_default();
-            let message = format!(
-                "TwinDataset {name:?} not found in namespace {namespace:?}: create it, correct spec.datasetRef.name, or remove datasetRef to serve without retrieval"
-            );
-            return (served, waiting("DatasetNotFound", message));
-        };
-        let status = dataset.status.as_ref();
-        match (status.and_then(|s| s.phase), status.and_then(|s| s.revision.clone())) {
-            // The newest published revision (kept in the status while the dataset builds again,
-            // or after a build failed: its files stay where they are), unless retrieval is
-            // pinned to the adapter's.
-            (_, Some(newest)) => match endpoint.spec.gateway.rag.revision {
-                RetrievalRevision::Latest => served.dataset_revision = Some(newest),
-                RetrievalRevision::Adapter => {
-                    served.dataset_revision.get_or_insert(newest);
-                }
-            },
-            (Some(DatasetPhase::Failed), _) => {
-                let message = format!(
-                    "TwinDataset {name:?} failed: {}; serving starts once it is Ready",
-                    upstream_failure(dataset)
-                );
-                return (served, waiting("DatasetFailed", message));
-            }
-            (phase, _) => {
-                let state = phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "not built yet".into());
-                let message = format!("TwinDataset {name:?} is {state}; serving starts once it is Ready");
-                return (served, waiting("WaitingForDataset", message));
-            }
+            let wait =
+                why.wait(&reference.name, &namespace, "spec.datasetRef.name", "serving", Some(NO_RETRIEVAL));
+            let assessment = Assessment::not_ready(EndpointPhase::Pending, wait.reason, wait.message);
+            return (served, Some(Verdict::settled(assessment)));
         }
+        (DatasetReadiness::Ready(_), None) => unreachable!("a Ready dataset has published its revision"),
     }
     (served, None)
+}
+
+/// The dataset retrieval reads, with the root its revisions are under.
+#[derive(Debug, Clone)]
+pub struct Retrieval<'a> {
+    /// The dataset.
+    pub dataset: &'a TwinDataset,
+    /// Its `spec.output.uri`, read.
+    pub output: StorageUri,
+}
+
+/// An endpoint that can be served: the model, where it comes from, what retrieval reads and
+/// how the engine loads it.
+#[derive(Debug, Clone)]
+pub struct ValidEndpoint<'a> {
+    /// The model wanted now: base model, adapter and the dataset revisions of its lineage.
+    pub model: ServedModel,
+    /// The training job whose adapter it serves.
+    pub training_job: Option<&'a TwinTrainingJob>,
+    /// The dataset retrieval reads, when it names one.
+    pub retrieval: Option<Retrieval<'a>>,
+    /// The Hugging Face token of a gated base model.
+    pub hub_token: Option<&'a SecretKeyRef>,
+    /// Where the adapter was written (its S3 endpoint, region and credentials).
+    pub adapter_location: Option<&'a StorageLocation>,
+    /// How the engine loads the model.
+    pub engine: EnginePlan,
+}
+
+/// Checks an endpoint against its training job and dataset as observed.
+pub fn validate<'a>(
+    endpoint: &'a TwinEndpoint,
+    training_job: Option<&'a TwinTrainingJob>,
+    dataset: Option<&'a TwinDataset>,
+) -> Validation<ValidEndpoint<'a>, EndpointPhase> {
+    let served = match resolve_model(endpoint, training_job) {
+        Validation::Proceed(served) => served,
+        Validation::Wait(verdict) => return Validation::Wait(verdict),
+    };
+    let (model, waiting) = resolve_dataset(endpoint, dataset, served);
+    if let Some(verdict) = waiting {
+        return Validation::Wait(verdict);
+    }
+    let invalid = |message| Validation::wait(EndpointPhase::Failed, "InvalidSpec", message);
+    let engine = match plan_engine(endpoint, &model) {
+        Ok(engine) => engine,
+        Err(message) => return invalid(message),
+    };
+    let retrieval = match dataset.filter(|_| endpoint.spec.dataset_ref.is_some()) {
+        Some(dataset) => match dataset_output(dataset) {
+            Ok(output) => Some(Retrieval { dataset, output }),
+            Err(message) => return invalid(message),
+        },
+        None => None,
+    };
+    let job_spec = training_job.map(|job| &job.spec);
+    Validation::Proceed(ValidEndpoint {
+        hub_token: match job_spec {
+            Some(spec) => spec.base_model.token_secret_ref.as_ref(),
+            None => endpoint.spec.model.base_model.as_ref().and_then(|b| b.token_secret_ref.as_ref()),
+        },
+        adapter_location: job_spec.map(|spec| &spec.output),
+        training_job,
+        retrieval,
+        engine,
+        model,
+    })
 }

@@ -8,10 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
-use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, PodTemplateSpec, Volume,
-    VolumeMount,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 use kube::api::ObjectMeta;
@@ -24,8 +21,8 @@ pub use crate::contract::trainer::{Run, RunPlaces, revision_folder, run_output};
 use crate::contract::{TrainerConfig, paths};
 use crate::operator::children::naming::{NAME_LIMIT, child_labels, child_name, owner_reference};
 use crate::operator::children::pod::{
-    claims, default_resources, in_pod, job_pod, mount_claims, restricted_container, s3_credentials, s3_env,
-    secret_env,
+    claims, config_map_volume, default_resources, empty_dir, env_var, in_pod, job_pod, mount, mount_claims,
+    restricted_container, s3_credentials, s3_env, secret_env,
 };
 use crate::operator::children::{ApplyPolicy, ChildSet};
 use crate::operator::error::Result;
@@ -85,28 +82,15 @@ fn pod_template(
 ) -> PodTemplateSpec {
     let config_name = job_name(job, run);
     let mut volumes = vec![
-        Volume {
-            name: "config".into(),
-            config_map: Some(ConfigMapVolumeSource { name: config_name, ..Default::default() }),
-            ..Default::default()
-        },
-        Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
+        config_map_volume("config", &config_name),
+        empty_dir("tmp", None, None),
         // PyTorch's data loader workers share tensors through /dev/shm, which is 64 MiB in a pod.
-        Volume {
-            name: "shm".into(),
-            empty_dir: Some(EmptyDirVolumeSource { medium: Some("Memory".into()), ..Default::default() }),
-            ..Default::default()
-        },
+        empty_dir("shm", Some("Memory"), None),
     ];
     let mut mounts = vec![
-        VolumeMount {
-            name: "config".into(),
-            mount_path: paths::TRAINER_CONFIG_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        },
-        VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() },
-        VolumeMount { name: "shm".into(), mount_path: "/dev/shm".into(), ..Default::default() },
+        mount("config", paths::TRAINER_CONFIG_DIR, true),
+        mount("tmp", "/tmp", false),
+        mount("shm", "/dev/shm", false),
     ];
     let read = [
         (dataset.spec.output.uri.as_str(), false),
@@ -117,14 +101,12 @@ fn pod_template(
     ];
     let claims = claims(&read);
     mount_claims(claims.iter().map(|(claim, writes)| (claim.as_str(), *writes)), &mut volumes, &mut mounts);
-    let var = |name: &str, value: &str| EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        ..Default::default()
-    };
     // The root filesystem is read-only: every cache goes to /tmp.
-    let mut env =
-        vec![var("HOME", "/tmp"), var("HF_HOME", "/tmp/hf"), var("TRITON_CACHE_DIR", "/tmp/triton")];
+    let mut env = vec![
+        env_var("HOME", "/tmp"),
+        env_var("HF_HOME", "/tmp/hf"),
+        env_var("TRITON_CACHE_DIR", "/tmp/triton"),
+    ];
     if let Some(secret) = &job.spec.base_model.token_secret_ref {
         env.push(secret_env("HF_TOKEN", secret));
     }
