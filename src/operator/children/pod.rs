@@ -62,7 +62,9 @@ pub fn workload_pod_spec(
     }
 }
 
-/// The pod template of a Job running `container` as `uid`.
+/// The pod template of a Job running `container` as `uid`. The container is restricted, and
+/// reports its result at the termination-message path (or, when it crashes before it could,
+/// the tail of its log), which its controller reads back.
 pub fn job_pod(
     labels: BTreeMap<String, String>,
     overrides: &PodOverrides,
@@ -70,6 +72,12 @@ pub fn job_pod(
     container: Container,
     volumes: Vec<Volume>,
 ) -> PodTemplateSpec {
+    let container = Container {
+        termination_message_path: Some(paths::TERMINATION_MESSAGE_PATH.into()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        security_context: Some(restricted_container()),
+        ..container
+    };
     PodTemplateSpec {
         metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
         spec: Some(PodSpec {

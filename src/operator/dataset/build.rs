@@ -22,8 +22,8 @@ use crate::operator::children::naming::{
     owner_reference,
 };
 use crate::operator::children::pod::{
-    config_map_volume, default_resources, empty_dir, env_var, job_pod, mount, mount_claims,
-    restricted_container, s3_credentials, secret_env,
+    config_map_volume, default_resources, empty_dir, env_var, job_pod, mount, mount_claims, s3_credentials,
+    secret_env,
 };
 use crate::operator::children::{ApplyPolicy, ChildSet};
 use crate::operator::error::Result;
@@ -157,9 +157,6 @@ fn pod_template(valid: &ValidDataset, settings: &OperatorSettings) -> PodTemplat
         env_from,
         resources: Some(resources),
         volume_mounts: Some(mounts),
-        termination_message_path: Some(paths::TERMINATION_MESSAGE_PATH.into()),
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
-        security_context: Some(restricted_container()),
         ..Default::default()
     };
     let labels = child_labels(DATASET_NAME, &dataset.name_any(), DATASET_BUILD_COMPONENT);

@@ -22,7 +22,7 @@ use crate::contract::{TrainerConfig, paths};
 use crate::operator::children::naming::{NAME_LIMIT, child_labels, child_name, owner_reference};
 use crate::operator::children::pod::{
     claims, config_map_volume, default_resources, empty_dir, env_var, in_pod, job_pod, mount, mount_claims,
-    restricted_container, s3_credentials, s3_env, secret_env,
+    s3_credentials, s3_env, secret_env,
 };
 use crate::operator::children::{ApplyPolicy, ChildSet};
 use crate::operator::error::Result;
@@ -132,9 +132,6 @@ fn pod_template(
         env_from,
         resources: Some(resources),
         volume_mounts: Some(mounts),
-        termination_message_path: Some(paths::TERMINATION_MESSAGE_PATH.into()),
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
-        security_context: Some(restricted_container()),
         ..Default::default()
     };
     let labels = child_labels(TRAINING_NAME, &job.name_any(), TRAINER_COMPONENT);
