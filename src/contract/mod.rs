@@ -5,6 +5,7 @@
 
 pub mod build_report;
 pub mod env;
+pub mod gateway;
 pub mod labels;
 pub mod paths;
 pub mod trainer;

@@ -13,10 +13,11 @@ use clap::Parser;
 use super::manifest::{self, Located, Twin};
 use super::state::{Phase, State};
 use super::up::Status;
-use crate::api::endpoint::{EndpointPhase, EngineKind, RetrievalRevision};
+use crate::api::endpoint::{EndpointPhase, EngineKind, RetrievalRevision, ServedModel};
 use crate::api::readiness::{DatasetReadiness, NO_RETRIEVAL};
 use crate::api::training::TrainingPhase;
 use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
+use crate::contract::gateway::GatewaySettings;
 use crate::contract::trainer::{Run, revision_folder, run_output};
 use crate::serve::config::{ApiKey, ServeArgs};
 use crate::storage::StorageUri;
@@ -153,6 +154,39 @@ fn gguf_adapter(uri: &str, field: &str) -> Result<PathBuf, Status> {
     }
 }
 
+/// What the external server serves, for the lineage every answer names, as the operator
+/// resolves it: the spec's base model (and adapter), or its training job's base model and the
+/// adapter promoted here. `None` leaves the gateway to name the upstream's model.
+fn external_lineage(
+    endpoint: &TwinEndpoint,
+    resources: &[Located],
+    state: &State,
+    namespace: &str,
+) -> Option<ServedModel> {
+    let spec = &endpoint.spec.model;
+    if let Some(base) = &spec.base_model {
+        return Some(ServedModel {
+            base_model: base.uri.clone(),
+            adapter_uri: spec.adapter_uri.clone(),
+            ..Default::default()
+        });
+    }
+    let name = &spec.training_job_ref.as_ref()?.name;
+    let job = job(resources, namespace, name)?;
+    let promoted = super::train::promoted_here(job, state);
+    let adapter = promoted.as_deref().and_then(|revision| {
+        let run = Run::new(job, revision);
+        Some(run_output(job, &run).ok()?.join("adapter").to_string())
+    });
+    Some(ServedModel {
+        base_model: job.spec.base_model.uri.clone(),
+        adapter_uri: adapter,
+        training_job: Some(name.clone()),
+        adapter_revision: promoted,
+        ..Default::default()
+    })
+}
+
 /// What the embedded engine loads, and what its status adds.
 #[derive(Debug, Default)]
 struct Model {
@@ -276,50 +310,49 @@ pub fn plan(resource: &Located, here: &Here, url: &str) -> Result<Plan, Status> 
              embedded (a GGUF base model, on the CPU) or external (an OpenAI-compatible url)",
         ));
     }
-    let mut argv: Vec<String> = vec!["twin serve".into(), "--name".into(), resource.twin.name().into()];
-    argv.extend(["--listen".into(), url.trim_start_matches("http://").into()]);
-    argv.extend(["--top-k".into(), endpoint.spec.gateway.rag.top_k.to_string()]);
-    if let Some(prompt) = &endpoint.spec.gateway.system_prompt {
-        argv.extend(["--system-prompt".into(), prompt.clone()]);
-    }
-    if let Some(dir) = models_dir {
-        argv.extend(["--models-dir".into(), dir.display().to_string()]);
-    }
-    if let Some(log) = &endpoint.spec.gateway.prompt_log_uri {
-        argv.extend(["--prompt-log".into(), log.clone()]);
-    }
+    let mut gateway = GatewaySettings {
+        listen: url.trim_start_matches("http://").into(),
+        models_dir: models_dir.map(Into::into),
+        prompt_log: endpoint.spec.gateway.prompt_log_uri.clone(),
+        ..GatewaySettings::of_endpoint(endpoint)
+    };
     let mut serving = Vec::new();
     let mut degraded = None;
     let mut adapter_revision = None;
     if endpoint.spec.engine.kind == EngineKind::External {
         let upstream = endpoint.spec.engine.url.clone().unwrap_or_default();
         serving.push(format!("the model at {upstream}"));
-        argv.extend(["--engine".into(), "openai".into(), "--upstream".into(), upstream]);
+        let lineage = external_lineage(endpoint, resources, state, namespace);
+        gateway = gateway.upstream(upstream, None, lineage.as_ref());
     } else {
         let resolved = model(endpoint, resources, state, namespace)?;
         adapter_revision = resolved.adapter_revision.clone();
         serving.push(resolved.model.clone());
-        argv.extend(["--engine".into(), "embedded".into(), "--model".into(), resolved.model]);
-        if let Some(adapter) = resolved.adapter {
-            serving.push(format!("with adapter {}", adapter.display()));
-            argv.extend(["--adapter".into(), adapter.display().to_string()]);
-        }
-        if let Some(revision) = &resolved.adapter_revision {
-            argv.extend(["--adapter-revision".into(), revision.clone()]);
+        let adapter = resolved.adapter.map(|adapter| adapter.display().to_string());
+        if let Some(adapter) = &adapter {
+            serving.push(format!("with adapter {adapter}"));
         }
         if let Some(held) = resolved.held {
             serving.push(format!("(PromotionHeld: {held})"));
         }
+        let served = ServedModel {
+            base_model: resolved.model.clone(),
+            adapter_uri: adapter.clone(),
+            adapter_revision: resolved.adapter_revision,
+            ..Default::default()
+        };
+        gateway = gateway.embedded(resolved.model, adapter, &served);
         degraded = resolved.degraded;
     }
     let knowledge = knowledge(endpoint, resources, state, namespace, adapter_revision.as_deref())?;
     if let Some((folder, revision)) = &knowledge {
         serving.push(format!("on dataset revision {revision}"));
-        argv.extend(["--dataset".into(), folder.clone()]);
+        gateway.dataset = Some(folder.clone());
     }
-    let mut args = ServeArgs::try_parse_from(&argv).map_err(|e| {
+    let mut args = ServeArgs::try_parse_from(["twin serve"]).map_err(|e| {
         Status::new(EndpointPhase::Failed, "InvalidSpec", format!("the gateway's settings: {e}"))
     })?;
+    args.gateway = gateway;
     if endpoint.spec.gateway.api_key_secret_ref.is_some() {
         let Some(key) = here.api_key.clone().filter(|k| !k.trim().is_empty()) else {
             return Err(Status::new(
@@ -405,11 +438,14 @@ mod tests {
             "http://127.0.0.1:8080",
         )
         .unwrap();
-        assert_eq!(served.args.model.as_deref(), Some(base.display().to_string().as_str()));
-        assert_eq!(served.args.adapter.as_deref(), Some(adapter.display().to_string().as_str()));
-        assert_eq!(served.args.dataset, Some(format!("file://{}/out/datasets/paul/rev1", dir.display())));
-        assert_eq!((served.args.name.as_deref(), served.args.top_k), (Some("paul"), 3));
-        assert_eq!(served.args.system_prompt.as_deref(), Some("Answer as Paul."));
+        assert_eq!(served.args.gateway.model.as_deref(), Some(base.display().to_string().as_str()));
+        assert_eq!(served.args.gateway.adapter.as_deref(), Some(adapter.display().to_string().as_str()));
+        assert_eq!(
+            served.args.gateway.dataset,
+            Some(format!("file://{}/out/datasets/paul/rev1", dir.display()))
+        );
+        assert_eq!((served.args.gateway.name.as_deref(), served.args.gateway.top_k), (Some("paul"), 3));
+        assert_eq!(served.args.gateway.system_prompt.as_deref(), Some("Answer as Paul."));
         assert_eq!((served.degraded, served.revision.as_deref()), (None, Some("rev1")));
 
         // Not trained here: the base model alone, said.
@@ -419,7 +455,7 @@ mod tests {
             "http://127.0.0.1:8080",
         )
         .unwrap();
-        assert_eq!(base_only.args.adapter, None);
+        assert_eq!(base_only.args.gateway.adapter, None);
         let (reason, why) = base_only.degraded.unwrap();
         assert_eq!(reason, "ServingBaseModel");
         assert!(why.contains("is Pending (TrainerNotInstalled)"), "{why}");
@@ -470,7 +506,7 @@ mod tests {
         let waiting = plan(&external[2], &here(&external, &State::default()), url).unwrap_err();
         assert_eq!(waiting.reason, "WaitingForDataset");
         let served = plan(&external[2], &here(&external, &ready), url).unwrap();
-        assert_eq!(served.args.upstream.as_deref(), Some("http://vllm:8000/v1"));
+        assert_eq!(served.args.gateway.upstream.as_deref(), Some("http://vllm:8000/v1"));
         assert!(served.args.api_key.is_none());
 
         // A Secret's key: given here, or the endpoint waits for it.

@@ -9,58 +9,20 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 
+pub use crate::contract::gateway::{EngineKind, GatewaySettings};
 use crate::contract::{env, paths};
-
-/// Which engine answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum EngineKind {
-    /// A GGUF model run in this process by llama.cpp, on the CPU.
-    Embedded,
-    /// An OpenAI-compatible upstream (vLLM, TGI, Ollama, llama.cpp's server, hosted APIs).
-    Openai,
-}
 
 /// Flags of `twin serve`.
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "twin serve", about = "Run the RAG gateway (OpenAI-compatible API)")]
 pub struct ServeArgs {
+    /// What the gateway serves and how it is reached (the settings a TwinEndpoint gives it).
+    #[command(flatten)]
+    pub gateway: GatewaySettings,
+
     /// A YAML or JSON file of settings, keyed by these flags' long names (`upstream-model: x`).
     #[arg(long, env = "TWIN_SERVE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The dataset: a revision's folder, or a dataset's folder (its newest revision, followed as
-    /// new ones are published), at file://, pvc:// or s3://. Unset: answers without retrieval.
-    #[arg(long, env = "TWIN_SERVE_DATASET", value_name = "URI")]
-    pub dataset: Option<String>,
-    /// The model name clients ask for. Default: the dataset's name, else `twin`.
-    #[arg(long, env = "TWIN_SERVE_NAME")]
-    pub name: Option<String>,
-    /// What answers: a GGUF model in this process, or an OpenAI-compatible upstream.
-    #[arg(long, env = "TWIN_SERVE_ENGINE", value_enum, default_value = "embedded")]
-    pub engine: EngineKind,
-    /// The embedded engine's GGUF model: a path, file:// or hf://org/repo/file.gguf. Default:
-    /// SmolLM2-135M-Instruct (Q4_1) as `scripts/fetch-models` lays it out in --models-dir.
-    #[arg(long, env = "TWIN_SERVE_MODEL", value_name = "PATH_OR_URI")]
-    pub model: Option<String>,
-    /// A GGUF LoRA adapter for the embedded engine (the trainer's `adapter.gguf`).
-    #[arg(long, env = "TWIN_SERVE_ADAPTER", value_name = "GGUF")]
-    pub adapter: Option<String>,
-    /// The upstream's base URL, e.g. http://vllm:8000/v1 (engine openai).
-    #[arg(long, env = "TWIN_SERVE_UPSTREAM", value_name = "URL")]
-    pub upstream: Option<String>,
-    /// The model to ask the upstream for. Default: the first its /v1/models lists.
-    #[arg(long, env = "TWIN_SERVE_UPSTREAM_MODEL", value_name = "NAME")]
-    pub upstream_model: Option<String>,
-    /// The base model the upstream runs, named in every answer's lineage (a TwinEndpoint's
-    /// gateway is told it). Default: the upstream model's name, else its URL.
-    #[arg(long, env = "TWIN_SERVE_UPSTREAM_BASE_MODEL", value_name = "URI")]
-    pub upstream_base_model: Option<String>,
-    /// The LoRA adapter the upstream serves on its base model, named in the lineage.
-    #[arg(long, env = "TWIN_SERVE_UPSTREAM_ADAPTER", value_name = "URI")]
-    pub upstream_adapter: Option<String>,
-    /// The dataset revision the adapter was trained on, named in every answer's lineage next to
-    /// the revision retrieval uses (`--dataset`), which may be newer.
-    #[arg(long, env = "TWIN_SERVE_ADAPTER_REVISION", value_name = "REVISION")]
-    pub adapter_revision: Option<String>,
     /// A file holding the upstream's API key (sent as a bearer token).
     #[arg(long, env = "TWIN_SERVE_UPSTREAM_API_KEY_FILE", value_name = "FILE")]
     pub upstream_api_key_file: Option<PathBuf>,
@@ -68,20 +30,9 @@ pub struct ServeArgs {
     /// bytes a token, which over-counts and so errs on the side of fitting).
     #[arg(long, env = "TWIN_SERVE_UPSTREAM_TOKENIZER", value_name = "FILE")]
     pub upstream_tokenizer: Option<PathBuf>,
-    /// Tokens of context of the model (prompt and answer). Default: the GGUF's training
-    /// context capped at 8192 (embedded), 8192 (openai).
-    #[arg(long, env = "TWIN_SERVE_CONTEXT_TOKENS")]
-    pub context_tokens: Option<usize>,
     /// Tokens kept for the answer when a request sets no max_tokens.
     #[arg(long, env = "TWIN_SERVE_ANSWER_TOKENS", default_value_t = 512)]
     pub answer_tokens: u32,
-    /// Address to listen on.
-    #[arg(long, env = "TWIN_SERVE_LISTEN", default_value = "0.0.0.0:8080", value_name = "ADDR")]
-    pub listen: String,
-    /// A file holding the API key clients must send (`Authorization: Bearer <key>`). Unset: no
-    /// authentication.
-    #[arg(long, env = "TWIN_SERVE_API_KEY_FILE", value_name = "FILE")]
-    pub api_key_file: Option<PathBuf>,
     /// The API key itself, when a caller in this process has it (`twin up` reads TWIN_API_KEY);
     /// never a flag, so that it stays out of process listings.
     #[arg(skip)]
@@ -90,25 +41,9 @@ pub struct ServeArgs {
     /// baseline on one copy of the weights); never a flag.
     #[arg(skip)]
     pub loaded_engine: Option<LoadedEngine>,
-    /// The system prompt. Default: one asking the model to answer as the dataset's author,
-    /// grounded in the passages.
-    #[arg(long, env = "TWIN_SERVE_SYSTEM_PROMPT")]
-    pub system_prompt: Option<String>,
-    /// Passages retrieved per request (a request's `rag.topK` overrides; 0 turns retrieval off).
-    #[arg(long, env = "TWIN_SERVE_TOP_K", default_value_t = 4)]
-    pub top_k: u32,
-    /// Where models are kept and `hf://` ones downloaded to.
-    #[arg(long, env = env::MODELS_DIR, value_name = "DIR")]
-    pub models_dir: Option<PathBuf>,
     /// Where `pvc://claim/...` volumes are mounted.
     #[arg(long, env = env::PVC_ROOT, default_value = paths::PVC_ROOT)]
     pub pvc_root: PathBuf,
-    /// S3-compatible endpoint for s3:// URIs (MinIO, Ceph); unset: AWS.
-    #[arg(long, env = "TWIN_SERVE_S3_ENDPOINT_URL", value_name = "URL")]
-    pub s3_endpoint_url: Option<String>,
-    /// The bucket's region for s3:// URIs.
-    #[arg(long, env = "TWIN_SERVE_S3_REGION")]
-    pub s3_region: Option<String>,
     /// Requests served at once; more are refused with 429.
     #[arg(long, env = "TWIN_SERVE_MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: usize,
@@ -134,18 +69,12 @@ pub struct ServeArgs {
     /// How often to look for a new dataset revision (also on SIGHUP).
     #[arg(long, env = "TWIN_SERVE_RELOAD_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub reload_interval: Duration,
-    /// Where to write the prompt log (file://, pvc:// or s3://). Unset: no prompt log.
-    #[arg(long, env = "TWIN_SERVE_PROMPT_LOG", value_name = "URI")]
-    pub prompt_log: Option<String>,
     /// Prompt-log lines held for writing; beyond, lines are dropped and counted.
     #[arg(long, env = "TWIN_SERVE_PROMPT_LOG_BUFFER", default_value_t = 10_000)]
     pub prompt_log_buffer: usize,
     /// Longest a prompt-log line waits before it is written.
     #[arg(long, env = "TWIN_SERVE_PROMPT_LOG_FLUSH", default_value = "5s", value_parser = parse_duration)]
     pub prompt_log_flush: Duration,
-    /// This replica's name in the prompt log's file names. Default: $HOSTNAME (the pod's name).
-    #[arg(long, env = "TWIN_SERVE_REPLICA")]
-    pub replica: Option<String>,
     /// Embedded engine: answers decoded together in one batch; more wait in a queue.
     #[arg(long, env = "TWIN_SERVE_PARALLEL", default_value_t = 8)]
     pub parallel: usize,
@@ -155,9 +84,6 @@ pub struct ServeArgs {
     /// Embedded engine: CPU threads. Default: every core.
     #[arg(long, env = "TWIN_SERVE_THREADS")]
     pub threads: Option<usize>,
-    /// `json` or `text` log lines (default: JSON unless stderr is a terminal).
-    #[arg(long, env = env::LOG_FORMAT)]
-    pub log_format: Option<String>,
 }
 
 /// An API key held in memory, shown as `***` by `{:?}` so that it never reaches a log.
@@ -308,10 +234,10 @@ mod tests {
             "127.0.0.1:2".into(),
         ])
         .unwrap();
-        assert_eq!(args.engine, EngineKind::Openai);
-        assert_eq!(args.top_k, 7);
-        assert_eq!(args.upstream.as_deref(), Some("http://127.0.0.1:9/v1"));
-        assert_eq!(args.listen, "127.0.0.1:2");
+        assert_eq!(args.gateway.engine, EngineKind::Openai);
+        assert_eq!(args.gateway.top_k, 7);
+        assert_eq!(args.gateway.upstream.as_deref(), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(args.gateway.listen, "127.0.0.1:2");
         std::fs::write(&file, "no-such-flag: 1\n").unwrap();
         let error = ServeArgs::parse_with_config(vec!["--config".into(), file.into()]).unwrap_err();
         assert!(error.to_string().contains("unknown setting \"no-such-flag\""), "{error}");

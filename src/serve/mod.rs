@@ -55,8 +55,8 @@ pub async fn run(args: Vec<OsString>) -> ExitCode {
         }
     };
     // Spans of each request (embed, retrieve, generate) go out over OTLP when configured.
-    let _traces = crate::telemetry::init_with_traces(args.log_format.as_deref(), "twin-serve");
-    let served = match bind(&args.listen) {
+    let _traces = crate::telemetry::init_with_traces(args.gateway.log_format.as_deref(), "twin-serve");
+    let served = match bind(&args.gateway.listen) {
         Ok(listener) => serve(args, listener, shutdown_signal(), None).await,
         Err(message) => Err(message),
     };
@@ -123,9 +123,10 @@ fn engine_loader(args: &ServeArgs) -> Result<EngineLoad, String> {
     if let Some(loaded) = &args.loaded_engine {
         return Ok(std::future::ready(Ok(loaded.0.clone())).boxed());
     }
-    match args.engine {
+    match args.gateway.engine {
         EngineKind::Openai => {
             let upstream = args
+                .gateway
                 .upstream
                 .clone()
                 .ok_or("--engine openai needs --upstream URL (e.g. http://vllm:8000/v1)")?;
@@ -143,10 +144,10 @@ fn engine_loader(args: &ServeArgs) -> Result<EngineLoad, String> {
             };
             let options = OpenAiOptions {
                 base_url: upstream,
-                model: args.upstream_model.clone(),
-                lineage: (args.upstream_base_model.clone(), args.upstream_adapter.clone()),
+                model: args.gateway.upstream_model.clone(),
+                lineage: (args.gateway.upstream_base_model.clone(), args.gateway.upstream_adapter.clone()),
                 api_key,
-                context_tokens: args.context_tokens.unwrap_or(8192),
+                context_tokens: args.gateway.context_tokens.unwrap_or(8192),
                 connect_timeout: args.connect_timeout,
                 first_token_timeout: args.first_token_timeout,
                 between_tokens_timeout: args.between_tokens_timeout,
@@ -158,19 +159,20 @@ fn engine_loader(args: &ServeArgs) -> Result<EngineLoad, String> {
             Ok(std::future::ready(Ok(engine)).boxed())
         }
         EngineKind::Embedded => {
-            if args.upstream.is_some() {
+            if args.gateway.upstream.is_some() {
                 return Err(
                     "--upstream is for --engine openai; the embedded engine runs --model itself".into()
                 );
             }
-            let (model, models_dir) = (args.model.clone(), args.models_dir.clone());
+            let (model, models_dir) = (args.gateway.model.clone(), args.gateway.models_dir.clone());
             let mut options = EmbeddedOptions {
                 model: PathBuf::new(),
                 adapter: args
+                    .gateway
                     .adapter
                     .as_deref()
                     .map(|a| PathBuf::from(a.strip_prefix("file://").unwrap_or(a))),
-                context_tokens: args.context_tokens,
+                context_tokens: args.gateway.context_tokens,
                 parallel: args.parallel,
                 queue: args.queue,
                 threads: args.threads.unwrap_or_else(crate::parallel::cores),
@@ -205,31 +207,35 @@ pub async fn serve(
     stop: impl Future<Output = ()> + Send + 'static,
     ready: Option<tokio::sync::oneshot::Sender<String>>,
 ) -> Result<(), String> {
-    let api_key_sha256 = match (&args.api_key_file, &args.api_key) {
+    let api_key_sha256 = match (&args.gateway.api_key_file, &args.api_key) {
         (Some(path), _) => Some(Sha256::digest(read_secret(path, "the API key")?.as_bytes()).into()),
         (None, Some(key)) if !key.0.trim().is_empty() => Some(Sha256::digest(key.0.trim().as_bytes()).into()),
         (None, Some(_)) => return Err("the API key given is empty".into()),
         (None, None) => None,
     };
     let load_engine = engine_loader(&args)?;
-    let s3 = S3Options { endpoint_url: args.s3_endpoint_url.clone(), region: args.s3_region.clone() };
-    let location = match &args.dataset {
-        Some(uri) => {
-            Some(Arc::new(DatasetLocation::open(uri, &args.pvc_root, &s3, args.models_dir.clone()).await?))
-        }
+    let s3 = S3Options {
+        endpoint_url: args.gateway.s3_endpoint_url.clone(),
+        region: args.gateway.s3_region.clone(),
+    };
+    let location = match &args.gateway.dataset {
+        Some(uri) => Some(Arc::new(
+            DatasetLocation::open(uri, &args.pvc_root, &s3, args.gateway.models_dir.clone()).await?,
+        )),
         None => None,
     };
-    let name = match (&args.name, &location) {
+    let name = match (&args.gateway.name, &location) {
         (Some(name), _) => name.clone(),
         (None, Some(location)) => dataset_name(location).await,
         (None, None) => "twin".to_string(),
     };
     let metrics = Arc::new(GatewayMetrics::default());
-    let (prompt_log, prompt_log_writer) = match &args.prompt_log {
+    let (prompt_log, prompt_log_writer) = match &args.gateway.prompt_log {
         Some(uri) => {
             let root: StorageUri = uri.parse().map_err(|e| format!("--prompt-log: {e}"))?;
             let store = ObjectStore::open(&root, &args.pvc_root, &s3).await.map_err(|e| e.to_string())?;
             let replica = args
+                .gateway
                 .replica
                 .clone()
                 .or_else(|| std::env::var("HOSTNAME").ok())
@@ -253,9 +259,9 @@ pub async fn serve(
         engine: OnceLock::new(),
         shelf: shelf.clone(),
         has_dataset: location.is_some(),
-        system_prompt: args.system_prompt.clone().filter(|p| !p.trim().is_empty()),
-        top_k: args.top_k,
-        adapter_revision: args.adapter_revision.clone(),
+        system_prompt: args.gateway.system_prompt.clone().filter(|p| !p.trim().is_empty()),
+        top_k: args.gateway.top_k,
+        adapter_revision: args.gateway.adapter_revision.clone(),
         answer_tokens: args.answer_tokens.max(1),
         api_key_sha256,
         in_flight: Arc::new(Semaphore::new(args.max_in_flight.max(1))),
@@ -265,10 +271,10 @@ pub async fn serve(
         load_error: Mutex::new(None),
         started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
     });
-    let address = listener.local_addr().map_or_else(|_| args.listen.clone(), |a| a.to_string());
+    let address = listener.local_addr().map_or_else(|_| args.gateway.listen.clone(), |a| a.to_string());
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-    info!(address = %address, model = %name, engine = ?args.engine, dataset = ?args.dataset, "twin serve listening");
+    info!(address = %address, model = %name, engine = ?args.gateway.engine, dataset = ?args.gateway.dataset, "twin serve listening");
 
     // The engine and the index load behind the listener: /healthz answers meanwhile, /readyz
     // says what is still loading.

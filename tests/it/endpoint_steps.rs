@@ -632,3 +632,57 @@ fn every_variable_set_on_the_gateway_and_fetchers_is_one_their_command_reads() {
     }
     assert_eq!(gateways, 3);
 }
+
+/// The operator's gateway Deployment and `twin up` configure an endpoint's gateway from one
+/// struct (`contract::gateway::GatewaySettings`): for the same endpoint they set the same
+/// settings, but for the pod's own plumbing (its replica name, JSON logs, the models folder).
+#[test]
+fn the_operator_and_twin_up_configure_the_same_gateway_settings() {
+    use std::collections::BTreeSet;
+
+    use twin_operator::contract::gateway::GatewaySettings;
+    use twin_operator::local::{endpoint as local_endpoint, manifest, state};
+
+    let children = built("endpoint-external");
+    let gateway = pod_spec(&children.gateway).containers[0].clone();
+    let in_the_pod: BTreeSet<String> = gateway.env.iter().flatten().map(|v| v.name.clone()).collect();
+
+    let dir = std::env::temp_dir().join(format!("twin-gateway-settings-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml = dir.join("twins.yaml");
+    std::fs::copy(crate::support::repo::path("tests/fixtures/operator/endpoint-external.yaml"), &yaml)
+        .unwrap();
+    let resources = manifest::load(&yaml).unwrap();
+    let mut ran = state::State::default();
+    ran.record(state::Entry {
+        phase: state::Phase::Dataset(twin_operator::api::dataset::DatasetPhase::Ready),
+        namespace: "twins".into(),
+        name: "paul".into(),
+        reason: "RevisionPublished".into(),
+        message: String::new(),
+        updated: String::new(),
+        revision: Some("r7".into()),
+        promoted: None,
+        file: yaml.display().to_string(),
+    });
+    let here = local_endpoint::Here { resources: &resources, state: &ran, models_dir: None, api_key: None };
+    let endpoint = resources.iter().position(|r| r.twin.kind() == "TwinEndpoint").unwrap();
+    let plan = local_endpoint::plan(&resources[endpoint], &here, "http://127.0.0.1:8080").unwrap();
+    let here_too: BTreeSet<String> =
+        plan.args.gateway.environment().into_iter().map(|(name, _)| name.to_string()).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let pod_only: BTreeSet<String> = ["replica", "log_format", "models_dir"]
+        .map(|field| GatewaySettings::variable(field).to_string())
+        .into();
+    let differ: Vec<&String> =
+        in_the_pod.symmetric_difference(&here_too).filter(|n| !pod_only.contains(*n)).collect();
+    assert!(
+        differ.is_empty(),
+        "set on one path only: {differ:?}\npod: {in_the_pod:?}\ntwin up: {here_too:?}"
+    );
+    assert!(
+        here_too.contains(GatewaySettings::variable("upstream_base_model")),
+        "the lineage names the base model"
+    );
+}

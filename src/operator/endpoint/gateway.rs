@@ -18,9 +18,10 @@ use super::parts::{
 };
 use super::plan::{ADAPTERS, EnginePlan};
 use crate::api::TwinEndpoint;
-use crate::api::endpoint::{EngineKind, ServedModel};
+use crate::api::endpoint::EngineKind;
+use crate::contract::gateway::GatewaySettings;
+use crate::contract::paths;
 use crate::contract::trainer::revision_folder_under;
-use crate::contract::{env, paths};
 use crate::operator::children::pod::{
     claims, default_resources, empty_dir, env_var, http_port, in_pod, mount, mount_claims, probe,
     restricted_container, s3_credentials, serving_pod,
@@ -40,14 +41,6 @@ pub fn endpoint_url(endpoint: &TwinEndpoint) -> String {
     format!("http://{}.{namespace}.svc:{}/v1", gateway_name(endpoint), PORT)
 }
 
-/// What the upstream serves, for the lineage every answer carries.
-fn lineage(env: &mut Vec<EnvVar>, model: &ServedModel) {
-    env.push(env_var("TWIN_SERVE_UPSTREAM_BASE_MODEL", model.base_model.clone()));
-    if let Some(adapter) = &model.adapter_uri {
-        env.push(env_var("TWIN_SERVE_UPSTREAM_ADAPTER", adapter.clone()));
-    }
-}
-
 /// The gateway's Deployment.
 pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Deployment {
     let endpoint = inputs.endpoint;
@@ -56,24 +49,12 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Deployment {
     let overrides = gateway.pod.clone().unwrap_or_default();
     let name = endpoint.name_any();
     let namespace = endpoint.namespace().unwrap_or_default();
-    let mut env = vec![
-        env_var("TWIN_SERVE_NAME", name.clone()),
-        env_var("TWIN_SERVE_LISTEN", format!("0.0.0.0:{PORT}")),
-        env_var("TWIN_SERVE_TOP_K", gateway.rag.top_k.to_string()),
-        env_var(env::MODELS_DIR, paths::MODELS_DIR),
-        env_var(env::LOG_FORMAT, "json"),
-        EnvVar {
-            name: "TWIN_SERVE_REPLICA".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    ];
+    let mut serve = GatewaySettings {
+        listen: format!("0.0.0.0:{PORT}"),
+        models_dir: Some(paths::MODELS_DIR.into()),
+        log_format: Some("json".into()),
+        ..GatewaySettings::of_endpoint(endpoint)
+    };
     let mut volumes = vec![empty_dir("models", None, None), empty_dir("tmp", None, None)];
     let mut mounts = vec![mount("models", paths::MODELS_DIR, false), mount("tmp", "/tmp", false)];
     // The embedded engine's adapter, fetched before the gateway starts: (source, folder).
@@ -81,68 +62,47 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Deployment {
     let mut annotations = BTreeMap::new();
     // (URI, written) of every pvc:// place the gateway reaches, for the claims to mount.
     let mut places: Vec<(String, bool)> = Vec::new();
+    let pinned = inputs.gateway_model;
     match inputs.engine {
         EnginePlan::Vllm { .. } => {
-            env.push(env_var("TWIN_SERVE_ENGINE", "openai"));
             let upstream = format!("http://{}.{namespace}.svc:{}/v1", engine_name(endpoint), engine::PORT);
-            env.push(env_var("TWIN_SERVE_UPSTREAM", upstream));
-            env.push(env_var("TWIN_SERVE_UPSTREAM_MODEL", name.clone()));
-            lineage(&mut env, inputs.gateway_model);
-            if let Some(length) = spec.engine.max_model_len {
-                env.push(env_var("TWIN_SERVE_CONTEXT_TOKENS", length.to_string()));
-            }
+            serve = serve.upstream(upstream, Some(name.clone()), Some(pinned));
+            serve.context_tokens = spec.engine.max_model_len.map(|length| length as usize);
         }
-        EnginePlan::External { url } => {
-            env.push(env_var("TWIN_SERVE_ENGINE", "openai"));
-            env.push(env_var("TWIN_SERVE_UPSTREAM", url.clone()));
-            lineage(&mut env, inputs.gateway_model);
-        }
+        EnginePlan::External { url } => serve = serve.upstream(url.clone(), None, Some(pinned)),
         EnginePlan::Embedded { model, adapter } => {
-            env.push(env_var("TWIN_SERVE_ENGINE", "embedded"));
-            env.push(env_var("TWIN_SERVE_MODEL", model.clone()));
             places.push((inputs.model.base_model.clone(), false));
+            let mut fetched = None;
             if let (Some(source), Some(adapter)) = (adapter, &inputs.model.adapter_uri) {
                 let folder = format!("{ADAPTERS}/{name}");
                 let file = source.rsplit('/').next().unwrap_or("adapter.gguf").to_string();
-                env.push(env_var("TWIN_SERVE_ADAPTER", format!("{folder}/{file}")));
+                fetched = Some(format!("{folder}/{file}"));
                 places.push((source.clone(), false));
                 fetch_adapter = Some((source.clone(), folder));
                 annotations.insert(ADAPTER_ANNOTATION.to_string(), adapter.clone());
             }
+            serve = serve.embedded(model.clone(), fetched, pinned);
         }
     }
-    let pinned = inputs.gateway_model;
     let model_json = serde_json::to_string(pinned).expect("a served model serialises");
     annotations.insert(MODEL_ANNOTATION.to_string(), model_json);
     if let Some(retrieval) = inputs.retrieval
         && let Some(revision) = &pinned.dataset_revision
     {
         let folder = revision_folder_under(&retrieval.output, retrieval.dataset, revision).to_string();
-        env.push(env_var("TWIN_SERVE_DATASET", in_pod(&folder)));
+        serve.dataset = Some(in_pod(&folder));
         places.push((folder, false));
         annotations.insert(REVISION_ANNOTATION.to_string(), revision.to_string());
     }
-    // Every engine's answers name the revision the adapter learned from, next to the one
-    // retrieval uses.
-    if pinned.adapter_uri.is_some()
-        && let Some(revision) = &pinned.adapter_revision
-    {
-        env.push(env_var("TWIN_SERVE_ADAPTER_REVISION", revision.clone()));
-    }
     if let Some(log) = &gateway.prompt_log_uri {
-        env.push(env_var("TWIN_SERVE_PROMPT_LOG", in_pod(log)));
+        serve.prompt_log = Some(in_pod(log));
         places.push((log.clone(), true));
     }
     // S3 settings and credentials: the dataset's, which the prompt log shares.
     let s3 = inputs.retrieval.map(|r| &r.dataset.spec.output).filter(|l| l.uri.starts_with("s3://"));
     if let Some(location) = s3 {
-        env.extend(
-            location.endpoint_url.iter().map(|url| env_var("TWIN_SERVE_S3_ENDPOINT_URL", url.clone())),
-        );
-        env.extend(location.region.iter().map(|region| env_var("TWIN_SERVE_S3_REGION", region.clone())));
-    }
-    if let Some(prompt) = &gateway.system_prompt {
-        env.push(env_var("TWIN_SERVE_SYSTEM_PROMPT", prompt.clone()));
+        serve.s3_endpoint_url = location.endpoint_url.clone();
+        serve.s3_region = location.region.clone();
     }
     if let Some(secret) = &gateway.api_key_secret_ref {
         volumes.push(Volume {
@@ -156,8 +116,19 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Deployment {
             ..Default::default()
         });
         mounts.push(mount("api-key", API_KEY_DIR, true));
-        env.push(env_var("TWIN_SERVE_API_KEY_FILE", format!("{API_KEY_DIR}/api-key")));
+        serve.api_key_file = Some(format!("{API_KEY_DIR}/api-key").into());
     }
+    let mut env: Vec<EnvVar> =
+        serve.environment().into_iter().map(|(variable, value)| env_var(variable, value)).collect();
+    // The replica's name in the prompt log's files: its pod's.
+    env.push(EnvVar {
+        name: GatewaySettings::variable("replica").into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
     let read: Vec<(&str, bool)> = places.iter().map(|(uri, writes)| (uri.as_str(), *writes)).collect();
     let claims = claims(&read);
     let mut claim_mounts = Vec::new();
