@@ -10,7 +10,7 @@ use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
 
 use super::EvalArgs;
 use super::answers::{Asker, LocalGateway};
-use crate::serve::config::{LoadedEngine, ServeArgs};
+use crate::serve::config::{GatewaySettings, LoadedEngine, ServeArgs};
 use crate::serve::engine::embedded::{EmbeddedEngine, EmbeddedOptions, load_adapter, load_model};
 
 /// A model in this process: its weights (shared by the twin and the baseline when they have
@@ -134,16 +134,13 @@ pub(super) async fn responder(
     let engine = tokio::task::spawn_blocking(move || EmbeddedEngine::start(model, handle, &options))
         .await
         .map_err(|e| format!("starting the engine panicked: {e}"))??;
-    let mut flags: Vec<std::ffi::OsString> = vec![
-        "--dataset".into(),
-        args.dataset.clone().into(),
-        "--top-k".into(),
-        args.top_k.to_string().into(),
-    ];
-    if let Some(dir) = &args.models_dir {
-        flags.extend(["--models-dir".into(), dir.clone().into_os_string()]);
-    }
-    let mut serve_args = ServeArgs::parse_with_config(flags).map_err(|e| e.to_string())?;
+    let mut serve_args = ServeArgs::parse_with_config(Vec::new()).map_err(|e| e.to_string())?;
+    serve_args.gateway = GatewaySettings {
+        dataset: Some(args.dataset.clone()),
+        top_k: args.top_k,
+        models_dir: args.models_dir.clone(),
+        ..GatewaySettings::default()
+    };
     serve_args.loaded_engine = Some(LoadedEngine(Arc::new(engine)));
     let gateway = LocalGateway::start(serve_args).await?;
     Ok(Responder::Local(Asker::new(&gateway.url, None, None, args.timeout)?, gateway))

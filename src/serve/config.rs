@@ -16,13 +16,13 @@ use crate::contract::{env, paths};
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "twin serve", about = "Run the RAG gateway (OpenAI-compatible API)")]
 pub struct ServeArgs {
-    /// What the gateway serves and how it is reached (the settings a TwinEndpoint gives it).
-    #[command(flatten)]
-    pub gateway: GatewaySettings,
 
     /// A YAML or JSON file of settings, keyed by these flags' long names (`upstream-model: x`).
     #[arg(long, env = "TWIN_SERVE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// What the gateway serves and how it is reached (the settings a TwinEndpoint gives it).
+    #[command(flatten)]
+    pub gateway: GatewaySettings,
     /// A file holding the upstream's API key (sent as a bearer token).
     #[arg(long, env = "TWIN_SERVE_UPSTREAM_API_KEY_FILE", value_name = "FILE")]
     pub upstream_api_key_file: Option<PathBuf>,
