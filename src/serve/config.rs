@@ -16,7 +16,6 @@ use crate::contract::{env, paths};
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "twin serve", about = "Run the RAG gateway (OpenAI-compatible API)")]
 pub struct ServeArgs {
-
     /// A YAML or JSON file of settings, keyed by these flags' long names (`upstream-model: x`).
     #[arg(long, env = "TWIN_SERVE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
