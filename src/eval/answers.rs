@@ -17,8 +17,8 @@ const MAX_ANSWER_BYTES: usize = 4 << 20;
 /// An answer and what it drew on.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
 pub struct Answer {
-    /// The text.
     pub text: String,
     /// The chunk ids of the passages the gateway put in the prompt (empty for an endpoint that
     /// is not a twin gateway).

@@ -145,14 +145,13 @@ pub struct Subject {
 /// The dataset revision evaluated on.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
 pub struct DatasetFacts {
     /// Its URI as given.
     pub uri: String,
     /// The dataset's name.
     pub dataset: String,
-    /// The revision.
     pub revision: String,
-    /// The author.
     pub author: String,
     /// Distinct held-out passages in its test split.
     pub test_passages: usize,
@@ -199,10 +198,9 @@ pub struct Gate {
 /// A minimum the twin did not reach.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
 pub struct Shortfall {
-    /// The figure.
     pub figure: String,
-    /// Its minimum.
     pub minimum: f64,
     /// What was measured; absent when it was not.
     pub value: Option<f64>,
@@ -211,8 +209,8 @@ pub struct Shortfall {
 /// The gate's verdict.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
 pub struct Verdict {
-    /// The minimums.
     pub minimums: BTreeMap<String, f64>,
     /// Whether every one was reached.
     pub passed: bool,
@@ -257,12 +255,12 @@ impl Gate {
 /// Everything an evaluation measured.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
 pub struct Evaluation {
     /// The format's version.
     pub version: u32,
     /// The dataset revision.
     pub dataset: DatasetFacts,
-    /// The twin.
     pub twin: Subject,
     /// What it is compared with.
     pub baseline: Subject,

@@ -10,10 +10,10 @@ use crate::serve::index::Index;
 
 /// A held-out sample: an instruction and the author's passage that answers it.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
 pub struct Sample {
     /// The system prompt it was made with.
     pub system: String,
-    /// The instruction.
     pub instruction: String,
     /// The author's passage.
     pub answer: String,

@@ -25,7 +25,7 @@ pub enum Twin {
 }
 
 impl Twin {
-    /// Its kind.
+    #[allow(missing_docs)]
     pub fn kind(&self) -> &'static str {
         match self {
             Twin::Dataset(_) => "TwinDataset",
@@ -56,12 +56,12 @@ impl Twin {
         }
     }
 
-    /// Its name.
+    #[allow(missing_docs)]
     pub fn name(&self) -> &str {
         self.metadata().name.as_deref().unwrap_or_default()
     }
 
-    /// Its namespace.
+    #[allow(missing_docs)]
     pub fn namespace(&self) -> &str {
         self.metadata().namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
     }
@@ -82,8 +82,8 @@ pub fn find<'a>(resources: &'a [Located], kind: &str, namespace: &str, name: &st
 
 /// A resource with where it was written.
 #[derive(Debug, Clone)]
+#[allow(missing_docs)]
 pub struct Located {
-    /// The file.
     pub file: PathBuf,
     /// Its document in the file, from 1.
     pub document: usize,

@@ -83,13 +83,12 @@ impl From<EndpointPhase> for Phase {
 /// One resource's last status.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
 pub struct Entry {
     /// Its kind and phase.
     #[serde(flatten)]
     pub phase: Phase,
-    /// Its namespace.
     pub namespace: String,
-    /// Its name.
     pub name: String,
     /// The Ready condition's reason.
     pub reason: String,
@@ -190,7 +189,7 @@ impl State {
 }
 
 impl Entry {
-    /// Its kind.
+    #[allow(missing_docs)]
     pub fn kind(&self) -> &'static str {
         self.phase.kind()
     }

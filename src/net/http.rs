@@ -112,12 +112,12 @@ pub enum FetchError {
 
 /// A fetched resource.
 #[derive(Debug, Clone)]
+#[allow(missing_docs)]
 pub struct Fetched {
     /// The final URL, after redirects.
     pub url: String,
     /// The Content-Type header.
     pub content_type: String,
-    /// The body.
     pub body: Vec<u8>,
 }
 

@@ -5,15 +5,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::CONDITION_READY;
 
-/// What a reconcile concluded about an object: its phase (a string of the kind's phase enum),
-/// and the Ready condition's status, reason and message.
+/// What a reconcile concluded about an object: its phase (of the kind's phase enum), and the
+/// Ready condition's status, reason and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
 pub struct Assessment<P> {
-    /// One-word summary for printer columns.
     pub phase: P,
-    /// Whether the object does its job.
+    /// The Ready condition's status: whether the object does its job.
     pub ready: bool,
-    /// CamelCase reason.
+    /// CamelCase, for the condition and Events.
     pub reason: String,
     /// What a person can act on.
     pub message: String,

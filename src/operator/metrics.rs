@@ -20,8 +20,8 @@ pub struct ControllerLabels {
 
 /// Labels of failures.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[allow(missing_docs)]
 pub struct FailureLabels {
-    /// The controller.
     pub controller: String,
     /// The error's CamelCase reason.
     pub reason: String,
@@ -29,8 +29,8 @@ pub struct FailureLabels {
 
 /// Labels of the objects-by-phase gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[allow(missing_docs)]
 pub struct PhaseLabels {
-    /// The kind.
     pub kind: String,
     /// The phase (`Unknown` before the first status).
     pub phase: String,

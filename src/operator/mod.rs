@@ -90,10 +90,10 @@ impl Caches {
 }
 
 /// A running operator replica.
+#[allow(missing_docs)]
 pub struct Operator {
     /// Where /metrics, /healthz and /readyz are served.
     pub metrics_addr: SocketAddr,
-    /// Its metrics.
     pub metrics: Arc<Metrics>,
     /// Its health, as /readyz reports it.
     pub health: Arc<Health>,

@@ -304,6 +304,7 @@ pub struct Source {
 /// answer, and part of each prompt-log line).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
 pub struct Lineage {
     /// The dataset's name.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -313,7 +314,6 @@ pub struct Lineage {
     pub revision: Option<String>,
     /// The engine's kind.
     pub engine: String,
-    /// The base model.
     pub base_model: String,
     /// The LoRA adapter.
     #[serde(skip_serializing_if = "Option::is_none")]

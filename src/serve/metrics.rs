@@ -29,8 +29,8 @@ pub struct ErrorLabels {
 
 /// Labels of per-route histograms.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[allow(missing_docs)]
 pub struct RouteLabels {
-    /// The route.
     pub route: String,
 }
 

@@ -90,10 +90,10 @@ impl JobPods {
 
 /// A Job as observed: absent until it is created, with what its pods say.
 #[derive(Debug, Clone, Default)]
+#[allow(missing_docs)]
 pub struct ObservedJob {
     /// The Job, once it exists.
     pub job: Option<Job>,
-    /// Its pods.
     pub pods: JobPods,
 }
 

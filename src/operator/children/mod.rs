@@ -34,10 +34,10 @@ pub enum ApplyPolicy {
 
 /// One desired child, with `apiVersion` and `kind` set as server-side apply needs them.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
 pub struct Child {
     /// The child's API.
     pub resource: ApiResource,
-    /// Its name.
     pub name: String,
     /// The object to apply.
     pub object: serde_json::Value,

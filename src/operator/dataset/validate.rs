@@ -24,8 +24,8 @@ pub type ObservedConfigMaps = BTreeMap<String, Option<ConfigMap>>;
 
 /// A dataset that can be built, with the volumes its build Job mounts.
 #[derive(Debug, Clone)]
+#[allow(missing_docs)]
 pub struct ValidDataset<'a> {
-    /// The dataset.
     pub dataset: &'a TwinDataset,
     /// The ConfigMaps its sources read, each once, sorted.
     pub config_maps: Vec<&'a str>,

@@ -131,8 +131,8 @@ pub fn rolling_deployment(
 
 /// What the builders read: the endpoint as validated, and what its running parts decide.
 #[derive(Debug, Clone)]
+#[allow(missing_docs)]
 pub struct Inputs<'a> {
-    /// The endpoint.
     pub endpoint: &'a TwinEndpoint,
     /// The model wanted now: base model, adapter and the dataset revision it was trained on.
     pub model: &'a ServedModel,

@@ -167,8 +167,8 @@ pub fn resolve_dataset(
 
 /// The dataset retrieval reads, with the root its revisions are under.
 #[derive(Debug, Clone)]
+#[allow(missing_docs)]
 pub struct Retrieval<'a> {
-    /// The dataset.
     pub dataset: &'a TwinDataset,
     /// Its `spec.output.uri`, read.
     pub output: StorageUri,

@@ -49,8 +49,8 @@ impl FinishReason {
 
 /// A whole answer.
 #[derive(Debug, Clone)]
+#[allow(missing_docs)]
 pub struct Completion {
-    /// The text.
     pub text: String,
     /// Why it ended.
     pub finish_reason: FinishReason,
