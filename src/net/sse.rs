@@ -1,6 +1,16 @@
-//! Server-sent events read from an HTTP response, one event at a time: its `data:` lines joined,
-//! comments and the other fields skipped, the whole stream held to a byte limit. The gateway's
-//! openai engine reads its upstream with it, and `twin chat` reads the gateway.
+//! Server-sent events read from an HTTP response, one event's data at a time. The stream is
+//! parsed by `eventsource-stream` (the WHATWG grammar: `data:` lines joined, comments and the
+//! other fields skipped, CR, LF or CRLF line ends, a leading BOM); around it, the whole body is
+//! held to a byte limit, and a body that ends without a single event is refused as not an event
+//! stream. The gateway's openai engine reads its upstream with it, and `twin chat` reads the
+//! gateway.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures::{Stream, StreamExt};
 
 /// Why a stream could not be read to its end.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -14,17 +24,21 @@ pub enum SseError {
     /// An event is not UTF-8.
     #[error("stream is not UTF-8")]
     NotUtf8,
-    /// A line that is no event field: the body is not an event stream.
-    #[error("stream holds a line that is not an event: {0:?}")]
-    NotAnEvent(String),
+    /// The body ended without an event: it is not an event stream.
+    #[error("stream of {0} bytes holds no event: it is not an event stream")]
+    NoEvent(usize),
 }
+
+type Events =
+    Pin<Box<dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<SseError>>> + Send>>;
 
 /// Reads the events of a response.
 pub struct EventStream {
-    response: reqwest::Response,
-    buffer: Vec<u8>,
-    read: usize,
-    limit: usize,
+    events: Events,
+    /// Bytes of the body read so far.
+    read: Arc<AtomicUsize>,
+    /// Whether an event with data has been read.
+    seen: bool,
 }
 
 /// The innermost cause of an error: what actually went wrong (a reset connection), not the
@@ -50,63 +64,44 @@ pub fn truncate(text: &str) -> &str {
 impl EventStream {
     /// The events of `response`, whose body may be at most `limit` bytes.
     pub fn new(response: reqwest::Response, limit: usize) -> Self {
-        Self { response, buffer: Vec::new(), read: 0, limit }
+        let read = Arc::new(AtomicUsize::new(0));
+        let counted = read.clone();
+        let chunks = futures::stream::unfold(response, |mut response| async move {
+            let chunk = response.chunk().await.transpose()?;
+            Some((chunk, response))
+        });
+        let body = chunks.map(move |chunk| {
+            let chunk = chunk.map_err(|e| SseError::Broken(innermost(&e)))?;
+            if counted.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len() > limit {
+                return Err(SseError::TooLarge(limit));
+            }
+            Ok(chunk)
+        });
+        Self { events: Box::pin(body.eventsource()), read, seen: false }
     }
 
     /// The next event's data (events without data are skipped); `None` once the body ended.
     pub async fn next(&mut self) -> Result<Option<String>, SseError> {
         loop {
-            if let Some((content, whole)) = event_end(&self.buffer) {
-                let event: Vec<u8> = self.buffer.drain(..whole).collect();
-                match event_data(&event[..content])? {
-                    Some(data) => return Ok(Some(data)),
-                    None => continue,
+            return match self.events.next().await {
+                Some(Ok(event)) if event.data.is_empty() => continue,
+                Some(Ok(event)) => {
+                    self.seen = true;
+                    Ok(Some(event.data))
                 }
-            }
-            let chunk = self.response.chunk().await.map_err(|e| SseError::Broken(innermost(&e)))?;
-            let Some(chunk) = chunk else { return Ok(None) };
-            self.read += chunk.len();
-            if self.read > self.limit {
-                return Err(SseError::TooLarge(self.limit));
-            }
-            self.buffer.extend_from_slice(&chunk);
-        }
-    }
-}
-
-/// The data of one event, `None` when it has none (a comment, a keep-alive).
-fn event_data(event: &[u8]) -> Result<Option<String>, SseError> {
-    let text = std::str::from_utf8(event).map_err(|_| SseError::NotUtf8)?;
-    let mut data: Option<String> = None;
-    for line in text.lines() {
-        if let Some(value) = line.strip_prefix("data:") {
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match &mut data {
-                Some(data) => {
-                    data.push('\n');
-                    data.push_str(value);
+                Some(Err(EventStreamError::Transport(error))) => Err(error),
+                Some(Err(EventStreamError::Utf8(_))) => Err(SseError::NotUtf8),
+                // The grammar takes any line as a field: a parser error means an unfinished
+                // line at the end of the body.
+                Some(Err(EventStreamError::Parser(_))) => {
+                    Err(SseError::NoEvent(self.read.load(Ordering::Relaxed)))
                 }
-                None => data = Some(value.to_string()),
-            }
-        } else if !(line.is_empty()
-            || line.starts_with(':')
-            || line.starts_with("event:")
-            || line.starts_with("id:")
-            || line.starts_with("retry:"))
-        {
-            return Err(SseError::NotAnEvent(truncate(line).to_string()));
+                None if !self.seen && self.read.load(Ordering::Relaxed) > 0 => {
+                    Err(SseError::NoEvent(self.read.load(Ordering::Relaxed)))
+                }
+                None => Ok(None),
+            };
         }
-    }
-    Ok(data.filter(|d| !d.is_empty()))
-}
-
-/// Where the first complete event ends: (end of its content, end including the blank line).
-fn event_end(buffer: &[u8]) -> Option<(usize, usize)> {
-    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2));
-    let crlf = buffer.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, i + 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
-        (a, b) => a.or(b),
     }
 }
 
@@ -114,17 +109,28 @@ fn event_end(buffer: &[u8]) -> Option<(usize, usize)> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn events_end_at_the_first_blank_line_of_either_kind() {
-        assert_eq!(event_end(b"data: a\n\ndata: b\n\n"), Some((7, 9)));
-        assert_eq!(event_end(b"data: a\r\n\r\n"), Some((7, 11)));
-        assert_eq!(event_end(b"data: a\n"), None);
+    fn stream(body: &'static str, limit: usize) -> EventStream {
+        EventStream::new(reqwest::Response::from(http::Response::new(body)), limit)
     }
 
-    #[test]
-    fn an_events_data_lines_are_joined_and_other_fields_skipped() {
-        assert_eq!(event_data(b"event: x\nid: 1\ndata: a\ndata:b").unwrap(), Some("a\nb".into()));
-        assert_eq!(event_data(b": keep-alive").unwrap(), None);
-        assert_eq!(event_data(b"<html>").unwrap_err(), SseError::NotAnEvent("<html>".into()));
+    async fn all(mut events: EventStream) -> Result<Vec<String>, SseError> {
+        let mut read = Vec::new();
+        while let Some(data) = events.next().await? {
+            read.push(data);
+        }
+        Ok(read)
+    }
+
+    #[tokio::test]
+    async fn an_events_data_lines_are_joined_and_other_fields_and_comments_skipped() {
+        let body = ": keep-alive\n\nevent: x\nid: 1\ndata: a\ndata:b\n\ndata: c\r\n\r\ndata: [DONE]\n\n";
+        assert_eq!(all(stream(body, 1 << 20)).await.unwrap(), ["a\nb", "c", "[DONE]"]);
+    }
+
+    #[tokio::test]
+    async fn a_body_without_events_or_over_the_limit_is_refused() {
+        assert_eq!(all(stream("<html>not an API</html>\n\n", 1 << 20)).await, Err(SseError::NoEvent(25)));
+        assert_eq!(all(stream("data: a\n\ndata: b\n\n", 8)).await, Err(SseError::TooLarge(8)));
+        assert_eq!(all(stream("", 8)).await, Ok(Vec::new()), "an empty body is an empty stream");
     }
 }

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
@@ -18,7 +17,7 @@ use super::engine::{Engine, EngineError, Prompt};
 use super::index::Passage;
 use super::prompt::{TokenCounter, default_system_prompt, fit};
 use super::promptlog::{Latency, PromptRecord};
-use super::routes::{Gateway, InFlight, admit, internal, model_not_found, not_ready, read_json, refused};
+use super::routes::{Gateway, InFlight, JsonBody, admit, internal, model_not_found, not_ready, refused};
 
 struct Counter<'a>(&'a dyn Engine);
 
@@ -50,8 +49,7 @@ pub(super) struct Prepared {
 
 pub(super) async fn chat_completions(
     State(gateway): State<Arc<Gateway>>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(chat): JsonBody<ChatRequest>,
 ) -> Response {
     let started = Instant::now();
     let permit = match admit(&gateway) {
@@ -68,10 +66,6 @@ pub(super) async fn chat_completions(
         finish_reason = tracing::field::Empty,
     );
     async move {
-        let chat = match read_json::<ChatRequest>(&gateway, &headers, body).await {
-            Ok(request) => request,
-            Err(error) => return refused(&gateway, error),
-        };
         if let Some(model) = chat.model.as_deref()
             && model != gateway.name
         {

@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Time for a whole answer that is not streamed.
     #[arg(long, env = "TWIN_SERVE_REQUEST_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// How often a streamed answer sends a keep-alive comment while no token comes, so that
+    /// proxies and load balancers do not close a slow answer's idle connection.
+    #[arg(long, env = "TWIN_SERVE_KEEP_ALIVE", default_value = "15s", value_parser = parse_duration)]
+    pub keep_alive: Duration,
     /// Tries of an upstream request that failed before its answer began (connection refused,
     /// 429, 502, 503).
     #[arg(long, env = "TWIN_SERVE_UPSTREAM_ATTEMPTS", default_value_t = 2)]

@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::api::ApiError;
-use super::routes::{Gateway, InFlight, admit, internal, not_ready, read_json, refused};
+use super::routes::{Gateway, InFlight, JsonBody, admit, internal, not_ready, refused};
 
 /// `input` of an embeddings request.
 #[derive(serde::Deserialize)]
@@ -20,7 +19,7 @@ enum EmbeddingInput {
 }
 
 #[derive(serde::Deserialize)]
-struct EmbeddingsRequest {
+pub(super) struct EmbeddingsRequest {
     input: Option<EmbeddingInput>,
     #[serde(default)]
     model: Option<String>,
@@ -35,15 +34,13 @@ const MAX_EMBEDDING_INPUTS: usize = 2048;
 
 pub(super) async fn embeddings(
     State(gateway): State<Arc<Gateway>>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(request): JsonBody<EmbeddingsRequest>,
 ) -> Response {
     let permit = match admit(&gateway) {
         Ok(permit) => InFlight::new(gateway.metrics.clone(), permit),
         Err(error) => return error.into_response(),
     };
     let result = async {
-        let request: EmbeddingsRequest = read_json(&gateway, &headers, body).await?;
         let Some(knowledge) = gateway.shelf.get() else {
             return Err(if gateway.has_dataset {
                 not_ready("the dataset's embedding model is still loading")

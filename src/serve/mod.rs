@@ -266,6 +266,7 @@ pub async fn serve(
         api_key_sha256,
         in_flight: Arc::new(Semaphore::new(args.max_in_flight.max(1))),
         max_body_bytes: args.max_body_bytes,
+        keep_alive: args.keep_alive,
         metrics: metrics.clone(),
         prompt_log,
         load_error: Mutex::new(None),

@@ -1,6 +1,6 @@
 //! The gateway's HTTP surface: the router (the chat page at `/` included), authentication,
-//! request counting, health, readiness, metrics and models, and what every endpoint shares (reading a JSON body within
-//! the limit, the in-flight limit, error answers). The chat and embeddings endpoints have
+//! request counting, health, readiness, metrics and models, and what every endpoint shares (its
+//! JSON body within the limit, the in-flight limit, error answers). The chat and embeddings endpoints have
 //! modules of their own.
 
 use std::sync::Arc;
@@ -8,9 +8,10 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -52,6 +53,8 @@ pub struct Gateway {
     pub in_flight: Arc<Semaphore>,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// How often a streamed answer sends a keep-alive comment while no token comes.
+    pub keep_alive: std::time::Duration,
     /// Metrics.
     pub metrics: Arc<GatewayMetrics>,
     /// The prompt log, when configured.
@@ -79,6 +82,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(gateway.clone(), count_requests))
+        .layer(DefaultBodyLimit::max(gateway.max_body_bytes))
         .with_state(gateway)
 }
 
@@ -229,44 +233,52 @@ pub(super) fn model_not_found(gateway: &Gateway, asked: &str) -> ApiError {
     }
 }
 
-/// Reads a JSON body within the size limit.
-pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
-    gateway: &Gateway,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<T, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            Some("request_too_large"),
-            format!(
-                "the request body is larger than this gateway's limit of {} bytes",
-                gateway.max_body_bytes
-            ),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > gateway.max_body_bytes) {
-        return Err(too_large());
+/// A request's JSON body, read within the router's body limit (axum's `DefaultBodyLimit`, set
+/// to `--max-body-bytes`): a larger body gets 413, a body that is not JSON or lacks the
+/// expected fields 400, each as an OpenAI error object, counted. The content type is not
+/// checked: `curl -d` sends JSON as a form.
+pub(super) struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> FromRequest<Arc<Gateway>> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, gateway: &Arc<Gateway>) -> Result<Self, Response> {
+        let bytes = Bytes::from_request(request, gateway).await.map_err(|rejection| {
+            let error = match rejection {
+                BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request_error",
+                    Some("request_too_large"),
+                    format!(
+                        "the request body is larger than this gateway's limit of {} bytes",
+                        gateway.max_body_bytes
+                    ),
+                ),
+                other => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("invalid_body"),
+                    format!("the request body could not be read: {}", other.body_text()),
+                ),
+            };
+            refused(gateway, error)
+        })?;
+        let parsed = serde_json::from_slice(&bytes).map_err(|e| {
+            let what = if e.is_syntax() || e.is_eof() {
+                "the body is not valid JSON"
+            } else {
+                "the body does not have the expected fields"
+            };
+            let error = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("invalid_json"),
+                format!("{what}: {e}"),
+            );
+            refused(gateway, error)
+        })?;
+        Ok(Self(parsed))
     }
-    let bytes: Bytes = axum::body::to_bytes(body, gateway.max_body_bytes).await.map_err(|_| too_large())?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        let what = if e.is_syntax() || e.is_eof() {
-            "the body is not valid JSON"
-        } else {
-            "the body does not have the expected fields"
-        };
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            Some("invalid_json"),
-            format!("{what}: {e}"),
-        )
-    })
 }
 
 /// A permit of the in-flight limit, or a 429.

@@ -1,11 +1,11 @@
-//! A streamed answer: server-sent events in OpenAI's chunk format, the sources in the first,
-//! the finish reason and (when asked for) the usage in the last, then `[DONE]`; an error event
-//! and no `[DONE]` when the engine fails midway; the prompt-log line when it ends, however it ends.
+//! A streamed answer: server-sent events (axum's `Sse`, with keep-alive comments while no token
+//! comes) in OpenAI's chunk format, the sources in the first, the finish reason and (when asked
+//! for) the usage in the last, then `[DONE]`; an error event and no `[DONE]` when the engine
+//! fails midway; the prompt-log line when it ends, however it ends.
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
-use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tracing::Instrument;
@@ -38,7 +38,7 @@ fn chunk_event(
     finish_reason: Option<&str>,
     usage: Option<Option<Usage>>,
     first: bool,
-) -> Bytes {
+) -> Event {
     event(&ChatChunk {
         choices: vec![ChunkChoice { index: 0, delta, finish_reason }],
         usage,
@@ -48,11 +48,8 @@ fn chunk_event(
     })
 }
 
-fn event(chunk: &impl serde::Serialize) -> Bytes {
-    let mut line = b"data: ".to_vec();
-    serde_json::to_writer(&mut line, chunk).expect("a chunk serialises");
-    line.extend_from_slice(b"\n\n");
-    Bytes::from(line)
+fn event(chunk: &impl serde::Serialize) -> Event {
+    Event::default().json_data(chunk).expect("a chunk serialises")
 }
 
 pub(super) async fn stream_answer(
@@ -74,29 +71,24 @@ pub(super) async fn stream_answer(
     let delta = Delta { role: Some("assistant"), content: Some("") };
     let first = chunk_event(&gateway, &prepared, delta, None, include_usage.then_some(None), true);
     let gateway_for_stream = gateway.clone();
-    let body =
-        async_stream_events(gateway_for_stream, prepared, pieces, include_usage, permit, first, generate);
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header("x-accel-buffering", "no")
-        .body(Body::from_stream(body))
-        .expect("a valid response")
+    let events = answer_events(gateway_for_stream, prepared, pieces, include_usage, permit, first, generate);
+    let keep_alive = KeepAlive::new().interval(gateway.keep_alive);
+    // nginx (and ingresses built on it) would otherwise buffer the answer.
+    ([("x-accel-buffering", "no")], Sse::new(events).keep_alive(keep_alive)).into_response()
 }
 
 /// The events of a streamed answer: the first (with the sources), one per piece, the last with
 /// the finish reason, the usage chunk when asked for, then `[DONE]`; or an error event when the
 /// engine fails mid-answer (and no `[DONE]`, so that clients see the answer is incomplete).
-fn async_stream_events(
+fn answer_events(
     gateway: Arc<Gateway>,
     prepared: Prepared,
     pieces: super::engine::PieceStream,
     include_usage: bool,
     permit: InFlight,
-    first: Bytes,
+    first: Event,
     generate: tracing::Span,
-) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>> + Send {
     struct State {
         gateway: Arc<Gateway>,
         prepared: Prepared,
@@ -143,7 +135,7 @@ fn async_stream_events(
         };
         match next {
             Some(Ok(Piece::Text(text))) => {
-                let bytes = make(Delta { role: None, content: Some(&text) }, None);
+                let events = vec![make(Delta { role: None, content: Some(&text) }, None)];
                 if !state.first_token_seen {
                     state.first_token_seen = true;
                     let elapsed = state.prepared.started.elapsed();
@@ -151,7 +143,7 @@ fn async_stream_events(
                     gateway.metrics.time_to_first_token.observe(elapsed.as_secs_f64());
                 }
                 state.answer.push_str(&text);
-                Some((Ok(bytes), state))
+                Some((events, state))
             }
             Some(Ok(Piece::Done { finish_reason, usage })) => {
                 let usage = usage.unwrap_or_else(|| {
@@ -160,26 +152,26 @@ fn async_stream_events(
                         state.prepared.engine.count_tokens(&state.answer) as u32,
                     )
                 });
-                let mut bytes =
-                    make(Delta { role: None, content: None }, Some(finish_reason.as_str())).to_vec();
+                let mut events =
+                    vec![make(Delta { role: None, content: None }, Some(finish_reason.as_str()))];
                 if state.include_usage {
-                    bytes.extend_from_slice(&event(&ChatChunk {
+                    events.push(event(&ChatChunk {
                         choices: Vec::new(),
                         usage: Some(Some(usage)),
                         ..chunk(&gateway, &state.prepared)
                     }));
                 }
-                bytes.extend_from_slice(b"data: [DONE]\n\n");
+                events.push(Event::default().data("[DONE]"));
                 state.generate.record("prompt_tokens", i64::from(usage.prompt_tokens));
                 state.generate.record("completion_tokens", i64::from(usage.completion_tokens));
                 finish(&gateway, &state.prepared, &state.answer, finish_reason, None, usage);
                 state.pieces = None;
-                Some((Ok(Bytes::from(bytes)), state))
+                Some((events, state))
             }
             Some(Err(error)) => {
                 gateway.metrics.error(error.kind());
                 let api_error = engine_error(&error);
-                let bytes = event(&api_error.body());
+                let events = vec![event(&api_error.body())];
                 let usage = Usage::new(
                     state.prepared.prompt_tokens as u32,
                     state.prepared.engine.count_tokens(&state.answer) as u32,
@@ -193,18 +185,19 @@ fn async_stream_events(
                     usage,
                 );
                 state.pieces = None;
-                Some((Ok(bytes), state))
+                Some((events, state))
             }
             None => {
                 // The engine's stream ended without its last piece: say so as an error event.
                 let error = EngineError::Failed("the engine ended the answer without finishing it".into());
                 gateway.metrics.error(error.kind());
-                let bytes = event(&engine_error(&error).body());
+                let events = vec![event(&engine_error(&error).body())];
                 state.pieces = None;
-                Some((Ok(bytes), state))
+                Some((events, state))
             }
         }
     });
+    let rest = rest.flat_map(|events| futures::stream::iter(events.into_iter().map(Ok)));
     futures::stream::iter([Ok(first)]).chain(rest)
 }
 

@@ -734,3 +734,33 @@ print("openai client ok")
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A streamed answer whose tokens come slowly carries keep-alive comments between them, which
+/// the gateway's own reader and OpenAI's clients skip, so that no proxy closes an idle answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_stream_carries_keep_alive_comments_between_its_tokens() {
+    let upstream = Upstream::default();
+    let base = upstream.start().await;
+    let gateway = Gateway::start(&openai(&base, &["--upstream-model", "m", "--keep-alive", "50ms"]));
+    gateway.wait_ready();
+    let mut slow = client()
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .json(&json!({"messages": user("hi"), "scenario": "slow", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(slow.status().as_u16(), 200);
+    // The scripted upstream sends a word every 200 ms: a second of the answer holds comments
+    // between its events.
+    let mut received = String::new();
+    let until = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < until {
+        match tokio::time::timeout(Duration::from_millis(500), slow.chunk()).await {
+            Ok(Ok(Some(chunk))) => received.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("the stream stopped early: {other:?}"),
+        }
+    }
+    let comments = received.split("\n\n").filter(|event| event.starts_with(':')).count();
+    let words = events(&received).len();
+    assert!(comments >= 2 && words >= 3, "{comments} comments, {words} events in:\n{received}");
+}
