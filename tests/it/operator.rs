@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use twin_operator::api::dataset::SourceStatus;
@@ -244,6 +245,41 @@ async fn one_of_two_replicas_reconciles_and_the_other_takes_over() {
     // A clean shutdown releases the Lease at once.
     second.shutdown().await;
     assert_eq!(lease_of(&scene).await.spec.unwrap().holder_identity, None);
+}
+
+/// A leader whose Lease another holder takes (a replica that judged it expired, or a person
+/// with kubectl) stops reconciling at its next renewal and stands by; it does not take the
+/// Lease back while the new holder's renewal is fresh.
+#[tokio::test]
+async fn a_leader_that_loses_its_lease_stops_reconciling() {
+    let scene = Scene::new("lease-lost").await;
+    let operator = scene.operator("replica-a").await;
+    eventually("replica-a to lead", || async { operator.is_leader().then_some(()) }).await;
+    let leases = Api::<Lease>::namespaced(scene.client.clone(), RELEASE_NAMESPACE);
+    let mut lease = lease_of(&scene).await;
+    let name = lease.metadata.name.clone().unwrap();
+    let spec = lease.spec.get_or_insert_default();
+    spec.holder_identity = Some("replica-z".into());
+    spec.renew_time = Some(MicroTime(k8s_openapi::jiff::Timestamp::now()));
+    spec.lease_duration_seconds = Some(60);
+    leases.replace(&name, &PostParams::default(), &lease).await.unwrap();
+    eventually("replica-a to stand by", || async { (!operator.is_leader()).then_some(()) }).await;
+    eventually("replica-a's twin_leader to be 0", || async {
+        (sample(&operator.metrics.encode(), "twin_leader") == Some(0.0)).then_some(())
+    })
+    .await;
+    assert_eq!(operator.health.ready(), Ok("standing by"));
+    let reconciled = operator.metrics.reconcile_count("twintrainingjob");
+    scene.apply_examples().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        operator.metrics.reconcile_count("twintrainingjob"),
+        reconciled,
+        "a stand-by reconciles nothing"
+    );
+    assert!(!operator.is_leader());
+    assert_eq!(lease_of(&scene).await.spec.unwrap().holder_identity.as_deref(), Some("replica-z"));
+    operator.shutdown().await;
 }
 
 /// The value of one series in a Prometheus exposition (`name value` or `name{labels} value`),
