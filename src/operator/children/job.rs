@@ -3,7 +3,8 @@
 //! say that the Job does not: how the newest finished container ended (its exit code, reason
 //! and termination message: the workload's result, or the log tail that
 //! `FallbackToLogsOnError` leaves when it crashed), and why a pod waits unscheduled (the
-//! scheduler's message). And the mapper that lets a controller watch the pods of its children.
+//! scheduler's message). And the mapper that lets a controller watch what it does not own
+//! (the pods of its children, a CronJob's Jobs).
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -176,17 +177,20 @@ async fn observe_job_pods(ctx: &Context, namespace: &str, job: &str) -> Result<J
     Ok(JobPods::from_pods(pods.items))
 }
 
-/// A mapper for `.watches()`: a changed pod wakes the twin whose instance label it carries.
-/// Pods belong to ReplicaSets or Jobs, so no owner reference leads to the twin; the label
-/// selects, and the twin must be in the controller's cache under that label.
-pub fn twin_of_pod<K>(twins: &Store<K>) -> impl Fn(Pod) -> Option<ObjectRef<K>> + use<K>
+/// A mapper for `.watches()`: a changed object wakes the twin whose instance label it carries.
+/// Children a twin owns wake it through their owner reference (`.owns`); this is for the two
+/// kinds it does not own: pods, which belong to ReplicaSets or Jobs, and the Jobs of a
+/// dataset's scheduled refreshes, which belong to its CronJob. The label selects, and the twin
+/// must be in the controller's cache under that label.
+pub fn twin_of_labelled<K, R>(twins: &Store<K>) -> impl Fn(R) -> Option<ObjectRef<K>> + use<K, R>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    R: kube::Resource,
 {
     let twins = twins.clone();
-    move |pod: Pod| {
-        let instance = pod.labels().get(labels::INSTANCE)?.clone();
-        let namespace = pod.namespace();
+    move |object: R| {
+        let instance = object.labels().get(labels::INSTANCE)?.clone();
+        let namespace = object.namespace();
         twins
             .state()
             .into_iter()

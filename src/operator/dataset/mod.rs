@@ -14,12 +14,12 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use super::children::apply_children;
-use super::children::job::{ObservedJob, observe_job};
+use super::children::job::{ObservedJob, observe_job, twin_of_labelled};
 use super::context::Context;
 use super::driver::{Validation, run_controller, settle};
 use super::error::{Error, Result};
@@ -76,19 +76,6 @@ async fn fetch_newest_build(ctx: &Context, dataset: &TwinDataset) -> Result<Obse
     observe_job(ctx, &namespace, newest).await
 }
 
-/// The dataset a build Job belongs to: its controller owner when that is the dataset, else the
-/// full name in its annotation (a scheduled refresh's Job is owned by the CronJob).
-fn dataset_of_job(job: Job) -> Option<ObjectRef<TwinDataset>> {
-    let namespace = job.namespace()?;
-    let owner = job
-        .owner_references()
-        .iter()
-        .find(|r| r.controller == Some(true) && r.kind == "TwinDataset")
-        .map(|r| r.name.clone());
-    let name = owner.or_else(|| job.annotations().get(labels::DATASET_ANNOTATION).cloned())?;
-    Some(ObjectRef::new(&name).within(&namespace))
-}
-
 /// The controller: TwinDatasets, woken by changes of their spec and of their build Jobs.
 pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinDataset>, impl Future<Output = ()>) {
     let jobs = watcher::Config::default().labels(&format!(
@@ -100,7 +87,9 @@ pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinDataset>, i
     run_controller(
         ctx,
         stop,
-        move |controller, _| controller.watches(job_api, jobs, dataset_of_job),
+        // A refresh's Job belongs to the CronJob, not the dataset: every build Job wakes its
+        // dataset by its instance label.
+        move |controller, datasets| controller.watches(job_api, jobs, twin_of_labelled(datasets)),
         reconcile,
     )
 }

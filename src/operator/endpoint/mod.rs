@@ -27,7 +27,7 @@ use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use super::children::apply_children;
-use super::children::job::twin_of_pod;
+use super::children::job::twin_of_labelled;
 use super::children::naming::{instance_label, is_controlled_by};
 use super::context::Context;
 use super::driver::{Validation, publish_event, referrers, run_controller, settle};
@@ -130,7 +130,7 @@ pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinEndpoint>, 
                 .watches(training_jobs, watcher::Config::default(), by_training_job)
                 .watches(datasets, watcher::Config::default(), by_dataset)
                 .owns(deployments, parts.clone())
-                .watches(pods, parts, twin_of_pod(endpoints))
+                .watches(pods, parts, twin_of_labelled(endpoints))
         },
         reconcile,
     )

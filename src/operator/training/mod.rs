@@ -17,12 +17,12 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use super::children::apply_children;
-use super::children::job::{observe_job, twin_of_pod};
+use super::children::job::{observe_job, twin_of_labelled};
 use super::context::Context;
 use super::driver::{Validation, Verdict, referrers, run_controller, settle, with_finalizer};
 use super::error::{Error, Result};
@@ -122,14 +122,6 @@ fn count_run(ctx: &Context, job: &TwinTrainingJob, phase: &TrainingPhase, status
     ctx.metrics.training_run(backend, name, duration);
 }
 
-/// The training job a trainer Job belongs to: its controller owner.
-fn training_job_of(job: Job) -> Option<ObjectRef<TwinTrainingJob>> {
-    let namespace = job.namespace()?;
-    let owner =
-        job.owner_references().iter().find(|r| r.controller == Some(true) && r.kind == "TwinTrainingJob")?;
-    Some(ObjectRef::new(&owner.name).within(&namespace))
-}
-
 /// The controller: TwinTrainingJobs, woken by changes of their spec, of the TwinDatasets they
 /// reference, of their trainer Jobs, and of the trainers' pods (a pod the scheduler cannot place
 /// changes nothing in its Job).
@@ -148,8 +140,8 @@ pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinTrainingJob
             });
             controller
                 .watches(datasets, watcher::Config::default(), by_dataset)
-                .watches(jobs, trainers.clone(), training_job_of)
-                .watches(pods, trainers, twin_of_pod(training_jobs))
+                .owns(jobs, trainers.clone())
+                .watches(pods, trainers, twin_of_labelled(training_jobs))
         },
         reconcile,
     )
