@@ -11,8 +11,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::manifest::{self, Located, Twin};
-use super::state::{Phase, State};
-use super::up::Status;
+use super::state::{Phase, State, Status};
 use crate::api::endpoint::{EndpointPhase, EngineKind, RetrievalRevision, ServedModel};
 use crate::api::readiness::{DatasetReadiness, NO_RETRIEVAL};
 use crate::api::training::TrainingPhase;

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::endpoint::Plan;
 use super::manifest::Located;
-use super::up::Status;
+use super::state::Status;
 use crate::api::endpoint::EndpointPhase;
 
 /// An endpoint to serve: its plan and the address taken for it.

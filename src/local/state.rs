@@ -80,6 +80,48 @@ impl From<EndpointPhase> for Phase {
     }
 }
 
+/// A status as `twin up` reports it: what the Ready condition of the operator's would say.
+#[derive(Debug)]
+pub struct Status {
+    /// The kind's phase.
+    pub phase: Phase,
+    /// CamelCase, as a condition's.
+    pub reason: String,
+    /// What a person reads.
+    pub message: String,
+    pub(super) revision: Option<String>,
+    pub(super) promoted: Option<String>,
+}
+
+impl Status {
+    /// A status with no dataset revision.
+    pub fn new(phase: impl Into<Phase>, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            phase: phase.into(),
+            reason: reason.into(),
+            message: message.into(),
+            revision: None,
+            promoted: None,
+        }
+    }
+
+    /// The status with the dataset revision it concerns.
+    pub fn with_revision(self, revision: Option<String>) -> Self {
+        Self { revision, ..self }
+    }
+
+    /// A training job's status with its promoted revision.
+    pub(super) fn with_promoted(self, promoted: Option<String>) -> Self {
+        Self { promoted, ..self }
+    }
+
+    /// Whether the resource got where it should: a Ready dataset or endpoint, a Succeeded
+    /// training job.
+    pub(super) fn reached(&self) -> bool {
+        self.phase.reached()
+    }
+}
+
 /// One resource's last status.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -16,7 +16,7 @@ use super::endpoint;
 use super::manifest::{self, Located, Twin};
 use super::plan;
 use super::serving::{self, ToServe};
-use super::state::{Entry, Phase, State, table};
+use super::state::{Entry, Phase, State, Status, table};
 use super::train;
 use crate::api::TwinDataset;
 use crate::api::dataset::DatasetPhase;
@@ -65,45 +65,6 @@ pub struct StatusArgs {
     /// The state folder `twin up` wrote.
     #[arg(long, default_value = ".twin", env = "TWIN_STATE_DIR")]
     pub state_dir: PathBuf,
-}
-
-/// A status as `twin up` reports it.
-#[derive(Debug)]
-pub struct Status {
-    pub(super) phase: Phase,
-    pub(super) reason: String,
-    pub(super) message: String,
-    revision: Option<String>,
-    promoted: Option<String>,
-}
-
-impl Status {
-    /// A status with no dataset revision.
-    pub fn new(phase: impl Into<Phase>, reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            phase: phase.into(),
-            reason: reason.into(),
-            message: message.into(),
-            revision: None,
-            promoted: None,
-        }
-    }
-
-    /// The status with the dataset revision it concerns.
-    pub fn with_revision(self, revision: Option<String>) -> Self {
-        Self { revision, ..self }
-    }
-
-    /// A training job's status with its promoted revision.
-    fn with_promoted(self, promoted: Option<String>) -> Self {
-        Self { promoted, ..self }
-    }
-
-    /// Whether the resource got where it should: a Ready dataset or endpoint, a Succeeded
-    /// training job.
-    fn reached(&self) -> bool {
-        self.phase.reached()
-    }
 }
 
 /// Says a resource's status and keeps it in the state folder.

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::api::ApiError;
-use super::routes::{Gateway, InFlight, JsonBody, admit, internal, not_ready, refused};
+use super::gateway::{Gateway, InFlight, JsonBody, admit, internal, not_ready, refused};
 
 /// `input` of an embeddings request.
 #[derive(serde::Deserialize)]

@@ -3,12 +3,14 @@
 //! a dataset revision held in memory, with metrics, traces and a prompt log off the request
 //! path. The same process serves by hand, under `twin up`, and in a TwinEndpoint's Deployment.
 
+mod answer;
 pub mod api;
 pub mod bm25;
 mod chat;
 pub mod config;
 mod embeddings;
 pub mod engine;
+pub mod gateway;
 pub mod index;
 pub mod knowledge;
 pub mod metrics;
@@ -34,10 +36,10 @@ use config::{EngineKind, ServeArgs};
 use engine::Engine;
 use engine::embedded::{EmbeddedEngine, EmbeddedOptions, default_model};
 use engine::openai::{OpenAiEngine, OpenAiOptions};
+use gateway::Gateway;
 use knowledge::{DatasetLocation, Shelf, keep_fresh};
 use metrics::GatewayMetrics;
 use promptlog::{PromptLog, PromptLogOptions};
-use routes::Gateway;
 
 use crate::storage::hub::HubOptions;
 use crate::storage::{ObjectStore, S3Options, StorageUri};

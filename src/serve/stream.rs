@@ -10,11 +10,11 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tracing::Instrument;
 
+use super::answer::{Prepared, engine_error, generate_span, log_answer};
 use super::api::{ChatChunk, ChunkChoice, Delta, Usage};
-use super::chat::{Prepared, engine_error, generate_span, log_answer};
 use super::engine::{EngineError, FinishReason, Piece};
+use super::gateway::{Gateway, InFlight};
 use super::metrics::RouteLabels;
-use super::routes::{Gateway, InFlight};
 
 /// A chunk of the answer `prepared` with no choice yet.
 fn chunk<'a>(gateway: &'a Gateway, prepared: &'a Prepared) -> ChatChunk<'a> {
