@@ -250,8 +250,9 @@ pub fn http_port(port: i32) -> Vec<ContainerPort> {
     }]
 }
 
-/// The restricted pod of a part: its serving container after the init containers that fetch
-/// what it loads, given `grace` seconds to finish the requests under way when it goes.
+/// The restricted pod of a part: its serving container (restricted) after the init containers
+/// that fetch what it loads, given `grace` seconds to finish the requests under way when it
+/// goes.
 pub fn serving_pod(
     overrides: &PodOverrides,
     uid: i64,
@@ -260,6 +261,7 @@ pub fn serving_pod(
     grace: i64,
     volumes: Vec<Volume>,
 ) -> PodTemplateSpec {
+    let container = Container { security_context: Some(restricted_container()), ..container };
     let spec = PodSpec {
         init_containers: Some(init).filter(|i| !i.is_empty()),
         termination_grace_period_seconds: Some(grace),

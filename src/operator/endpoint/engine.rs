@@ -237,7 +237,6 @@ pub fn deployment(
         startup_probe: Some(probe("/health", 10, 360)),
         readiness_probe: Some(probe("/health", 5, 3)),
         liveness_probe: Some(probe("/health", 15, 4)),
-        security_context: Some(restricted_container()),
         ..Default::default()
     };
     // Requests under way finish before the pod goes.

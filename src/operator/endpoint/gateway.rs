@@ -24,7 +24,7 @@ use crate::contract::paths;
 use crate::contract::trainer::revision_folder_under;
 use crate::operator::children::pod::{
     claims, default_resources, empty_dir, env_var, http_port, in_pod, mount, mount_claims, probe,
-    restricted_container, s3_credentials, serving_pod,
+    s3_credentials, serving_pod,
 };
 use crate::operator::settings::OperatorSettings;
 
@@ -171,7 +171,6 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Deployment {
         startup_probe: Some(probe("/healthz", 5, 120)),
         readiness_probe: Some(probe("/readyz", 5, 3)),
         liveness_probe: Some(probe("/healthz", 10, 3)),
-        security_context: Some(restricted_container()),
         ..Default::default()
     };
     let template = serving_pod(&overrides, GATEWAY_UID, container, init, 60, volumes);
