@@ -80,8 +80,6 @@ pub struct DatasetWait {
     pub reason: &'static str,
     /// What a person reads, ending with what starts once the dataset is Ready.
     pub message: String,
-    /// The reason is `DatasetFailed`: the twin is degraded, not merely waiting.
-    pub upstream_failed: bool,
 }
 
 impl Unready {
@@ -119,6 +117,52 @@ impl Unready {
                 )
             }
         };
-        DatasetWait { reason, message, upstream_failed: matches!(self, Unready::Failed(_)) }
+        DatasetWait { reason, message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn dataset(status: serde_json::Value) -> TwinDataset {
+        serde_json::from_value(json!({
+            "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinDataset", "metadata": {"name": "paul"},
+            "spec": {"author": {"name": "Paul"}, "sources": [{"name": "blog", "feed": {"url": "https://x.example/feed"}}],
+                     "output": {"uri": "s3://b/out"}},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_ready_revision_is_pinned_and_a_published_one_kept_while_the_dataset_rebuilds_or_fails() {
+        let ready = DatasetReadiness::of(Some(&dataset(json!({"phase": "Ready", "revision": "r2"}))));
+        assert_eq!((ready.ready_revision(), ready.published_revision()), (Some("r2"), Some("r2")));
+        let failed = DatasetReadiness::of(Some(&dataset(json!({"phase": "Failed", "revision": "r1",
+            "conditions": [{"type": "Ready", "status": "False", "reason": "NoDocuments", "message": "no source yielded a document",
+                            "lastTransitionTime": "2026-12-01T00:00:00Z"}]}))));
+        assert_eq!((failed.ready_revision(), failed.published_revision()), (None, Some("r1")));
+        let DatasetReadiness::NotReady { why, .. } = failed else { panic!("a failed dataset is not Ready") };
+        let wait = why.wait("paul", "twins", "spec.datasetRef.name", "training", None);
+        assert_eq!(wait.reason, "DatasetFailed");
+        assert!(
+            wait.message.contains("no source yielded a document; training starts once it is Ready"),
+            "{}",
+            wait.message
+        );
+        let DatasetReadiness::NotReady { why, published: None } = DatasetReadiness::of(None) else {
+            panic!("missing")
+        };
+        let wait = why.wait("paul", "twins", "spec.datasetRef.name", "serving", Some(NO_RETRIEVAL));
+        assert_eq!(
+            wait.message,
+            "TwinDataset \"paul\" not found in namespace \"twins\": create it, correct spec.datasetRef.name, or remove datasetRef to serve without retrieval"
+        );
+        let building = DatasetReadiness::of(Some(&dataset(json!({"phase": "Running"}))));
+        let DatasetReadiness::NotReady { why, .. } = building else { panic!("building") };
+        assert_eq!(why.wait("paul", "twins", "f", "training", None).reason, "WaitingForDataset");
     }
 }
