@@ -111,6 +111,21 @@ fn adapter_revision(served: &ServedModel) -> Option<String> {
     served.adapter_uri.as_ref().and(served.adapter_revision.clone())
 }
 
+/// Each setting's field and environment variable, in the order of the fields, read once from
+/// `twin serve`'s flags.
+fn variables() -> &'static [(String, String)] {
+    static VARIABLES: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    VARIABLES.get_or_init(|| {
+        Flags::command()
+            .get_arguments()
+            .filter_map(|argument| {
+                let variable = argument.get_env()?.to_string_lossy().into_owned();
+                Some((argument.get_id().to_string(), variable))
+            })
+            .collect()
+    })
+}
+
 /// The settings as `twin serve`'s flags and environment read them.
 #[derive(clap::Parser)]
 struct Flags {
@@ -189,32 +204,26 @@ impl GatewaySettings {
 
     /// The environment variable `twin serve` reads a setting from, by the field's name.
     pub fn variable(field: &str) -> &'static str {
-        let command = Flags::command();
-        let variable = command
-            .get_arguments()
-            .find(|a| a.get_id() == field)
-            .and_then(|a| a.get_env())
-            .unwrap_or_else(|| panic!("the gateway setting {field} has an environment variable"));
-        // Leaked once per distinct name: the names are a fixed, small set.
-        let name = variable.to_string_lossy().into_owned();
-        Box::leak(name.into_boxed_str())
+        variables()
+            .iter()
+            .find(|(id, _)| id == field)
+            .map(|(_, variable)| variable.as_str())
+            .unwrap_or_else(|| panic!("the gateway setting {field} has an environment variable"))
     }
 
     /// Every setting that is set, as `(variable, value)` in the order of the fields: what a
     /// container running `twin serve` is given.
     pub fn environment(&self) -> Vec<(&'static str, String)> {
         let values = serde_json::to_value(self).expect("gateway settings serialise");
-        let command = Flags::command();
-        command
-            .get_arguments()
-            .filter_map(|argument| {
-                let field = argument.get_id().as_str();
+        variables()
+            .iter()
+            .filter_map(|(field, variable)| {
                 let text = match values.get(field)? {
                     serde_json::Value::Null => return None,
                     serde_json::Value::String(text) => text.clone(),
                     other => other.to_string(),
                 };
-                Some((Self::variable(field), text))
+                Some((variable.as_str(), text))
             })
             .collect()
     }
