@@ -2,7 +2,7 @@
 //! (validated, with what cannot be honoured refused), answers and stream chunks (with the
 //! twin's extra `sources` field), and OpenAI-style error objects.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -477,14 +477,37 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The error object; a refusal that passes (429: the gateway or its engine is full; 503:
+    /// still loading) says when to try again, as OpenAI's clients read `Retry-After` to wait.
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        let retry_after = match self.status {
+            StatusCode::TOO_MANY_REQUESTS => Some("1"),
+            StatusCode::SERVICE_UNAVAILABLE => Some("5"),
+            _ => None,
+        };
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+        }
+        response
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_that_pass_say_when_to_try_again() {
+        let retry_after = |status: StatusCode| {
+            let response = ApiError::new(status, "t", None, "m").into_response();
+            response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(retry_after(StatusCode::TOO_MANY_REQUESTS).as_deref(), Some("1"));
+        assert_eq!(retry_after(StatusCode::SERVICE_UNAVAILABLE).as_deref(), Some("5"));
+        assert_eq!(retry_after(StatusCode::BAD_REQUEST), None);
+        assert_eq!(retry_after(StatusCode::GATEWAY_TIMEOUT), None);
+    }
 
     fn parse(body: Value) -> Result<ValidChat, ApiError> {
         serde_json::from_value::<ChatRequest>(body).unwrap().validate()

@@ -577,6 +577,7 @@ async fn the_in_flight_limit_answers_429_and_the_api_key_401() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let refused = authorised("plain").await.unwrap();
     assert_eq!(refused.status().as_u16(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1", "a 429 says when to try again");
     assert_eq!(refused.json::<Value>().await.unwrap()["error"]["type"], "rate_limit_error");
     assert_eq!(hanging.await.unwrap().unwrap().status().as_u16(), 504);
     assert_eq!(authorised("plain").await.unwrap().status().as_u16(), 200, "the slot is free again");
