@@ -127,3 +127,20 @@ pub struct PodOverrides {
 }
 
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+/// What a reference to a missing twin says: which, where, the field to correct, and any other
+/// way out (`remove datasetRef to serve without retrieval`). The operator and `twin up` say it
+/// alike.
+pub fn missing_reference(
+    kind: &str,
+    name: &str,
+    namespace: &str,
+    field: &str,
+    or_else: Option<&str>,
+) -> String {
+    let fixes = match or_else {
+        Some(other) => format!("create it, correct {field}, or {other}"),
+        None => format!("create it or correct {field}"),
+    };
+    format!("{kind} {name:?} not found in namespace {namespace:?}: {fixes}")
+}

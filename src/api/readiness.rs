@@ -3,6 +3,7 @@
 //! for `twin up`: the revision it may use, or why it waits and what it says meanwhile.
 
 use super::CONDITION_READY;
+use super::common::missing_reference;
 use super::dataset::{DatasetPhase, TwinDataset};
 
 /// The way out an endpoint has when its dataset is missing: it can serve without retrieval.
@@ -96,14 +97,7 @@ impl Unready {
     ) -> DatasetWait {
         let (reason, message) = match self {
             Unready::Missing => {
-                let fixes = match or_else {
-                    Some(other) => format!("create it, correct {field}, or {other}"),
-                    None => format!("create it or correct {field}"),
-                };
-                (
-                    "DatasetNotFound",
-                    format!("TwinDataset {name:?} not found in namespace {namespace:?}: {fixes}"),
-                )
+                ("DatasetNotFound", missing_reference("TwinDataset", name, namespace, field, or_else))
             }
             Unready::Failed(why) => (
                 "DatasetFailed",

@@ -1,5 +1,6 @@
 //! Checks the schema cannot express, shared by the controllers: URIs that only work in local
-//! mode, and references to twins that do not exist.
+//! mode. (What a reference to a missing twin says is `api::common::missing_reference`, which
+//! `twin up` says too.)
 
 /// Whether a storage URI can be used by workloads in a cluster.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,9 +29,4 @@ fn check_local(field: &str, uri: &str, alternatives: &str) -> StorageCheck {
     } else {
         StorageCheck::Usable
     }
-}
-
-/// What a reference to a missing twin says: which, where, and the field to correct.
-pub fn missing_reference(kind: &str, name: &str, namespace: &str, field: &str) -> String {
-    format!("{kind} {name:?} not found in namespace {namespace:?}: create it or correct {field}")
 }

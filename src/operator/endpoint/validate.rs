@@ -8,6 +8,7 @@ use std::time::Duration;
 use kube::ResourceExt;
 
 use super::plan::{EnginePlan, plan_engine};
+use crate::api::common::missing_reference;
 use crate::api::common::{SecretKeyRef, StorageLocation};
 use crate::api::endpoint::{EndpointPhase, RetrievalRevision, ServedModel};
 use crate::api::readiness::{DatasetReadiness, NO_RETRIEVAL};
@@ -16,7 +17,7 @@ use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
 use crate::contract::trainer::dataset_output;
 use crate::operator::conditions::Assessment;
 use crate::operator::driver::{Validation, Verdict, upstream_failure};
-use crate::operator::references::{StorageCheck, check_model_uri, check_storage_uri, missing_reference};
+use crate::operator::references::{StorageCheck, check_model_uri, check_storage_uri};
 use crate::storage::StorageUri;
 
 /// How often a Ready endpoint is looked at again without a watch event.
@@ -57,8 +58,13 @@ pub fn resolve_model(
         (Some(reference), _) => {
             let name = &reference.name;
             let Some(job) = training_job else {
-                let message =
-                    missing_reference("TwinTrainingJob", name, &namespace, "spec.model.trainingJobRef.name");
+                let message = missing_reference(
+                    "TwinTrainingJob",
+                    name,
+                    &namespace,
+                    "spec.model.trainingJobRef.name",
+                    None,
+                );
                 return wait(EndpointPhase::Pending, "TrainingJobNotFound", message);
             };
             let status = job.status.as_ref();
