@@ -14,11 +14,6 @@ use super::env;
 use crate::api::TwinEndpoint;
 use crate::api::endpoint::ServedModel;
 
-/// Where the gateway listens unless told otherwise.
-const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
-/// Passages retrieved per request unless told otherwise.
-const DEFAULT_TOP_K: u32 = 4;
-
 /// Which engine answers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,7 +67,7 @@ pub struct GatewaySettings {
     #[arg(long, env = "TWIN_SERVE_CONTEXT_TOKENS")]
     pub context_tokens: Option<usize>,
     /// Address to listen on.
-    #[arg(long, env = "TWIN_SERVE_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    #[arg(long, env = "TWIN_SERVE_LISTEN", default_value = "0.0.0.0:8080", value_name = "ADDR")]
     pub listen: String,
     /// A file holding the API key clients must send (`Authorization: Bearer <key>`). Unset: no
     /// authentication.
@@ -83,7 +78,7 @@ pub struct GatewaySettings {
     #[arg(long, env = "TWIN_SERVE_SYSTEM_PROMPT")]
     pub system_prompt: Option<String>,
     /// Passages retrieved per request (a request's `rag.topK` overrides; 0 turns retrieval off).
-    #[arg(long, env = "TWIN_SERVE_TOP_K", default_value_t = DEFAULT_TOP_K)]
+    #[arg(long, env = "TWIN_SERVE_TOP_K", default_value_t = 4)]
     pub top_k: u32,
     /// Where models are kept and `hf://` ones downloaded to.
     #[arg(long, env = env::MODELS_DIR, value_name = "DIR")]
@@ -134,31 +129,18 @@ struct Flags {
 }
 
 impl Default for GatewaySettings {
-    /// The defaults of `twin serve`'s flags (a test holds them to clap's).
+    /// The defaults of `twin serve`'s flags, read once from their declarations above (with the
+    /// environment ignored: a default is not what this process happens to be given).
     fn default() -> Self {
-        Self {
-            dataset: None,
-            name: None,
-            engine: EngineKind::Embedded,
-            model: None,
-            adapter: None,
-            upstream: None,
-            upstream_model: None,
-            upstream_base_model: None,
-            upstream_adapter: None,
-            adapter_revision: None,
-            context_tokens: None,
-            listen: DEFAULT_LISTEN.into(),
-            api_key_file: None,
-            system_prompt: None,
-            top_k: DEFAULT_TOP_K,
-            models_dir: None,
-            s3_endpoint_url: None,
-            s3_region: None,
-            prompt_log: None,
-            replica: None,
-            log_format: None,
-        }
+        static DEFAULTS: std::sync::OnceLock<GatewaySettings> = std::sync::OnceLock::new();
+        DEFAULTS
+            .get_or_init(|| {
+                use clap::FromArgMatches;
+                let command = Flags::command().no_binary_name(true).mut_args(|argument| argument.env(None));
+                let matches = command.get_matches_from(Vec::<String>::new());
+                Flags::from_arg_matches(&matches).expect("twin serve's flags have defaults").settings
+            })
+            .clone()
     }
 }
 
