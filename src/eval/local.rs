@@ -128,6 +128,9 @@ pub(super) async fn responder(
         parallel: 1,
         queue: 4,
         threads: args.threads.unwrap_or_else(crate::parallel::cores),
+        // The evaluation's own limit on one answer bounds the engine's waits too.
+        first_token_timeout: args.timeout,
+        request_timeout: args.timeout,
     };
     let handle = local.handles.pop();
     let model = local.model.model;

@@ -52,13 +52,14 @@ pub struct ServeArgs {
     /// Time to connect to the upstream.
     #[arg(long, env = "TWIN_SERVE_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
-    /// Time until a streamed answer's first token.
+    /// Time until an answer's first token, streamed or not (else 504). The embedded engine's
+    /// queue counts: a request still waiting for a place then gets 429.
     #[arg(long, env = "TWIN_SERVE_FIRST_TOKEN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub first_token_timeout: Duration,
     /// Longest silence between two tokens of a streamed answer.
     #[arg(long, env = "TWIN_SERVE_BETWEEN_TOKENS_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub between_tokens_timeout: Duration,
-    /// Time for a whole answer that is not streamed.
+    /// Time for a whole answer that is not streamed (else 504).
     #[arg(long, env = "TWIN_SERVE_REQUEST_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
     pub request_timeout: Duration,
     /// How often a streamed answer sends a keep-alive comment while no token comes, so that
@@ -81,7 +82,8 @@ pub struct ServeArgs {
     /// Embedded engine: answers decoded together in one batch; more wait in a queue.
     #[arg(long, env = "TWIN_SERVE_PARALLEL", default_value_t = 8)]
     pub parallel: usize,
-    /// Embedded engine: requests waiting for a place in the batch; beyond, 429.
+    /// Embedded engine: requests waiting for a place in the batch; beyond, 429 (and 429 for
+    /// one still waiting at the first-token timeout).
     #[arg(long, env = "TWIN_SERVE_QUEUE", default_value_t = 64)]
     pub queue: usize,
     /// Embedded engine: CPU threads. Default: every core.

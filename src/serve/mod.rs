@@ -178,6 +178,8 @@ fn engine_loader(args: &ServeArgs) -> Result<EngineLoad, String> {
                 parallel: args.parallel,
                 queue: args.queue,
                 threads: args.threads.unwrap_or_else(crate::parallel::cores),
+                first_token_timeout: args.first_token_timeout,
+                request_timeout: args.request_timeout,
             };
             Ok(async move {
                 options.model = embedded_model_path(model, models_dir).await?;

@@ -344,6 +344,7 @@ async fn the_openai_engine_passes_answers_through_whole_and_streamed() {
         json!({"engine": "openai", "baseModel": "hf://meta-llama/Llama-3.1-8B-Instruct", "adapter": adapter})
     );
     let sent = upstream.last();
+    assert_eq!(sent["stream"], true, "a whole answer is asked for streamed, to bound its first token");
     assert_eq!(sent["model"], "scripted-model", "the upstream's first listed model");
     assert_eq!(sent["messages"][0], json!({"role": "system", "content": "You are Paul.\n\nBe brief."}));
     assert_eq!((sent["temperature"].as_f64().unwrap() * 10.0).round(), 3.0);
@@ -377,8 +378,9 @@ async fn upstream_faults_become_502_or_504_and_never_hang() {
             "1s",
             "--between-tokens-timeout",
             "1s",
+            // Far longer than the test waits: a whole answer must end at the first-token timeout.
             "--request-timeout",
-            "1s",
+            "300s",
             "--upstream-attempts",
             "2",
         ],
@@ -393,6 +395,7 @@ async fn upstream_faults_become_502_or_504_and_never_hang() {
         ("garbage", true, 502, "upstream_bad_response"),
         ("hang", false, 504, "upstream_timeout"),
         ("hang", true, 504, "upstream_timeout"),
+        ("slow-first-token", false, 504, "upstream_timeout"),
         ("slow-first-token", true, 504, "upstream_timeout"),
     ] {
         let started = std::time::Instant::now();
@@ -764,4 +767,61 @@ async fn a_slow_stream_carries_keep_alive_comments_between_its_tokens() {
     let comments = received.split("\n\n").filter(|event| event.starts_with(':')).count();
     let words = events(&received).len();
     assert!(comments >= 2 && words >= 3, "{comments} comments, {words} events in:\n{received}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_on_the_embedded_engine_gets_429_at_the_first_token_timeout_not_a_long_wait() {
+    // One answer at a time on one thread: most of a burst waits in the queue, and must leave it
+    // at the first-token timeout with 429 and Retry-After rather than wait its turn.
+    let gateway = Gateway::start(&args(&[
+        "--model",
+        &smollm().display().to_string(),
+        "--models-dir",
+        &models_dir(),
+        "--parallel",
+        "1",
+        "--threads",
+        "1",
+        "--first-token-timeout",
+        "2s",
+    ]));
+    gateway.wait_ready();
+    let client = client();
+    let chat = format!("{}/v1/chat/completions", gateway.url);
+    let burst = (0..24).map(|i| {
+        let (client, chat) = (client.clone(), chat.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let body = json!({"messages": user(&format!("Write a long essay on the history of Rome, part {i}.")),
+                              "max_tokens": 160, "temperature": 0.8, "seed": i});
+            let response = client.post(&chat).json(&body).send().await.unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            let body: Value = response.json().await.unwrap();
+            (status, retry_after, body, started.elapsed())
+        })
+    });
+    let answers: Vec<_> = futures::future::join_all(burst).await.into_iter().map(Result::unwrap).collect();
+    let refused: Vec<_> = answers.iter().filter(|(status, ..)| *status == 429).collect();
+    let answered = answers.iter().filter(|(status, ..)| *status == 200).count();
+    assert!(answered >= 1, "the engine answered some of the burst: {answers:?}");
+    assert!(!refused.is_empty(), "most of the burst could not get a place within 2 s: {answers:?}");
+    assert_eq!(answered + refused.len(), answers.len(), "every answer is 200 or 429: {answers:?}");
+    for (_, retry_after, body, waited) in &refused {
+        assert_eq!(retry_after.as_deref(), Some("1"), "{body}");
+        assert_eq!(body["error"]["code"], "engine_busy", "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("in the embedded engine's queue"),
+            "{body}"
+        );
+        assert!(
+            *waited >= Duration::from_secs(2) && *waited < Duration::from_secs(10),
+            "a queued request leaves at the first-token timeout, not when its turn comes: {waited:?}"
+        );
+    }
+    // The engine is not left holding the refused requests: the next one is answered at once.
+    let started = std::time::Instant::now();
+    let (status, body) = post(&client, &chat, json!({"messages": user("Hi"), "max_tokens": 8})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
 }

@@ -2,12 +2,15 @@
 //! optional GGUF LoRA adapter. One worker thread owns the context and decodes every running
 //! answer together: each step is one batch holding the next token of each answer (and the
 //! prompts of new ones), so that concurrent requests share each pass over the weights. Up to
-//! `parallel` answers run at once; up to `queue` more wait; beyond that, requests get 429.
+//! `parallel` answers run at once; up to `queue` more wait; beyond that, requests get 429. No
+//! request waits unbounded: one still queued at the first-token timeout gets 429 (and leaves
+//! the queue), one begun but without a token 504, and a whole answer ends at the request timeout.
 
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, OnceLock};
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
@@ -41,6 +44,10 @@ pub struct EmbeddedOptions {
     pub queue: usize,
     /// CPU threads.
     pub threads: usize,
+    /// Longest wait for an answer's first token, the time in the queue included.
+    pub first_token_timeout: std::time::Duration,
+    /// Longest a whole (not streamed) answer takes.
+    pub request_timeout: std::time::Duration,
 }
 
 /// Tokens the worker decodes in one step at most (prompts are fed in pieces of this size).
@@ -72,6 +79,14 @@ struct Job {
     sampling: Sampling,
     max_tokens: usize,
     pieces: UnboundedSender<Result<Piece, EngineError>>,
+    /// Set when the worker gives the request a place in the batch (it left the queue).
+    admitted: Arc<AtomicBool>,
+}
+
+/// A submitted request: its pieces as they come, and whether it has left the queue.
+struct Submitted {
+    pieces: UnboundedReceiver<Result<Piece, EngineError>>,
+    admitted: Arc<AtomicBool>,
 }
 
 /// The engine's handle: what request threads use (the model is shared read-only with the worker).
@@ -81,6 +96,8 @@ pub struct EmbeddedEngine {
     jobs: SyncSender<Job>,
     info: EngineInfo,
     add_bos: bool,
+    first_token_timeout: std::time::Duration,
+    request_timeout: std::time::Duration,
 }
 
 /// Loads a GGUF model (blocking). It lives as long as the process: contexts borrow it.
@@ -189,7 +206,15 @@ impl EmbeddedEngine {
             adapter: options.adapter.as_ref().map(|a| a.display().to_string()),
             context_tokens,
         };
-        Ok(Self { model, template, jobs, info, add_bos })
+        Ok(Self {
+            model,
+            template,
+            jobs,
+            info,
+            add_bos,
+            first_token_timeout: options.first_token_timeout,
+            request_timeout: options.request_timeout,
+        })
     }
 
     fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
@@ -198,7 +223,7 @@ impl EmbeddedEngine {
     }
 
     /// Queues a request; its pieces arrive on the returned receiver.
-    fn submit(&self, prompt: Prompt) -> Result<UnboundedReceiver<Result<Piece, EngineError>>, EngineError> {
+    fn submit(&self, prompt: Prompt) -> Result<Submitted, EngineError> {
         let tokens = self.tokenize_prompt(&prompt)?;
         let context = self.info.context_tokens;
         if tokens.len() >= context {
@@ -210,9 +235,11 @@ impl EmbeddedEngine {
         let room = context - tokens.len();
         let max_tokens = prompt.sampling.max_tokens.map_or(room, |m| (m as usize).min(room));
         let (pieces, receiver) = unbounded_channel();
-        let job = Job { prompt: tokens, sampling: prompt.sampling, max_tokens, pieces };
+        let admitted = Arc::new(AtomicBool::new(false));
+        let job =
+            Job { prompt: tokens, sampling: prompt.sampling, max_tokens, pieces, admitted: admitted.clone() };
         match self.jobs.try_send(job) {
-            Ok(()) => Ok(receiver),
+            Ok(()) => Ok(Submitted { pieces: receiver, admitted }),
             Err(TrySendError::Full(_)) => Err(EngineError::Busy(
                 "the embedded engine's queue is full (--parallel answers running, --queue waiting); retry shortly".into(),
             )),
@@ -235,31 +262,39 @@ impl Engine for EmbeddedEngine {
     }
 
     fn complete(&self, prompt: Prompt) -> BoxFuture<'static, Result<Completion, EngineError>> {
-        let submitted = self.submit(prompt);
-        async move {
-            let mut receiver = submitted?;
-            let mut text = String::new();
-            while let Some(piece) = receiver.recv().await {
-                match piece? {
-                    Piece::Text(t) => text.push_str(&t),
-                    Piece::Done { finish_reason, usage } => {
-                        return Ok(Completion { text, finish_reason, usage });
-                    }
-                }
-            }
-            Err(EngineError::Failed("the llama.cpp worker stopped mid-answer".into()))
-        }
-        .boxed()
+        let budget = self.request_timeout;
+        let deadline = tokio::time::Instant::now() + budget;
+        let pieces = self.stream(prompt);
+        async move { super::collect(pieces.await?, Some(deadline), budget).await }.boxed()
     }
 
+    /// Waits for the first piece within the first-token timeout (dropping the request, which
+    /// the worker then skips, when it does not come), so that an overloaded engine answers
+    /// 429 or 504 rather than holding requests for as long as the queue takes.
     fn stream(&self, prompt: Prompt) -> BoxFuture<'static, Result<PieceStream, EngineError>> {
         let submitted = self.submit(prompt);
+        let wait = self.first_token_timeout;
         async move {
-            let receiver = submitted?;
-            let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-                receiver.recv().await.map(|piece| (piece, receiver))
+            let Submitted { mut pieces, admitted } = submitted?;
+            let first = match tokio::time::timeout(wait, pieces.recv()).await {
+                Err(_) if !admitted.load(Ordering::Acquire) => {
+                    return Err(EngineError::Busy(format!(
+                        "the request waited {wait:?} in the embedded engine's queue without a place \
+                         (--parallel answers were running); retry shortly"
+                    )));
+                }
+                Err(_) => {
+                    return Err(EngineError::Timeout(format!(
+                        "the embedded engine wrote no token within {wait:?}"
+                    )));
+                }
+                Ok(None) => return Err(EngineError::Failed("the llama.cpp worker has stopped".into())),
+                Ok(Some(first)) => first?,
+            };
+            let rest = futures::stream::unfold(pieces, |mut pieces| async move {
+                pieces.recv().await.map(|piece| (piece, pieces))
             });
-            Ok(stream.boxed())
+            Ok(futures::stream::iter([Ok(first)]).chain(rest).boxed())
         }
         .boxed()
     }
@@ -312,8 +347,10 @@ impl Worker {
                     }
                 };
                 if job.pieces.is_closed() {
+                    // Its caller stopped waiting (timed out in the queue, or hung up).
                     continue;
                 }
+                job.admitted.store(true, Ordering::Release);
                 let sequence = (0..self.parallel as i32)
                     .find(|s| slots.iter().all(|slot| slot.sequence != *s))
                     .expect("a free sequence");

@@ -6,6 +6,7 @@ pub mod embedded;
 pub mod openai;
 pub mod template;
 
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde_json::{Map, Value};
@@ -149,4 +150,30 @@ pub trait Engine: Send + Sync + 'static {
     /// The answer as it is written. The future resolves once the engine has accepted the
     /// request (an upstream's headers), so that a refusal is still an HTTP error status.
     fn stream(&self, prompt: Prompt) -> BoxFuture<'static, Result<PieceStream, EngineError>>;
+}
+
+/// Reads a streamed answer whole. `deadline` bounds the whole answer (a whole answer is asked
+/// for streamed, so that its first token is bounded by the first-token timeout as a streamed
+/// answer's is, and the rest by the whole-request timeout).
+pub async fn collect(
+    mut pieces: PieceStream,
+    deadline: Option<tokio::time::Instant>,
+    budget: std::time::Duration,
+) -> Result<Completion, EngineError> {
+    let mut text = String::new();
+    loop {
+        let next = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, pieces.next()).await.map_err(|_| {
+                EngineError::Timeout(format!("the answer was not finished within {budget:?}"))
+            })?,
+            None => pieces.next().await,
+        };
+        match next {
+            Some(piece) => match piece? {
+                Piece::Text(t) => text.push_str(&t),
+                Piece::Done { finish_reason, usage } => return Ok(Completion { text, finish_reason, usage }),
+            },
+            None => return Err(EngineError::Failed("the engine stopped mid-answer".into())),
+        }
+    }
 }

@@ -203,14 +203,16 @@ impl Upstream {
             .await
     }
 
+    /// A whole answer, asked for streamed: an upstream that accepts the request and never
+    /// answers is a 504 at the first-token timeout, as a streamed request's is, and the rest of
+    /// the answer is bounded by the whole-request timeout.
     async fn complete(&self, prompt: Prompt) -> Result<Completion, EngineError> {
-        let model = self.model().await?;
-        let started = Instant::now();
-        let timeout = self.options.request_timeout;
-        let response = self.send(self.body(model, &prompt, false), timeout).await?;
-        let left = timeout.saturating_sub(started.elapsed());
-        let body = read_limited(response, self.options.max_response_bytes, left).await?;
-        parse_completion(&body)
+        let budget = self.options.request_timeout;
+        let deadline = tokio::time::Instant::now() + budget;
+        let timed_out = || EngineError::Timeout(format!("the answer was not finished within {budget:?}"));
+        let pieces =
+            tokio::time::timeout_at(deadline, self.stream(prompt)).await.map_err(|_| timed_out())??;
+        super::collect(pieces, Some(deadline), budget).await
     }
 
     async fn stream(&self, prompt: Prompt) -> Result<PieceStream, EngineError> {
@@ -353,27 +355,6 @@ impl SseReader {
     }
 }
 
-fn parse_completion(body: &[u8]) -> Result<Completion, EngineError> {
-    let answer: Value = serde_json::from_slice(body).map_err(|_| {
-        EngineError::BadResponse(format!(
-            "the upstream's answer is not JSON: {:?}",
-            truncate(&String::from_utf8_lossy(body))
-        ))
-    })?;
-    let choice = &answer["choices"][0];
-    let Some(text) = choice["message"]["content"].as_str() else {
-        return Err(EngineError::BadResponse(format!(
-            "the upstream's answer has no choices[0].message.content: {}",
-            truncate(&answer.to_string())
-        )));
-    };
-    Ok(Completion {
-        text: text.to_string(),
-        finish_reason: FinishReason::parse(choice["finish_reason"].as_str().unwrap_or("stop")),
-        usage: serde_json::from_value(answer["usage"].clone()).ok(),
-    })
-}
-
 /// Reads a body up to `limit` bytes, each part within `timeout` of the last.
 async fn read_limited(
     mut response: reqwest::Response,
@@ -441,15 +422,5 @@ mod tests {
         assert!(matches!(status_error(401, b""), EngineError::Unavailable(_)));
         assert!(matches!(status_error(503, b"down"), EngineError::Unavailable(_)));
         assert!(matches!(status_error(504, b""), EngineError::Timeout(_)));
-    }
-
-    #[test]
-    fn a_completion_without_content_is_a_bad_response() {
-        assert!(matches!(parse_completion(b"<html>"), Err(EngineError::BadResponse(_))));
-        assert!(matches!(parse_completion(br#"{"choices":[]}"#), Err(EngineError::BadResponse(_))));
-        let done = parse_completion(br#"{"choices":[{"message":{"content":"hi"},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#).unwrap();
-        assert_eq!(done.text, "hi");
-        assert_eq!(done.finish_reason, FinishReason::Length);
-        assert_eq!(done.usage, Some(Usage::new(3, 1)));
     }
 }
