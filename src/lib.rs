@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod agent;
 pub mod api;
 pub mod apidoc;
 pub mod aws;

@@ -56,6 +56,9 @@ enum Command {
     /// Copy a model or adapter from s3://, pvc:// or file:// into a folder, whole or not at all
     /// (what a TwinEndpoint's init containers run).
     Fetch(twin_operator::storage::fetch::FetchArgs),
+    /// Keep a shared engine's vLLM serving the adapters its TwinEngine wants (the sidecar of a
+    /// TwinEngine's pods): fetch, load, replace and unload them at run time.
+    EngineAgent(twin_operator::agent::AgentArgs),
 }
 
 #[derive(Subcommand)]
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => runtime().block_on(twin_operator::eval::run(*args)),
         Command::Chat(args) => runtime().block_on(twin_operator::local::chat::run(args)),
         Command::Fetch(args) => runtime().block_on(twin_operator::storage::fetch::run(args)),
+        Command::EngineAgent(args) => runtime().block_on(twin_operator::agent::run(args)),
     }
 }
 

@@ -60,7 +60,8 @@ use super::common::{
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("self.engine.kind != 'embedded' || !has(self.autoscaling) || self.autoscaling.maxReplicas == 1").message("the embedded engine runs in the gateway process and cannot be autoscaled: set autoscaling.maxReplicas to 1 or use vllm"),
-    validation = Rule::new("self.engine.kind != 'external' || !has(self.autoscaling)").message("the external engine is scaled by whoever runs it: remove autoscaling, or scale the gateway with gateway.maxReplicas")
+    validation = Rule::new("self.engine.kind != 'external' || !has(self.autoscaling)").message("the external engine is scaled by whoever runs it: remove autoscaling, or scale the gateway with gateway.maxReplicas"),
+    validation = Rule::new("self.engine.kind != 'shared' || !has(self.autoscaling)").message("a shared engine is scaled by its TwinEngine: remove autoscaling, or scale the gateway with gateway.maxReplicas")
 )]
 pub struct TwinEndpointSpec {
     /// The model to serve: `trainingJobRef` (a Succeeded TwinTrainingJob's adapter) or
@@ -111,12 +112,15 @@ pub struct EndpointModel {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("(self.kind == 'external') == has(self.url)").message("url is required for, and only for, the external engine"),
+    validation = Rule::new("(self.kind == 'shared') == has(self.engineRef)").message("engineRef is required for, and only for, the shared engine"),
     validation = Rule::new("self.kind == 'vllm' || !(has(self.image) || has(self.gpus) || has(self.maxModelLen) || has(self.extraArgs) || has(self.sharedMemory))").message("image, gpus, maxModelLen, extraArgs and sharedMemory apply only to the vllm engine"),
-    validation = Rule::new("self.kind != 'external' || !has(self.modelCache)").message("modelCache applies to the vllm and embedded engines, which load a model")
+    validation = Rule::new("self.kind == 'vllm' || self.kind == 'embedded' || !has(self.modelCache)").message("modelCache applies to the vllm and embedded engines, which load a model (a shared engine's is its TwinEngine's)")
 )]
 pub struct Engine {
-    /// `vllm` runs vLLM on GPUs; `external` uses an existing OpenAI-compatible URL;
-    /// `embedded` runs a small CPU model inside the gateway (local mode and demos).
+    /// `vllm` runs vLLM on GPUs; `shared` loads the adapter into the TwinEngine `engineRef`
+    /// names, beside other twins of the same base model; `external` uses an existing
+    /// OpenAI-compatible URL; `embedded` runs a small CPU model inside the gateway (local mode
+    /// and demos).
     #[serde(default)]
     pub kind: EngineKind,
     /// vLLM image. Unset means the operator's default.
@@ -152,6 +156,10 @@ pub struct Engine {
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new(HTTP_URL_RULE).message(HTTP_URL_MESSAGE))]
     pub url: Option<String>,
+    /// The shared engine's TwinEngine, in the same namespace; its base model must be the one
+    /// the adapter was trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_ref: Option<LocalObjectRef>,
 }
 
 /// Where downloaded models are kept.
@@ -176,6 +184,8 @@ pub enum EngineKind {
     /// vLLM on GPUs, with the LoRA adapter loaded.
     #[default]
     Vllm,
+    /// The adapter loaded at run time into a TwinEngine shared with other twins.
+    Shared,
     /// An existing OpenAI-compatible endpoint.
     External,
     /// A small CPU model inside the gateway.
@@ -388,6 +398,10 @@ pub struct ServedModel {
     /// The dataset revision the adapter was trained on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_revision: Option<String>,
+    /// The adapter's LoRA rank, when its training reported it (a shared engine is sized for the
+    /// largest of its adapters').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_rank: Option<u32>,
 }
 
 /// Ready/desired replicas, as `"ready/desired"`.

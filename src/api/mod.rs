@@ -7,6 +7,7 @@
 pub mod common;
 pub mod dataset;
 pub mod endpoint;
+pub mod engine;
 pub mod evaluation;
 pub mod readiness;
 pub mod training;
@@ -14,12 +15,13 @@ pub mod training;
 pub use common::*;
 pub use dataset::{TwinDataset, TwinDatasetSpec, TwinDatasetStatus};
 pub use endpoint::{TwinEndpoint, TwinEndpointSpec, TwinEndpointStatus};
+pub use engine::{TwinEngine, TwinEngineSpec, TwinEngineStatus};
 pub use training::{TwinTrainingJob, TwinTrainingJobSpec, TwinTrainingJobStatus};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-/// The three CRDs, in the order they are printed and installed.
+/// The CRDs, in the order they are printed and installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![TwinDataset::crd(), TwinTrainingJob::crd(), TwinEndpoint::crd()]
+    vec![TwinDataset::crd(), TwinTrainingJob::crd(), TwinEngine::crd(), TwinEndpoint::crd()]
 }

@@ -26,6 +26,9 @@ pub const DATASET_NAME: &str = "twin-dataset";
 /// The component of a dataset's build Jobs, their CronJob and their spec ConfigMap.
 pub const DATASET_BUILD_COMPONENT: &str = "dataset-build";
 
+/// `app.kubernetes.io/name` of a shared engine's (TwinEngine's) children.
+pub const ENGINE_NAME: &str = "twin-engine";
+
 /// `app.kubernetes.io/name` of a training job's children.
 pub const TRAINING_NAME: &str = "twin-training";
 /// The component of a training job's trainer Jobs and their configuration ConfigMaps.

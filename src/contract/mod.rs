@@ -3,6 +3,7 @@
 //! variables it sets, and the labels and annotations on its children. One definition each,
 //! used by both sides and by the tests, so the two ends cannot drift apart.
 
+pub mod adapters;
 pub mod build_report;
 pub mod env;
 pub mod gateway;

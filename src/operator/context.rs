@@ -29,6 +29,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Clients of the sagemaker training backend.
     pub sagemaker: SageMakerClients,
+    /// What reads the shared engines' adapter agents.
+    pub http: reqwest::Client,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -39,7 +41,12 @@ impl Context {
         let recorder = Recorder::new(client.clone(), reporter);
         let sagemaker =
             SageMakerClients::new(settings.sagemaker_client.clone(), settings.sagemaker_endpoint_url.clone());
-        Self { client, settings, metrics, recorder, sagemaker, failures: Mutex::new(HashMap::new()) }
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .no_proxy()
+            .build()
+            .expect("an HTTP client without TLS settings builds");
+        Self { client, settings, metrics, recorder, sagemaker, http, failures: Mutex::new(HashMap::new()) }
     }
 
     /// The API of a kind across the watched namespaces (one, or all).

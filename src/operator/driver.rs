@@ -30,8 +30,9 @@ use super::context::{Context, FIELD_MANAGER};
 use super::error::{Error, Result};
 use crate::api::dataset::{DatasetPhase, TwinDatasetStatus};
 use crate::api::endpoint::{EndpointPhase, TwinEndpointStatus};
+use crate::api::engine::{EnginePhase, TwinEngineStatus};
 use crate::api::training::{TrainingPhase, TwinTrainingJobStatus};
-use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
+use crate::api::{TwinDataset, TwinEndpoint, TwinEngine, TwinTrainingJob};
 
 /// A twin kind the operator reconciles.
 pub trait TwinKind:
@@ -110,6 +111,8 @@ twin_kind!(TwinTrainingJob, TwinTrainingJobStatus, TrainingPhase, "twintrainingj
     failed: TrainingPhase::Failed, warning: TrainingPhase::Failed | TrainingPhase::Rejected);
 twin_kind!(TwinEndpoint, TwinEndpointStatus, EndpointPhase, "twinendpoint",
     failed: EndpointPhase::Failed, warning: EndpointPhase::Failed | EndpointPhase::Degraded);
+twin_kind!(TwinEngine, TwinEngineStatus, EnginePhase, "twinengine",
+    failed: EnginePhase::Failed, warning: EnginePhase::Failed | EnginePhase::Degraded);
 
 /// Why an upstream twin failed, in its controller's words (its Ready condition's message), or
 /// where to look when it left none: what a dependent twin repeats.

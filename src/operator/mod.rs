@@ -11,6 +11,7 @@ pub mod context;
 pub mod dataset;
 pub mod driver;
 pub mod endpoint;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod leader;
@@ -32,7 +33,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
+use crate::api::{TwinDataset, TwinEndpoint, TwinEngine, TwinTrainingJob};
 use context::Context;
 use http::Health;
 use leader::{LeaderElector, Leadership};
@@ -60,8 +61,8 @@ pub enum StartError {
     },
 }
 
-/// The caches of the three controllers.
-type Stores = (Store<TwinDataset>, Store<TwinTrainingJob>, Store<TwinEndpoint>);
+/// The caches of the four controllers.
+type Stores = (Store<TwinDataset>, Store<TwinTrainingJob>, Store<TwinEndpoint>, Store<TwinEngine>);
 
 /// The caches of the running controllers, for the objects-by-phase gauge.
 #[derive(Default)]
@@ -71,7 +72,7 @@ impl Caches {
     fn refresh(&self, metrics: &Metrics) {
         metrics.objects.clear();
         let guard = self.0.lock().expect("caches lock");
-        let Some((datasets, jobs, endpoints)) = guard.as_ref() else { return };
+        let Some((datasets, jobs, endpoints, engines)) = guard.as_ref() else { return };
         let count = |kind: &str, phase: Option<String>| {
             let labels = PhaseLabels { kind: kind.into(), phase: phase.unwrap_or_else(|| "Unknown".into()) };
             metrics.objects.get_or_create(&labels).inc();
@@ -85,6 +86,9 @@ impl Caches {
         }
         for e in endpoints.state() {
             count("TwinEndpoint", e.status.as_ref().and_then(|s| s.phase).map(|p| name(&p)));
+        }
+        for e in engines.state() {
+            count("TwinEngine", e.status.as_ref().and_then(|s| s.phase).map(|p| name(&p)));
         }
     }
 }
@@ -198,7 +202,9 @@ async fn supervise(
         let (datasets, run_datasets) = dataset::run(ctx.clone(), stop.clone());
         let (jobs, run_jobs) = training::run(ctx.clone(), stop.clone());
         let (endpoints, run_endpoints) = endpoint::run(ctx.clone(), stop.clone());
-        *caches.0.lock().expect("caches lock") = Some((datasets.clone(), jobs.clone(), endpoints.clone()));
+        let (engines, run_engines) = engine::run(ctx.clone(), stop.clone());
+        *caches.0.lock().expect("caches lock") =
+            Some((datasets.clone(), jobs.clone(), endpoints.clone(), engines.clone()));
         let synced = {
             let health = health.clone();
             tokio::spawn(async move {
@@ -209,7 +215,8 @@ async fn supervise(
                         tokio::join!(
                             datasets.wait_until_ready(),
                             jobs.wait_until_ready(),
-                            endpoints.wait_until_ready()
+                            endpoints.wait_until_ready(),
+                            engines.wait_until_ready()
                         )
                     };
                     if tokio::time::timeout(Duration::from_millis(200), all).await.is_ok() {
@@ -220,7 +227,7 @@ async fn supervise(
                 info!("caches synced");
             })
         };
-        let controllers = futures::future::join3(run_datasets, run_jobs, run_endpoints);
+        let controllers = futures::future::join4(run_datasets, run_jobs, run_endpoints, run_engines);
         tokio::pin!(controllers);
         tokio::select! {
             _ = &mut controllers => {}

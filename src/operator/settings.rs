@@ -48,6 +48,10 @@ pub struct OperatorSettings {
     /// (tests and embedding; not a flag: a deployment sets `AWS_ENDPOINT_URL_SAGEMAKER`).
     #[arg(skip)]
     pub sagemaker_endpoint_url: Option<String>,
+    /// Where the shared engines' adapter agents are reached instead of each ready pod's
+    /// `http://<pod IP>:8001` (tests, where pods do not run; not a flag).
+    #[arg(skip)]
+    pub agent_url: Option<String>,
     /// Default image of the vllm engine.
     #[arg(long, default_value = "vllm/vllm-openai:v0.11.0", env = "TWIN_VLLM_IMAGE")]
     pub vllm_image: String,
@@ -93,6 +97,7 @@ impl OperatorSettings {
             sagemaker_poll_seconds: 1,
             sagemaker_client: None,
             sagemaker_endpoint_url: None,
+            agent_url: None,
             vllm_image: "vllm:test".into(),
             crawler_allow_networks: String::new(),
             log_format: None,

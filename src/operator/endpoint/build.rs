@@ -80,7 +80,7 @@ pub fn build(inputs: &Inputs, settings: &OperatorSettings) -> EndpointChildren {
             let service = service(endpoint, engine_name(endpoint), ENGINE_COMPONENT, engine::PORT);
             (Some(deployment), Some(service))
         }
-        EnginePlan::External { .. } | EnginePlan::Embedded { .. } => (None, None),
+        EnginePlan::Shared { .. } | EnginePlan::External { .. } | EnginePlan::Embedded { .. } => (None, None),
     };
     let gateway = gateway::deployment(inputs, settings);
     let gateway_service = service(endpoint, gateway_name(endpoint), GATEWAY_COMPONENT, gateway::PORT);

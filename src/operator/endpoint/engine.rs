@@ -6,15 +6,17 @@
 //! while the adapter behind the name changes with each rollout.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaimVolumeSource, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, PersistentVolumeClaimVolumeSource, PodTemplateSpec, Volume, VolumeMount,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
 use super::parts::{ADAPTER_ANNOTATION, ENGINE_COMPONENT, Inputs, engine_name, rolling_deployment};
 use super::plan::{ADAPTERS, AdapterArgs, BaseArgs, MODELS};
 use crate::api::TwinTrainingJob;
-use crate::api::common::StorageLocation;
-use crate::api::endpoint::ServedModel;
+use crate::api::common::{SecretKeyRef, StorageLocation};
+use crate::api::endpoint::{Engine, ServedModel};
 use crate::api::training::TrainedModel;
 use crate::operator::children::pod::{
     claims, default_resources, empty_dir, env_var, http_port, mount, mount_claims, probe,
@@ -29,7 +31,7 @@ const ENGINE_UID: i64 = 1000;
 /// GPUs of an engine replica when the spec leaves it unset.
 const DEFAULT_GPUS: u32 = 1;
 /// vLLM's own default `--max-lora-rank`, used when the adapter's rank is unknown.
-const DEFAULT_MAX_LORA_RANK: u32 = 16;
+pub const DEFAULT_MAX_LORA_RANK: u32 = 16;
 /// The accelerator resource the engine requests.
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 
@@ -81,51 +83,83 @@ pub fn fetch_container(
     }
 }
 
-/// The vLLM command line; `adapter_folder` is where an init container fetched the adapter.
-fn vllm_args(
-    inputs: &Inputs,
-    base: &BaseArgs,
-    lora_module: Option<&str>,
-    adapter_folder: Option<&str>,
-) -> Vec<String> {
-    let endpoint = inputs.endpoint;
-    let engine = &endpoint.spec.engine;
-    let name = endpoint.name_any();
+/// What a vLLM pod runs, whoever owns it: an endpoint's own engine or a shared TwinEngine.
+pub struct VllmPod<'a> {
+    /// The engine's settings (image, GPUs, pod overrides, context, extra arguments, cache).
+    pub engine: &'a Engine,
+    /// The base model as vLLM is given it.
+    pub base: &'a BaseArgs,
+    /// The name the base model is served under.
+    pub served_name: String,
+    /// LoRA flags (`--enable-lora`, the modules, the slots and rank).
+    pub lora_args: Vec<String>,
+    /// Every `pvc://` place the pod reads, for the claims to mount.
+    pub reads: Vec<&'a str>,
+    /// The init container fetching the adapter, when there is one.
+    pub fetch_adapter: Option<(String, String)>,
+    /// Where the adapter was written (its S3 settings), for that init container.
+    pub adapter_location: Option<&'a StorageLocation>,
+    /// The Hugging Face token of a gated base model.
+    pub hub_token: Option<&'a SecretKeyRef>,
+    /// More environment for vLLM (the runtime LoRA API's switch).
+    pub env: Vec<EnvVar>,
+    /// Containers beside vLLM (a shared engine's adapter agent), with the volumes they need.
+    pub sidecars: Vec<Container>,
+    /// Volumes of the sidecars.
+    pub sidecar_volumes: Vec<Volume>,
+}
+
+/// The vLLM command line: the base model, its served name, LoRA flags, context, tensor
+/// parallelism, then the user's extra arguments.
+fn vllm_args(pod: &VllmPod) -> Vec<String> {
+    let engine = pod.engine;
+    let base = pod.base;
     let mut args =
         vec![base.model.clone(), "--host".into(), "0.0.0.0".into(), "--port".into(), PORT.to_string()];
     args.extend(base.flags.iter().cloned());
-    let extra = engine.extra_args.clone().unwrap_or_default();
-    let given = |flag: &str| extra.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
-    match lora_module {
-        // The base answers as `<name>-base`; the twin is the LoRA module named after the endpoint.
-        Some(module) => {
-            args.extend(["--served-model-name".into(), format!("{name}-base")]);
-            args.extend(["--enable-lora".into(), "--max-loras".into(), "1".into()]);
-            args.extend(["--lora-modules".into(), module.into()]);
-            if !given("--max-lora-rank") {
-                let rank = inputs.trained.and_then(|t| t.max_lora_rank).unwrap_or(DEFAULT_MAX_LORA_RANK);
-                args.extend(["--max-lora-rank".into(), rank.to_string()]);
-            }
-            // The template the adapter was trained with, from the folder it was fetched to (a
-            // base model without one would otherwise be served with vLLM's guess).
-            if let (Some(folder), Some(file), false) = (
-                adapter_folder,
-                inputs.trained.and_then(|t| t.chat_template.as_deref()),
-                given("--chat-template"),
-            ) {
-                args.extend(["--chat-template".into(), format!("{folder}/{file}")]);
-            }
-        }
-        None => args.extend(["--served-model-name".into(), name]),
-    }
+    args.extend(["--served-model-name".into(), pod.served_name.clone()]);
+    args.extend(pod.lora_args.iter().cloned());
     if let Some(length) = engine.max_model_len {
         args.extend(["--max-model-len".into(), length.to_string()]);
     }
     let gpus = engine.gpus.unwrap_or(DEFAULT_GPUS);
-    if gpus > 1 && !given("--tensor-parallel-size") {
+    if gpus > 1 && !given(engine, "--tensor-parallel-size") {
         args.extend(["--tensor-parallel-size".into(), gpus.to_string()]);
     }
-    args.extend(extra);
+    args.extend(engine.extra_args.clone().unwrap_or_default());
+    args
+}
+
+/// Whether the user's extra arguments set `flag`.
+pub fn given(engine: &Engine, flag: &str) -> bool {
+    let extra = engine.extra_args.as_deref().unwrap_or_default();
+    extra.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+}
+
+/// An endpoint's LoRA flags for its one adapter `module` (`NAME=PATH`), fetched to
+/// `adapter_folder`: the twin is the module named after the endpoint.
+fn endpoint_lora_args(inputs: &Inputs, module: &str, adapter_folder: Option<&str>) -> Vec<String> {
+    let engine = &inputs.endpoint.spec.engine;
+    let mut args = vec![
+        "--enable-lora".into(),
+        "--max-loras".into(),
+        "1".into(),
+        "--lora-modules".into(),
+        module.into(),
+    ];
+    if !given(engine, "--max-lora-rank") {
+        let rank = inputs.trained.and_then(|t| t.max_lora_rank).unwrap_or(DEFAULT_MAX_LORA_RANK);
+        args.extend(["--max-lora-rank".into(), rank.to_string()]);
+    }
+    // The template the adapter was trained with, from the folder it was fetched to (a base
+    // model without one would otherwise be served with vLLM's guess).
+    if let (Some(folder), Some(file), false) = (
+        adapter_folder,
+        inputs.trained.and_then(|t| t.chat_template.as_deref()),
+        given(engine, "--chat-template"),
+    ) {
+        args.extend(["--chat-template".into(), format!("{folder}/{file}")]);
+    }
     args
 }
 
@@ -137,7 +171,44 @@ pub fn deployment(
     settings: &OperatorSettings,
 ) -> Deployment {
     let endpoint = inputs.endpoint;
-    let engine = &endpoint.spec.engine;
+    let name = endpoint.name_any();
+    let adapter_folder = adapter.and_then(|(_, fetch)| fetch.as_ref()).map(|(_, folder)| folder.as_str());
+    let (served_name, lora_args) = match adapter {
+        // The base answers as `<name>-base`; the twin is the LoRA module named after the endpoint.
+        Some((module, _)) => (format!("{name}-base"), endpoint_lora_args(inputs, module, adapter_folder)),
+        None => (name, Vec::new()),
+    };
+    let reads = [Some(inputs.model.base_model.as_str()), inputs.model.adapter_uri.as_deref()];
+    let pod = VllmPod {
+        engine: &endpoint.spec.engine,
+        base,
+        served_name,
+        lora_args,
+        reads: reads.into_iter().flatten().collect(),
+        fetch_adapter: adapter.and_then(|(_, fetch)| fetch.clone()),
+        adapter_location: inputs.adapter_location,
+        hub_token: inputs.hub_token,
+        env: Vec::new(),
+        sidecars: Vec::new(),
+        sidecar_volumes: Vec::new(),
+    };
+    let template = vllm_template(&pod, settings);
+    let annotations = inputs
+        .model
+        .adapter_uri
+        .iter()
+        .map(|adapter| (ADAPTER_ANNOTATION.to_string(), adapter.clone()))
+        .collect();
+    let replicas = match &endpoint.spec.autoscaling {
+        Some(_) => None,
+        None => Some(1),
+    };
+    rolling_deployment(endpoint, engine_name(endpoint), ENGINE_COMPONENT, replicas, annotations, template)
+}
+
+/// The pod template of a vLLM engine.
+pub fn vllm_template(pod: &VllmPod, settings: &OperatorSettings) -> PodTemplateSpec {
+    let engine = pod.engine;
     let overrides = engine.pod.clone().unwrap_or_default();
     let cache = engine.model_cache.clone().unwrap_or_default();
     let models = match &cache.claim_name {
@@ -158,9 +229,9 @@ pub fn deployment(
         empty_dir("shm", Some("Memory"), Some(shared_memory)),
         empty_dir("tmp", None, None),
     ];
+    volumes.extend(pod.sidecar_volumes.iter().cloned());
     let mut claim_mounts = Vec::new();
-    let read = [Some(inputs.model.base_model.as_str()), inputs.model.adapter_uri.as_deref()];
-    let read: Vec<(&str, bool)> = read.into_iter().flatten().map(|uri| (uri, false)).collect();
+    let read: Vec<(&str, bool)> = pod.reads.iter().map(|uri| (*uri, false)).collect();
     let claims = claims(&read);
     mount_claims(
         claims.iter().map(|(claim, writes)| (claim.as_str(), *writes)),
@@ -169,23 +240,17 @@ pub fn deployment(
     );
 
     let mut init = Vec::new();
-    if let Some(fetch) = &base.fetch {
+    if let Some(fetch) = &pod.base.fetch {
         let mounts = [mount("models", MODELS, false), mount("tmp", "/tmp", false)]
             .into_iter()
             .chain(claim_mounts.clone());
         init.push(fetch_container("fetch-model", fetch, None, mounts.collect(), settings));
     }
-    if let Some((_, Some(fetch))) = adapter {
+    if let Some(fetch) = &pod.fetch_adapter {
         let mounts = [mount("adapters", ADAPTERS, false), mount("tmp", "/tmp", false)]
             .into_iter()
             .chain(claim_mounts.clone());
-        init.push(fetch_container(
-            "fetch-adapter",
-            fetch,
-            inputs.adapter_location,
-            mounts.collect(),
-            settings,
-        ));
+        init.push(fetch_container("fetch-adapter", fetch, pod.adapter_location, mounts.collect(), settings));
     }
 
     // The root filesystem is read-only: caches go to /tmp, downloads and compiled kernels to
@@ -199,9 +264,10 @@ pub fn deployment(
         env_var("VLLM_NO_USAGE_STATS", "1"),
         env_var("DO_NOT_TRACK", "1"),
     ];
-    if let Some(secret) = inputs.hub_token {
+    if let Some(secret) = pod.hub_token {
         env.push(secret_env("HF_TOKEN", secret));
     }
+    env.extend(pod.env.iter().cloned());
     let gpus = engine.gpus.unwrap_or(DEFAULT_GPUS);
     let mut resources = overrides.resources.clone().unwrap_or_else(|| default_resources("2", "16Gi", "32Gi"));
     if gpus > 0 {
@@ -216,8 +282,6 @@ pub fn deployment(
         mount("tmp", "/tmp", false),
     ];
     mounts.extend(claim_mounts);
-    let lora_module = adapter.map(|(module, _)| module.as_str());
-    let adapter_folder = adapter.and_then(|(_, fetch)| fetch.as_ref()).map(|(_, folder)| folder.as_str());
     let container = Container {
         name: "vllm".into(),
         image: Some(
@@ -228,7 +292,7 @@ pub fn deployment(
                 .unwrap_or_else(|| settings.vllm_image.clone()),
         ),
         command: Some(vec!["vllm".into(), "serve".into()]),
-        args: Some(vllm_args(inputs, base, lora_module, adapter_folder)),
+        args: Some(vllm_args(pod)),
         ports: Some(http_port(PORT)),
         env: Some(env),
         resources: Some(resources),
@@ -240,16 +304,14 @@ pub fn deployment(
         ..Default::default()
     };
     // Requests under way finish before the pod goes.
-    let template = serving_pod(&overrides, ENGINE_UID, container, init, 120, volumes);
-    let annotations = inputs
-        .model
-        .adapter_uri
-        .iter()
-        .map(|adapter| (ADAPTER_ANNOTATION.to_string(), adapter.clone()))
-        .collect();
-    let replicas = match &endpoint.spec.autoscaling {
-        Some(_) => None,
-        None => Some(1),
-    };
-    rolling_deployment(endpoint, engine_name(endpoint), ENGINE_COMPONENT, replicas, annotations, template)
+    let mut template = serving_pod(&overrides, ENGINE_UID, container, init, 120, volumes);
+    if let Some(spec) = template.spec.as_mut() {
+        spec.containers.extend(
+            pod.sidecars
+                .iter()
+                .cloned()
+                .map(|sidecar| Container { security_context: Some(restricted_container()), ..sidecar }),
+        );
+    }
+    template
 }

@@ -69,6 +69,10 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Deployment {
             serve = serve.upstream(upstream, Some(name.clone()), Some(pinned));
             serve.context_tokens = spec.engine.max_model_len.map(|length| length as usize);
         }
+        EnginePlan::Shared { url, model, .. } => {
+            serve = serve.upstream(url.clone(), Some(model.clone()), Some(pinned));
+            serve.context_tokens = inputs.shared_max_model_len.map(|length| length as usize);
+        }
         EnginePlan::External { url } => serve = serve.upstream(url.clone(), None, Some(pinned)),
         EnginePlan::Embedded { model, adapter } => {
             places.push((inputs.model.base_model.clone(), false));

@@ -33,26 +33,32 @@ use super::context::Context;
 use super::driver::{Validation, publish_event, referrers, run_controller, settle};
 use super::error::{Error, Result};
 use crate::api::endpoint::EngineKind;
-use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
+use crate::api::{TwinDataset, TwinEndpoint, TwinEngine, TwinTrainingJob};
 use crate::contract::labels;
 use parts::Inputs;
 
 async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = endpoint.namespace().ok_or(Error::Unidentified("namespace"))?;
     let status = endpoint.status.clone().unwrap_or_default();
-    let (training_job, dataset) = fetch_upstream(&ctx, &endpoint, &namespace).await?;
-    let valid = match validate::validate(&endpoint, training_job.as_ref(), dataset.as_ref()) {
+    let (training_job, dataset, shared) = fetch_upstream(&ctx, &endpoint, &namespace).await?;
+    let valid = match validate::validate(&endpoint, training_job.as_ref(), dataset.as_ref(), shared.as_ref())
+    {
         Validation::Proceed(valid) => valid,
         Validation::Wait(verdict) => return settle(&ctx, &*endpoint, &verdict, status).await,
     };
-    let before = observe(&ctx, &endpoint, &namespace).await?;
+    let before = observe(&ctx, &endpoint, &namespace, shared.clone()).await?;
     let trained = engine::trained_model(&valid.model, training_job.as_ref(), before.engine.as_ref());
-    let gateway_model =
-        status::gateway_model(&endpoint, &valid.model, before.engine.as_ref(), before.gateway.as_ref());
+    let gateway_model = status::gateway_model(
+        &endpoint,
+        &valid.model,
+        before.engine.as_ref(),
+        shared.as_ref(),
+        before.gateway.as_ref(),
+    );
     let inputs = Inputs::new(&endpoint, &valid, trained.as_ref(), &gateway_model);
     let children = build::build(&inputs, &ctx.settings);
     apply_children(&ctx, &*endpoint, &children.child_set()?).await?;
-    let observed = observe(&ctx, &endpoint, &namespace).await?;
+    let observed = observe(&ctx, &endpoint, &namespace, shared.clone()).await?;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let (verdict, mut status) =
         status::from_observed(&endpoint, &valid.model, &observed, status, now.clone());
@@ -65,12 +71,12 @@ async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Act
     settle(&ctx, &*endpoint, &verdict, status).await
 }
 
-/// The training job and the dataset the endpoint names, as they are now.
+/// The training job, the dataset and the shared engine the endpoint names, as they are now.
 async fn fetch_upstream(
     ctx: &Context,
     endpoint: &TwinEndpoint,
     namespace: &str,
-) -> Result<(Option<TwinTrainingJob>, Option<TwinDataset>)> {
+) -> Result<(Option<TwinTrainingJob>, Option<TwinDataset>, Option<TwinEngine>)> {
     let training_job = match &endpoint.spec.model.training_job_ref {
         Some(reference) => ctx.fetch::<TwinTrainingJob>(namespace, &reference.name).await?,
         None => None,
@@ -79,16 +85,25 @@ async fn fetch_upstream(
         Some(reference) => ctx.fetch::<TwinDataset>(namespace, &reference.name).await?,
         None => None,
     };
-    Ok((training_job, dataset))
+    let shared = match (&endpoint.spec.engine.kind, &endpoint.spec.engine.engine_ref) {
+        (EngineKind::Shared, Some(reference)) => ctx.fetch::<TwinEngine>(namespace, &reference.name).await?,
+        _ => None,
+    };
+    Ok((training_job, dataset, shared))
 }
 
 /// The endpoint's Deployments (those it controls) and pods as they are now.
-async fn observe(ctx: &Context, endpoint: &TwinEndpoint, namespace: &str) -> Result<status::Observed> {
+async fn observe(
+    ctx: &Context,
+    endpoint: &TwinEndpoint,
+    namespace: &str,
+    shared: Option<TwinEngine>,
+) -> Result<status::Observed> {
     let uid = endpoint.uid().ok_or(Error::Unidentified("uid"))?;
     let owned = |deployment: Option<Deployment>| deployment.filter(|d| is_controlled_by(&d.metadata, &uid));
     let engine = match endpoint.spec.engine.kind {
         EngineKind::Vllm => owned(ctx.fetch::<Deployment>(namespace, &parts::engine_name(endpoint)).await?),
-        EngineKind::External | EngineKind::Embedded => None,
+        EngineKind::Shared | EngineKind::External | EngineKind::Embedded => None,
     };
     let gateway = owned(ctx.fetch::<Deployment>(namespace, &parts::gateway_name(endpoint)).await?);
     let selector = format!(
@@ -104,7 +119,7 @@ async fn observe(ctx: &Context, endpoint: &TwinEndpoint, namespace: &str) -> Res
         .await
         .map_err(|source| Error::ListChildren { kind: "Pod".into(), source })?
         .items;
-    Ok(status::Observed { engine, gateway, pods })
+    Ok(status::Observed { engine, gateway, pods, shared })
 }
 
 /// The controller: TwinEndpoints, woken by changes of their spec, of the TwinTrainingJobs and
@@ -113,6 +128,7 @@ async fn observe(ctx: &Context, endpoint: &TwinEndpoint, namespace: &str) -> Res
 pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinEndpoint>, impl Future<Output = ()>) {
     let training_jobs = ctx.watched_api::<TwinTrainingJob>();
     let datasets = ctx.watched_api::<TwinDataset>();
+    let engines = ctx.watched_api::<TwinEngine>();
     let deployments = ctx.watched_api::<Deployment>();
     let pods = ctx.watched_api::<Pod>();
     let parts = watcher::Config::default().labels(&format!("{}={}", labels::NAME, parts::ENDPOINT_NAME));
@@ -126,9 +142,13 @@ pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinEndpoint>, 
             let by_dataset = referrers::<TwinEndpoint, TwinDataset>(endpoints, |endpoint| {
                 endpoint.spec.dataset_ref.as_ref().map(|r| r.name.as_str())
             });
+            let by_engine = referrers::<TwinEndpoint, TwinEngine>(endpoints, |endpoint| {
+                endpoint.spec.engine.engine_ref.as_ref().map(|r| r.name.as_str())
+            });
             controller
                 .watches(training_jobs, watcher::Config::default(), by_training_job)
                 .watches(datasets, watcher::Config::default(), by_dataset)
+                .watches(engines, watcher::Config::default(), by_engine)
                 .owns(deployments, parts.clone())
                 .watches(pods, parts, twin_of_labelled(endpoints))
         },

@@ -8,8 +8,8 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy,
 use k8s_openapi::api::core::v1::{PodTemplateSpec, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::ResourceExt;
 use kube::api::ObjectMeta;
+use kube::{Resource, ResourceExt};
 
 use super::plan::EnginePlan;
 use super::validate::{Retrieval, ValidEndpoint};
@@ -46,13 +46,28 @@ pub fn gateway_name(endpoint: &TwinEndpoint) -> String {
     child_name(&endpoint.name_any(), "", NAME_LIMIT)
 }
 
+/// A twin that runs serving parts (an endpoint, a shared engine), with the `app.kubernetes.io/name`
+/// of its children.
+pub trait Parent: Resource<DynamicType = ()> {
+    /// The `app.kubernetes.io/name` of its children.
+    const APP: &'static str;
+}
+
+impl Parent for TwinEndpoint {
+    const APP: &'static str = ENDPOINT_NAME;
+}
+
+impl Parent for crate::api::TwinEngine {
+    const APP: &'static str = labels::ENGINE_NAME;
+}
+
 /// The labels of a part's children and pods.
-pub fn part_labels(endpoint: &TwinEndpoint, component: &str) -> BTreeMap<String, String> {
-    child_labels(ENDPOINT_NAME, &endpoint.name_any(), component)
+pub fn part_labels<P: Parent>(endpoint: &P, component: &str) -> BTreeMap<String, String> {
+    child_labels(P::APP, &endpoint.name_any(), component)
 }
 
 /// The labels a part's Service, budget and monitor select its pods by.
-pub fn selector(endpoint: &TwinEndpoint, component: &str) -> BTreeMap<String, String> {
+pub fn selector<P: Parent>(endpoint: &P, component: &str) -> BTreeMap<String, String> {
     let all = part_labels(endpoint, component);
     [labels::NAME, labels::INSTANCE, labels::COMPONENT]
         .into_iter()
@@ -61,7 +76,7 @@ pub fn selector(endpoint: &TwinEndpoint, component: &str) -> BTreeMap<String, St
 }
 
 /// The metadata of a child of `endpoint` in `component`.
-pub fn meta(endpoint: &TwinEndpoint, name: String, component: &str) -> ObjectMeta {
+pub fn meta<P: Parent>(endpoint: &P, name: String, component: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: endpoint.namespace(),
@@ -72,7 +87,7 @@ pub fn meta(endpoint: &TwinEndpoint, name: String, component: &str) -> ObjectMet
 }
 
 /// A ClusterIP Service in front of a part's `http` port.
-pub fn service(endpoint: &TwinEndpoint, name: String, component: &str, port: i32) -> Service {
+pub fn service<P: Parent>(endpoint: &P, name: String, component: &str, port: i32) -> Service {
     Service {
         metadata: meta(endpoint, name, component),
         spec: Some(ServiceSpec {
@@ -93,8 +108,8 @@ pub fn service(endpoint: &TwinEndpoint, name: String, component: &str, port: i32
 /// A Deployment of a part's pods that rolls by surge: a new pod is ready before an old one
 /// goes, so a new adapter or revision never takes the endpoint down. `replicas` is left to the
 /// autoscaler (unset) when one manages the part.
-pub fn rolling_deployment(
-    endpoint: &TwinEndpoint,
+pub fn rolling_deployment<P: Parent>(
+    endpoint: &P,
     name: String,
     component: &str,
     replicas: Option<i32>,
@@ -150,6 +165,8 @@ pub struct Inputs<'a> {
     /// The model the gateway names and whose dataset revision it pins (the wanted one once the
     /// engine serves its adapter).
     pub gateway_model: &'a ServedModel,
+    /// A shared engine's longest context, from its TwinEngine.
+    pub shared_max_model_len: Option<u32>,
 }
 
 impl<'a> Inputs<'a> {
@@ -169,6 +186,7 @@ impl<'a> Inputs<'a> {
             engine: &valid.engine,
             trained,
             gateway_model,
+            shared_max_model_len: valid.shared_engine.and_then(|e| e.spec.vllm.max_model_len),
         }
     }
 }

@@ -8,6 +8,7 @@ use kube::ResourceExt;
 use crate::api::TwinEndpoint;
 use crate::api::endpoint::{EngineKind, ServedModel};
 use crate::hashing::sha256_hex;
+use crate::operator::children::naming::{NAME_LIMIT, child_name};
 use crate::operator::children::pod::in_pod;
 use crate::storage::hub::HubModel;
 
@@ -25,6 +26,17 @@ pub enum EnginePlan {
         base: BaseArgs,
         /// The adapter as vLLM loads it.
         adapter: Option<AdapterArgs>,
+    },
+    /// A TwinEngine shared with other twins of the base model, which loads the adapter at run
+    /// time under the endpoint's name.
+    Shared {
+        /// The TwinEngine's name.
+        engine: String,
+        /// Its OpenAI-compatible base URL.
+        url: String,
+        /// The model the gateway asks for: the endpoint's name (its adapter), or the engine's
+        /// (the base model, for an endpoint without an adapter).
+        model: String,
     },
     /// An OpenAI-compatible server of the user's.
     External {
@@ -135,9 +147,59 @@ pub fn embedded_adapter(adapter: &str) -> Result<String, String> {
     }
 }
 
+/// Whether a shared engine's agent can fetch the adapter at `uri`: from S3 into the engine's
+/// cache, or from the Hub by vLLM itself; a `pvc://` adapter would need its claim in the
+/// engine's pod, which a new twin must not change.
+pub fn shared_adapter(uri: &str) -> Result<(), String> {
+    if uri.starts_with("s3://") {
+        return Ok(());
+    }
+    if uri.starts_with("hf://") {
+        let model = HubModel::parse(uri)?;
+        return match model.revision.as_str() {
+            "main" => Ok(()),
+            _ => Err(format!(
+                "the adapter {uri}: vLLM loads Hub adapters at their main revision only; copy this revision to s3://"
+            )),
+        };
+    }
+    Err(format!(
+        "the adapter {uri}: a shared engine loads adapters from s3:// or hf:// (a pvc:// adapter would need its claim mounted in the engine, restarting it); copy it to S3, or use engine.kind vllm"
+    ))
+}
+
+/// The base URL of a TwinEngine's vLLM in `namespace`.
+pub fn shared_engine_url(engine: &str, namespace: &str) -> String {
+    format!("http://{}.{namespace}.svc:{}/v1", shared_engine_name(engine), super::engine::PORT)
+}
+
+/// The name of a TwinEngine's Deployment, Service and ConfigMap.
+pub fn shared_engine_name(engine: &str) -> String {
+    child_name(engine, "-engine", NAME_LIMIT)
+}
+
 /// What the endpoint's engine is given to load `model`, or why it cannot.
 pub fn plan_engine(endpoint: &TwinEndpoint, model: &ServedModel) -> Result<EnginePlan, String> {
     Ok(match endpoint.spec.engine.kind {
+        EngineKind::Shared => {
+            let engine = endpoint
+                .spec
+                .engine
+                .engine_ref
+                .as_ref()
+                .ok_or("spec.engine.engineRef is required for the shared engine")?
+                .name
+                .clone();
+            let asked = match &model.adapter_uri {
+                Some(adapter) => {
+                    shared_adapter(adapter)?;
+                    endpoint.name_any()
+                }
+                None => engine.clone(),
+            };
+            let url = shared_engine_url(&engine, &endpoint.namespace().unwrap_or_default());
+            EnginePlan::Shared { engine, url, model: asked }
+        }
         EngineKind::Vllm => EnginePlan::Vllm {
             base: base_args(&model.base_model)?,
             adapter: match &model.adapter_uri {

@@ -12,7 +12,8 @@ use super::gateway::endpoint_url;
 use super::parts::{ADAPTER_ANNOTATION, ENGINE_COMPONENT, GATEWAY_COMPONENT, MODEL_ANNOTATION};
 use super::validate::RESOLVED_RECHECK;
 use crate::api::endpoint::{EndpointPhase, EngineKind, ReplicaStatus, ServedModel, TwinEndpointStatus};
-use crate::api::{TwinEndpoint, TwinTrainingJob};
+use crate::api::engine::{AdapterState, EngineAdapter, EnginePhase};
+use crate::api::{TwinEndpoint, TwinEngine, TwinTrainingJob};
 use crate::contract::labels;
 use crate::operator::conditions::{Assessment, condition};
 use crate::operator::driver::Verdict;
@@ -189,14 +190,109 @@ pub fn part_health(part: &str, deployment: Option<&Deployment>, pods: &[&Pod]) -
 }
 
 /// Whether the engine serves `model`'s adapter on every replica (always, for engines the
-/// endpoint does not run).
-pub fn engine_serves(endpoint: &TwinEndpoint, model: &ServedModel, engine: Option<&Deployment>) -> bool {
-    if endpoint.spec.engine.kind != EngineKind::Vllm {
-        return true;
+/// endpoint does not run or share).
+pub fn engine_serves(
+    endpoint: &TwinEndpoint,
+    model: &ServedModel,
+    engine: Option<&Deployment>,
+    shared: Option<&TwinEngine>,
+) -> bool {
+    match endpoint.spec.engine.kind {
+        EngineKind::Vllm => {
+            let Some(engine) = engine else { return false };
+            let serving = engine.annotations().get(ADAPTER_ANNOTATION);
+            serving == model.adapter_uri.as_ref() && rolled_out(engine)
+        }
+        EngineKind::Shared => match &model.adapter_uri {
+            Some(adapter) => shared_adapter(endpoint, shared)
+                .is_some_and(|loaded| &loaded.uri == adapter && loaded.state == AdapterState::Loaded),
+            None => shared.is_some(),
+        },
+        EngineKind::External | EngineKind::Embedded => true,
     }
-    let Some(engine) = engine else { return false };
-    let serving = engine.annotations().get(ADAPTER_ANNOTATION);
-    serving == model.adapter_uri.as_ref() && rolled_out(engine)
+}
+
+/// What a shared engine reports of the endpoint's adapter.
+fn shared_adapter<'a>(endpoint: &TwinEndpoint, shared: Option<&'a TwinEngine>) -> Option<&'a EngineAdapter> {
+    let name = endpoint.name_any();
+    shared?.status.as_ref()?.adapters.iter().find(|a| a.endpoint == name)
+}
+
+/// The shared engine's part of an endpoint: its adapter's state in the TwinEngine (loaded,
+/// loading, failed), or the engine's own trouble while it has none.
+pub fn shared_part_health(
+    endpoint: &TwinEndpoint,
+    model: &ServedModel,
+    shared: Option<&TwinEngine>,
+) -> PartHealth {
+    let name = endpoint.spec.engine.engine_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+    let status = shared.and_then(|e| e.status.clone()).unwrap_or_default();
+    let replicas = status.replicas.clone().unwrap_or_else(|| "0/0".into());
+    let not_ready = |phase, reason: &str, message: String| PartHealth {
+        replicas: replicas.clone(),
+        assessment: Assessment::not_ready(phase, reason, message),
+    };
+    let engine_trouble =
+        status.conditions.iter().find(|c| c.type_ == crate::api::CONDITION_READY && c.status != "True");
+    let Some(adapter) = &model.adapter_uri else {
+        return match (status.phase, engine_trouble) {
+            (Some(EnginePhase::Ready), _) => PartHealth {
+                replicas,
+                assessment: Assessment::ready(
+                    EndpointPhase::Ready,
+                    "Available",
+                    format!("TwinEngine {name:?} serves the base model"),
+                ),
+            },
+            (_, Some(trouble)) => not_ready(
+                EndpointPhase::Deploying,
+                "EngineNotReady",
+                format!("TwinEngine {name:?}: {}", trouble.message),
+            ),
+            _ => not_ready(
+                EndpointPhase::Deploying,
+                "EngineNotReady",
+                format!("TwinEngine {name:?} is starting"),
+            ),
+        };
+    };
+    match shared_adapter(endpoint, shared).filter(|a| &a.uri == adapter) {
+        Some(loaded) if loaded.state == AdapterState::Loaded => PartHealth {
+            replicas,
+            assessment: Assessment::ready(
+                EndpointPhase::Ready,
+                "AdapterLoaded",
+                format!("TwinEngine {name:?} serves the adapter on {} replicas", loaded.replicas),
+            ),
+        },
+        Some(failed) if failed.state == AdapterState::Failed => not_ready(
+            EndpointPhase::Failed,
+            "AdapterLoadFailed",
+            format!(
+                "TwinEngine {name:?} could not load the adapter {adapter}: {}",
+                failed.message.as_deref().unwrap_or("no reason given")
+            ),
+        ),
+        _ => {
+            let why = match (status.phase, engine_trouble) {
+                (Some(EnginePhase::Pending), Some(trouble)) => {
+                    return not_ready(
+                        EndpointPhase::Pending,
+                        "EnginePending",
+                        format!("TwinEngine {name:?}: {}", trouble.message),
+                    );
+                }
+                (Some(EnginePhase::Ready), _) => "loading it".to_string(),
+                (_, Some(trouble)) => format!("loading it once the engine serves ({})", trouble.message),
+                _ => "loading it once the engine serves".to_string(),
+            };
+            not_ready(
+                EndpointPhase::Deploying,
+                "AdapterLoading",
+                format!("TwinEngine {name:?} is {why}: {adapter}"),
+            )
+        }
+    }
 }
 
 /// Whether the gateway's Deployment pins `model` (its lineage and dataset revision).
@@ -217,10 +313,11 @@ pub fn gateway_model(
     endpoint: &TwinEndpoint,
     model: &ServedModel,
     engine: Option<&Deployment>,
+    shared: Option<&TwinEngine>,
     gateway: Option<&Deployment>,
 ) -> ServedModel {
     match gateway.and_then(pinned_model) {
-        Some(pinned) if !engine_serves(endpoint, model, engine) => pinned,
+        Some(pinned) if !engine_serves(endpoint, model, engine, shared) => pinned,
         _ => model.clone(),
     }
 }
@@ -234,6 +331,8 @@ pub struct Observed {
     pub gateway: Option<Deployment>,
     /// The endpoint's pods.
     pub pods: Vec<Pod>,
+    /// The TwinEngine it shares, for `engine.kind: shared`.
+    pub shared: Option<TwinEngine>,
 }
 
 /// The verdict and status from what runs: the worst part speaks for the endpoint.
@@ -248,12 +347,15 @@ pub fn from_observed(
         let label = |p: &&Pod| p.labels().get(labels::COMPONENT).map(String::as_str) == Some(component);
         observed.pods.iter().filter(label).collect()
     };
-    let vllm = endpoint.spec.engine.kind == EngineKind::Vllm;
     let gateway = part_health("gateway", observed.gateway.as_ref(), &of(GATEWAY_COMPONENT));
-    let engine = vllm.then(|| part_health("engine", observed.engine.as_ref(), &of(ENGINE_COMPONENT)));
+    let engine = match endpoint.spec.engine.kind {
+        EngineKind::Vllm => Some(part_health("engine", observed.engine.as_ref(), &of(ENGINE_COMPONENT))),
+        EngineKind::Shared => Some(shared_part_health(endpoint, model, observed.shared.as_ref())),
+        EngineKind::External | EngineKind::Embedded => None,
+    };
     // The new model serves once the engine answers with its adapter and the gateway, rolled
     // out, retrieves from its dataset revision and names it in its answers.
-    let serves = engine_serves(endpoint, model, observed.engine.as_ref())
+    let serves = engine_serves(endpoint, model, observed.engine.as_ref(), observed.shared.as_ref())
         && observed
             .gateway
             .as_ref()

@@ -10,10 +10,10 @@ use kube::ResourceExt;
 use super::plan::{EnginePlan, plan_engine};
 use crate::api::common::missing_reference;
 use crate::api::common::{SecretKeyRef, StorageLocation};
-use crate::api::endpoint::{EndpointPhase, RetrievalRevision, ServedModel};
+use crate::api::endpoint::{EndpointPhase, EngineKind, RetrievalRevision, ServedModel};
 use crate::api::readiness::{DatasetReadiness, NO_RETRIEVAL};
 use crate::api::training::TrainingPhase;
-use crate::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
+use crate::api::{TwinDataset, TwinEndpoint, TwinEngine, TwinTrainingJob};
 use crate::contract::trainer::dataset_output;
 use crate::operator::conditions::Assessment;
 use crate::operator::driver::{Validation, Verdict, upstream_failure};
@@ -85,6 +85,7 @@ pub fn resolve_model(
                     training_job: Some(name.clone()),
                     dataset_revision: revision.clone(),
                     adapter_revision: revision,
+                    lora_rank: promoted.max_lora_rank,
                 });
             }
             // A job whose status lost its model (recreated, or written by an older operator):
@@ -130,6 +131,7 @@ pub fn resolve_model(
             training_job: None,
             dataset_revision: None,
             adapter_revision: None,
+            lora_rank: None,
         }),
         (None, None) => wait(
             EndpointPhase::Failed,
@@ -196,13 +198,63 @@ pub struct ValidEndpoint<'a> {
     pub adapter_location: Option<&'a StorageLocation>,
     /// How the engine loads the model.
     pub engine: EnginePlan,
+    /// The TwinEngine it shares, for `engine.kind: shared`.
+    pub shared_engine: Option<&'a TwinEngine>,
 }
 
-/// Checks an endpoint against its training job and dataset as observed.
+/// Checks that a shared engine's TwinEngine exists and runs the base model the adapter was
+/// trained on, and can hold its rank.
+pub fn check_shared_engine(
+    endpoint: &TwinEndpoint,
+    model: &ServedModel,
+    engine: Option<&TwinEngine>,
+) -> Option<Verdict<EndpointPhase>> {
+    let reference = endpoint
+        .spec
+        .engine
+        .engine_ref
+        .as_ref()
+        .filter(|_| endpoint.spec.engine.kind == EngineKind::Shared)?;
+    let name = &reference.name;
+    let settled = |phase, reason: &str, message: String| {
+        Some(Verdict::settled(Assessment::not_ready(phase, reason, message)))
+    };
+    let Some(engine) = engine else {
+        let namespace = endpoint.namespace().unwrap_or_default();
+        let message = missing_reference("TwinEngine", name, &namespace, "spec.engine.engineRef.name", None);
+        return settled(EndpointPhase::Pending, "EngineNotFound", message);
+    };
+    let runs = &engine.spec.base_model.uri;
+    if runs != &model.base_model {
+        return settled(
+            EndpointPhase::Failed,
+            "BaseModelMismatch",
+            format!(
+                "the model is {} but TwinEngine {name:?} runs {runs}: an adapter is served only on the base model it was trained on; name a TwinEngine of {}",
+                model.base_model, model.base_model
+            ),
+        );
+    }
+    if let (Some(rank), Some(most)) = (model.lora_rank, engine.spec.adapters.max_rank)
+        && rank > most
+    {
+        return settled(
+            EndpointPhase::Failed,
+            "AdapterRankTooLarge",
+            format!(
+                "the adapter's LoRA rank is {rank}, above TwinEngine {name:?}'s adapters.maxRank {most}: raise it (the engine restarts once) or train with a smaller rank"
+            ),
+        );
+    }
+    None
+}
+
+/// Checks an endpoint against its training job, dataset and shared engine as observed.
 pub fn validate<'a>(
     endpoint: &'a TwinEndpoint,
     training_job: Option<&'a TwinTrainingJob>,
     dataset: Option<&'a TwinDataset>,
+    shared_engine: Option<&'a TwinEngine>,
 ) -> Validation<ValidEndpoint<'a>, EndpointPhase> {
     let served = match resolve_model(endpoint, training_job) {
         Validation::Proceed(served) => served,
@@ -213,6 +265,9 @@ pub fn validate<'a>(
         return Validation::Wait(verdict);
     }
     let invalid = |message| Validation::wait(EndpointPhase::Failed, "InvalidSpec", message);
+    if let Some(verdict) = check_shared_engine(endpoint, &model, shared_engine) {
+        return Validation::Wait(verdict);
+    }
     let engine = match plan_engine(endpoint, &model) {
         Ok(engine) => engine,
         Err(message) => return invalid(message),
@@ -235,5 +290,6 @@ pub fn validate<'a>(
         retrieval,
         engine,
         model,
+        shared_engine: shared_engine.filter(|_| endpoint.spec.engine.kind == EngineKind::Shared),
     })
 }
