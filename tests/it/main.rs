@@ -27,6 +27,7 @@ mod quickstart;
 mod readme;
 mod s3;
 mod sagemaker;
+mod shared_engine;
 mod site_chrome;
 mod sources;
 mod steps;

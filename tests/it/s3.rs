@@ -33,14 +33,7 @@ async fn list(moto: &Moto, bucket: &str, prefix: &str) -> Vec<String> {
 #[tokio::test]
 async fn artifacts_are_published_to_s3_and_an_unchanged_revision_is_not_rewritten() {
     // The Job gets these from the Secret; the SDK's chain reads them from the environment.
-    // SAFETY: no other test reads or writes these variables.
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/aws-config");
-        std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials");
-    }
+    crate::support::moto::test_credentials();
     let moto = Moto::start();
     moto.create_bucket("twins").await;
     let scratch = Scratch::new("s3");

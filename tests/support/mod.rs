@@ -18,4 +18,5 @@ pub mod scene;
 pub mod serve;
 pub mod sites;
 pub mod twins;
+pub mod vllm;
 pub mod wait;

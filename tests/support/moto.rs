@@ -13,6 +13,22 @@ pub struct Moto {
     pub addr: SocketAddr,
 }
 
+/// Credentials for moto in this process's environment, where the SDK's chain reads them (set
+/// once: every test that talks to moto in process calls this, and nothing else sets them).
+pub fn test_credentials() {
+    static SET: std::sync::Once = std::sync::Once::new();
+    SET.call_once(|| {
+        // SAFETY: set once, before any test of this binary reads them.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+            std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/aws-config");
+            std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials");
+        }
+    });
+}
+
 impl Moto {
     /// Starts moto on a free port and waits until it answers.
     pub fn start() -> Self {
@@ -42,6 +58,14 @@ impl Moto {
     /// The endpoint URL clients use.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Writes an object (moto does not check signatures).
+    pub async fn put(&self, bucket: &str, key: &str, body: impl Into<reqwest::Body>) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let url = format!("{}/{bucket}/{key}", self.endpoint());
+        let response = reqwest::Client::new().put(&url).body(body).send().await.unwrap();
+        assert!(response.status().is_success(), "put {url}: {}", response.status());
     }
 
     /// Creates a bucket (moto does not check signatures).

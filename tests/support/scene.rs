@@ -151,7 +151,11 @@ impl Scene {
         let mut object: Value =
             serde_saphyr::from_str(&repo::read(&format!("manifests/examples/{file}"))).unwrap();
         object["metadata"]["namespace"] = json!(self.namespace);
-        for pointer in ["/spec/backend/kubernetes/nodeSelector", "/spec/engine/pod/nodeSelector"] {
+        for pointer in [
+            "/spec/backend/kubernetes/nodeSelector",
+            "/spec/engine/pod/nodeSelector",
+            "/spec/vllm/pod/nodeSelector",
+        ] {
             if let Some(selector) = object.pointer_mut(pointer).and_then(Value::as_object_mut) {
                 selector.insert(POOL_LABEL.into(), json!(self.namespace));
             }

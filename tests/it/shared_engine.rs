@@ -1,0 +1,336 @@
+//! Shared engines on the real control plane: TwinEndpoints of one base model share one
+//! TwinEngine's vLLM Deployment, a second base model gets a second; each endpoint's adapter is
+//! loaded at run time by the engine's agent (`twin engine-agent`, run here against the scripted
+//! vLLM of tests/support/vllm.rs, with adapters fetched from moto's S3), so a new adapter
+//! changes no pod template; a load the engine refuses fails that endpoint alone; deleted
+//! endpoints' adapters are unloaded, and the last one takes the engine's Deployment with it.
+//!
+//! kwok runs no containers: the test stands in for the kubelet by copying the engine's
+//! ConfigMap into the agent's file, and the operator reads the agent at `agent_url`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::DeleteParams;
+use serde_json::{Value, json};
+use twin_operator::agent::{Agent, AgentArgs};
+use twin_operator::api::{TwinEndpoint, TwinEngine};
+
+use crate::operator::ready_message;
+use crate::support::moto::{Moto, test_credentials};
+use crate::support::scene::{Scene, eventually};
+use crate::support::vllm::ScriptedVllm;
+
+const LLAMA: &str = "hf://meta-llama/Llama-3.1-8B";
+const QWEN: &str = "hf://Qwen/Qwen2.5-7B";
+
+fn adapter(name: &str) -> String {
+    format!("s3://twins-bucket/adapters/{name}")
+}
+
+/// Puts a PEFT adapter of `rank` at `adapters/<name>` in moto's bucket.
+async fn publish_adapter(moto: &Moto, name: &str, rank: u32) {
+    let config =
+        json!({"peft_type": "LORA", "r": rank, "lora_alpha": rank, "target_modules": ["q_proj", "v_proj"]});
+    moto.put("twins-bucket", &format!("adapters/{name}/adapter_config.json"), config.to_string()).await;
+    moto.put(
+        "twins-bucket",
+        &format!("adapters/{name}/adapter_model.safetensors"),
+        format!("weights of {name}"),
+    )
+    .await;
+}
+
+fn engine(scene: &Scene, name: &str, base: &str) -> Value {
+    json!({
+        "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinEngine",
+        "metadata": {"name": name, "namespace": scene.namespace},
+        "spec": {
+            "baseModel": {"uri": base},
+            "vllm": {"pod": {
+                "nodeSelector": {crate::support::scene::POOL_LABEL: scene.namespace},
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}},
+            "adapters": {"maxLoaded": 4, "maxCpu": 16}
+        }
+    })
+}
+
+fn endpoint(scene: &Scene, name: &str, engine: &str, base: &str, adapter_uri: &str) -> Value {
+    json!({
+        "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinEndpoint",
+        "metadata": {"name": name, "namespace": scene.namespace},
+        "spec": {
+            "model": {"baseModel": {"uri": base}, "adapterUri": adapter_uri},
+            "engine": {"kind": "shared", "engineRef": {"name": engine}},
+            "gateway": {"replicas": 1}
+        }
+    })
+}
+
+/// The kubelet's part, which kwok does not play: the engine's ConfigMap, as its pods mount it,
+/// in the agent's file (gone when the ConfigMap goes).
+fn mount_config_map(scene: &Scene, name: &'static str, file: PathBuf) -> tokio::task::JoinHandle<()> {
+    let api = scene.api::<ConfigMap>();
+    tokio::spawn(async move {
+        loop {
+            match api.get_opt(name).await {
+                Ok(Some(config_map)) => {
+                    let data = config_map.data.unwrap_or_default();
+                    if let Some(wanted) = data.get("adapters.json") {
+                        std::fs::write(&file, wanted).unwrap();
+                    }
+                }
+                Ok(None) => {
+                    let _ = std::fs::remove_file(&file);
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+async fn state_of(scene: &Scene, engine: &str, endpoint: &str) -> Option<Value> {
+    let engine = scene.get::<TwinEngine>(engine).await?;
+    engine["status"]["adapters"].as_array()?.iter().find(|a| a["endpoint"] == endpoint).cloned()
+}
+
+fn template(deployment: &Value) -> Value {
+    deployment["spec"]["template"].clone()
+}
+
+#[tokio::test]
+async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_time() {
+    test_credentials();
+    let moto = Moto::start();
+    moto.create_bucket("twins-bucket").await;
+    for name in ["anna", "ben", "ben-retrained", "cleo", "dora"] {
+        publish_adapter(&moto, name, 16).await;
+    }
+    // Rank 64 on an engine sized for 16: vLLM refuses it.
+    publish_adapter(&moto, "eve", 64).await;
+
+    // The engine's pod, as it would run: the scripted vLLM and the real agent beside it.
+    let vllm = ScriptedVllm::new("llama", 16);
+    let vllm_url = vllm.start().await;
+    let scratch = std::env::temp_dir().join(format!("twin-shared-engine-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let wanted = scratch.join("adapters.json");
+    let agent = Arc::new(
+        Agent::new(AgentArgs {
+            vllm: vllm_url,
+            wanted: wanted.display().to_string(),
+            cache: scratch.join("cache"),
+            listen: String::new(),
+            interval: Duration::from_millis(200),
+            retry: Duration::from_secs(600),
+            s3_endpoint_url: Some(moto.endpoint()),
+            s3_region: Some("us-east-1".into()),
+        })
+        .unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let agent_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(twin_operator::agent::serve(agent.clone(), listener));
+    tokio::spawn(agent.clone().keep_in_step());
+
+    let scene = Scene::new("shared").await;
+    scene.gpu_node("kwok-l4", 8).await;
+    let operator = scene.operator_with("replica-a", |s| s.agent_url = Some(agent_url)).await;
+    let kubelet = mount_config_map(&scene, "llama-engine-adapters", wanted.clone());
+
+    // An engine no endpoint names runs nothing.
+    scene.apply(&engine(&scene, "llama", LLAMA)).await;
+    scene.apply(&engine(&scene, "qwen", QWEN)).await;
+    let unused = scene.wait_for_phase::<TwinEngine>("llama", "Unused", "NoEndpoints").await;
+    assert!(ready_message(&unused).contains("no TwinEndpoint names"), "{unused}");
+    assert!(scene.get::<Deployment>("llama-engine").await.is_none());
+
+    // Three twins of Llama: one engine Deployment, runtime LoRA on, no adapter in its arguments.
+    for name in ["anna", "ben", "cleo"] {
+        scene.apply(&endpoint(&scene, name, "llama", LLAMA, &adapter(name))).await;
+    }
+    let deployment = scene.wait_for::<Deployment>("llama-engine").await;
+    let pod = &deployment["spec"]["template"]["spec"];
+    let args: Vec<String> = serde_json::from_value(pod["containers"][0]["args"].clone()).unwrap();
+    for pair in [
+        ["--enable-lora", "--max-loras"],
+        ["--max-loras", "4"],
+        ["--max-cpu-loras", "16"],
+        ["--max-lora-rank", "16"],
+    ] {
+        assert!(args.windows(2).any(|w| w == pair), "{pair:?} in {args:?}");
+    }
+    assert!(!args.iter().any(|a| a == "--lora-modules"), "adapters are loaded at run time: {args:?}");
+    assert!(
+        pod["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"}))
+    );
+    assert_eq!(pod["containers"][1]["name"], "adapter-agent");
+    assert_eq!(pod["containers"][1]["args"], json!(["engine-agent"]));
+    let gateway = scene.wait_for::<Deployment>("ben").await;
+    let env = gateway["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap().clone();
+    let var = |name: &str| env.iter().find(|e| e["name"] == name).map(|e| e["value"].clone());
+    assert_eq!(
+        var("TWIN_SERVE_UPSTREAM"),
+        Some(json!(format!("http://llama-engine.{}.svc:8000/v1", scene.namespace)))
+    );
+    assert_eq!(var("TWIN_SERVE_UPSTREAM_MODEL"), Some(json!("ben")), "the gateway asks for its twin by name");
+
+    for name in ["anna", "ben", "cleo"] {
+        let ready = scene.wait_for_phase::<TwinEndpoint>(name, "Ready", "Serving").await;
+        assert_eq!(ready["status"]["model"]["adapterUri"], adapter(name));
+        let engine_ready = ready["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "EngineReady")
+            .cloned()
+            .unwrap();
+        assert_eq!(engine_ready["reason"], "AdapterLoaded", "{ready}");
+    }
+    let loaded = vllm.loaded();
+    assert_eq!(loaded.keys().collect::<Vec<_>>(), ["anna", "ben", "cleo"]);
+    assert!(
+        loaded["anna"].starts_with(&scratch.join("cache/anna").display().to_string()),
+        "fetched into the cache first: {loaded:?}"
+    );
+    let ready = scene.wait_for_phase::<TwinEngine>("llama", "Ready", "Serving").await;
+    assert_eq!(ready["status"]["adapterSummary"], "3/3");
+
+    // A twin of another base model makes a second engine.
+    scene.apply(&endpoint(&scene, "dora", "qwen", QWEN, &adapter("dora"))).await;
+    scene.wait_for::<Deployment>("qwen-engine").await;
+    let engines = scene.list::<Deployment>().await;
+    let engines: Vec<&str> = engines
+        .iter()
+        .filter(|d| d["metadata"]["labels"]["app.kubernetes.io/name"] == "twin-engine")
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(engines, ["llama-engine", "qwen-engine"], "one engine per base model");
+    // An endpoint that names an engine of another base model is told so.
+    scene.apply(&endpoint(&scene, "finn", "qwen", LLAMA, &adapter("anna"))).await;
+    let mismatch = scene.wait_for_phase::<TwinEndpoint>("finn", "Failed", "BaseModelMismatch").await;
+    assert!(ready_message(&mismatch).contains("runs hf://Qwen/Qwen2.5-7B"), "{mismatch}");
+
+    // A new adapter for ben (what a retrain promotes): loaded in place, no pod template changed.
+    let before = template(&scene.get::<Deployment>("llama-engine").await.unwrap());
+    scene.apply(&endpoint(&scene, "ben", "llama", LLAMA, &adapter("ben-retrained"))).await;
+    eventually("ben serving its new adapter", || async {
+        let ben = scene.get::<TwinEndpoint>("ben").await?;
+        (crate::support::wait::has_phase(&ben, "Ready", "Serving")
+            && ben["status"]["model"]["adapterUri"] == adapter("ben-retrained"))
+        .then_some(())
+    })
+    .await;
+    let reload = vllm.calls_of("load_lora_adapter").into_iter().rfind(|c| c["lora_name"] == "ben").unwrap();
+    assert_eq!(reload["load_inplace"], true, "{reload}");
+    assert!(
+        reload["lora_path"].as_str().unwrap().starts_with(&scratch.join("cache/ben").display().to_string())
+    );
+    assert_eq!(
+        template(&scene.get::<Deployment>("llama-engine").await.unwrap()),
+        before,
+        "the engine's pods are untouched"
+    );
+    assert_eq!(vllm.calls_of("unload_lora_adapter"), Vec::<Value>::new(), "nothing unloaded to replace ben");
+
+    // An adapter vLLM refuses fails its endpoint alone, with vLLM's words.
+    scene.apply(&endpoint(&scene, "eve", "llama", LLAMA, &adapter("eve"))).await;
+    let failed = scene.wait_for_phase::<TwinEndpoint>("eve", "Failed", "AdapterLoadFailed").await;
+    assert!(ready_message(&failed).contains("LoRA rank 64 is greater than max_lora_rank 16"), "{failed}");
+    let engine_now = scene.wait_for_phase::<TwinEngine>("llama", "Ready", "AdaptersFailed").await;
+    assert_eq!(engine_now["status"]["adapterSummary"], "3/4");
+    assert_eq!(state_of(&scene, "llama", "eve").await.unwrap()["state"], "Failed");
+    for name in ["anna", "ben", "cleo"] {
+        scene.wait_for_phase::<TwinEndpoint>(name, "Ready", "Serving").await;
+    }
+    assert_eq!(template(&scene.get::<Deployment>("llama-engine").await.unwrap()), before);
+
+    // Deleting endpoints unloads their adapters; the last one takes the engine's children.
+    scene.api::<TwinEndpoint>().delete("cleo", &DeleteParams::default()).await.unwrap();
+    eventually("cleo unloaded", || async { (!vllm.loaded().contains_key("cleo")).then_some(()) }).await;
+    assert_eq!(vllm.calls_of("unload_lora_adapter"), [json!({"lora_name": "cleo"})]);
+    assert!(!scratch.join("cache/cleo").exists(), "its files leave the cache");
+    for name in ["anna", "ben", "eve"] {
+        scene.api::<TwinEndpoint>().delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    scene.wait_gone::<Deployment>("llama-engine").await;
+    scene.wait_gone::<ConfigMap>("llama-engine-adapters").await;
+    scene.wait_for_phase::<TwinEngine>("llama", "Unused", "NoEndpoints").await;
+    assert!(scene.get::<Deployment>("qwen-engine").await.is_some(), "the other engine stays");
+    kubelet.abort();
+    operator.shutdown().await;
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+#[tokio::test]
+async fn the_agent_replaces_adapters_on_an_older_vllm_and_reloads_them_after_a_restart() {
+    let scratch = std::env::temp_dir().join(format!("twin-agent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    for (name, rank) in [("v1", 8), ("v2", 8)] {
+        let folder = scratch.join("published").join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("adapter_config.json"), json!({"r": rank}).to_string()).unwrap();
+        std::fs::write(folder.join("adapter_model.safetensors"), name).unwrap();
+    }
+    let uri = |name: &str| format!("file://{}", scratch.join("published").join(name).display());
+    let mut vllm = ScriptedVllm::new("llama", 16);
+    // vLLM before January 2026: no load_inplace.
+    vllm.load_inplace = false;
+    let vllm_url = vllm.start().await;
+    let wanted = scratch.join("adapters.json");
+    let agent = Agent::new(AgentArgs {
+        vllm: vllm_url,
+        wanted: wanted.display().to_string(),
+        cache: scratch.join("cache"),
+        listen: String::new(),
+        interval: Duration::from_millis(100),
+        retry: Duration::from_secs(600),
+        s3_endpoint_url: None,
+        s3_region: None,
+    })
+    .unwrap();
+    let want = |list: Value| std::fs::write(&wanted, list.to_string()).unwrap();
+
+    want(json!({"adapters": [{"name": "paul", "uri": uri("v1")}]}));
+    agent.pass().await;
+    let first = vllm.loaded()["paul"].clone();
+    assert!(first.starts_with(&scratch.join("cache/paul").display().to_string()), "{first}");
+    assert_eq!(agent.report().adapters[0].state, twin_operator::contract::adapters::Loading::Loaded);
+
+    // A new version: refused in place by this vLLM, so unloaded and loaded again.
+    want(json!({"adapters": [{"name": "paul", "uri": uri("v2")}]}));
+    agent.pass().await;
+    let second = vllm.loaded()["paul"].clone();
+    assert_ne!(second, first);
+    let names = |route: &str| {
+        vllm.calls_of(route)
+            .iter()
+            .map(|c| c["lora_path"].as_str().unwrap_or("-").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names("load_lora_adapter"), [first.clone(), second.clone(), second.clone()]);
+    assert_eq!(vllm.calls_of("unload_lora_adapter"), [json!({"lora_name": "paul"})]);
+    assert!(!std::path::Path::new(&first).exists(), "the old version leaves the cache");
+
+    // vLLM restarted and lost its adapters: the next pass loads them again.
+    vllm.loaded.lock().unwrap().clear();
+    agent.pass().await;
+    assert_eq!(vllm.loaded()["paul"], second);
+
+    // A broken list keeps the last one read; an empty one unloads everything.
+    std::fs::write(&wanted, "{not json").unwrap();
+    agent.pass().await;
+    assert!(vllm.loaded().contains_key("paul"));
+    want(json!({"adapters": []}));
+    agent.pass().await;
+    assert!(vllm.loaded().is_empty());
+    assert!(!scratch.join("cache/paul").exists());
+    let _ = std::fs::remove_dir_all(&scratch);
+}
