@@ -398,10 +398,6 @@ pub struct ServedModel {
     /// The dataset revision the adapter was trained on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_revision: Option<String>,
-    /// The adapter's LoRA rank, when its training reported it (a shared engine is sized for the
-    /// largest of its adapters').
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lora_rank: Option<u32>,
 }
 
 /// Ready/desired replicas, as `"ready/desired"`.

@@ -25,9 +25,10 @@ use crate::storage::StorageUri;
 /// Secret that `spec.gateway.apiKeySecretRef` names does not exist.
 pub const API_KEY_ENV: &str = "TWIN_API_KEY";
 
-/// Whether `twin up` serves the endpoint on this machine: vLLM runs only on a cluster's GPUs.
+/// Whether `twin up` serves the endpoint on this machine: vLLM, its own or shared, runs only on
+/// a cluster's GPUs.
 pub fn served_here(endpoint: &TwinEndpoint) -> bool {
-    endpoint.spec.engine.kind != EngineKind::Vllm
+    !matches!(endpoint.spec.engine.kind, EngineKind::Vllm | EngineKind::Shared)
 }
 
 /// The address each endpoint served here listens on, taken now, by the endpoint's index among
@@ -305,8 +306,8 @@ pub fn plan(resource: &Located, here: &Here, url: &str) -> Result<Plan, Status> 
         return Err(Status::new(
             EndpointPhase::Pending,
             "EngineNotLocal",
-            "engine.kind vllm runs on a cluster's GPUs (kubectl apply); to serve this twin here set engine.kind \
-             embedded (a GGUF base model, on the CPU) or external (an OpenAI-compatible url)",
+            "engine.kind vllm and shared run on a cluster's GPUs (kubectl apply); to serve this twin here set \
+             engine.kind embedded (a GGUF base model, on the CPU) or external (an OpenAI-compatible url)",
         ));
     }
     let mut gateway = GatewaySettings {

@@ -127,6 +127,11 @@ fn typed(kind: &str, object: Value) -> Result<Twin, String> {
     let twin = match kind {
         "TwinDataset" => serde_json::from_value(object).map(|dataset| Twin::Dataset(Box::new(dataset))),
         "TwinTrainingJob" => serde_json::from_value(object).map(|job| Twin::Training(Box::new(job))),
+        "TwinEngine" => {
+            return Err(
+                "a TwinEngine is a cluster's vLLM shared by twins (kubectl apply); twin up does not run one: serve its twins here with engine.kind embedded".into(),
+            );
+        }
         _ => serde_json::from_value(object).map(|endpoint| Twin::Endpoint(Box::new(endpoint))),
     };
     twin.map_err(|e| format!("does not read as a {kind}: {e}"))

@@ -116,6 +116,31 @@ fn every_kind_and_phase_maps_to_the_expected_health() {
             "Degraded",
             "CronJob paul-refresh",
         ),
+        ("TwinEngine", Value::Null, "Progressing", "Waiting for the operator"),
+        (
+            "TwinEngine",
+            json!({"observedGeneration": 2, "phase": "Unused", "conditions": ready("False", "NoEndpoints", "no TwinEndpoint names TwinEngine \"llama\"")}),
+            "Healthy",
+            "no TwinEndpoint",
+        ),
+        (
+            "TwinEngine",
+            json!({"observedGeneration": 2, "phase": "Ready", "conditions": ready("True", "AdaptersFailed", "2 of 3 adapters loaded; could not load the adapters of eve")}),
+            "Healthy",
+            "eve",
+        ),
+        (
+            "TwinEngine",
+            json!({"observedGeneration": 2, "phase": "Pending", "conditions": ready("False", "EngineUnschedulable", "0/3 nodes are available")}),
+            "Progressing",
+            "nodes are available",
+        ),
+        (
+            "TwinEngine",
+            json!({"observedGeneration": 2, "phase": "Degraded", "conditions": ready("False", "EngineCrashLoopBackOff", "container vllm is crash-looping")}),
+            "Degraded",
+            "crash-looping",
+        ),
         ("TwinTrainingJob", Value::Null, "Progressing", "Waiting for the operator"),
         ("TwinTrainingJob", json!({"observedGeneration": 2, "phase": "Pending"}), "Progressing", "Pending"),
         (
@@ -230,7 +255,7 @@ fn every_kind_and_phase_maps_to_the_expected_health() {
         ),
     ];
     // Suspended means paused on purpose; no twin is, whatever it waits for.
-    for kind in ["TwinDataset", "TwinTrainingJob", "TwinEndpoint"] {
+    for kind in ["TwinDataset", "TwinTrainingJob", "TwinEndpoint", "TwinEngine"] {
         assert!(!script(kind).contains("Suspended"), "{kind}'s health check can answer Suspended");
     }
     for (kind, status, expected, words) in cases {

@@ -103,6 +103,7 @@ fn default_render_parses_into_kubernetes_types() {
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Deployment",
             "Role",
             "RoleBinding",
@@ -142,9 +143,17 @@ fn every_optional_object_renders_and_parses() {
     let policy: NetworkPolicy = typed(find(&documents, "NetworkPolicy")[0]);
     let spec = policy.spec.unwrap();
     assert_eq!(spec.policy_types.unwrap(), ["Ingress", "Egress"]);
-    // DNS, then the API server alone: with awsCIDRs emptied, no other host is reachable.
+    // DNS, the API server, then the shared engines' agents alone: with awsCIDRs emptied, no
+    // other host is reachable.
     let egress = spec.egress.unwrap();
-    assert_eq!(egress.len(), 2, "{egress:?}");
+    assert_eq!(egress.len(), 3, "{egress:?}");
+    let agents = &egress[2];
+    let peer = &agents.to.as_ref().unwrap()[0];
+    assert_eq!(
+        peer.pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["app.kubernetes.io/name"],
+        "twin-engine"
+    );
+    assert!(agents.ports.as_ref().unwrap().iter().all(|p| p.port == Some(IntOrString::Int(8001))));
     let api_server = &egress[1];
     let cidrs: Vec<&str> =
         api_server.to.as_ref().unwrap().iter().map(|p| p.ip_block.as_ref().unwrap().cidr.as_str()).collect();
@@ -208,18 +217,24 @@ fn expected_rules() -> Vec<PolicyRule> {
     // Applied and pruned, never read one by one or watched.
     let applied = ["list", "create", "patch", "delete"];
     vec![
-        rule(&["llmtwin.dev"], &["twindatasets", "twintrainingjobs"], &["get", "list", "watch"]),
+        rule(
+            &["llmtwin.dev"],
+            &["twindatasets", "twintrainingjobs", "twinengines"],
+            &["get", "list", "watch"],
+        ),
         rule(&["llmtwin.dev"], &["twinendpoints"], &["list", "watch"]),
         rule(&["llmtwin.dev"], &["twintrainingjobs"], &["patch"]),
         rule(
             &["llmtwin.dev"],
-            &["twindatasets/status", "twintrainingjobs/status", "twinendpoints/status"],
+            &["twindatasets/status", "twintrainingjobs/status", "twinendpoints/status", "twinengines/status"],
             &["patch"],
         ),
         rule(&["batch"], &["jobs"], &["get", "list", "watch", "create", "patch"]),
         rule(&["batch"], &["cronjobs"], &applied),
-        rule(&[""], &["configmaps"], &["get", "create", "patch"]),
-        rule(&[""], &["services"], &applied),
+        // A shared engine's are watched and pruned; the others go with their owner.
+        rule(&[""], &["configmaps"], &["get", "list", "watch", "create", "patch", "delete"]),
+        // A shared engine's are watched.
+        rule(&[""], &["services"], &["list", "watch", "create", "patch", "delete"]),
         rule(&[""], &["pods"], &["list", "watch"]),
         rule(&["apps"], &["deployments"], &["get", "list", "watch", "create", "patch", "delete"]),
         rule(&["autoscaling"], &["horizontalpodautoscalers"], &applied),

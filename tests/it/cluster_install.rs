@@ -68,14 +68,16 @@ async fn the_readme_examples_apply_with_kubectl_and_list_as_twins() {
         "twintrainingjob.llmtwin.dev/paul-v1-sagemaker",
         "twinendpoint.llmtwin.dev/paul",
         "twinendpoint.llmtwin.dev/paul-external",
+        "twinendpoint.llmtwin.dev/paula",
+        "twinengine.llmtwin.dev/llama-8b",
     ] {
         assert!(applied.contains(&format!("{object} created")), "kubectl apply said: {applied}");
     }
-    // The category and short names: `kubectl get twin` lists all three kinds.
+    // The category and short names: `kubectl get twin` lists all four kinds.
     let listed = plane.run_kubectl(&["get", "twin", "-n", namespace, "-o", "name"]);
-    assert_eq!(listed.lines().count(), 5, "kubectl get twin listed: {listed}");
-    let short = plane.run_kubectl(&["get", "tds,ttj,tep", "-n", namespace, "-o", "name"]);
-    assert_eq!(short.lines().count(), 5, "kubectl get tds,ttj,tep listed: {short}");
+    assert_eq!(listed.lines().count(), 7, "kubectl get twin listed: {listed}");
+    let short = plane.run_kubectl(&["get", "tds,ttj,tep,teng", "-n", namespace, "-o", "name"]);
+    assert_eq!(short.lines().count(), 7, "kubectl get tds,ttj,tep,teng listed: {short}");
 }
 
 /// The NetworkPolicy reaches the API server at the addresses the cluster lists for it (the

@@ -91,6 +91,12 @@ fn crds_have_the_names_columns_and_subresources_users_rely_on() {
             ],
         ),
         (
+            "twinengines.llmtwin.dev",
+            "TwinEngine",
+            "teng",
+            vec!["Phase", "Base", "Adapters", "Replicas", "Age"],
+        ),
+        (
             "twinendpoints.llmtwin.dev",
             "TwinEndpoint",
             "tep",
@@ -98,6 +104,7 @@ fn crds_have_the_names_columns_and_subresources_users_rely_on() {
         ),
     ];
     let crds = api::crds();
+    assert_eq!(crds.len(), expected.len());
     for (crd, (name, kind, short, columns)) in crds.iter().zip(expected) {
         assert_eq!(crd.metadata.name.as_deref(), Some(name));
         assert_eq!(crd.spec.group, "llmtwin.dev");

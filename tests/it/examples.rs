@@ -28,17 +28,18 @@ fn every_example_is_valid() {
     }
     assert_eq!(
         kinds_seen.into_iter().collect::<Vec<_>>(),
-        ["TwinDataset", "TwinEndpoint", "TwinTrainingJob"],
+        ["TwinDataset", "TwinEndpoint", "TwinEngine", "TwinTrainingJob"],
         "the examples must show every kind"
     );
 }
 
 fn deserialises(kind: &str, object: Value) {
-    use twin_operator::api::{TwinDataset, TwinEndpoint, TwinTrainingJob};
+    use twin_operator::api::{TwinDataset, TwinEndpoint, TwinEngine, TwinTrainingJob};
     let result = match kind {
         "TwinDataset" => serde_json::from_value::<TwinDataset>(object).map(drop),
         "TwinTrainingJob" => serde_json::from_value::<TwinTrainingJob>(object).map(drop),
         "TwinEndpoint" => serde_json::from_value::<TwinEndpoint>(object).map(drop),
+        "TwinEngine" => serde_json::from_value::<TwinEngine>(object).map(drop),
         other => panic!("unexpected kind {other}"),
     };
     result.unwrap_or_else(|e| panic!("{kind} does not deserialise: {e}"));

@@ -319,9 +319,13 @@ async fn metrics_health_and_readiness_are_served() {
     // The other controllers may still be at work on a busy machine: wait until both training
     // jobs are counted in their phase.
     let training_jobs = "twin_objects{kind=\"TwinTrainingJob\",phase=\"WaitingForDataset\"}";
-    let body = eventually("both training jobs to be counted", || async {
+    let dataset_reconciles = "twin_reconcile_duration_seconds_count{controller=\"twindataset\"}";
+    let body = eventually("both training jobs and a dataset reconcile to be counted", || async {
         let (code, body) = http_get(operator.metrics_addr, "/metrics").await;
-        (code == 200 && sample(&body, training_jobs) == Some(2.0)).then_some(body)
+        (code == 200
+            && sample(&body, training_jobs) == Some(2.0)
+            && sample(&body, dataset_reconciles).is_some_and(|n| n >= 1.0))
+        .then_some(body)
     })
     .await;
     let value =
@@ -329,7 +333,10 @@ async fn metrics_health_and_readiness_are_served() {
     assert!(value("twin_reconciliations_total{controller=\"twintrainingjob\"}") >= 2.0);
     assert!(value("twin_reconcile_duration_seconds_count{controller=\"twindataset\"}") >= 1.0);
     assert_eq!(value("twin_objects{kind=\"TwinTrainingJob\",phase=\"WaitingForDataset\"}"), 2.0);
-    assert_eq!(value("twin_objects{kind=\"TwinEndpoint\",phase=\"Pending\"}"), 2.0);
+    // paul and paula wait for paul-v1's model, paul-external for the dataset.
+    assert_eq!(value("twin_objects{kind=\"TwinEndpoint\",phase=\"Pending\"}"), 3.0);
+    // llama-8b holds no GPU while none of its endpoints has a model yet.
+    assert_eq!(value("twin_objects{kind=\"TwinEngine\",phase=\"Unused\"}"), 1.0);
     assert_eq!(value("twin_leader"), 1.0, "the leader says so");
     operator.shutdown().await;
 }

@@ -39,6 +39,11 @@ fn base(kind: &str) -> Value {
             "metadata": {"name": "paul", "namespace": "twins"},
             "spec": {"model": {"trainingJobRef": {"name": "paul-v1"}}}
         }),
+        "TwinEngine" => json!({
+            "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinEngine",
+            "metadata": {"name": "llama-8b", "namespace": "twins"},
+            "spec": {"baseModel": {"uri": "hf://meta-llama/Llama-3.1-8B"}}
+        }),
         other => panic!("no base object for {other}"),
     }
 }
@@ -215,7 +220,10 @@ fn endpoint_cases() -> Vec<Case> {
     let adapter_with_base = "adapterUri goes with baseModel; a trainingJobRef brings its own adapter";
     let external_url = "url is required for, and only for, the external engine";
     let vllm_only = "image, gpus, maxModelLen, extraArgs and sharedMemory apply only to the vllm engine";
-    let cache = "modelCache applies to the vllm and embedded engines, which load a model";
+    let cache = "modelCache applies to the vllm and embedded engines, which load a model (a shared engine's is its TwinEngine's)";
+    let shared_ref = "engineRef is required for, and only for, the shared engine";
+    let shared_scaling = "a shared engine is scaled by its TwinEngine: remove autoscaling, or scale the gateway with gateway.maxReplicas";
+    let shared = json!({"kind": "shared", "engineRef": {"name": "llama-8b"}});
     let cache_size = "sizeLimit bounds the emptyDir used without claimName; a claim's size is its own";
     let external_scaling = "the external engine is scaled by whoever runs it: remove autoscaling, or scale the gateway with gateway.maxReplicas";
     let gateway_max = "gateway.maxReplicas must be at least gateway.replicas";
@@ -254,6 +262,24 @@ fn endpoint_cases() -> Vec<Case> {
             K,
             MODEL_URI,
             json!({"spec": {"model": {"trainingJobRef": null, "baseModel": {"uri": "file:///models/smollm2.gguf"}}}}),
+        ),
+        reject(K, shared_ref, json!({"spec": {"engine": {"kind": "shared"}}})),
+        reject(
+            K,
+            shared_ref,
+            json!({"spec": {"engine": {"kind": "vllm", "engineRef": {"name": "llama-8b"}}}}),
+        ),
+        accept(K, shared_ref, json!({"spec": {"engine": shared.clone()}})),
+        reject(
+            K,
+            shared_scaling,
+            json!({"spec": {"engine": shared.clone(), "autoscaling": {"maxReplicas": 2}}}),
+        ),
+        accept(K, shared_scaling, json!({"spec": {"engine": shared.clone(), "gateway": {"maxReplicas": 4}}})),
+        reject(
+            K,
+            cache,
+            json!({"spec": {"engine": {"kind": "shared", "engineRef": {"name": "llama-8b"}, "modelCache": {"sizeLimit": "10Gi"}}}}),
         ),
         reject(K, external_url, json!({"spec": {"engine": {"kind": "external"}}})),
         reject(K, external_url, json!({"spec": {"engine": {"kind": "vllm", "url": "http://vllm:8000/v1"}}})),
@@ -372,7 +398,77 @@ fn all_cases() -> Vec<Case> {
     let mut cases = dataset_cases();
     cases.extend(training_cases());
     cases.extend(endpoint_cases());
+    cases.extend(engine_cases());
     cases
+}
+
+fn engine_cases() -> Vec<Case> {
+    const K: &str = "TwinEngine";
+    let runs_vllm = "a TwinEngine runs vLLM: vllm.kind must be vllm (or unset)";
+    let slots = "adapters.maxCpu must be at least adapters.maxLoaded";
+    // The rules of the engine settings a TwinEngine shares with a TwinEndpoint's engine.
+    let external_url = "url is required for, and only for, the external engine";
+    let shared_ref = "engineRef is required for, and only for, the shared engine";
+    let vllm_only = "image, gpus, maxModelLen, extraArgs and sharedMemory apply only to the vllm engine";
+    let cache = "modelCache applies to the vllm and embedded engines, which load a model (a shared engine's is its TwinEngine's)";
+    let cache_size = "sizeLimit bounds the emptyDir used without claimName; a claim's size is its own";
+    vec![
+        reject(K, runs_vllm, json!({"spec": {"vllm": {"kind": "embedded"}}})),
+        accept(K, runs_vllm, json!({"spec": {"vllm": {"kind": "vllm", "gpus": 2}}})),
+        reject(K, slots, json!({"spec": {"adapters": {"maxLoaded": 8, "maxCpu": 4}}})),
+        reject(K, slots, json!({"spec": {"adapters": {"maxLoaded": 32}}})),
+        accept(K, slots, json!({"spec": {"adapters": {"maxLoaded": 8, "maxCpu": 8, "maxRank": 64}}})),
+        reject(
+            K,
+            STORAGE_S3_ONLY,
+            json!({"spec": {"adapters": {"store": {"uri": "pvc://adapters", "region": "eu-west-1"}}}}),
+        ),
+        accept(
+            K,
+            STORAGE_S3_ONLY,
+            json!({"spec": {"adapters": {"store": {"uri": "s3://twins-bucket/twins", "region": "eu-west-1", "credentialsSecretRef": {"name": "s3"}}}}}),
+        ),
+        reject(K, external_url, json!({"spec": {"vllm": {"url": "http://vllm:8000/v1"}}})),
+        accept(K, external_url, json!({"spec": {"vllm": {"maxModelLen": 8192}}})),
+        reject(K, shared_ref, json!({"spec": {"vllm": {"engineRef": {"name": "other"}}}})),
+        accept(K, shared_ref, json!({"spec": {"vllm": {"gpus": 1}}})),
+        reject(
+            K,
+            vllm_only,
+            json!({"spec": {"vllm": {"kind": "external", "url": "http://llm:8000/v1", "gpus": 2}}}),
+        ),
+        accept(
+            K,
+            vllm_only,
+            json!({"spec": {"vllm": {"image": "vllm/vllm-openai:v0.11.0", "sharedMemory": "8Gi"}}}),
+        ),
+        reject(
+            K,
+            cache,
+            json!({"spec": {"vllm": {"kind": "external", "url": "http://llm:8000/v1", "modelCache": {"sizeLimit": "1Gi"}}}}),
+        ),
+        accept(K, cache, json!({"spec": {"vllm": {"modelCache": {"claimName": "model-cache"}}}})),
+        reject(
+            K,
+            cache_size,
+            json!({"spec": {"vllm": {"modelCache": {"claimName": "model-cache", "sizeLimit": "1Gi"}}}}),
+        ),
+        accept(K, cache_size, json!({"spec": {"vllm": {"modelCache": {"sizeLimit": "100Gi"}}}})),
+        reject(K, MODEL_URI, json!({"spec": {"baseModel": {"uri": "Llama-3.1-8B"}}})),
+        accept(K, MODEL_URI, json!({"spec": {"baseModel": {"uri": "s3://twins-bucket/models/llama"}}})),
+        reject(K, STORAGE_URI, json!({"spec": {"adapters": {"store": {"uri": "hf://org/adapters"}}}})),
+        accept(K, STORAGE_URI, json!({"spec": {"adapters": {"store": {"uri": "pvc://adapters/twins"}}}})),
+        reject(
+            K,
+            HTTP_URL,
+            json!({"spec": {"adapters": {"store": {"uri": "s3://twins-bucket/twins", "endpointUrl": "minio:9000"}}}}),
+        ),
+        accept(
+            K,
+            HTTP_URL,
+            json!({"spec": {"adapters": {"store": {"uri": "s3://twins-bucket/twins", "endpointUrl": "http://minio:9000"}}}}),
+        ),
+    ]
 }
 
 #[test]
@@ -457,7 +553,7 @@ fn cel_rules_cost_at_most_a_quarter_of_the_api_servers_budget() {
             rule["rule"]
         );
     }
-    assert_eq!(totals.len(), 3, "{totals:?}");
+    assert_eq!(totals.len(), 4, "{totals:?}");
     for (crd, total) in totals {
         assert!(
             total <= CRD_LIMIT / 4,
@@ -609,7 +705,7 @@ async fn the_real_api_server_fills_in_the_same_defaults() {
     let plane = control_plane::shared();
     let namespace = plane.namespace("defaults").await;
     let catalog = CrdCatalog::generated();
-    for kind in ["TwinDataset", "TwinTrainingJob", "TwinEndpoint"] {
+    for kind in ["TwinDataset", "TwinTrainingJob", "TwinEndpoint", "TwinEngine"] {
         let created = plane
             .kubectl_with_input(
                 &["create", "--dry-run=server", "-o", "json", "-f", "-"],
@@ -643,6 +739,11 @@ fn optional_blocks(kind: &str) -> Value {
             "gateway": {"replicas": 3, "maxReplicas": 5},
             "engine": {"gpus": 2}
         }}),
+        "TwinEngine" => json!({"spec": {
+            "vllm": {"gpus": 2, "maxModelLen": 8192},
+            "adapters": {"maxLoaded": 8, "maxCpu": 32},
+            "monitoring": {"serviceMonitor": true}
+        }}),
         other => panic!("no optional blocks for {other}"),
     }
 }
@@ -654,7 +755,7 @@ fn optional_blocks(kind: &str) -> Value {
 async fn removing_optional_blocks_and_applying_server_side_returns_to_the_defaults() {
     let plane = control_plane::shared();
     let namespace = plane.namespace("removal").await;
-    for kind in ["TwinDataset", "TwinTrainingJob", "TwinEndpoint"] {
+    for kind in ["TwinDataset", "TwinTrainingJob", "TwinEndpoint", "TwinEngine"] {
         let apply = |patch: &Value, name: &str| {
             plane
                 .kubectl_with_input(

@@ -85,7 +85,6 @@ pub fn resolve_model(
                     training_job: Some(name.clone()),
                     dataset_revision: revision.clone(),
                     adapter_revision: revision,
-                    lora_rank: promoted.max_lora_rank,
                 });
             }
             // A job whose status lost its model (recreated, or written by an older operator):
@@ -131,7 +130,6 @@ pub fn resolve_model(
             training_job: None,
             dataset_revision: None,
             adapter_revision: None,
-            lora_rank: None,
         }),
         (None, None) => wait(
             EndpointPhase::Failed,
@@ -202,11 +200,18 @@ pub struct ValidEndpoint<'a> {
     pub shared_engine: Option<&'a TwinEngine>,
 }
 
+/// The LoRA rank of the served adapter, when its training job reported it.
+pub fn adapter_rank(model: &ServedModel, training_job: Option<&TwinTrainingJob>) -> Option<u32> {
+    let trained = training_job?.status.as_ref()?.model.as_ref()?;
+    (Some(&trained.adapter_uri) == model.adapter_uri.as_ref()).then_some(trained.max_lora_rank).flatten()
+}
+
 /// Checks that a shared engine's TwinEngine exists and runs the base model the adapter was
 /// trained on, and can hold its rank.
 pub fn check_shared_engine(
     endpoint: &TwinEndpoint,
     model: &ServedModel,
+    training_job: Option<&TwinTrainingJob>,
     engine: Option<&TwinEngine>,
 ) -> Option<Verdict<EndpointPhase>> {
     let reference = endpoint
@@ -235,7 +240,7 @@ pub fn check_shared_engine(
             ),
         );
     }
-    if let (Some(rank), Some(most)) = (model.lora_rank, engine.spec.adapters.max_rank)
+    if let (Some(rank), Some(most)) = (adapter_rank(model, training_job), engine.spec.adapters.max_rank)
         && rank > most
     {
         return settled(
@@ -265,7 +270,7 @@ pub fn validate<'a>(
         return Validation::Wait(verdict);
     }
     let invalid = |message| Validation::wait(EndpointPhase::Failed, "InvalidSpec", message);
-    if let Some(verdict) = check_shared_engine(endpoint, &model, shared_engine) {
+    if let Some(verdict) = check_shared_engine(endpoint, &model, training_job, shared_engine) {
         return Validation::Wait(verdict);
     }
     let engine = match plan_engine(endpoint, &model) {

@@ -23,7 +23,7 @@ use crate::operator::driver::Validation;
 use crate::operator::endpoint::engine::{DEFAULT_MAX_LORA_RANK, PORT, VllmPod, given, vllm_template};
 use crate::operator::endpoint::parts::{ENGINE_COMPONENT, meta, rolling_deployment, service};
 use crate::operator::endpoint::plan::{BaseArgs, MODELS, shared_adapter, shared_engine_name};
-use crate::operator::endpoint::validate::resolve_model;
+use crate::operator::endpoint::validate::{adapter_rank, resolve_model};
 use crate::operator::error::Result;
 use crate::operator::settings::OperatorSettings;
 
@@ -58,18 +58,30 @@ pub fn wanted(engine: &TwinEngine, users: &[(&TwinEndpoint, Option<&TwinTraining
         .iter()
         .filter_map(|(endpoint, job)| {
             let Validation::Proceed(model) = resolve_model(endpoint, *job) else { return None };
+            let rank = adapter_rank(&model, *job);
             let uri = model.adapter_uri.filter(|_| model.base_model == engine.spec.base_model.uri)?;
             shared_adapter(&uri).ok()?;
-            let fits =
-                engine.spec.adapters.max_rank.is_none_or(|most| model.lora_rank.is_none_or(|r| r <= most));
-            fits.then(|| WantedBy {
-                adapter: WantedAdapter { name: endpoint.name_any(), uri },
-                rank: model.lora_rank,
-            })
+            let fits = engine.spec.adapters.max_rank.is_none_or(|most| rank.is_none_or(|r| r <= most));
+            fits.then(|| WantedBy { adapter: WantedAdapter { name: endpoint.name_any(), uri }, rank })
         })
         .collect();
     wanted.sort_by(|a, b| a.adapter.name.cmp(&b.adapter.name));
     wanted
+}
+
+/// Whether an engine has anything to serve: an adapter wanted, or an endpoint of its base model
+/// without one (which asks for the base model by the engine's name). Until then it runs
+/// nothing, and holds no GPU for endpoints still waiting for their model.
+pub fn has_work(
+    engine: &TwinEngine,
+    users: &[(&TwinEndpoint, Option<&TwinTrainingJob>)],
+    wanted: &[WantedBy],
+) -> bool {
+    !wanted.is_empty()
+        || users.iter().any(|(endpoint, job)| {
+            matches!(resolve_model(endpoint, *job), Validation::Proceed(model)
+                if model.adapter_uri.is_none() && model.base_model == engine.spec.base_model.uri)
+        })
 }
 
 /// The names of an engine's children: the Deployment and Service, and the ConfigMap.

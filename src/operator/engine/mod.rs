@@ -71,17 +71,17 @@ async fn reconcile(engine: Arc<TwinEngine>, ctx: Arc<Context>) -> Result<Action>
     let resolving: Vec<(&TwinEndpoint, Option<&TwinTrainingJob>)> =
         users.iter().copied().zip(jobs.iter().map(Option::as_ref)).collect();
     let wanted = build::wanted(&engine, &resolving);
-    let children = if users.is_empty() {
-        build::EngineChildren::default()
-    } else {
-        build::build(&engine, &base, &wanted, &ctx.settings)
+    let active = build::has_work(&engine, &resolving, &wanted);
+    let children = match active {
+        true => build::build(&engine, &base, &wanted, &ctx.settings),
+        false => build::EngineChildren::default(),
     };
     apply_children(&ctx, &*engine, &children.child_set()?).await?;
     let (deployment, pods) = observe(&ctx, &engine, &namespace).await?;
     let reports = report::read_agents(&ctx.http, &pods, ctx.settings.agent_url.as_deref()).await;
     let adapters = report::adapter_states(&wanted, &reports);
     let (verdict, status) =
-        report::from_observed(&engine, users.len(), deployment.as_ref(), &pods, adapters, status);
+        report::from_observed(&engine, users.len(), active, deployment.as_ref(), &pods, adapters, status);
     settle(&ctx, &*engine, &verdict, status).await
 }
 

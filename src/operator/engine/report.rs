@@ -109,28 +109,39 @@ fn engine_phase(phase: EndpointPhase) -> EnginePhase {
     }
 }
 
-/// The verdict and status of an engine with `users` endpoints, from what runs.
+/// The verdict and status of an engine with `users` endpoints (`active` when any of them has a
+/// model for it to serve), from what runs.
 pub fn from_observed(
     engine: &TwinEngine,
     users: usize,
+    active: bool,
     deployment: Option<&Deployment>,
     pods: &[Pod],
     adapters: Vec<EngineAdapter>,
     mut status: TwinEngineStatus,
 ) -> (Verdict<EnginePhase>, TwinEngineStatus) {
     let name = engine.name_any();
-    if users == 0 {
+    if !active {
         status.url = None;
         status.replicas = None;
         status.adapter_summary = None;
         status.adapters = Vec::new();
-        let assessment = Assessment::not_ready(
-            EnginePhase::Unused,
-            "NoEndpoints",
-            format!(
-                "no TwinEndpoint names TwinEngine {name:?} (engine.kind shared, engine.engineRef.name {name}): nothing runs until one does"
+        let assessment = match users {
+            0 => Assessment::not_ready(
+                EnginePhase::Unused,
+                "NoEndpoints",
+                format!(
+                    "no TwinEndpoint names TwinEngine {name:?} (engine.kind shared, engine.engineRef.name {name}): nothing runs until one does"
+                ),
             ),
-        );
+            _ => Assessment::not_ready(
+                EnginePhase::Unused,
+                "NoModelYet",
+                format!(
+                    "{users} TwinEndpoints name TwinEngine {name:?}, and none has a model for it yet (a training job that has not promoted a run, or another base model): nothing runs until one does"
+                ),
+            ),
+        };
         return (Verdict { assessment, recheck: None }, status);
     }
     let pods: Vec<&Pod> = pods.iter().collect();
