@@ -144,7 +144,7 @@ pub(super) async fn responder(
         models_dir: args.models_dir.clone(),
         ..GatewaySettings::default()
     };
-    serve_args.loaded_engine = Some(LoadedEngine(Arc::new(engine)));
+    serve_args.loaded_engine = Some(LoadedEngine::ready(Arc::new(engine)));
     let gateway = LocalGateway::start(serve_args).await?;
     Ok(Responder::Local(Asker::new(&gateway.url, None, None, args.timeout)?, gateway))
 }

@@ -348,6 +348,10 @@ pub async fn run(args: UpArgs) -> ExitCode {
         }
     }
     if !to_serve.is_empty() {
+        // Twins of one base model answer from one copy of it, each with its own adapter.
+        crate::serve::share_embedded_engines(
+            &mut to_serve.iter_mut().map(|t| &mut t.plan.args).collect::<Vec<_>>(),
+        );
         let state_dir = args.state_dir.clone();
         let mut keep =
             |resource: &Located, status: Status| report(board, &mut state, &state_dir, resource, status);

@@ -101,13 +101,27 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
-/// An engine loaded by the caller, which the gateway uses as it is.
+/// An engine loaded (or loading) by the caller, which the gateway uses as it is: `twin up`
+/// loads one model for several twins, `twin eval` the twin and its baseline on one copy.
 #[derive(Clone)]
-pub struct LoadedEngine(pub std::sync::Arc<dyn crate::serve::engine::Engine>);
+pub struct LoadedEngine(pub EngineLoading);
+
+/// An engine a caller loads, awaited by every gateway that shares it.
+pub type EngineLoading = futures::future::Shared<
+    futures::future::BoxFuture<'static, Result<std::sync::Arc<dyn crate::serve::engine::Engine>, String>>,
+>;
+
+impl LoadedEngine {
+    /// An engine already loaded.
+    pub fn ready(engine: std::sync::Arc<dyn crate::serve::engine::Engine>) -> Self {
+        use futures::FutureExt;
+        Self(std::future::ready(Ok(engine)).boxed().shared())
+    }
+}
 
 impl std::fmt::Debug for LoadedEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LoadedEngine({})", self.0.info().model)
+        f.write_str("LoadedEngine")
     }
 }
 

@@ -123,7 +123,7 @@ type EngineLoad = BoxFuture<'static, Result<Arc<dyn Engine>, String>>;
 
 fn engine_loader(args: &ServeArgs) -> Result<EngineLoad, String> {
     if let Some(loaded) = &args.loaded_engine {
-        return Ok(std::future::ready(Ok(loaded.0.clone())).boxed());
+        return Ok(loaded.0.clone().boxed());
     }
     match args.gateway.engine {
         EngineKind::Openai => {
@@ -167,20 +167,7 @@ fn engine_loader(args: &ServeArgs) -> Result<EngineLoad, String> {
                 );
             }
             let (model, models_dir) = (args.gateway.model.clone(), args.gateway.models_dir.clone());
-            let mut options = EmbeddedOptions {
-                model: PathBuf::new(),
-                adapter: args
-                    .gateway
-                    .adapter
-                    .as_deref()
-                    .map(|a| PathBuf::from(a.strip_prefix("file://").unwrap_or(a))),
-                context_tokens: args.gateway.context_tokens,
-                parallel: args.parallel,
-                queue: args.queue,
-                threads: args.threads.unwrap_or_else(crate::parallel::cores),
-                first_token_timeout: args.first_token_timeout,
-                request_timeout: args.request_timeout,
-            };
+            let mut options = embedded_options(args);
             Ok(async move {
                 options.model = embedded_model_path(model, models_dir).await?;
                 tokio::task::spawn_blocking(move || {
@@ -190,6 +177,70 @@ fn engine_loader(args: &ServeArgs) -> Result<EngineLoad, String> {
                 .map_err(|e| format!("loading the engine panicked: {e}"))?
             }
             .boxed())
+        }
+    }
+}
+
+/// The embedded engine's options from the gateway's settings (its model still to be resolved).
+fn embedded_options(args: &ServeArgs) -> EmbeddedOptions {
+    EmbeddedOptions {
+        model: PathBuf::new(),
+        adapter: args
+            .gateway
+            .adapter
+            .as_deref()
+            .map(|a| PathBuf::from(a.strip_prefix("file://").unwrap_or(a))),
+        context_tokens: args.gateway.context_tokens,
+        parallel: args.parallel,
+        queue: args.queue,
+        threads: args.threads.unwrap_or_else(crate::parallel::cores),
+        first_token_timeout: args.first_token_timeout,
+        request_timeout: args.request_timeout,
+    }
+}
+
+/// Makes the gateways of `twins` that run the same embedded model share one engine: the model is
+/// loaded once, with each twin's adapter, and one worker answers them all (`twin up` with several
+/// twins of one base model). Each keeps its own adapter, dataset, prompt and lineage.
+pub fn share_embedded_engines(twins: &mut [&mut ServeArgs]) {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (index, args) in twins.iter().enumerate() {
+        if args.gateway.engine != EngineKind::Embedded || args.loaded_engine.is_some() {
+            continue;
+        }
+        let key = format!(
+            "{:?}|{:?}|{:?}",
+            args.gateway.model, args.gateway.models_dir, args.gateway.context_tokens
+        );
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(index),
+            None => groups.push((key, vec![index])),
+        }
+    }
+    for (_, members) in groups.into_iter().filter(|(_, members)| members.len() > 1) {
+        let first = &twins[members[0]];
+        let (model, models_dir) = (first.gateway.model.clone(), first.gateway.models_dir.clone());
+        let mut options = embedded_options(first);
+        // Answers of every twin are decoded by one worker: its batch and queue serve them all.
+        options.parallel = members.iter().map(|&i| twins[i].parallel).max().unwrap_or(options.parallel);
+        options.queue = members.iter().map(|&i| twins[i].queue).sum();
+        let adapters: Vec<Option<PathBuf>> =
+            members.iter().map(|&i| embedded_options(&twins[i]).adapter).collect();
+        let loading = async move {
+            options.model = embedded_model_path(model, models_dir).await?;
+            tokio::task::spawn_blocking(move || EmbeddedEngine::load_shared(&options, &adapters))
+                .await
+                .map_err(|e| format!("loading the engine panicked: {e}"))?
+                .map(|engines| {
+                    engines.into_iter().map(|e| Arc::new(e) as Arc<dyn Engine>).collect::<Vec<_>>()
+                })
+        }
+        .boxed()
+        .shared();
+        for (position, &index) in members.iter().enumerate() {
+            let mine =
+                loading.clone().map(move |engines| engines.map(|all| all[position].clone())).boxed().shared();
+            twins[index].loaded_engine = Some(config::LoadedEngine(mine));
         }
     }
 }

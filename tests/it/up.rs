@@ -355,3 +355,108 @@ fn a_trainer_that_cannot_start_says_why_in_the_jobs_status() {
         assert!(failed.contains(part), "{part:?} in {failed}");
     }
 }
+
+/// Three twins of SmolLM2, each its own adapter (random, from scripts/make-adapters) and its own
+/// dataset, served by one `twin up`: the model is mapped into the process once, and each twin
+/// answers with its own adapter (the same prompt gets three different greedy answers, and the
+/// lineage names the twin's adapter) and its own passages.
+#[test]
+fn twins_of_one_base_model_share_one_copy_of_it_in_twin_up_each_with_its_adapter_and_sources() {
+    let scratch = Scratch::new("up-shared");
+    let made = Command::new(crate::support::repo::path("scripts/make-adapters"))
+        .arg(scratch.0.join("adapters"))
+        .arg("3")
+        .output()
+        .expect("scripts/make-adapters runs");
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let smollm =
+        crate::support::repo::path(".cache/models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let twins = ["anna", "ben", "cleo"];
+    let mut yaml = String::new();
+    for (index, name) in twins.iter().enumerate() {
+        scratch.write(
+            &format!("corpus-{name}/post.md"),
+            &format!("# {name} on one subject\n\nThis post by {name} is about the subject only {name} writes about: {name}'s own work, told {name}'s way."),
+        );
+        yaml.push_str(&dataset_yaml(name, &scratch.0.join(format!("corpus-{name}")), &scratch.0.join("out")));
+        yaml.push_str(&format!(
+            "---\napiVersion: llmtwin.dev/v1alpha1\nkind: TwinEndpoint\nmetadata:\n  name: {name}\nspec:\n  \
+             model: {{baseModel: {{uri: \"file://{}\"}}, adapterUri: \"file://{}/adapters/twin-{index}.gguf\"}}\n  \
+             datasetRef: {{name: {name}}}\n  engine: {{kind: embedded}}\n---\n",
+            smollm.display(),
+            scratch.0.display()
+        ));
+    }
+    scratch.write("twins.yaml", &yaml);
+    let mut up = Command::new(env!("CARGO_BIN_EXE_twin"))
+        .args(["up", "-f"])
+        .arg(scratch.0.join("twins.yaml"))
+        .arg("--state-dir")
+        .arg(scratch.0.join("state"))
+        .args(["--listen", "127.0.0.1:0", "--models-dir"])
+        .arg(crate::support::repo::path(".cache/models"))
+        .env("HF_HUB_OFFLINE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("twin up starts");
+    let mut reader = std::io::BufReader::new(up.stdout.take().unwrap());
+    let mut said = String::new();
+    let mut urls = std::collections::BTreeMap::new();
+    while urls.len() < twins.len() {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert!(read > 0, "twin up ended before serving: {said}");
+        said.push_str(&line);
+        if let Some(rest) = line.strip_prefix("twinendpoint/")
+            && line.contains(" Ready (Serving)")
+        {
+            let name = rest.split_whitespace().next().unwrap().to_string();
+            let url = line[line.find("http://").unwrap()..].trim().to_string();
+            urls.insert(name, url);
+        }
+    }
+    // The model is mapped into the process once, not once per twin.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", up.id())).unwrap();
+    assert_eq!(maps.lines().filter(|l| l.ends_with(&smollm.display().to_string())).count(), 1, "{maps}");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ask = |url: &str, body: serde_json::Value| {
+        runtime.block_on(async {
+            let response = crate::support::gateway::client()
+                .post(format!("{url}/chat/completions"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<serde_json::Value>().await.unwrap()
+        })
+    };
+    let mut greedy = std::collections::BTreeSet::new();
+    for (index, name) in twins.iter().enumerate() {
+        let url = &urls[*name];
+        // The same prompt to each (no passages): only the adapter differs.
+        let bare = ask(
+            url,
+            serde_json::json!({"messages": [{"role": "user", "content": "What do you write about?"}],
+                               "max_tokens": 24, "temperature": 0, "rag": {"topK": 0}}),
+        );
+        let adapter = scratch.0.join(format!("adapters/twin-{index}.gguf")).display().to_string();
+        assert_eq!(bare["lineage"]["adapter"], adapter, "{name}: {bare}");
+        greedy.insert(bare["choices"][0]["message"]["content"].as_str().unwrap().to_string());
+        // Its own passages.
+        let grounded = ask(
+            url,
+            serde_json::json!({"messages": [{"role": "user", "content": format!("What does {name} write about?")}], "max_tokens": 8}),
+        );
+        let sources = grounded["sources"].as_array().unwrap();
+        assert!(!sources.is_empty(), "{name}: {grounded}");
+        assert!(sources.iter().all(|s| s["title"].as_str().unwrap().starts_with(name)), "{name}: {grounded}");
+        assert_eq!(grounded["lineage"]["dataset"], *name, "{grounded}");
+    }
+    assert_eq!(greedy.len(), 3, "each twin answers with its own adapter: {greedy:?}");
+    let _ = Command::new("kill").args(["-TERM", &up.id().to_string()]).status();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    assert_eq!(up.wait().unwrap().code(), Some(0), "{said}{rest}");
+}

@@ -2,7 +2,12 @@
 //! optional GGUF LoRA adapter. One worker thread owns the context and decodes every running
 //! answer together: each step is one batch holding the next token of each answer (and the
 //! prompts of new ones), so that concurrent requests share each pass over the weights. Up to
-//! `parallel` answers run at once; up to `queue` more wait; beyond that, requests get 429. No
+//! `parallel` answers run at once; up to `queue` more wait; beyond that, requests get 429.
+//!
+//! Several twins of one base model share one engine ([`EmbeddedEngine::load_shared`]): one copy
+//! of the weights, one context and one worker, each twin a handle with its own adapter. llama.cpp
+//! applies adapters per context, so a step decodes the answers of one adapter, in turn with the
+//! others (round robin), switching the context's adapter between steps. No
 //! request waits unbounded: one still queued at the first-token timeout gets 429 (and leaves
 //! the queue), one begun but without a token 504, and a whole answer ends at the request timeout.
 
@@ -33,7 +38,7 @@ use crate::serve::api::{Sampling, Usage};
 pub struct EmbeddedOptions {
     /// The GGUF file.
     pub model: std::path::PathBuf,
-    /// A GGUF LoRA adapter to apply.
+    /// A GGUF LoRA adapter to apply (of the one engine [`EmbeddedEngine::load`] gives).
     pub adapter: Option<std::path::PathBuf>,
     /// Tokens of context per answer (prompt and answer); unset: the model's training context,
     /// at most 4096.
@@ -81,6 +86,8 @@ struct Job {
     pieces: UnboundedSender<Result<Piece, EngineError>>,
     /// Set when the worker gives the request a place in the batch (it left the queue).
     admitted: Arc<AtomicBool>,
+    /// The adapter to answer with (an index into the worker's), or the base model.
+    adapter: Option<usize>,
 }
 
 /// A submitted request: its pieces as they come, and whether it has left the queue.
@@ -89,15 +96,24 @@ struct Submitted {
     admitted: Arc<AtomicBool>,
 }
 
-/// The engine's handle: what request threads use (the model is shared read-only with the worker).
-pub struct EmbeddedEngine {
+/// What the handles of one worker share: the model (read-only, with the worker), its chat
+/// template, the queue.
+struct Shared {
     model: &'static LlamaModel,
     template: ChatTemplate,
     jobs: SyncSender<Job>,
-    info: EngineInfo,
     add_bos: bool,
     first_token_timeout: std::time::Duration,
     request_timeout: std::time::Duration,
+}
+
+/// The engine's handle: what request threads use. Handles of one shared engine differ by their
+/// adapter only.
+pub struct EmbeddedEngine {
+    shared: Arc<Shared>,
+    /// The adapter this handle answers with, an index into the worker's.
+    adapter: Option<usize>,
+    info: EngineInfo,
 }
 
 /// Loads a GGUF model (blocking). It lives as long as the process: contexts borrow it.
@@ -147,11 +163,33 @@ pub fn tokenize_rendered(model: &LlamaModel, text: &str, add_bos: bool) -> Vec<L
 impl EmbeddedEngine {
     /// Loads the model (and adapter) and starts the worker. Blocking: call it off the runtime.
     pub fn load(options: &EmbeddedOptions) -> Result<Self, String> {
+        let mut engines = Self::load_shared(options, std::slice::from_ref(&options.adapter))?;
+        Ok(engines.remove(0))
+    }
+
+    /// Loads the model once with every adapter of `twins` (each twin's, or none) and starts one
+    /// worker for all of them: one handle per twin, in order. Blocking: call it off the runtime.
+    pub fn load_shared(
+        options: &EmbeddedOptions,
+        twins: &[Option<std::path::PathBuf>],
+    ) -> Result<Vec<Self>, String> {
         let mut model = load_model(&options.model)?;
-        let adapter = options.adapter.as_deref().map(|path| load_adapter(&mut model, path)).transpose()?;
+        let mut adapters: Vec<(std::path::PathBuf, LlamaLoraAdapter)> = Vec::new();
+        for path in twins.iter().flatten() {
+            if !adapters.iter().any(|(loaded, _)| loaded == path) {
+                adapters.push((path.clone(), load_adapter(&mut model, path)?));
+            }
+        }
         // The model lives as long as the process: the worker's context borrows it.
         let model: &'static LlamaModel = Box::leak(Box::new(model));
-        Self::start(model, adapter, options)
+        let handles = twins
+            .iter()
+            .map(|path| {
+                path.as_ref().map(|p| adapters.iter().position(|(loaded, _)| loaded == p).expect("loaded"))
+            })
+            .collect::<Vec<_>>();
+        let (paths, adapters): (Vec<_>, Vec<_>) = adapters.into_iter().unzip();
+        Self::start_shared(model, adapters, &paths, &handles, options)
     }
 
     /// Starts the worker on a loaded model, with `adapter` applied (loaded from
@@ -161,6 +199,22 @@ impl EmbeddedEngine {
         adapter: Option<LlamaLoraAdapter>,
         options: &EmbeddedOptions,
     ) -> Result<Self, String> {
+        let paths: Vec<std::path::PathBuf> = options.adapter.iter().cloned().collect();
+        let handle = adapter.as_ref().map(|_| 0);
+        let mut engines =
+            Self::start_shared(model, adapter.into_iter().collect(), &paths, &[handle], options)?;
+        Ok(engines.remove(0))
+    }
+
+    /// Starts one worker on a loaded model with `adapters` (loaded from `paths`), and one handle
+    /// per entry of `handles` (an index into `adapters`, or the base model).
+    fn start_shared(
+        model: &'static LlamaModel,
+        adapters: Vec<LlamaLoraAdapter>,
+        paths: &[std::path::PathBuf],
+        handles: &[Option<usize>],
+        options: &EmbeddedOptions,
+    ) -> Result<Vec<Self>, String> {
         let backend = backend()?;
         let (template, add_bos) = chat_template(model)?;
         let trained = model.n_ctx_train() as usize;
@@ -182,44 +236,46 @@ impl EmbeddedEngine {
                     .with_kv_unified(false)
                     .with_n_threads(threads as i32)
                     .with_n_threads_batch(threads as i32);
-                let mut context = match model.new_context(backend, params) {
+                let context = match model.new_context(backend, params) {
                     Ok(context) => context,
                     Err(e) => {
                         let _ = started.send(Err(format!("cannot create the llama.cpp context: {e}")));
                         return;
                     }
                 };
-                if let Some(mut adapter) = adapter
-                    && let Err(e) = context.lora_adapter_set(&mut adapter, 1.0)
-                {
-                    let _ = started.send(Err(format!("cannot apply the LoRA adapter: {e}")));
-                    return;
-                }
                 let _ = started.send(Ok(()));
-                Worker { model, context, parallel, context_tokens }.run(received);
+                let worker =
+                    Worker { model, context, parallel, context_tokens, adapters, applied: None, turn: 0 };
+                worker.run(received);
             })
             .map_err(|e| format!("cannot start the llama.cpp worker: {e}"))?;
         start_result.recv().map_err(|_| "the llama.cpp worker stopped while starting".to_string())??;
-        let info = EngineInfo {
-            kind: "embedded",
-            model: options.model.display().to_string(),
-            adapter: options.adapter.as_ref().map(|a| a.display().to_string()),
-            context_tokens,
-        };
-        Ok(Self {
+        let shared = Arc::new(Shared {
             model,
             template,
             jobs,
-            info,
             add_bos,
             first_token_timeout: options.first_token_timeout,
             request_timeout: options.request_timeout,
-        })
+        });
+        Ok(handles
+            .iter()
+            .map(|adapter| Self {
+                shared: shared.clone(),
+                adapter: *adapter,
+                info: EngineInfo {
+                    kind: "embedded",
+                    model: options.model.display().to_string(),
+                    adapter: adapter.map(|i| paths[i].display().to_string()),
+                    context_tokens,
+                },
+            })
+            .collect())
     }
 
     fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
-        let text = self.template.render(&prompt.turns).map_err(EngineError::Failed)?;
-        Ok(tokenize_rendered(self.model, &text, self.add_bos))
+        let text = self.shared.template.render(&prompt.turns).map_err(EngineError::Failed)?;
+        Ok(tokenize_rendered(self.shared.model, &text, self.shared.add_bos))
     }
 
     /// Queues a request; its pieces arrive on the returned receiver.
@@ -236,9 +292,15 @@ impl EmbeddedEngine {
         let max_tokens = prompt.sampling.max_tokens.map_or(room, |m| (m as usize).min(room));
         let (pieces, receiver) = unbounded_channel();
         let admitted = Arc::new(AtomicBool::new(false));
-        let job =
-            Job { prompt: tokens, sampling: prompt.sampling, max_tokens, pieces, admitted: admitted.clone() };
-        match self.jobs.try_send(job) {
+        let job = Job {
+            prompt: tokens,
+            sampling: prompt.sampling,
+            max_tokens,
+            pieces,
+            admitted: admitted.clone(),
+            adapter: self.adapter,
+        };
+        match self.shared.jobs.try_send(job) {
             Ok(()) => Ok(Submitted { pieces: receiver, admitted }),
             Err(TrySendError::Full(_)) => Err(EngineError::Busy(
                 "the embedded engine's queue is full (--parallel answers running, --queue waiting); retry shortly".into(),
@@ -254,7 +316,7 @@ impl Engine for EmbeddedEngine {
     }
 
     fn count_tokens(&self, text: &str) -> usize {
-        self.model.vocab().tokenize(text.as_bytes(), false, true).len()
+        self.shared.model.vocab().tokenize(text.as_bytes(), false, true).len()
     }
 
     fn tokens_per_turn(&self) -> usize {
@@ -262,7 +324,7 @@ impl Engine for EmbeddedEngine {
     }
 
     fn complete(&self, prompt: Prompt) -> BoxFuture<'static, Result<Completion, EngineError>> {
-        let budget = self.request_timeout;
+        let budget = self.shared.request_timeout;
         let deadline = tokio::time::Instant::now() + budget;
         let pieces = self.stream(prompt);
         async move { super::collect(pieces.await?, Some(deadline), budget).await }.boxed()
@@ -273,7 +335,7 @@ impl Engine for EmbeddedEngine {
     /// 429 or 504 rather than holding requests for as long as the queue takes.
     fn stream(&self, prompt: Prompt) -> BoxFuture<'static, Result<PieceStream, EngineError>> {
         let submitted = self.submit(prompt);
-        let wait = self.first_token_timeout;
+        let wait = self.shared.first_token_timeout;
         async move {
             let Submitted { mut pieces, admitted } = submitted?;
             let first = match tokio::time::timeout(wait, pieces.recv()).await {
@@ -325,6 +387,12 @@ struct Worker {
     context: LlamaContext<'static>,
     parallel: usize,
     context_tokens: usize,
+    /// The twins' adapters.
+    adapters: Vec<LlamaLoraAdapter>,
+    /// The adapter the context applies now (`None`: the base model).
+    applied: Option<usize>,
+    /// Steps taken, for the round robin of adapters.
+    turn: usize,
 }
 
 impl Worker {
@@ -368,7 +436,27 @@ impl Worker {
                     done: false,
                 });
             }
-            self.step(&mut slots, &mut batch);
+            // One adapter per step, in turn: the context applies one set of adapters at a time.
+            let mut groups: Vec<Option<usize>> = Vec::new();
+            for slot in &slots {
+                if !groups.contains(&slot.job.adapter) {
+                    groups.push(slot.job.adapter);
+                }
+            }
+            groups.sort();
+            if let Some(&group) = groups.get(self.turn % groups.len().max(1)) {
+                self.turn = self.turn.wrapping_add(1);
+                if let Err(message) = self.apply(group) {
+                    for slot in slots.iter_mut().filter(|s| s.job.adapter == group) {
+                        let _ = slot.job.pieces.send(Err(EngineError::Failed(message.clone())));
+                        slot.done = true;
+                    }
+                } else {
+                    let mut turn: Vec<&mut Slot> =
+                        slots.iter_mut().filter(|s| s.job.adapter == group).collect();
+                    self.step(&mut turn, &mut batch);
+                }
+            }
             for slot in slots.iter().filter(|s| s.done || s.job.pieces.is_closed()) {
                 let _ = self.context.clear_kv_cache_seq(Some(slot.sequence as u32), None, None);
             }
@@ -376,8 +464,28 @@ impl Worker {
         }
     }
 
-    /// One decode: the next token of every answer, then as much of new prompts as fits.
-    fn step(&mut self, slots: &mut [Slot], batch: &mut LlamaBatch) {
+    /// Makes the context apply `adapter` (or none), if it does not already.
+    fn apply(&mut self, adapter: Option<usize>) -> Result<(), String> {
+        if adapter == self.applied {
+            return Ok(());
+        }
+        let result = match (adapter, self.applied) {
+            (Some(i), _) => {
+                self.context.lora_adapter_set(&mut self.adapters[i], 1.0).map_err(|e| e.to_string())
+            }
+            (None, Some(j)) => {
+                self.context.lora_adapter_remove(&mut self.adapters[j]).map_err(|e| e.to_string())
+            }
+            (None, None) => Ok(()),
+        };
+        result.map_err(|e| format!("cannot apply the LoRA adapter: {e}"))?;
+        self.applied = adapter;
+        Ok(())
+    }
+
+    /// One decode of one adapter's answers: the next token of each, then as much of new
+    /// prompts as fits.
+    fn step(&mut self, slots: &mut [&mut Slot], batch: &mut LlamaBatch) {
         batch.clear();
         for slot in slots.iter_mut() {
             slot.logits_at = None;
