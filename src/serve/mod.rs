@@ -225,7 +225,7 @@ pub fn share_embedded_engines(twins: &mut [&mut ServeArgs]) {
         options.parallel = members.iter().map(|&i| twins[i].parallel).max().unwrap_or(options.parallel);
         options.queue = members.iter().map(|&i| twins[i].queue).sum();
         let adapters: Vec<Option<PathBuf>> =
-            members.iter().map(|&i| embedded_options(&twins[i]).adapter).collect();
+            members.iter().map(|&i| embedded_options(twins[i]).adapter).collect();
         let loading = async move {
             options.model = embedded_model_path(model, models_dir).await?;
             tokio::task::spawn_blocking(move || EmbeddedEngine::load_shared(&options, &adapters))
