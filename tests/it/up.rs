@@ -376,7 +376,7 @@ fn twins_of_one_base_model_share_one_copy_of_it_in_twin_up_each_with_its_adapter
     for (index, name) in twins.iter().enumerate() {
         scratch.write(
             &format!("corpus-{name}/post.md"),
-            &format!("# {name} on one subject\n\nThis post by {name} is about the subject only {name} writes about: {name}'s own work, told {name}'s way."),
+            format!("# {name} on one subject\n\nThis post by {name} is about the subject only {name} writes about: {name}'s own work, told {name}'s way."),
         );
         yaml.push_str(&dataset_yaml(name, &scratch.0.join(format!("corpus-{name}")), &scratch.0.join("out")));
         yaml.push_str(&format!(
@@ -387,7 +387,7 @@ fn twins_of_one_base_model_share_one_copy_of_it_in_twin_up_each_with_its_adapter
             scratch.0.display()
         ));
     }
-    scratch.write("twins.yaml", &yaml);
+    scratch.write("twins.yaml", yaml);
     let mut up = Command::new(env!("CARGO_BIN_EXE_twin"))
         .args(["up", "-f"])
         .arg(scratch.0.join("twins.yaml"))
