@@ -62,6 +62,11 @@ pub struct GatewaySettings {
     /// the revision retrieval uses (`--dataset`), which may be newer.
     #[arg(long, env = "TWIN_SERVE_ADAPTER_REVISION", value_name = "REVISION")]
     pub adapter_revision: Option<String>,
+    /// Seconds a request waits for an upstream that is not up (an engine scaled to zero, waking
+    /// on this request), tried again every second meanwhile; then 503 with Retry-After. Unset:
+    /// an upstream that is down is a 502 at once.
+    #[arg(long, env = "TWIN_SERVE_UPSTREAM_WAIT_SECONDS", value_name = "SECONDS")]
+    pub upstream_wait_seconds: Option<u64>,
     /// Tokens of context of the model (prompt and answer). Default: the GGUF's training
     /// context capped at 8192 (embedded), 8192 (openai).
     #[arg(long, env = "TWIN_SERVE_CONTEXT_TOKENS")]

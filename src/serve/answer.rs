@@ -40,6 +40,9 @@ pub(super) fn generate_span(prepared: &Prepared) -> tracing::Span {
     )
 }
 
+/// The code of a 503 for an engine that is still starting (from zero replicas).
+pub(super) const ENGINE_STARTING: &str = "engine_starting";
+
 /// The HTTP error for an engine's failure.
 pub(super) fn engine_error(error: &EngineError) -> ApiError {
     let message = error.to_string();
@@ -62,6 +65,12 @@ pub(super) fn engine_error(error: &EngineError) -> ApiError {
         EngineError::Busy(_) => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", Some("engine_busy"), message)
         }
+        EngineError::Starting(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            Some(ENGINE_STARTING),
+            message,
+        ),
         EngineError::Failed(_) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", Some("engine_failed"), message)
         }

@@ -482,6 +482,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match self.status {
             StatusCode::TOO_MANY_REQUESTS => Some("1"),
+            // An engine waking from zero replicas takes minutes, not seconds.
+            StatusCode::SERVICE_UNAVAILABLE if self.code == Some("engine_starting") => Some("30"),
             StatusCode::SERVICE_UNAVAILABLE => Some("5"),
             _ => None,
         };

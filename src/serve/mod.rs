@@ -155,6 +155,7 @@ fn engine_loader(args: &ServeArgs) -> Result<EngineLoad, String> {
                 between_tokens_timeout: args.between_tokens_timeout,
                 request_timeout: args.request_timeout,
                 attempts: args.upstream_attempts.max(1),
+                wake_wait: std::time::Duration::from_secs(args.gateway.upstream_wait_seconds.unwrap_or(0)),
                 max_response_bytes: MAX_UPSTREAM_ANSWER_BYTES,
             };
             let engine: Arc<dyn Engine> = Arc::new(OpenAiEngine::new(options, tokenizer)?);

@@ -825,3 +825,58 @@ async fn a_burst_on_the_embedded_engine_gets_429_at_the_first_token_timeout_not_
     assert_eq!(status, 200, "{body}");
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_is_held_while_the_engine_wakes_from_zero_and_gets_503_with_retry_after_at_the_wait() {
+    // The engine's address, with nothing listening there yet: an engine scaled to zero.
+    let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let gateway = Gateway::start(&openai(
+        &format!("http://{address}/v1"),
+        &["--upstream-model", "m", "--upstream-wait-seconds", "3", "--connect-timeout", "1s"],
+    ));
+    gateway.wait_ready();
+    let client = client();
+    let chat = format!("{}/v1/chat/completions", gateway.url);
+
+    // It never comes up: 503 with Retry-After once the wait is over, not a hang and not a 502.
+    let started = std::time::Instant::now();
+    let response = client.post(&chat).json(&json!({"messages": user("Hi")})).send().await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "30", "a cold start takes a while");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "engine_starting", "{body}");
+    assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(8), "{waited:?}");
+
+    // It comes up 1.5 s into a request (streamed and not): held, then answered.
+    drop(gateway);
+    for stream in [false, true] {
+        let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let gateway = Gateway::start(&openai(
+            &format!("http://{address}/v1"),
+            &["--upstream-model", "m", "--upstream-wait-seconds", "30", "--connect-timeout", "1s"],
+        ));
+        gateway.wait_ready();
+        let chat = format!("{}/v1/chat/completions", gateway.url);
+        let client = client.clone();
+        let asked = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let response = client
+                .post(&chat)
+                .json(&json!({"messages": user("Hi"), "stream": stream}))
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap(), started.elapsed())
+        });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+        let upstream = Upstream::default();
+        upstream.start_on(listener).await;
+        let (status, text, waited) = asked.await.unwrap();
+        assert_eq!(status, 200, "stream={stream}: {text}");
+        assert!(text.contains("Hello from") || text.contains("Hello"), "stream={stream}: {text}");
+        assert!(waited >= Duration::from_millis(1400), "held until the engine came up: {waited:?}");
+        assert_eq!(upstream.received.lock().unwrap().len(), 1, "asked once it was up");
+    }
+}

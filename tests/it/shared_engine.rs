@@ -218,8 +218,13 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
     let mismatch = scene.wait_for_phase::<TwinEndpoint>("finn", "Failed", "BaseModelMismatch").await;
     assert!(ready_message(&mismatch).contains("runs hf://Qwen/Qwen2.5-7B"), "{mismatch}");
 
-    // A new adapter for ben (what a retrain promotes): loaded in place, no pod template changed.
+    // A new adapter for ben (what a retrain promotes): loaded in place, no engine pod and no other
+    // twin's gateway touched (ben's own gateway rolls, to name the new adapter in its lineage).
     let before = template(&scene.get::<Deployment>("llama-engine").await.unwrap());
+    let others = [
+        template(&scene.get::<Deployment>("anna").await.unwrap()),
+        template(&scene.get::<Deployment>("cleo").await.unwrap()),
+    ];
     scene.apply(&endpoint(&scene, "ben", "llama", LLAMA, &adapter("ben-retrained"))).await;
     eventually("ben serving its new adapter", || async {
         let ben = scene.get::<TwinEndpoint>("ben").await?;

@@ -139,6 +139,14 @@ pub struct Upstream {
 impl Upstream {
     /// Serves the upstream on 127.0.0.1; returns its `/v1` base URL.
     pub async fn start(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.start_on(listener).await
+    }
+
+    /// Serves the upstream on `listener` (an engine that comes up where the gateway was told it
+    /// would be); returns its `/v1` base URL.
+    pub async fn start_on(&self, listener: tokio::net::TcpListener) -> String {
+        let addr: SocketAddr = listener.local_addr().unwrap();
         let app = Router::new()
             .route(
                 "/v1/models",
@@ -150,7 +158,7 @@ impl Upstream {
             )
             .route("/v1/chat/completions", post(answer))
             .with_state(self.clone());
-        let addr: SocketAddr = crate::support::serve::serve(app).await;
+        crate::support::serve::serve_on(listener, app).await;
         format!("http://{addr}/v1")
     }
 

@@ -9,3 +9,8 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
     addr
 }
+
+/// Serves `app` on `listener` (an address taken before the app exists).
+pub async fn serve_on(listener: tokio::net::TcpListener, app: axum::Router) {
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+}

@@ -99,6 +99,9 @@ pub enum EngineError {
     /// The engine is at capacity.
     #[error("{0}")]
     Busy(String),
+    /// The engine is starting (from zero replicas) and did not come up within the wait.
+    #[error("{0}")]
+    Starting(String),
     /// The engine failed on its own.
     #[error("{0}")]
     Failed(String),
@@ -113,6 +116,7 @@ impl EngineError {
             EngineError::BadResponse(_) => "upstream_bad_response",
             EngineError::Rejected { .. } => "upstream_rejected",
             EngineError::Busy(_) => "engine_busy",
+            EngineError::Starting(_) => "engine_starting",
             EngineError::Failed(_) => "engine_failed",
         }
     }

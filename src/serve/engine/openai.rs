@@ -41,6 +41,9 @@ pub struct OpenAiOptions {
     pub request_timeout: Duration,
     /// Tries before the first byte of an answer (connection refused, 429, 502, 503).
     pub attempts: u32,
+    /// How long an upstream that is not up (an engine waking from zero replicas) is waited
+    /// for, tried every second; zero: not at all.
+    pub wake_wait: Duration,
     /// Largest answer read, in bytes.
     pub max_response_bytes: usize,
 }
@@ -168,8 +171,14 @@ impl Upstream {
     }
 
     /// Sends the request until the upstream answers with a success status, retrying only what
-    /// failed before any answer began.
-    async fn send(&self, body: Vec<u8>, header_timeout: Duration) -> Result<reqwest::Response, EngineError> {
+    /// failed before any answer began; an upstream that is down is waited for up to the wake
+    /// wait (an engine starting from zero replicas), then it is a 503 to retry later. Returns
+    /// the response and whether the engine had to be waited for.
+    async fn send(
+        &self,
+        body: Vec<u8>,
+        header_timeout: Duration,
+    ) -> Result<(reqwest::Response, bool), EngineError> {
         let url = &self.completions_url;
         let attempt = || async {
             let request = self
@@ -194,20 +203,39 @@ impl Upstream {
                     .unwrap_or_default();
             Err(status_error(status.as_u16(), &body))
         };
-        attempt
-            .retry(
-                crate::backoff::request_retries(self.options.attempts)
-                    .with_min_delay(Duration::from_millis(50)),
-            )
-            .when(|e: &EngineError| matches!(e, EngineError::Unavailable(_) | EngineError::Busy(_)))
-            .await
+        let tries = || {
+            attempt
+                .retry(
+                    crate::backoff::request_retries(self.options.attempts)
+                        .with_min_delay(Duration::from_millis(50)),
+                )
+                .when(|e: &EngineError| matches!(e, EngineError::Unavailable(_) | EngineError::Busy(_)))
+        };
+        let wait = self.options.wake_wait;
+        let started = Instant::now();
+        loop {
+            match tries().await {
+                Err(EngineError::Unavailable(why)) if !wait.is_zero() => {
+                    if started.elapsed() >= wait {
+                        return Err(EngineError::Starting(format!(
+                            "the engine is not up after {wait:?} (it starts from zero replicas when idle; a cold start takes minutes): retry later ({why})"
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_secs(1).min(wait.saturating_sub(started.elapsed())))
+                        .await;
+                }
+                Ok(response) => return Ok((response, started.elapsed() >= Duration::from_secs(1))),
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// A whole answer, asked for streamed: an upstream that accepts the request and never
     /// answers is a 504 at the first-token timeout, as a streamed request's is, and the rest of
     /// the answer is bounded by the whole-request timeout.
     async fn complete(&self, prompt: Prompt) -> Result<Completion, EngineError> {
-        let budget = self.options.request_timeout;
+        // Waiting for an engine to wake is not the answer's time.
+        let budget = self.options.request_timeout + self.options.wake_wait;
         let deadline = tokio::time::Instant::now() + budget;
         let timed_out = || EngineError::Timeout(format!("the answer was not finished within {budget:?}"));
         let pieces =
@@ -217,9 +245,13 @@ impl Upstream {
 
     async fn stream(&self, prompt: Prompt) -> Result<PieceStream, EngineError> {
         let model = self.model().await?;
-        let started = Instant::now();
+        let mut started = Instant::now();
         let first_token = self.options.first_token_timeout;
-        let response = self.send(self.body(model, &prompt, true), first_token).await?;
+        let (response, waited) = self.send(self.body(model, &prompt, true), first_token).await?;
+        if waited {
+            // The first token is timed from when the woken engine took the request.
+            started = Instant::now();
+        }
         let mut events = SseReader::new(response, self.options.max_response_bytes);
         // The first piece is awaited here, so that an upstream that never starts answering is
         // a 504, not a stream that opens and then fails.
