@@ -28,7 +28,7 @@ use super::common::{
         name = "Phase",
         type_ = "string",
         json_path = ".status.phase",
-        description = "Pending, Deploying, Ready, Degraded or Failed"
+        description = "Pending, Deploying, Ready, Idle, Degraded or Failed"
     ),
     printcolumn(
         name = "URL",
@@ -195,11 +195,16 @@ pub enum EngineKind {
 /// Horizontal autoscaling of the engine.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
+#[x_kube(
+    validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"),
+    validation = Rule::new("self.minReplicas > 0 || has(self.keda)").message("minReplicas 0 (scale to zero) needs keda: a HorizontalPodAutoscaler cannot scale to zero, and KEDA wakes the engine on the gateway's requests")
+)]
 pub struct Autoscaling {
-    /// Fewest engine replicas.
+    /// Fewest engine replicas. 0 (with `keda`) scales the engine to zero while no request comes:
+    /// the endpoint is `Idle`, the gateway holds the first request while the engine starts (up
+    /// to `wakeSeconds`), and KEDA wakes it on the gateway's own in-flight requests.
     #[serde(default = "default_min_replicas")]
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(range(min = 0, max = 100))]
     pub min_replicas: i32,
     /// Most engine replicas.
     #[serde(default = "default_max_replicas")]
@@ -211,9 +216,19 @@ pub struct Autoscaling {
     pub target_requests_per_replica: i32,
     /// Scale with KEDA on vLLM's queue read from Prometheus (a `ScaledObject`), instead of a
     /// HorizontalPodAutoscaler on the `vllm:num_requests_running` pods metric, which needs a
-    /// custom-metrics adapter most clusters lack.
+    /// custom-metrics adapter most clusters lack. With `minReplicas: 0`, on the gateway's
+    /// in-flight requests instead, which are there while the engine is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keda: Option<Keda>,
+    /// With `minReplicas: 0`: seconds a request waits while the engine wakes from zero
+    /// replicas; then 503 with `Retry-After`.
+    #[serde(default = "default_wake_seconds")]
+    #[schemars(range(min = 10, max = 3600))]
+    pub wake_seconds: i32,
+}
+
+fn default_wake_seconds() -> i32 {
+    300
 }
 
 /// KEDA scaling of the engine.
@@ -353,6 +368,9 @@ pub enum EndpointPhase {
     Degraded,
     /// Cannot serve; see the Ready condition.
     Failed,
+    /// Scaled to zero while no request comes (`autoscaling.minReplicas: 0`): ready to wake on
+    /// the first request, which waits for the engine to start.
+    Idle,
 }
 
 /// The observed state of a TwinEndpoint.
@@ -362,7 +380,7 @@ pub struct TwinEndpointStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// One-word summary: Pending, Deploying, Ready, Degraded or Failed.
+    /// One-word summary: Pending, Deploying, Ready, Idle, Degraded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<EndpointPhase>,
     /// The OpenAI-compatible base URL inside the cluster.

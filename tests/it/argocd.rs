@@ -116,6 +116,12 @@ fn every_kind_and_phase_maps_to_the_expected_health() {
             "Degraded",
             "CronJob paul-refresh",
         ),
+        (
+            "TwinEndpoint",
+            json!({"observedGeneration": 2, "phase": "Idle", "conditions": ready("True", "ScaledToZero", "the engine is scaled to zero while no request comes")}),
+            "Healthy",
+            "scaled to zero",
+        ),
         ("TwinEngine", Value::Null, "Progressing", "Waiting for the operator"),
         (
             "TwinEngine",

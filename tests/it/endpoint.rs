@@ -720,3 +720,53 @@ async fn continuous_training_retrains_on_each_refresh_and_serves_only_runs_that_
     assert_eq!(engine["metadata"]["annotations"]["llmtwin.dev/adapter"], adapter_of("g2-rev2").as_str());
     operator.shutdown().await;
 }
+
+/// Scale to zero: KEDA may take the engine to zero replicas (a ScaledObject with
+/// `minReplicaCount: 0` woken by the gateway's own in-flight requests), the gateway is told to
+/// hold requests while it wakes, and the endpoint says Idle, not Pending or Degraded; woken, it
+/// is Ready again.
+#[tokio::test]
+async fn an_engine_scaled_to_zero_leaves_the_endpoint_idle_and_ready_to_wake() {
+    let (scene, operator) = examples_with_a_dataset("endpoint-idle", "rev-1").await;
+    scene.wait_for_phase::<TwinTrainingJob>("paul-v1", "Running", "Training").await;
+    scene.end_job("paul-v1-train-g1-rev1", 0, r#"{"status":"Succeeded","vllmMaxLoraRank":32}"#).await;
+    let keda = json!({"serverAddress": "http://prometheus.monitoring.svc:9090"});
+    scene
+        .apply_example("twinendpoint.yaml", |e| {
+            e["spec"]["engine"]["modelCache"] = json!({"sizeLimit": "20Gi"});
+            e["spec"]["autoscaling"] =
+                json!({"minReplicas": 0, "maxReplicas": 2, "wakeSeconds": 240, "keda": keda});
+        })
+        .await;
+    let scaled = eventually("the ScaledObject that may scale to zero", || async {
+        let scaled = custom_child(&scene, "keda.sh", "v1alpha1", "ScaledObject", "paul-engine").await?;
+        (scaled["spec"]["minReplicaCount"] == 0).then_some(scaled)
+    })
+    .await;
+    let trigger = &scaled["spec"]["triggers"][0]["metadata"];
+    let query = trigger["query"].as_str().unwrap();
+    assert!(
+        query.starts_with("sum(twin_gateway_in_flight{")
+            && query.contains("pod=~\"paul-[a-z0-9]+-[a-z0-9]+\""),
+        "{query}"
+    );
+    assert_eq!(trigger["activationThreshold"], "0", "any request wakes it");
+    let gateway = eventually("the gateway told to hold requests while the engine wakes", || async {
+        let gateway = scene.get::<Deployment>("paul").await?;
+        (env(&gateway, "TWIN_SERVE_UPSTREAM_WAIT_SECONDS").as_deref() == Some("240")).then_some(gateway)
+    })
+    .await;
+    assert!(env(&gateway, "TWIN_SERVE_UPSTREAM").is_some());
+    scene.wait_for_phase::<TwinEndpoint>("paul", "Ready", "Serving").await;
+
+    // KEDA scales it to zero: Idle, its Ready condition True, with what the first request costs.
+    scene.plane.run_kubectl(&["scale", "deployment/paul-engine", "--replicas=0", "-n", &scene.namespace]);
+    let idle = scene.wait_for_phase::<TwinEndpoint>("paul", "Idle", "ScaledToZero").await;
+    assert_eq!(idle["status"]["conditions"][0]["status"], "True", "{idle}");
+    assert!(ready_message(&idle).contains("waits up to 240 s"), "{idle}");
+    assert_eq!(idle["status"]["replicas"]["engine"], "0/0");
+    // A request wakes it: Ready again once it runs.
+    scene.plane.run_kubectl(&["scale", "deployment/paul-engine", "--replicas=1", "-n", &scene.namespace]);
+    scene.wait_for_phase::<TwinEndpoint>("paul", "Ready", "Serving").await;
+    operator.shutdown().await;
+}

@@ -222,6 +222,7 @@ fn endpoint_cases() -> Vec<Case> {
     let vllm_only = "image, gpus, maxModelLen, extraArgs and sharedMemory apply only to the vllm engine";
     let cache = "modelCache applies to the vllm and embedded engines, which load a model (a shared engine's is its TwinEngine's)";
     let shared_ref = "engineRef is required for, and only for, the shared engine";
+    let scale_to_zero = "minReplicas 0 (scale to zero) needs keda: a HorizontalPodAutoscaler cannot scale to zero, and KEDA wakes the engine on the gateway's requests";
     let shared_scaling = "a shared engine is scaled by its TwinEngine: remove autoscaling, or scale the gateway with gateway.maxReplicas";
     let shared = json!({"kind": "shared", "engineRef": {"name": "llama-8b"}});
     let cache_size = "sizeLimit bounds the emptyDir used without claimName; a claim's size is its own";
@@ -318,6 +319,12 @@ fn endpoint_cases() -> Vec<Case> {
             K,
             "minReplicas must not exceed maxReplicas",
             json!({"spec": {"autoscaling": {"minReplicas": 2, "maxReplicas": 2}}}),
+        ),
+        reject(K, scale_to_zero, json!({"spec": {"autoscaling": {"minReplicas": 0, "maxReplicas": 2}}})),
+        accept(
+            K,
+            scale_to_zero,
+            json!({"spec": {"autoscaling": {"minReplicas": 0, "maxReplicas": 2, "keda": {"serverAddress": "http://prometheus:9090"}}}}),
         ),
         reject(
             K,

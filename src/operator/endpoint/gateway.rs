@@ -68,6 +68,10 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Deployment {
             let upstream = format!("http://{}.{namespace}.svc:{}/v1", engine_name(endpoint), engine::PORT);
             serve = serve.upstream(upstream, Some(name.clone()), Some(pinned));
             serve.context_tokens = spec.engine.max_model_len.map(|length| length as usize);
+            // An engine scaled to zero wakes on the first request, which waits for it.
+            if let Some(scaling) = spec.autoscaling.as_ref().filter(|s| s.min_replicas == 0) {
+                serve.upstream_wait_seconds = Some(scaling.wake_seconds as u64);
+            }
         }
         EnginePlan::Shared { url, model, .. } => {
             serve = serve.upstream(url.clone(), Some(model.clone()), Some(pinned));

@@ -35,6 +35,17 @@ pub fn service_monitor_resource() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"))
 }
 
+/// The gateway's in-flight requests (held while the engine wakes, or answered by it), as
+/// Prometheus has them from the gateway's ServiceMonitor: what wakes an engine scaled to zero,
+/// which has no queue of its own to read while it is down.
+pub fn gateway_in_flight_query(endpoint: &TwinEndpoint) -> String {
+    format!(
+        r#"sum(twin_gateway_in_flight{{namespace="{}",pod=~"{}-[a-z0-9]+-[a-z0-9]+"}}) or vector(0)"#,
+        endpoint.namespace().unwrap_or_default(),
+        gateway_name(endpoint)
+    )
+}
+
 /// The PromQL KEDA scales the engine on: requests running and waiting in its pods.
 pub fn engine_queue_query(endpoint: &TwinEndpoint) -> String {
     format!(
@@ -145,10 +156,13 @@ pub fn build(endpoint: &TwinEndpoint) -> Scaling {
                     "maxReplicaCount": scaling.max_replicas,
                     // A GPU replica takes minutes to start: scale down only after a quiet while.
                     "cooldownPeriod": 600,
+                    // At zero there is no engine to read: the gateway's requests wake it (any above
+                    // the activation threshold of 0).
                     "triggers": [{"type": "prometheus", "metadata": {
                         "serverAddress": keda.server_address,
-                        "query": engine_queue_query(endpoint),
+                        "query": if scaling.min_replicas == 0 { gateway_in_flight_query(endpoint) } else { engine_queue_query(endpoint) },
                         "threshold": scaling.target_requests_per_replica.to_string(),
+                        "activationThreshold": "0",
                     }}],
                 }});
                 children.scaled_objects.push(scaled);

@@ -121,7 +121,7 @@ pub struct PartHealth {
 /// How bad a part's phase is, for the endpoint's: the worst part speaks.
 fn severity(phase: EndpointPhase) -> u8 {
     match phase {
-        EndpointPhase::Ready => 0,
+        EndpointPhase::Ready | EndpointPhase::Idle => 0,
         EndpointPhase::Deploying => 1,
         EndpointPhase::Pending => 2,
         EndpointPhase::Degraded => 3,
@@ -187,6 +187,26 @@ pub fn part_health(part: &str, deployment: Option<&Deployment>, pods: &[&Pod]) -
     let message = format!("{counts}, {updated} of {desired} updated to the current spec");
     let assessment = Assessment::not_ready(EndpointPhase::Deploying, &format!("{title}RollingOut"), message);
     PartHealth { replicas, assessment }
+}
+
+/// The engine's part while it is scaled to zero by its autoscaler (`minReplicas: 0`): Idle,
+/// ready to wake on the first request.
+fn idle_engine(endpoint: &TwinEndpoint, engine: Option<&Deployment>) -> Option<PartHealth> {
+    let scaling = endpoint.spec.autoscaling.as_ref().filter(|s| s.min_replicas == 0)?;
+    let engine = engine?;
+    let desired = engine.spec.as_ref()?.replicas?;
+    let running = engine.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    (desired == 0 && running == 0).then(|| PartHealth {
+        replicas: "0/0".into(),
+        assessment: Assessment::ready(
+            EndpointPhase::Idle,
+            "ScaledToZero",
+            format!(
+                "the engine is scaled to zero while no request comes; the first request wakes it (KEDA sees it in the gateway's requests) and waits up to {} s for it to start, then gets 503 with Retry-After",
+                scaling.wake_seconds
+            ),
+        ),
+    })
 }
 
 /// Whether the engine serves `model`'s adapter on every replica (always, for engines the
@@ -349,7 +369,10 @@ pub fn from_observed(
     };
     let gateway = part_health("gateway", observed.gateway.as_ref(), &of(GATEWAY_COMPONENT));
     let engine = match endpoint.spec.engine.kind {
-        EngineKind::Vllm => Some(part_health("engine", observed.engine.as_ref(), &of(ENGINE_COMPONENT))),
+        EngineKind::Vllm => Some(
+            idle_engine(endpoint, observed.engine.as_ref())
+                .unwrap_or_else(|| part_health("engine", observed.engine.as_ref(), &of(ENGINE_COMPONENT))),
+        ),
         EngineKind::Shared => Some(shared_part_health(endpoint, model, observed.shared.as_ref())),
         EngineKind::External | EngineKind::Embedded => None,
     };
@@ -397,7 +420,10 @@ pub fn from_observed(
         .unwrap_or_else(|| gateway.assessment.clone());
     // Both parts rolled out but the gateway not yet moved to the new adapter is still the
     // adapter's rollout: the gateway moves next.
-    let assessment = if worst.ready && !replacing {
+    let idle = engine.as_ref().filter(|e| e.assessment.phase == EndpointPhase::Idle);
+    let assessment = if let (Some(idle), true, false) = (idle, gateway.assessment.ready, replacing) {
+        idle.assessment.clone()
+    } else if worst.ready && !replacing {
         let shown = status.model.as_ref().unwrap_or(model);
         let adapter = shown.adapter_uri.as_deref().map(|a| format!(" with adapter {a}")).unwrap_or_default();
         Assessment::ready(

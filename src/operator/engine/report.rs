@@ -103,7 +103,7 @@ fn engine_phase(phase: EndpointPhase) -> EnginePhase {
     match phase {
         EndpointPhase::Pending => EnginePhase::Pending,
         EndpointPhase::Deploying => EnginePhase::Deploying,
-        EndpointPhase::Ready => EnginePhase::Ready,
+        EndpointPhase::Ready | EndpointPhase::Idle => EnginePhase::Ready,
         EndpointPhase::Degraded => EnginePhase::Degraded,
         EndpointPhase::Failed => EnginePhase::Failed,
     }
