@@ -243,6 +243,11 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
         before,
         "the engine's pods are untouched"
     );
+    let after = [
+        template(&scene.get::<Deployment>("anna").await.unwrap()),
+        template(&scene.get::<Deployment>("cleo").await.unwrap()),
+    ];
+    assert_eq!(after, others, "the other twins' gateways are untouched");
     assert_eq!(vllm.calls_of("unload_lora_adapter"), Vec::<Value>::new(), "nothing unloaded to replace ben");
 
     // An adapter vLLM refuses fails its endpoint alone, with vLLM's words.
