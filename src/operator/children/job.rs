@@ -177,6 +177,17 @@ async fn observe_job_pods(ctx: &Context, namespace: &str, job: &str) -> Result<J
     Ok(JobPods::from_pods(pods.items))
 }
 
+/// The pods labelled as the children of the twin `owner` of kind `app` (an endpoint's, a shared
+/// engine's), as they are now.
+pub async fn labelled_pods(ctx: &Context, namespace: &str, app: &str, owner: &str) -> Result<Vec<Pod>> {
+    let selector = format!("{}={app},{}={}", labels::NAME, labels::INSTANCE, instance_label(owner));
+    ctx.namespaced_api::<Pod>(namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map(|list| list.items)
+        .map_err(|source| Error::ListChildren { kind: "Pod".into(), source })
+}
+
 /// A mapper for `.watches()`: a changed object wakes the twin whose instance label it carries.
 /// Children a twin owns wake it through their owner reference (`.owns`); this is for the two
 /// kinds it does not own: pods, which belong to ReplicaSets or Jobs, and the Jobs of a

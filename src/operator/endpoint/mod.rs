@@ -20,15 +20,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use super::children::apply_children;
-use super::children::job::twin_of_labelled;
-use super::children::naming::{instance_label, is_controlled_by};
+use super::children::job::{labelled_pods, twin_of_labelled};
+use super::children::naming::is_controlled_by;
 use super::context::Context;
 use super::driver::{Validation, publish_event, referrers, run_controller, settle};
 use super::error::{Error, Result};
@@ -106,19 +105,7 @@ async fn observe(
         EngineKind::Shared | EngineKind::External | EngineKind::Embedded => None,
     };
     let gateway = owned(ctx.fetch::<Deployment>(namespace, &parts::gateway_name(endpoint)).await?);
-    let selector = format!(
-        "{}={},{}={}",
-        labels::NAME,
-        parts::ENDPOINT_NAME,
-        labels::INSTANCE,
-        instance_label(&endpoint.name_any())
-    );
-    let pods = ctx
-        .namespaced_api::<Pod>(namespace)
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::ListChildren { kind: "Pod".into(), source })?
-        .items;
+    let pods = labelled_pods(ctx, namespace, parts::ENDPOINT_NAME, &endpoint.name_any()).await?;
     Ok(status::Observed { engine, gateway, pods, shared })
 }
 

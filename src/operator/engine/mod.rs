@@ -26,8 +26,8 @@ use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use super::children::apply_children;
-use super::children::job::twin_of_labelled;
-use super::children::naming::{instance_label, is_controlled_by};
+use super::children::job::{labelled_pods, twin_of_labelled};
+use super::children::naming::is_controlled_by;
 use super::context::Context;
 use super::driver::{Validation, run_controller, settle};
 use super::error::{Error, Result};
@@ -95,19 +95,7 @@ async fn observe(
     let (name, _) = build::names(engine);
     let deployment =
         ctx.fetch::<Deployment>(namespace, &name).await?.filter(|d| is_controlled_by(&d.metadata, &uid));
-    let selector = format!(
-        "{}={},{}={}",
-        labels::NAME,
-        labels::ENGINE_NAME,
-        labels::INSTANCE,
-        instance_label(&engine.name_any())
-    );
-    let pods = ctx
-        .namespaced_api::<Pod>(namespace)
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::ListChildren { kind: "Pod".into(), source })?
-        .items;
+    let pods = labelled_pods(ctx, namespace, labels::ENGINE_NAME, &engine.name_any()).await?;
     Ok((deployment, pods))
 }
 
