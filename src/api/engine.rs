@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{BaseModel, StorageLocation};
-use super::endpoint::{Engine, Monitoring};
+use super::endpoint::{Autoscaling, Engine, Monitoring};
 
 /// A vLLM engine that serves the LoRA adapters of every TwinEndpoint naming it, loaded and
 /// unloaded at run time.
@@ -26,7 +26,7 @@ use super::endpoint::{Engine, Monitoring};
         name = "Phase",
         type_ = "string",
         json_path = ".status.phase",
-        description = "Unused, Pending, Deploying, Ready, Degraded or Failed"
+        description = "Unused, Pending, Deploying, Ready, Idle, Degraded or Failed"
     ),
     printcolumn(
         name = "Base",
@@ -60,6 +60,12 @@ pub struct TwinEngineSpec {
     /// How many adapters it holds, and of which rank.
     #[serde(default)]
     pub adapters: AdapterSlots,
+    /// Horizontal autoscaling of the engine on in-flight requests, as a TwinEndpoint's. With
+    /// `minReplicas: 0` (and `keda`) it scales to zero while none of its twins is asked: it is
+    /// `Idle`, and the first request to any of them wakes it (each twin's gateway holds requests
+    /// up to `wakeSeconds` meanwhile). Unset runs one replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
     /// Prometheus scraping of the engine.
     #[serde(default)]
     pub monitoring: Monitoring,
@@ -121,6 +127,9 @@ pub enum EnginePhase {
     Degraded,
     /// Cannot run until its spec changes; the Ready condition says why.
     Failed,
+    /// Scaled to zero while none of its twins is asked (`autoscaling.minReplicas: 0`): ready
+    /// to wake on the first request.
+    Idle,
 }
 
 /// The state of an adapter in the engine.
@@ -158,7 +167,7 @@ pub struct TwinEngineStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// One-word summary: Unused, Pending, Deploying, Ready, Degraded or Failed.
+    /// One-word summary: Unused, Pending, Deploying, Ready, Idle, Degraded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<EnginePhase>,
     /// The engine's OpenAI-compatible base URL inside the cluster.

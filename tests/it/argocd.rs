@@ -137,6 +137,12 @@ fn every_kind_and_phase_maps_to_the_expected_health() {
         ),
         (
             "TwinEngine",
+            json!({"observedGeneration": 2, "phase": "Idle", "conditions": ready("True", "ScaledToZero", "scaled to zero while none of its 3 endpoints is asked")}),
+            "Healthy",
+            "scaled to zero",
+        ),
+        (
+            "TwinEngine",
             json!({"observedGeneration": 2, "phase": "Pending", "conditions": ready("False", "EngineUnschedulable", "0/3 nodes are available")}),
             "Progressing",
             "nodes are available",

@@ -262,6 +262,45 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
     }
     assert_eq!(template(&scene.get::<Deployment>("llama-engine").await.unwrap()), before);
 
+    // Scale to zero: KEDA may take the shared engine to zero while none of its twins is asked,
+    // woken by any of their gateways' requests, which hold meanwhile; the engine and its
+    // endpoints are Idle, and Ready again once it runs. The pods are not touched to allow it.
+    let mut scaled_llama = engine(&scene, "llama", LLAMA);
+    scaled_llama["spec"]["autoscaling"] = json!({"minReplicas": 0, "maxReplicas": 2, "wakeSeconds": 120,
+        "keda": {"serverAddress": "http://prometheus.monitoring.svc:9090"}});
+    scene.apply(&scaled_llama).await;
+    let scaled = eventually("the engine's ScaledObject", || async {
+        let api = kube::Api::<kube::core::DynamicObject>::namespaced_with(
+            scene.client.clone(),
+            &scene.namespace,
+            &twin_operator::operator::endpoint::scaling::scaled_object_resource(),
+        );
+        let scaled = serde_json::to_value(api.get_opt("llama-engine").await.ok()??).ok()?;
+        (scaled["spec"]["minReplicaCount"] == 0).then_some(scaled)
+    })
+    .await;
+    let query = scaled["spec"]["triggers"][0]["metadata"]["query"].as_str().unwrap().to_string();
+    assert!(
+        query.starts_with("sum(twin_gateway_in_flight{") && query.contains("pod=~\"(anna|ben|cleo|eve)-"),
+        "{query}"
+    );
+    eventually("the gateways told to hold requests while the engine wakes", || async {
+        let anna = scene.get::<Deployment>("anna").await?;
+        let env = anna["spec"]["template"]["spec"]["containers"][0]["env"].as_array()?.clone();
+        env.iter()
+            .any(|e| e["name"] == "TWIN_SERVE_UPSTREAM_WAIT_SECONDS" && e["value"] == "120")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(template(&scene.get::<Deployment>("llama-engine").await.unwrap()), before);
+    scene.plane.run_kubectl(&["scale", "deployment/llama-engine", "--replicas=0", "-n", &scene.namespace]);
+    let idle = scene.wait_for_phase::<TwinEngine>("llama", "Idle", "ScaledToZero").await;
+    assert_eq!(idle["status"]["replicas"], "0/0");
+    let anna = scene.wait_for_phase::<TwinEndpoint>("anna", "Idle", "ScaledToZero").await;
+    assert!(ready_message(&anna).contains("waits up to 120 s"), "{anna}");
+    scene.plane.run_kubectl(&["scale", "deployment/llama-engine", "--replicas=1", "-n", &scene.namespace]);
+    scene.wait_for_phase::<TwinEndpoint>("anna", "Ready", "Serving").await;
+
     // Deleting endpoints unloads their adapters; the last one takes the engine's children.
     scene.api::<TwinEndpoint>().delete("cleo", &DeleteParams::default()).await.unwrap();
     eventually("cleo unloaded", || async { (!vllm.loaded().contains_key("cleo")).then_some(()) }).await;

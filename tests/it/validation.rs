@@ -419,6 +419,8 @@ fn engine_cases() -> Vec<Case> {
     let vllm_only = "image, gpus, maxModelLen, extraArgs and sharedMemory apply only to the vllm engine";
     let cache = "modelCache applies to the vllm and embedded engines, which load a model (a shared engine's is its TwinEngine's)";
     let cache_size = "sizeLimit bounds the emptyDir used without claimName; a claim's size is its own";
+    let min_max = "minReplicas must not exceed maxReplicas";
+    let scale_to_zero = "minReplicas 0 (scale to zero) needs keda: a HorizontalPodAutoscaler cannot scale to zero, and KEDA wakes the engine on the gateway's requests";
     vec![
         reject(K, runs_vllm, json!({"spec": {"vllm": {"kind": "embedded"}}})),
         accept(K, runs_vllm, json!({"spec": {"vllm": {"kind": "vllm", "gpus": 2}}})),
@@ -461,6 +463,14 @@ fn engine_cases() -> Vec<Case> {
             json!({"spec": {"vllm": {"modelCache": {"claimName": "model-cache", "sizeLimit": "1Gi"}}}}),
         ),
         accept(K, cache_size, json!({"spec": {"vllm": {"modelCache": {"sizeLimit": "100Gi"}}}})),
+        reject(K, min_max, json!({"spec": {"autoscaling": {"minReplicas": 3, "maxReplicas": 2}}})),
+        accept(K, min_max, json!({"spec": {"autoscaling": {"minReplicas": 1, "maxReplicas": 2}}})),
+        reject(K, scale_to_zero, json!({"spec": {"autoscaling": {"minReplicas": 0}}})),
+        accept(
+            K,
+            scale_to_zero,
+            json!({"spec": {"autoscaling": {"minReplicas": 0, "wakeSeconds": 120, "keda": {"serverAddress": "http://prometheus:9090"}}}}),
+        ),
         reject(K, MODEL_URI, json!({"spec": {"baseModel": {"uri": "Llama-3.1-8B"}}})),
         accept(K, MODEL_URI, json!({"spec": {"baseModel": {"uri": "s3://twins-bucket/models/llama"}}})),
         reject(K, STORAGE_URI, json!({"spec": {"adapters": {"store": {"uri": "hf://org/adapters"}}}})),

@@ -75,7 +75,13 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Deployment {
         }
         EnginePlan::Shared { url, model, .. } => {
             serve = serve.upstream(url.clone(), Some(model.clone()), Some(pinned));
-            serve.context_tokens = inputs.shared_max_model_len.map(|length| length as usize);
+            let shared = inputs.shared_engine.map(|engine| &engine.spec);
+            serve.context_tokens = shared.and_then(|s| s.vllm.max_model_len).map(|length| length as usize);
+            // A shared engine scaled to zero wakes on the first request to any of its twins.
+            if let Some(scaling) = shared.and_then(|s| s.autoscaling.as_ref()).filter(|s| s.min_replicas == 0)
+            {
+                serve.upstream_wait_seconds = Some(scaling.wake_seconds as u64);
+            }
         }
         EnginePlan::External { url } => serve = serve.upstream(url.clone(), None, Some(pinned)),
         EnginePlan::Embedded { model, adapter } => {

@@ -165,8 +165,8 @@ pub struct Inputs<'a> {
     /// The model the gateway names and whose dataset revision it pins (the wanted one once the
     /// engine serves its adapter).
     pub gateway_model: &'a ServedModel,
-    /// A shared engine's longest context, from its TwinEngine.
-    pub shared_max_model_len: Option<u32>,
+    /// The TwinEngine of a shared engine (its context length, whether it scales to zero).
+    pub shared_engine: Option<&'a crate::api::TwinEngine>,
 }
 
 impl<'a> Inputs<'a> {
@@ -186,7 +186,7 @@ impl<'a> Inputs<'a> {
             engine: &valid.engine,
             trained,
             gateway_model,
-            shared_max_model_len: valid.shared_engine.and_then(|e| e.spec.vllm.max_model_len),
+            shared_engine: valid.shared_engine,
         }
     }
 }

@@ -15,9 +15,9 @@ use kube::ResourceExt;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::json;
 
-use super::parts::{ENGINE_COMPONENT, GATEWAY_COMPONENT, engine_name, gateway_name, meta, selector};
+use super::parts::{ENGINE_COMPONENT, GATEWAY_COMPONENT, Parent, engine_name, gateway_name, meta, selector};
 use crate::api::TwinEndpoint;
-use crate::api::endpoint::EngineKind;
+use crate::api::endpoint::{Autoscaling, EngineKind};
 
 /// CPU utilisation (of the request) the gateway's autoscaler aims for.
 pub const GATEWAY_CPU_TARGET: i32 = 70;
@@ -38,25 +38,78 @@ pub fn service_monitor_resource() -> ApiResource {
 /// The gateway's in-flight requests (held while the engine wakes, or answered by it), as
 /// Prometheus has them from the gateway's ServiceMonitor: what wakes an engine scaled to zero,
 /// which has no queue of its own to read while it is down.
-pub fn gateway_in_flight_query(endpoint: &TwinEndpoint) -> String {
+pub fn gateway_in_flight_query(namespace: &str, gateways: &[String]) -> String {
     format!(
-        r#"sum(twin_gateway_in_flight{{namespace="{}",pod=~"{}-[a-z0-9]+-[a-z0-9]+"}}) or vector(0)"#,
-        endpoint.namespace().unwrap_or_default(),
-        gateway_name(endpoint)
+        r#"sum(twin_gateway_in_flight{{namespace="{namespace}",pod=~"({})-[a-z0-9]+-[a-z0-9]+"}}) or vector(0)"#,
+        gateways.join("|")
     )
 }
 
 /// The PromQL KEDA scales the engine on: requests running and waiting in its pods.
-pub fn engine_queue_query(endpoint: &TwinEndpoint) -> String {
+pub fn engine_queue_query(namespace: &str, engine: &str) -> String {
     format!(
-        r#"sum({{__name__=~"vllm:num_requests_(running|waiting)",namespace="{}",pod=~"{}-[a-z0-9]+-[a-z0-9]+"}})"#,
-        endpoint.namespace().unwrap_or_default(),
-        engine_name(endpoint)
+        r#"sum({{__name__=~"vllm:num_requests_(running|waiting)",namespace="{namespace}",pod=~"{engine}-[a-z0-9]+-[a-z0-9]+"}})"#
     )
 }
 
-fn autoscaler(
-    endpoint: &TwinEndpoint,
+/// The autoscaler of a vLLM engine Deployment `engine` of `owner`: a KEDA ScaledObject on its
+/// queue (or, with `minReplicas: 0`, on the in-flight requests of the gateways in front of it,
+/// which are there while the engine is not), else a HorizontalPodAutoscaler on its running
+/// requests.
+pub fn engine_autoscaler<P: Parent>(
+    owner: &P,
+    engine: &str,
+    scaling: &Autoscaling,
+    gateways: &[String],
+) -> (Option<HorizontalPodAutoscaler>, Option<DynamicObject>) {
+    let namespace = owner.namespace().unwrap_or_default();
+    match &scaling.keda {
+        Some(keda) => {
+            let resource = scaled_object_resource();
+            let mut scaled = DynamicObject::new(engine, &resource);
+            scaled.metadata = meta(owner, engine.to_string(), ENGINE_COMPONENT);
+            let query = match scaling.min_replicas {
+                0 => gateway_in_flight_query(&namespace, gateways),
+                _ => engine_queue_query(&namespace, engine),
+            };
+            scaled.data = json!({"spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": engine},
+                "minReplicaCount": scaling.min_replicas,
+                "maxReplicaCount": scaling.max_replicas,
+                // A GPU replica takes minutes to start: scale down only after a quiet while.
+                "cooldownPeriod": 600,
+                // At zero there is no engine to read: the gateways' requests wake it (any above
+                // the activation threshold of 0).
+                "triggers": [{"type": "prometheus", "metadata": {
+                    "serverAddress": keda.server_address,
+                    "query": query,
+                    "threshold": scaling.target_requests_per_replica.to_string(),
+                    "activationThreshold": "0",
+                }}],
+            }});
+            (None, Some(scaled))
+        }
+        None => {
+            let running = MetricSpec {
+                type_: "Pods".into(),
+                pods: Some(PodsMetricSource {
+                    metric: MetricIdentifier { name: ENGINE_HPA_METRIC.into(), selector: None },
+                    target: MetricTarget {
+                        type_: "AverageValue".into(),
+                        average_value: Some(Quantity(scaling.target_requests_per_replica.to_string())),
+                        ..Default::default()
+                    },
+                }),
+                ..Default::default()
+            };
+            let range = (scaling.min_replicas, scaling.max_replicas);
+            (Some(autoscaler(owner, engine.to_string(), ENGINE_COMPONENT, range, running)), None)
+        }
+    }
+}
+
+fn autoscaler<P: Parent>(
+    endpoint: &P,
     name: String,
     component: &str,
     (min, max): (i32, i32),
@@ -79,7 +132,8 @@ fn autoscaler(
     }
 }
 
-fn budget(endpoint: &TwinEndpoint, name: String, component: &str) -> PodDisruptionBudget {
+/// A budget that lets a drain take one of a part's pods at a time.
+pub fn budget<P: Parent>(endpoint: &P, name: String, component: &str) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: meta(endpoint, name, component),
         spec: Some(PodDisruptionBudgetSpec {
@@ -94,7 +148,8 @@ fn budget(endpoint: &TwinEndpoint, name: String, component: &str) -> PodDisrupti
     }
 }
 
-fn monitor(endpoint: &TwinEndpoint, name: String, component: &str) -> DynamicObject {
+/// A Prometheus Operator ServiceMonitor of a part's `/metrics`.
+pub fn monitor<P: Parent>(endpoint: &P, name: String, component: &str) -> DynamicObject {
     let resource = service_monitor_resource();
     let mut object = DynamicObject::new(&name, &resource);
     object.metadata = meta(endpoint, name, component);
@@ -145,51 +200,9 @@ pub fn build(endpoint: &TwinEndpoint) -> Scaling {
     let mut engine_max = 1;
     if let Some(scaling) = spec.autoscaling.as_ref().filter(|_| vllm) {
         engine_max = scaling.max_replicas;
-        match &scaling.keda {
-            Some(keda) => {
-                let resource = scaled_object_resource();
-                let mut scaled = DynamicObject::new(&engine, &resource);
-                scaled.metadata = meta(endpoint, engine.clone(), ENGINE_COMPONENT);
-                scaled.data = json!({"spec": {
-                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": engine},
-                    "minReplicaCount": scaling.min_replicas,
-                    "maxReplicaCount": scaling.max_replicas,
-                    // A GPU replica takes minutes to start: scale down only after a quiet while.
-                    "cooldownPeriod": 600,
-                    // At zero there is no engine to read: the gateway's requests wake it (any above
-                    // the activation threshold of 0).
-                    "triggers": [{"type": "prometheus", "metadata": {
-                        "serverAddress": keda.server_address,
-                        "query": if scaling.min_replicas == 0 { gateway_in_flight_query(endpoint) } else { engine_queue_query(endpoint) },
-                        "threshold": scaling.target_requests_per_replica.to_string(),
-                        "activationThreshold": "0",
-                    }}],
-                }});
-                children.scaled_objects.push(scaled);
-            }
-            None => {
-                let running = MetricSpec {
-                    type_: "Pods".into(),
-                    pods: Some(PodsMetricSource {
-                        metric: MetricIdentifier { name: ENGINE_HPA_METRIC.into(), selector: None },
-                        target: MetricTarget {
-                            type_: "AverageValue".into(),
-                            average_value: Some(Quantity(scaling.target_requests_per_replica.to_string())),
-                            ..Default::default()
-                        },
-                    }),
-                    ..Default::default()
-                };
-                let range = (scaling.min_replicas, scaling.max_replicas);
-                children.autoscalers.push(autoscaler(
-                    endpoint,
-                    engine.clone(),
-                    ENGINE_COMPONENT,
-                    range,
-                    running,
-                ));
-            }
-        }
+        let (hpa, scaled) = engine_autoscaler(endpoint, &engine, scaling, std::slice::from_ref(&gateway));
+        children.autoscalers.extend(hpa);
+        children.scaled_objects.extend(scaled);
     }
     // A budget lets a drain take one pod at a time; with one replica it would block drains.
     if vllm && engine_max > 1 {

@@ -254,6 +254,19 @@ pub fn shared_part_health(
     };
     let engine_trouble =
         status.conditions.iter().find(|c| c.type_ == crate::api::CONDITION_READY && c.status != "True");
+    if status.phase == Some(EnginePhase::Idle) {
+        let wait = shared.and_then(|e| e.spec.autoscaling.as_ref()).map_or(0, |s| s.wake_seconds);
+        return PartHealth {
+            replicas: "0/0".into(),
+            assessment: Assessment::ready(
+                EndpointPhase::Idle,
+                "ScaledToZero",
+                format!(
+                    "TwinEngine {name:?} is scaled to zero while none of its twins is asked; the first request wakes it and waits up to {wait} s, then gets 503 with Retry-After"
+                ),
+            ),
+        };
+    }
     let Some(adapter) = &model.adapter_uri else {
         return match (status.phase, engine_trouble) {
             (Some(EnginePhase::Ready), _) => PartHealth {

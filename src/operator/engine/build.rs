@@ -7,9 +7,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, ContainerPort, HTTPGetAction, Probe, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
+use kube::api::DynamicObject;
 
 use crate::api::endpoint::EngineKind;
 use crate::api::{TwinEndpoint, TwinEngine, TwinTrainingJob};
@@ -23,6 +26,9 @@ use crate::operator::driver::Validation;
 use crate::operator::endpoint::engine::{DEFAULT_MAX_LORA_RANK, PORT, VllmPod, given, vllm_template};
 use crate::operator::endpoint::parts::{ENGINE_COMPONENT, meta, rolling_deployment, service};
 use crate::operator::endpoint::plan::{BaseArgs, MODELS, shared_adapter, shared_engine_name};
+use crate::operator::endpoint::scaling::{
+    budget, engine_autoscaler, monitor, scaled_object_resource, service_monitor_resource,
+};
 use crate::operator::endpoint::validate::{adapter_rank, resolve_model};
 use crate::operator::error::Result;
 use crate::operator::settings::OperatorSettings;
@@ -99,6 +105,14 @@ pub struct EngineChildren {
     pub deployment: Option<Deployment>,
     /// vLLM's Service.
     pub service: Option<Service>,
+    /// Its HorizontalPodAutoscaler (`autoscaling` without `keda`).
+    pub autoscaler: Option<HorizontalPodAutoscaler>,
+    /// Its KEDA ScaledObject (`autoscaling.keda`).
+    pub scaled_object: Option<DynamicObject>,
+    /// Its PodDisruptionBudget, when it may run more than one replica.
+    pub budget: Option<PodDisruptionBudget>,
+    /// Its ServiceMonitor, when monitoring is on.
+    pub monitor: Option<DynamicObject>,
 }
 
 impl EngineChildren {
@@ -115,9 +129,25 @@ impl EngineChildren {
         if let Some(deployment) = &self.deployment {
             set.add(deployment, ApplyPolicy::Apply)?;
         }
+        if let Some(autoscaler) = &self.autoscaler {
+            set.add(autoscaler, ApplyPolicy::Apply)?;
+        }
+        if let Some(scaled) = &self.scaled_object {
+            set.add_dynamic(scaled, &scaled_object_resource(), ApplyPolicy::Apply)?;
+        }
+        if let Some(budget) = &self.budget {
+            set.add(budget, ApplyPolicy::Apply)?;
+        }
+        if let Some(monitor) = &self.monitor {
+            set.add_dynamic(monitor, &service_monitor_resource(), ApplyPolicy::Apply)?;
+        }
         set.manage::<ConfigMap>();
         set.manage::<Service>();
         set.manage::<Deployment>();
+        set.manage::<HorizontalPodAutoscaler>();
+        set.manage::<PodDisruptionBudget>();
+        set.manage_dynamic(&scaled_object_resource());
+        set.manage_dynamic(&service_monitor_resource());
         Ok(set)
     }
 }
@@ -131,11 +161,13 @@ pub fn max_rank(engine: &TwinEngine, wanted: &[WantedBy]) -> u32 {
         .unwrap_or_else(|| wanted.iter().filter_map(|w| w.rank).max().unwrap_or(DEFAULT_MAX_LORA_RANK))
 }
 
-/// The children of an engine with users, running `base`.
+/// The children of an engine with users, running `base`; `gateways` are the users' gateways,
+/// whose requests wake an engine scaled to zero.
 pub fn build(
     engine: &TwinEngine,
     base: &BaseArgs,
     wanted: &[WantedBy],
+    gateways: &[String],
     settings: &OperatorSettings,
 ) -> EngineChildren {
     let (name, config_map_name) = names(engine);
@@ -217,8 +249,25 @@ pub fn build(
         sidecar_volumes: vec![config_map_volume("wanted", &config_map_name)],
     };
     let template = vllm_template(&pod, settings);
+    // Replicas are the autoscaler's to set when one manages the engine.
+    let replicas = if spec.autoscaling.is_some() { None } else { Some(1) };
     let deployment =
-        rolling_deployment(engine, name.clone(), ENGINE_COMPONENT, Some(1), BTreeMap::new(), template);
+        rolling_deployment(engine, name.clone(), ENGINE_COMPONENT, replicas, BTreeMap::new(), template);
+    let (autoscaler, scaled_object) = match &spec.autoscaling {
+        Some(scaling) => engine_autoscaler(engine, &name, scaling, gateways),
+        None => (None, None),
+    };
+    let most = spec.autoscaling.as_ref().map_or(1, |s| s.max_replicas);
+    let budget = (most > 1).then(|| budget(engine, name.clone(), ENGINE_COMPONENT));
+    let monitor = spec.monitoring.service_monitor.then(|| monitor(engine, name.clone(), ENGINE_COMPONENT));
     let service = service(engine, name, ENGINE_COMPONENT, PORT);
-    EngineChildren { wanted: Some(config_map), deployment: Some(deployment), service: Some(service) }
+    EngineChildren {
+        wanted: Some(config_map),
+        deployment: Some(deployment),
+        service: Some(service),
+        autoscaler,
+        scaled_object,
+        budget,
+        monitor,
+    }
 }

@@ -34,6 +34,7 @@ use super::error::{Error, Result};
 use crate::api::engine::EnginePhase;
 use crate::api::{TwinEndpoint, TwinEngine, TwinTrainingJob};
 use crate::contract::labels;
+use crate::operator::endpoint::parts::gateway_name;
 use crate::operator::endpoint::plan::{BaseArgs, base_args};
 
 /// The base model as vLLM is given it, or why vLLM cannot run it.
@@ -73,7 +74,10 @@ async fn reconcile(engine: Arc<TwinEngine>, ctx: Arc<Context>) -> Result<Action>
     let wanted = build::wanted(&engine, &resolving);
     let active = build::has_work(&engine, &resolving, &wanted);
     let children = match active {
-        true => build::build(&engine, &base, &wanted, &ctx.settings),
+        true => {
+            let gateways: Vec<String> = users.iter().map(|e| gateway_name(e)).collect();
+            build::build(&engine, &base, &wanted, &gateways, &ctx.settings)
+        }
         false => build::EngineChildren::default(),
     };
     apply_children(&ctx, &*engine, &children.child_set()?).await?;

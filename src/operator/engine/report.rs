@@ -144,6 +144,32 @@ pub fn from_observed(
         };
         return (Verdict { assessment, recheck: None }, status);
     }
+    status.url = Some(shared_engine_url(&name, &engine.namespace().unwrap_or_default()));
+    let scaled_to_zero = engine.spec.autoscaling.as_ref().filter(|s| s.min_replicas == 0).is_some()
+        && deployment.is_some_and(|d| {
+            d.spec.as_ref().and_then(|s| s.replicas) == Some(0)
+                && d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0) == 0
+        });
+    if scaled_to_zero {
+        status.replicas = Some("0/0".into());
+        status.adapter_summary = Some(format!("0/{}", adapters.len()));
+        status.adapters = adapters
+            .into_iter()
+            .map(|a| EngineAdapter {
+                state: AdapterState::Loading,
+                message: Some("the engine is scaled to zero: loaded when it wakes".into()),
+                ..a
+            })
+            .collect();
+        let assessment = Assessment::ready(
+            EnginePhase::Idle,
+            "ScaledToZero",
+            format!(
+                "scaled to zero while none of its {users} endpoints is asked: the first request to any of them wakes it"
+            ),
+        );
+        return (Verdict { assessment, recheck: Some(SETTLED_RECHECK) }, status);
+    }
     let pods: Vec<&Pod> = pods.iter().collect();
     let part = part_health("engine", deployment, &pods);
     let loaded = adapters.iter().filter(|a| a.state == AdapterState::Loaded).count();
