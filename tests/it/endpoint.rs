@@ -747,7 +747,7 @@ async fn an_engine_scaled_to_zero_leaves_the_endpoint_idle_and_ready_to_wake() {
     let query = trigger["query"].as_str().unwrap();
     assert!(
         query.starts_with("sum(twin_gateway_in_flight{")
-            && query.contains("pod=~\"paul-[a-z0-9]+-[a-z0-9]+\""),
+            && query.contains("pod=~\"(paul)-[a-z0-9]+-[a-z0-9]+\""),
         "{query}"
     );
     assert_eq!(trigger["activationThreshold"], "0", "any request wakes it");

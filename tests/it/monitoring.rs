@@ -12,8 +12,11 @@ use crate::support::repo;
 use twin_operator::serve::metrics::{GatewayMetrics, RequestLabels, RouteLabels};
 
 /// vLLM's metrics the assets use, as its OpenAI server exports them (the "Production Metrics"
-/// page of vLLM's documentation; each is there from v0.5 to v0.11, the chart's default image).
-const VLLM_METRICS: [&str; 6] = [
+/// page of vLLM's documentation; each is there from v0.5 to v0.11, the chart's default image;
+/// `vllm:lora_requests_info`, a gauge labelled with the running and waiting adapters, is in the
+/// "LoRA Metrics" of vLLM's metrics design notes).
+const VLLM_METRICS: [&str; 7] = [
+    "vllm:lora_requests_info",
     "vllm:num_requests_running",
     "vllm:num_requests_waiting",
     "vllm:time_to_first_token_seconds_bucket",
