@@ -41,6 +41,8 @@ impl Context {
         let recorder = Recorder::new(client.clone(), reporter);
         let sagemaker =
             SageMakerClients::new(settings.sagemaker_client.clone(), settings.sagemaker_endpoint_url.clone());
+        // reqwest is built without a TLS provider of its own: the process's is ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(3))
             .no_proxy()

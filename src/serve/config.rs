@@ -22,6 +22,12 @@ pub struct ServeArgs {
     /// What the gateway serves and how it is reached (the settings a TwinEndpoint gives it).
     #[command(flatten)]
     pub gateway: GatewaySettings,
+    /// Serve several twins of one base model from this process and this port, each
+    /// `name=NAME[,adapter=GGUF][,dataset=URI]` (repeat the flag): one copy of --model answers
+    /// them all, each with its own adapter and dataset, and a request picks its twin by
+    /// `model`. Unset: one twin, --name.
+    #[arg(long = "twin", env = "TWIN_SERVE_TWINS", value_delimiter = ';', value_parser = super::twins::parse_twin, value_name = "SPEC")]
+    pub twins: Vec<super::twins::TwinSpec>,
     /// A file holding the upstream's API key (sent as a bearer token).
     #[arg(long, env = "TWIN_SERVE_UPSTREAM_API_KEY_FILE", value_name = "FILE")]
     pub upstream_api_key_file: Option<PathBuf>,

@@ -19,6 +19,7 @@ pub mod prompt;
 pub mod promptlog;
 pub mod routes;
 mod stream;
+pub mod twins;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -59,6 +60,7 @@ pub async fn run(args: Vec<OsString>) -> ExitCode {
     // Spans of each request (embed, retrieve, generate) go out over OTLP when configured.
     let _traces = crate::telemetry::init_with_traces(args.gateway.log_format.as_deref(), "twin-serve");
     let served = match bind(&args.gateway.listen) {
+        Ok(listener) if !args.twins.is_empty() => twins::serve_twins(args, listener, shutdown_signal()).await,
         Ok(listener) => serve(args, listener, shutdown_signal(), None).await,
         Err(message) => Err(message),
     };

@@ -880,3 +880,90 @@ async fn a_request_is_held_while_the_engine_wakes_from_zero_and_gets_503_with_re
         assert_eq!(upstream.received.lock().unwrap().len(), 1, "asked once it was up");
     }
 }
+
+/// One `twin serve` serves two twins of SmolLM2 on one port: each with its own adapter (the
+/// same bare prompt gets two different greedy answers, and the lineage names it) and its own
+/// dataset, picked by `model`; the model is mapped into the process once; the metrics of both
+/// come out together, labelled by twin.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_twin_serve_answers_several_twins_by_model_from_one_copy_of_the_model() {
+    let (one, two) = (Scratch::new("gateway-twins-anna"), Scratch::new("gateway-twins-ben"));
+    let datasets = [publish(&one, &POSTS[..2]).await, publish(&two, &POSTS[2..]).await];
+    let made = std::process::Command::new(repo::path("scripts/make-adapters"))
+        .arg(one.0.join("adapters"))
+        .arg("2")
+        .output()
+        .expect("scripts/make-adapters runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let adapter = |i: usize| one.0.join(format!("adapters/twin-{i}.gguf")).display().to_string();
+    let twin = |name: &str, i: usize| format!("name={name},adapter={},dataset={}", adapter(i), datasets[i]);
+    let gateway = Gateway::start(&args(&[
+        "--model",
+        &smollm().display().to_string(),
+        "--models-dir",
+        &models_dir(),
+        "--twin",
+        &twin("anna", 0),
+        "--twin",
+        &twin("ben", 1),
+    ]));
+    gateway.wait_ready();
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", gateway.pid())).unwrap();
+    let model = smollm().display().to_string();
+    assert_eq!(maps.lines().filter(|l| l.ends_with(&model)).count(), 1, "the model is mapped once");
+    let client = client();
+    let chat = format!("{}/v1/chat/completions", gateway.url);
+    let titles = |posts: &[(&str, &str)]| -> Vec<String> {
+        posts
+            .iter()
+            .map(|(_, text)| text.lines().next().unwrap().trim_start_matches("# ").to_string())
+            .collect()
+    };
+    let mut greedy = std::collections::BTreeSet::new();
+    for (i, (name, posts)) in [("anna", &POSTS[..2]), ("ben", &POSTS[2..])].into_iter().enumerate() {
+        let (status, bare) = post(
+            &client,
+            &chat,
+            json!({"model": name, "messages": user("What do you write about?"),
+            "max_tokens": 16, "temperature": 0, "rag": {"topK": 0}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{bare}");
+        assert_eq!(bare["model"], name);
+        assert_eq!(bare["lineage"]["adapter"], adapter(i), "{bare}");
+        greedy.insert(bare["choices"][0]["message"]["content"].as_str().unwrap().to_string());
+        let (status, grounded) = post(
+            &client,
+            &chat,
+            json!({"model": name, "messages": user("What went wrong that night?"), "max_tokens": 4}),
+        )
+        .await;
+        assert_eq!(status, 200, "{grounded}");
+        let own = titles(posts);
+        let sources = grounded["sources"].as_array().unwrap();
+        assert!(
+            !sources.is_empty()
+                && sources.iter().all(|s| own.contains(&s["title"].as_str().unwrap().to_string())),
+            "{name}: {grounded}"
+        );
+    }
+    assert_eq!(greedy.len(), 2, "each twin answers with its own adapter: {greedy:?}");
+    let (status, body) = post(&client, &chat, json!({"messages": user("Hi")})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("model_required")), "{body}");
+    let (status, body) = post(&client, &chat, json!({"model": "cleo", "messages": user("Hi")})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("model_not_found")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("anna, ben"), "{body}");
+    let models: Value =
+        client.get(format!("{}/v1/models", gateway.url)).send().await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> =
+        models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["anna", "ben"]);
+    let metrics = client.get(format!("{}/metrics", gateway.url)).send().await.unwrap().text().await.unwrap();
+    for name in ["anna", "ben"] {
+        let series = format!(
+            "twin_gateway_requests_total{{twin=\"{name}\",route=\"/v1/chat/completions\",status=\"200\"}} 2"
+        );
+        assert!(metrics.lines().any(|l| l == series), "{series} in:\n{metrics}");
+    }
+    assert_eq!(metrics.matches("# TYPE twin_gateway_requests counter").count(), 1, "each family once");
+}
