@@ -231,6 +231,13 @@ fn default_wake_seconds() -> i32 {
     300
 }
 
+impl Autoscaling {
+    /// With `minReplicas: 0`, how long a request waits while the engine wakes from zero.
+    pub fn wake_seconds(&self) -> Option<u64> {
+        (self.min_replicas == 0).then_some(self.wake_seconds as u64)
+    }
+}
+
 /// KEDA scaling of the engine.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -69,19 +69,14 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Deployment {
             serve = serve.upstream(upstream, Some(name.clone()), Some(pinned));
             serve.context_tokens = spec.engine.max_model_len.map(|length| length as usize);
             // An engine scaled to zero wakes on the first request, which waits for it.
-            if let Some(scaling) = spec.autoscaling.as_ref().filter(|s| s.min_replicas == 0) {
-                serve.upstream_wait_seconds = Some(scaling.wake_seconds as u64);
-            }
+            serve.upstream_wait_seconds = spec.autoscaling.as_ref().and_then(|s| s.wake_seconds());
         }
         EnginePlan::Shared { url, model, .. } => {
             serve = serve.upstream(url.clone(), Some(model.clone()), Some(pinned));
             let shared = inputs.shared_engine.map(|engine| &engine.spec);
             serve.context_tokens = shared.and_then(|s| s.vllm.max_model_len).map(|length| length as usize);
             // A shared engine scaled to zero wakes on the first request to any of its twins.
-            if let Some(scaling) = shared.and_then(|s| s.autoscaling.as_ref()).filter(|s| s.min_replicas == 0)
-            {
-                serve.upstream_wait_seconds = Some(scaling.wake_seconds as u64);
-            }
+            serve.upstream_wait_seconds = shared.and_then(|s| s.autoscaling.as_ref()?.wake_seconds());
         }
         EnginePlan::External { url } => serve = serve.upstream(url.clone(), None, Some(pinned)),
         EnginePlan::Embedded { model, adapter } => {

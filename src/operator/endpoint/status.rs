@@ -11,7 +11,9 @@ use kube::ResourceExt;
 use super::gateway::endpoint_url;
 use super::parts::{ADAPTER_ANNOTATION, ENGINE_COMPONENT, GATEWAY_COMPONENT, MODEL_ANNOTATION};
 use super::validate::RESOLVED_RECHECK;
-use crate::api::endpoint::{EndpointPhase, EngineKind, ReplicaStatus, ServedModel, TwinEndpointStatus};
+use crate::api::endpoint::{
+    Autoscaling, EndpointPhase, EngineKind, ReplicaStatus, ServedModel, TwinEndpointStatus,
+};
 use crate::api::engine::{AdapterState, EngineAdapter, EnginePhase};
 use crate::api::{TwinEndpoint, TwinEngine, TwinTrainingJob};
 use crate::contract::labels;
@@ -189,21 +191,28 @@ pub fn part_health(part: &str, deployment: Option<&Deployment>, pods: &[&Pod]) -
     PartHealth { replicas, assessment }
 }
 
+/// Whether an engine Deployment that `scaling` may take to zero is at zero: no replica wanted and
+/// none left.
+pub fn scaled_to_zero(scaling: Option<&Autoscaling>, engine: Option<&Deployment>) -> bool {
+    scaling.and_then(Autoscaling::wake_seconds).is_some()
+        && engine.is_some_and(|d| {
+            d.spec.as_ref().and_then(|s| s.replicas) == Some(0)
+                && d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0) == 0
+        })
+}
+
 /// The engine's part while it is scaled to zero by its autoscaler (`minReplicas: 0`): Idle,
 /// ready to wake on the first request.
 fn idle_engine(endpoint: &TwinEndpoint, engine: Option<&Deployment>) -> Option<PartHealth> {
-    let scaling = endpoint.spec.autoscaling.as_ref().filter(|s| s.min_replicas == 0)?;
-    let engine = engine?;
-    let desired = engine.spec.as_ref()?.replicas?;
-    let running = engine.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-    (desired == 0 && running == 0).then(|| PartHealth {
+    let scaling = endpoint.spec.autoscaling.as_ref();
+    let wait = scaling.and_then(Autoscaling::wake_seconds)?;
+    scaled_to_zero(scaling, engine).then(|| PartHealth {
         replicas: "0/0".into(),
         assessment: Assessment::ready(
             EndpointPhase::Idle,
             "ScaledToZero",
             format!(
-                "the engine is scaled to zero while no request comes; the first request wakes it (KEDA sees it in the gateway's requests) and waits up to {} s for it to start, then gets 503 with Retry-After",
-                scaling.wake_seconds
+                "the engine is scaled to zero while no request comes; the first request wakes it (KEDA sees it in the gateway's requests) and waits up to {wait} s for it to start, then gets 503 with Retry-After"
             ),
         ),
     })
@@ -255,7 +264,7 @@ pub fn shared_part_health(
     let engine_trouble =
         status.conditions.iter().find(|c| c.type_ == crate::api::CONDITION_READY && c.status != "True");
     if status.phase == Some(EnginePhase::Idle) {
-        let wait = shared.and_then(|e| e.spec.autoscaling.as_ref()).map_or(0, |s| s.wake_seconds);
+        let wait = shared.and_then(|e| e.spec.autoscaling.as_ref()?.wake_seconds()).unwrap_or_default();
         return PartHealth {
             replicas: "0/0".into(),
             assessment: Assessment::ready(

@@ -16,7 +16,7 @@ use crate::contract::adapters::{AGENT_PORT, AgentReport, Loading};
 use crate::operator::conditions::Assessment;
 use crate::operator::driver::Verdict;
 use crate::operator::endpoint::plan::shared_engine_url;
-use crate::operator::endpoint::status::part_health;
+use crate::operator::endpoint::status::{part_health, scaled_to_zero};
 
 /// How often an engine whose adapters are settled is looked at again (an agent's report changes
 /// without a watch event: a restarted vLLM, an adapter the engine dropped).
@@ -145,12 +145,7 @@ pub fn from_observed(
         return (Verdict { assessment, recheck: None }, status);
     }
     status.url = Some(shared_engine_url(&name, &engine.namespace().unwrap_or_default()));
-    let scaled_to_zero = engine.spec.autoscaling.as_ref().filter(|s| s.min_replicas == 0).is_some()
-        && deployment.is_some_and(|d| {
-            d.spec.as_ref().and_then(|s| s.replicas) == Some(0)
-                && d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0) == 0
-        });
-    if scaled_to_zero {
+    if scaled_to_zero(engine.spec.autoscaling.as_ref(), deployment) {
         status.replicas = Some("0/0".into());
         status.adapter_summary = Some(format!("0/{}", adapters.len()));
         status.adapters = adapters
@@ -175,7 +170,6 @@ pub fn from_observed(
     let loaded = adapters.iter().filter(|a| a.state == AdapterState::Loaded).count();
     let failed: Vec<String> =
         adapters.iter().filter(|a| a.state == AdapterState::Failed).map(|a| a.endpoint.clone()).collect();
-    status.url = Some(shared_engine_url(&name, &engine.namespace().unwrap_or_default()));
     status.replicas = Some(part.replicas.clone());
     status.adapter_summary = Some(format!("{loaded}/{}", adapters.len()));
     let settled = loaded + failed.len() == adapters.len();
