@@ -19,10 +19,9 @@ use futures::Future;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::ResourceExt;
-use kube::api::ListParams;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
 
 use super::children::apply_children;
@@ -47,19 +46,31 @@ pub fn validate(engine: &TwinEngine) -> Validation<BaseArgs, EnginePhase> {
     }
 }
 
-async fn reconcile(engine: Arc<TwinEngine>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile(
+    engine: Arc<TwinEngine>,
+    ctx: Arc<Context>,
+    endpoints: Store<TwinEndpoint>,
+) -> Result<Action> {
     let namespace = engine.namespace().ok_or(Error::Unidentified("namespace"))?;
     let status = engine.status.clone().unwrap_or_default();
     let base = match validate(&engine) {
         Validation::Proceed(base) => base,
         Validation::Wait(verdict) => return settle(&ctx, &*engine, &verdict, status).await,
     };
-    let endpoints = ctx
-        .namespaced_api::<TwinEndpoint>(&namespace)
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error::ListChildren { kind: "TwinEndpoint".into(), source })?
-        .items;
+    // Until the endpoints' cache has its first list, no endpoint would look like none, and the
+    // engine's children would be pruned.
+    if endpoints.wait_until_ready().await.is_err() {
+        // The cache's watch has ended: the controller is stopping.
+        return Ok(Action::await_change());
+    }
+    let mut endpoints: Vec<TwinEndpoint> = endpoints
+        .state()
+        .iter()
+        .filter(|endpoint| endpoint.namespace().as_deref() == Some(namespace.as_str()))
+        .map(|endpoint| TwinEndpoint::clone(endpoint))
+        .collect();
+    // By name, as the API lists them: what is built from them must not change with the cache's order.
+    endpoints.sort_by_key(|endpoint| endpoint.name_any());
     let users = build::users(&engine, &endpoints);
     let mut jobs = Vec::new();
     for endpoint in &users {
@@ -104,9 +115,15 @@ async fn observe(
 }
 
 /// The controller: TwinEngines, woken by their spec, by the TwinEndpoints that name them (one
-/// added, retrained, deleted), by their children and by their pods.
+/// added, retrained, deleted: read from a cache of their own, rather than listed at every
+/// reconcile), by their children and by their pods.
 pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinEngine>, impl Future<Output = ()>) {
-    let endpoints = ctx.watched_api::<TwinEndpoint>();
+    let (endpoint_store, cache) = reflector::store::<TwinEndpoint>();
+    let endpoints = watcher(ctx.watched_api::<TwinEndpoint>(), watcher::Config::default())
+        .default_backoff()
+        .modify(|endpoint| endpoint.managed_fields_mut().clear())
+        .reflect(cache)
+        .touched_objects();
     let deployments = ctx.watched_api::<Deployment>();
     let services = ctx.watched_api::<Service>();
     let config_maps = ctx.watched_api::<ConfigMap>();
@@ -122,12 +139,12 @@ pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinEngine>, im
                 Some(ObjectRef::<TwinEngine>::new(&reference.name).within(&namespace))
             };
             controller
-                .watches(endpoints, watcher::Config::default(), named_engine)
+                .watches_stream(endpoints, named_engine)
                 .owns(deployments, parts.clone())
                 .owns(services, parts.clone())
                 .owns(config_maps, parts.clone())
                 .watches(pods, parts, twin_of_labelled(engines))
         },
-        reconcile,
+        move |engine, ctx| reconcile(engine, ctx, endpoint_store.clone()),
     )
 }
