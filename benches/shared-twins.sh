@@ -75,6 +75,23 @@ wait_ready() {
   done
 }
 
+# Loads the twins at the URLs once they are ready, then prints a row of the table for the
+# processes PIDS (SETUP describes them) and stops them.
+#   measure N SETUP PID... -- URL...
+measure() {
+  local n=$1 setup=$2 pids=()
+  shift 2
+  while [ "$1" != "--" ]; do pids+=("$1"); shift; done
+  shift
+  wait_ready "$@"
+  local speed hwm pss rate count seconds
+  speed=$(load "$@")
+  read -r hwm pss < <(memory "${pids[@]}")
+  read -r rate count seconds <<<"$speed"
+  echo "| $n | $setup | $hwm | $pss | $rate ($count, ${seconds} s) |"
+  kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+}
+
 echo "| twins | setup | peak RSS, MiB | PSS, MiB | generation tokens/s (tokens, seconds) |"
 echo "|---|---|---|---|---|"
 for n in $counts; do
@@ -97,12 +114,7 @@ EOF
   up=$!
   urls=()
   for i in $(seq 0 $((n - 1))); do urls+=("http://127.0.0.1:$((18600 + i))"); done
-  wait_ready "${urls[@]}"
-  speed=$(load "${urls[@]}")
-  read -r hwm pss < <(memory "$up")
-  read -r rate count seconds <<<"$speed"
-  echo "| $n | one twin up, one engine | $hwm | $pss | $rate ($count, ${seconds} s) |"
-  kill -TERM "$up"; wait "$up" 2>/dev/null || true
+  measure "$n" "one twin up, one engine" "$up" -- "${urls[@]}"
 
   # Separate: N twin serve processes, one twin each.
   pids=()
@@ -113,10 +125,5 @@ EOF
     pids+=($!)
     urls+=("http://127.0.0.1:$((18700 + i))")
   done
-  wait_ready "${urls[@]}"
-  speed=$(load "${urls[@]}")
-  read -r hwm pss < <(memory "${pids[@]}")
-  read -r rate count seconds <<<"$speed"
-  echo "| $n | $n twin serve processes | $hwm | $pss | $rate ($count, ${seconds} s) |"
-  kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+  measure "$n" "$n twin serve processes" "${pids[@]}" -- "${urls[@]}"
 done

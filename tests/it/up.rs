@@ -222,6 +222,31 @@ fn drawn(raw: &str) -> Vec<String> {
         .collect()
 }
 
+/// Reads `twin up`'s output (kept in `said`) until `count` endpoints are `Ready (Serving)`;
+/// their API URLs by name.
+fn serving_urls(
+    reader: &mut impl std::io::BufRead,
+    said: &mut String,
+    count: usize,
+) -> std::collections::BTreeMap<String, String> {
+    let mut urls = std::collections::BTreeMap::new();
+    while urls.len() < count {
+        let mut line = String::new();
+        let read = reader.read_line(&mut line).unwrap();
+        assert!(read > 0, "twin up ended before serving: {said}");
+        said.push_str(&line);
+        if let Some(rest) = line.strip_prefix("twinendpoint/")
+            && line.contains(" Ready (Serving)")
+        {
+            let name = rest.split_whitespace().next().unwrap().to_string();
+            let start = line.find("http://").expect("a URL");
+            let url = line[start..].split_whitespace().next().unwrap().trim_end_matches([';', ',', '.']);
+            urls.insert(name, url.to_string());
+        }
+    }
+    urls
+}
+
 /// The trainer's Python, as the README has users set it up.
 fn trainer_python() -> String {
     let output =
@@ -295,17 +320,7 @@ fn twin_up_in_a_users_own_folder_trains_with_live_progress_on_a_terminal_and_ser
         .expect("twin up starts");
     let mut reader = std::io::BufReader::new(up.stdout.take().unwrap());
     let mut said = String::new();
-    let ready = loop {
-        let mut line = String::new();
-        let read = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-        assert!(read > 0, "twin up ended before serving: {said}");
-        said.push_str(&line);
-        if line.starts_with("twinendpoint/paul Ready (Serving)") {
-            break line;
-        }
-    };
-    let start = ready.find("http://").expect("a URL");
-    let api = ready[start..].split_whitespace().next().unwrap().trim_end_matches([';', ',', '.']).to_string();
+    let api = serving_urls(&mut reader, &mut said, 1).remove("paul").expect("paul's URL");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let answer: serde_json::Value = runtime.block_on(async {
         let body = serde_json::json!({"messages": [{"role": "user", "content": "Why do operators retry?"}], "max_tokens": 16});
@@ -402,20 +417,7 @@ fn twins_of_one_base_model_share_one_copy_of_it_in_twin_up_each_with_its_adapter
         .expect("twin up starts");
     let mut reader = std::io::BufReader::new(up.stdout.take().unwrap());
     let mut said = String::new();
-    let mut urls = std::collections::BTreeMap::new();
-    while urls.len() < twins.len() {
-        let mut line = String::new();
-        let read = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-        assert!(read > 0, "twin up ended before serving: {said}");
-        said.push_str(&line);
-        if let Some(rest) = line.strip_prefix("twinendpoint/")
-            && line.contains(" Ready (Serving)")
-        {
-            let name = rest.split_whitespace().next().unwrap().to_string();
-            let url = line[line.find("http://").unwrap()..].trim().to_string();
-            urls.insert(name, url);
-        }
-    }
+    let urls = serving_urls(&mut reader, &mut said, twins.len());
     // The model is mapped into the process once, not once per twin.
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", up.id())).unwrap();
     assert_eq!(maps.lines().filter(|l| l.ends_with(&smollm.display().to_string())).count(), 1, "{maps}");
