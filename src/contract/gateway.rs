@@ -62,6 +62,13 @@ pub struct GatewaySettings {
     /// the revision retrieval uses (`--dataset`), which may be newer.
     #[arg(long, env = "TWIN_SERVE_ADAPTER_REVISION", value_name = "REVISION")]
     pub adapter_revision: Option<String>,
+    /// A JSON file naming what this gateway serves, re-read every second while it serves (a
+    /// TwinEndpoint's `status.model`: baseModel, adapterUri, adapterRevision, datasetRevision):
+    /// answers name its base model, adapter and adapter revision, and retrieval reads its
+    /// datasetRevision of --dataset (a dataset's folder). A gateway on a shared engine is given
+    /// it from a ConfigMap, so that a new adapter or revision moves no pod.
+    #[arg(long, env = "TWIN_SERVE_LINEAGE_FILE", value_name = "FILE", conflicts_with_all = ["upstream_base_model", "upstream_adapter", "adapter_revision"])]
+    pub lineage_file: Option<PathBuf>,
     /// Seconds a request waits for an upstream that is not up (an engine scaled to zero, waking
     /// on this request), tried again every second meanwhile; then 503 with Retry-After. Unset:
     /// an upstream that is down is a 502 at once.

@@ -49,7 +49,12 @@ pub fn dataset_output(dataset: &TwinDataset) -> Result<StorageUri, String> {
 
 /// [`revision_folder`] under the dataset's output, already read.
 pub fn revision_folder_under(output: &StorageUri, dataset: &TwinDataset, revision: &str) -> StorageUri {
-    output.join(&format!("datasets/{}/{revision}", dataset.name_any()))
+    dataset_folder_under(output, dataset).join(revision)
+}
+
+/// The folder of all of `dataset`'s revisions under `output` (its `LATEST` names the newest).
+pub fn dataset_folder_under(output: &StorageUri, dataset: &TwinDataset) -> StorageUri {
+    output.join(&format!("datasets/{}", dataset.name_any()))
 }
 
 /// Where a run reads its dataset revision and writes its artifacts.

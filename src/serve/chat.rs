@@ -148,13 +148,14 @@ async fn prepare(gateway: &Arc<Gateway>, chat: &ValidChat, started: Instant) -> 
         .collect();
     let mut sampling = chat.sampling.clone();
     sampling.max_tokens = Some(answer_tokens as u32);
+    let (base_model, adapter, adapter_revision) = gateway.model_named(info);
     let lineage = Lineage {
         dataset: knowledge.as_ref().map(|k| k.dataset.clone()),
         revision: knowledge.as_ref().map(|k| k.revision.clone()),
         engine: info.kind.to_string(),
-        base_model: info.model.clone(),
-        adapter: info.adapter.clone(),
-        adapter_revision: gateway.adapter_revision.clone().filter(|_| info.adapter.is_some()),
+        base_model,
+        adapter,
+        adapter_revision,
     };
     Ok(Prepared {
         id: format!("chatcmpl-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),

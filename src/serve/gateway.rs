@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
+use arc_swap::ArcSwapOption;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::extract::{FromRequest, Request};
@@ -11,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::api::ApiError;
-use super::engine::Engine;
+use super::engine::{Engine, EngineInfo};
 use super::knowledge::Shelf;
 use super::metrics::GatewayMetrics;
 use super::promptlog::PromptLog;
+use crate::api::endpoint::ServedModel;
 
 /// Everything a request needs.
 pub struct Gateway {
@@ -33,6 +35,9 @@ pub struct Gateway {
     /// The dataset revision the adapter was trained on, named in the lineage next to the one
     /// retrieved from.
     pub adapter_revision: Option<String>,
+    /// What the lineage file says is served (`--lineage-file`), which answers name instead of
+    /// the engine's model and adapter and `adapter_revision`.
+    pub served: ArcSwapOption<ServedModel>,
     /// Tokens kept for the answer when a request does not set `max_tokens`.
     pub answer_tokens: u32,
     /// SHA-256 of the API key clients must send.
@@ -67,6 +72,23 @@ impl Gateway {
             (true, true, None) => waiting("the dataset index is loading"),
             (true, _, Some(k)) => Ok(format!("ready: revision {} ({} passages)", k.revision, k.index.len())),
             (true, false, None) => Ok("ready (no dataset: answers without retrieval)".into()),
+        }
+    }
+
+    /// The base model, the adapter and the dataset revision it was trained on that answers by
+    /// `engine` name: what the lineage file says, else what the engine and flags say.
+    pub(super) fn model_named(&self, engine: &EngineInfo) -> (String, Option<String>, Option<String>) {
+        match self.served.load().as_deref() {
+            Some(served) => (
+                served.base_model.clone(),
+                served.adapter_uri.clone(),
+                served.adapter_uri.as_ref().and(served.adapter_revision.clone()),
+            ),
+            None => (
+                engine.model.clone(),
+                engine.adapter.clone(),
+                engine.adapter.as_ref().and(self.adapter_revision.clone()),
+            ),
         }
     }
 

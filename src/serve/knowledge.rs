@@ -34,14 +34,16 @@ pub struct Knowledge {
     pub embedder: Arc<Embedder>,
 }
 
-/// Where a dataset is: a revision's folder, or a dataset's folder (its newest revision, as
-/// named by its `LATEST`).
+/// Where a dataset is: a revision's folder, or a dataset's folder (the revision pinned by the
+/// gateway's lineage file, else its newest, as named by its `LATEST`).
 pub struct DatasetLocation {
     uri: String,
     store: ObjectStore,
     /// The last segment of the URI: the folder in `store`.
     folder: String,
     models_dir: Option<PathBuf>,
+    /// The revision of a dataset's folder to serve instead of its `LATEST`.
+    pinned: ArcSwapOption<String>,
 }
 
 /// Just what the gateway needs of `documents.jsonl`.
@@ -76,7 +78,18 @@ impl DatasetLocation {
         }
         .map_err(|e| format!("--dataset: {e}"))?;
         let store = ObjectStore::open(&parent, pvc_root, s3).await.map_err(|e| e.to_string())?;
-        Ok(Self { uri: trimmed.to_string(), store, folder: folder.to_string(), models_dir })
+        Ok(Self {
+            uri: trimmed.to_string(),
+            store,
+            folder: folder.to_string(),
+            models_dir,
+            pinned: ArcSwapOption::empty(),
+        })
+    }
+
+    /// Serves `revision` of a dataset's folder from the next refresh on (unset: its newest).
+    pub fn pin(&self, revision: Option<String>) {
+        self.pinned.store(revision.map(Arc::new));
     }
 
     /// The URI as given.
@@ -85,11 +98,14 @@ impl DatasetLocation {
     }
 
     /// The folder of the revision to serve now: the URI itself when it holds a manifest, else
-    /// the revision its `LATEST` names.
+    /// the revision pinned, else the one its `LATEST` names.
     pub async fn current(&self) -> Result<String, String> {
         let manifest = format!("{}/{MANIFEST}", self.folder);
         if self.store.read(&manifest).await.map_err(|e| e.to_string())?.is_some() {
             return Ok(self.folder.clone());
+        }
+        if let Some(pinned) = self.pinned.load_full() {
+            return Ok(format!("{}/{}", self.folder, revision_name(&pinned, &self.uri, "the lineage file")?));
         }
         let latest = self
             .store
@@ -103,11 +119,8 @@ impl DatasetLocation {
                     self.uri
                 )
             })?;
-        let revision = String::from_utf8_lossy(&latest).trim().to_string();
-        if revision.is_empty() || revision.contains('/') || revision.contains("..") {
-            return Err(format!("{}/{LATEST} does not name a revision: {revision:?}", self.uri));
-        }
-        Ok(format!("{}/{revision}", self.folder))
+        let revision = String::from_utf8_lossy(&latest);
+        Ok(format!("{}/{}", self.folder, revision_name(&revision, &self.uri, LATEST)?))
     }
 
     /// A file of the revision in `folder` (`instruct/test.jsonl`), if it has one.
@@ -190,6 +203,15 @@ impl DatasetLocation {
     }
 }
 
+/// A revision's name as `source` gives it, checked to be one folder of the dataset at `uri`.
+fn revision_name<'a>(given: &'a str, uri: &str, source: &str) -> Result<&'a str, String> {
+    let revision = given.trim();
+    if revision.is_empty() || revision.contains('/') || revision.contains("..") {
+        return Err(format!("{source} does not name a revision of {uri}: {revision:?}"));
+    }
+    Ok(revision)
+}
+
 /// The revision being served, swapped atomically.
 #[derive(Default)]
 pub struct Shelf {
@@ -218,13 +240,15 @@ impl Shelf {
     }
 }
 
-/// Keeps the shelf on the newest revision: checks every `interval` and at each SIGHUP, and
-/// reports each outcome to `on_refresh`.
+/// Keeps the shelf on the revision to serve: checks every `interval`, at each SIGHUP and when
+/// `pinned` is told (the lineage file pinned another revision), and reports each outcome to
+/// `on_refresh`.
 pub async fn keep_fresh(
     shelf: Arc<Shelf>,
     location: Arc<DatasetLocation>,
     hub: HubOptions,
     interval: std::time::Duration,
+    pinned: Arc<tokio::sync::Notify>,
     on_refresh: impl Fn(&Result<bool, String>) + Send + 'static,
 ) {
     #[cfg(unix)]
@@ -244,6 +268,7 @@ pub async fn keep_fresh(
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = hangup => info!("SIGHUP: checking for a new dataset revision"),
+            _ = pinned.notified() => info!("the lineage file pins another dataset revision"),
         }
         let outcome = shelf.refresh(&location, &hub).await;
         if let Err(error) = &outcome {

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod gateway;
 pub mod index;
 pub mod knowledge;
+pub mod lineage;
 pub mod metrics;
 mod page;
 pub mod prompt;
@@ -282,6 +283,8 @@ pub async fn serve(
         )),
         None => None,
     };
+    // What the lineage file names, read before anything is served: it pins the revision.
+    let served = args.gateway.lineage_file.as_deref().map(lineage::read).transpose()?;
     let name = match (&args.gateway.name, &location) {
         (Some(name), _) => name.clone(),
         (None, Some(location)) => dataset_name(location).await,
@@ -320,6 +323,7 @@ pub async fn serve(
         system_prompt: args.gateway.system_prompt.clone().filter(|p| !p.trim().is_empty()),
         top_k: args.gateway.top_k,
         adapter_revision: args.gateway.adapter_revision.clone(),
+        served: Default::default(),
         answer_tokens: args.answer_tokens.max(1),
         api_key_sha256,
         in_flight: Arc::new(Semaphore::new(args.max_in_flight.max(1))),
@@ -352,43 +356,54 @@ pub async fn serve(
             }
         }
     });
+    // The lineage file pins the dataset's revision before its first load, and again as it moves.
+    let pinned = Arc::new(tokio::sync::Notify::new());
+    let mut follower = None;
+    if let (Some(served), Some(path)) = (served, args.gateway.lineage_file.clone()) {
+        lineage::apply(&gateway, served, location.as_deref(), &pinned);
+        let following = lineage::follow(gateway.clone(), path, location.clone(), pinned.clone());
+        follower = Some(tokio::spawn(following));
+    }
     let mut reloader = None;
     if let Some(location) = location {
         let hub = HubOptions::from_env();
         let loading = gateway.clone();
         let interval = args.reload_interval;
-        reloader = Some(tokio::spawn(async move {
-            // The first load, retried until it works (the dataset may not be published yet).
-            loop {
-                match loading.shelf.refresh(&location, &hub).await {
-                    Ok(_) => {
-                        loading.metrics.index_swaps.inc();
-                        *loading.load_error.lock().expect("not poisoned") = None;
-                        break;
+        reloader =
+            Some(tokio::spawn(async move {
+                // The first load, retried until it works (the dataset may not be published yet).
+                loop {
+                    match loading.shelf.refresh(&location, &hub).await {
+                        Ok(_) => {
+                            loading.metrics.index_swaps.inc();
+                            *loading.load_error.lock().expect("not poisoned") = None;
+                            break;
+                        }
+                        Err(message) => {
+                            warn!(
+                                "cannot load the dataset {}; retrying in {interval:?}: {message}",
+                                location.uri()
+                            );
+                            loading.metrics.index_reload_failures.inc();
+                            *loading.load_error.lock().expect("not poisoned") = Some(message);
+                            tokio::time::sleep(interval).await;
+                        }
                     }
-                    Err(message) => {
-                        warn!(
-                            "cannot load the dataset {}; retrying in {interval:?}: {message}",
-                            location.uri()
-                        );
-                        loading.metrics.index_reload_failures.inc();
-                        *loading.load_error.lock().expect("not poisoned") = Some(message);
-                        tokio::time::sleep(interval).await;
+                }
+                let metrics = loading.metrics.clone();
+                keep_fresh(loading.shelf.clone(), location, hub, interval, pinned, move |outcome| {
+                    match outcome {
+                        Ok(true) => {
+                            metrics.index_swaps.inc();
+                        }
+                        Ok(false) => {}
+                        Err(_) => {
+                            metrics.index_reload_failures.inc();
+                        }
                     }
-                }
-            }
-            let metrics = loading.metrics.clone();
-            keep_fresh(loading.shelf.clone(), location, hub, interval, move |outcome| match outcome {
-                Ok(true) => {
-                    metrics.index_swaps.inc();
-                }
-                Ok(false) => {}
-                Err(_) => {
-                    metrics.index_reload_failures.inc();
-                }
-            })
-            .await;
-        }));
+                })
+                .await;
+            }));
     }
     let announcer = ready.map(|ready| {
         let gateway = gateway.clone();
@@ -420,7 +435,7 @@ pub async fn serve(
         message = engine_failed => Err(message),
     };
     // The background work holds the gateway: end it however serving ended.
-    for task in [announcer, reloader].into_iter().flatten() {
+    for task in [announcer, reloader, follower].into_iter().flatten() {
         task.abort();
         let _ = task.await;
     }

@@ -128,15 +128,16 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
 
 fn model_object(gateway: &Gateway) -> Value {
     let info = gateway.engine.get().map(|e| e.info());
+    let (model, adapter, _) = info.map(|i| gateway.model_named(i)).unwrap_or_default();
     json!({
         "id": gateway.name,
         "object": "model",
         "created": gateway.started,
         "owned_by": "twin-operator",
-        "root": info.map(|i| i.model.clone()),
+        "root": info.map(|_| model),
         "twin": {
             "engine": info.map(|i| i.kind),
-            "adapter": info.and_then(|i| i.adapter.clone()),
+            "adapter": adapter,
             "contextTokens": info.map(|i| i.context_tokens),
             "revision": gateway.shelf.get().map(|k| k.revision.clone()),
         },

@@ -367,7 +367,7 @@ fn status_comes_from_deployments_and_pods_and_never_says_ready_over_a_failing_po
         engine: Some(deployment("paul-engine", "engine", adapter, 1, engine)),
         gateway: Some(deployment("paul", "gateway", None, 2, gateway)),
         pods,
-        shared: None,
+        ..Default::default()
     };
 
     let (verdict, status) = assess(&both(json!({}), json!({}), vec![]));
@@ -474,9 +474,14 @@ fn a_new_adapter_rolls_the_engine_before_the_gateway_moves_to_its_revision() {
     let mut gateway = gateway;
     let pinned = serde_json::to_string(&old).unwrap();
     gateway.metadata.annotations = Some([(parts::MODEL_ANNOTATION.to_string(), pinned)].into());
+    let parts = |engine: &Deployment, gateway: &Deployment| Observed {
+        engine: Some(engine.clone()),
+        gateway: Some(gateway.clone()),
+        ..Default::default()
+    };
     // The engine still serves the old adapter: the gateway keeps its revision and lineage.
     let engine_old = deployment("paul-engine", "engine", old.adapter_uri.as_deref(), 1, available(1));
-    assert_eq!(status::gateway_model(&endpoint, &served, Some(&engine_old), None, Some(&gateway)), old);
+    assert_eq!(status::gateway_model(&endpoint, &served, &parts(&engine_old, &gateway)), old);
     // Applied: the new pod template is rolling (one surge pod, the old one still serves).
     let rolling = deployment(
         "paul-engine",
@@ -485,12 +490,11 @@ fn a_new_adapter_rolls_the_engine_before_the_gateway_moves_to_its_revision() {
         1,
         json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}),
     );
-    assert_eq!(status::gateway_model(&endpoint, &served, Some(&rolling), None, Some(&gateway)), old);
+    assert_eq!(status::gateway_model(&endpoint, &served, &parts(&rolling, &gateway)), old);
     let shown = TwinEndpointStatus { model: Some(old.clone()), ..Default::default() };
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-12-03T00:00:00Z".parse().unwrap());
-    let observed =
-        Observed { engine: Some(rolling), gateway: Some(gateway.clone()), pods: vec![], shared: None };
-    let (verdict, status) = status::from_observed(&endpoint, &served, &observed, shown, now.clone());
+    let (verdict, status) =
+        status::from_observed(&endpoint, &served, &parts(&rolling, &gateway), shown, now.clone());
     assert_eq!(
         (verdict.assessment.phase, verdict.assessment.reason.as_str()),
         (EndpointPhase::Deploying, "RollingOutAdapter")
@@ -498,20 +502,18 @@ fn a_new_adapter_rolls_the_engine_before_the_gateway_moves_to_its_revision() {
     assert_eq!(status.model.as_ref(), Some(&old), "the status names the adapter still served");
     // Rolled out: the gateway pins the adapter's revision, and the status names the new model.
     let done = deployment("paul-engine", "engine", served.adapter_uri.as_deref(), 1, available(1));
-    let moved = status::gateway_model(&endpoint, &served, Some(&done), None, Some(&gateway));
+    let moved = status::gateway_model(&endpoint, &served, &parts(&done, &gateway));
     assert_eq!((moved.dataset_revision.as_deref(), &moved), (Some("r1"), &served));
     // The engine serves the new adapter, but the gateway has not moved yet: still rolling out,
     // and the status still names what answers.
-    let observed =
-        Observed { engine: Some(done.clone()), gateway: Some(gateway.clone()), pods: vec![], shared: None };
-    let (verdict, status) = status::from_observed(&endpoint, &served, &observed, status, now.clone());
+    let (verdict, status) =
+        status::from_observed(&endpoint, &served, &parts(&done, &gateway), status, now.clone());
     assert_eq!(verdict.assessment.reason, "RollingOutAdapter");
     assert_eq!(status.model.as_ref(), Some(&old));
     // The gateway pins it and has rolled out: Ready, naming the new model.
     gateway.metadata.annotations =
         Some([(parts::MODEL_ANNOTATION.to_string(), serde_json::to_string(&moved).unwrap())].into());
-    let observed = Observed { engine: Some(done), gateway: Some(gateway), pods: vec![], shared: None };
-    let (verdict, status) = status::from_observed(&endpoint, &served, &observed, status, now);
+    let (verdict, status) = status::from_observed(&endpoint, &served, &parts(&done, &gateway), status, now);
     assert_eq!(
         (verdict.assessment.phase, verdict.assessment.reason.as_str()),
         (EndpointPhase::Ready, "Serving")

@@ -967,3 +967,85 @@ async fn one_twin_serve_answers_several_twins_by_model_from_one_copy_of_the_mode
     }
     assert_eq!(metrics.matches("# TYPE twin_gateway_requests counter").count(), 1, "each family once");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lineage_file_moves_what_answers_name_and_the_revision_retrieved_without_a_restart() {
+    let scratch = Scratch::new("gateway-lineage");
+    let dataset = publish(&scratch, &POSTS[..3]).await;
+    let latest =
+        || std::fs::read_to_string(scratch.0.join("out/datasets/paul/LATEST")).unwrap().trim().to_string();
+    let first = latest();
+    publish(&scratch, &POSTS).await;
+    let second = latest();
+    assert_ne!(first, second);
+    let upstream = Upstream::default();
+    let base = upstream.start().await;
+    // What a TwinEndpoint on a shared engine is told through its ConfigMap: the older revision,
+    // although the dataset's LATEST names the newer one.
+    let file = scratch.0.join("lineage/model.json");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let served = |adapter: &str, revision: &str| {
+        json!({"baseModel": "hf://meta-llama/Llama-3.1-8B", "adapterUri": adapter, "adapterRevision": revision,
+               "datasetRevision": revision})
+        .to_string()
+    };
+    std::fs::write(&file, served("s3://twins/adapters/paul-v1", &first)).unwrap();
+    let gateway = Gateway::start(&openai(
+        &base,
+        &[
+            "--name",
+            "paul",
+            "--dataset",
+            &dataset,
+            "--models-dir",
+            &models_dir(),
+            "--lineage-file",
+            &file.display().to_string(),
+            "--reload-interval",
+            "1h",
+        ],
+    ));
+    gateway.wait_ready();
+    let client = client();
+    let chat = format!("{}/v1/chat/completions", gateway.url);
+    let ask = || post(&client, &chat, json!({"messages": user("How do you rent GPUs?")}));
+    let (status, answer) = ask().await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["lineage"],
+        json!({"dataset": "paul", "revision": first, "engine": "openai", "baseModel": "hf://meta-llama/Llama-3.1-8B",
+               "adapter": "s3://twins/adapters/paul-v1", "adapterRevision": first}),
+        "the pinned revision, not the dataset's newest"
+    );
+    assert_ne!(
+        answer["sources"][0]["title"], "Renting GPUs",
+        "the older revision has no such post: {answer}"
+    );
+
+    // A retrained adapter on the newer revision: the same process names it and retrieves from it.
+    std::fs::write(&file, served("s3://twins/adapters/paul-v2", &second)).unwrap();
+    let mut moved = Value::Null;
+    for _ in 0..100 {
+        moved = ask().await.1;
+        if moved["lineage"]["revision"] == second.as_str() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(moved["lineage"]["adapter"], "s3://twins/adapters/paul-v2", "{moved}\n{}", gateway.log());
+    assert_eq!(moved["lineage"]["adapterRevision"], second.as_str());
+    assert_eq!(moved["lineage"]["revision"], second.as_str());
+    assert_eq!(moved["sources"][0]["title"], "Renting GPUs", "the newer revision's passages: {moved}");
+    let models: Value =
+        client.get(format!("{}/v1/models", gateway.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(models["data"][0]["twin"]["adapter"], "s3://twins/adapters/paul-v2");
+    assert_eq!(models["data"][0]["root"], "hf://meta-llama/Llama-3.1-8B");
+
+    // A file that is not a served model changes nothing, and says why.
+    std::fs::write(&file, "{\"baseModel\": ").unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, kept) = ask().await;
+    assert_eq!((status, &kept["lineage"]["adapter"]), (200, &json!("s3://twins/adapters/paul-v2")));
+    assert!(gateway.log().contains("is not a served model"), "{}", gateway.log());
+    assert_eq!(gateway.log().matches("is not a served model").count(), 1, "said once, not every second");
+}

@@ -6,7 +6,9 @@
 //! endpoints' adapters are unloaded, and the last one takes the engine's Deployment with it.
 //!
 //! kwok runs no containers: the test stands in for the kubelet by copying the engine's
-//! ConfigMap into the agent's file, and the operator reads the agent at `agent_url`.
+//! ConfigMap into the agent's file and a gateway's lineage ConfigMap into the lineage file of a
+//! real `twin serve`, and the operator reads the agent at `agent_url`. A retrained twin's
+//! gateway names its new adapter without a new pod.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use twin_operator::agent::{Agent, AgentArgs};
 use twin_operator::api::{TwinEndpoint, TwinEngine};
 
 use crate::operator::ready_message;
+use crate::support::gateway::{Gateway, client};
 use crate::support::moto::{Moto, test_credentials};
 use crate::support::scene::{Scene, eventually};
 use crate::support::vllm::ScriptedVllm;
@@ -70,17 +73,25 @@ fn endpoint(scene: &Scene, name: &str, engine: &str, base: &str, adapter_uri: &s
     })
 }
 
-/// The kubelet's part, which kwok does not play: the engine's ConfigMap, as its pods mount it,
-/// in the agent's file (gone when the ConfigMap goes).
-fn mount_config_map(scene: &Scene, name: &'static str, file: PathBuf) -> tokio::task::JoinHandle<()> {
+/// The kubelet's part, which kwok does not play: a ConfigMap's `key`, as pods mount it, in
+/// `file` (gone when the ConfigMap goes).
+fn mount_config_map(
+    scene: &Scene,
+    name: &'static str,
+    key: &'static str,
+    file: PathBuf,
+) -> tokio::task::JoinHandle<()> {
     let api = scene.api::<ConfigMap>();
     tokio::spawn(async move {
         loop {
             match api.get_opt(name).await {
                 Ok(Some(config_map)) => {
                     let data = config_map.data.unwrap_or_default();
-                    if let Some(wanted) = data.get("adapters.json") {
-                        std::fs::write(&file, wanted).unwrap();
+                    // Written whole and then moved, as the kubelet swaps a volume's files.
+                    if let Some(value) = data.get(key) {
+                        let fresh = file.with_extension("new");
+                        std::fs::write(&fresh, value).unwrap();
+                        std::fs::rename(&fresh, &file).unwrap();
                     }
                 }
                 Ok(None) => {
@@ -102,7 +113,7 @@ fn template(deployment: &Value) -> Value {
     deployment["spec"]["template"].clone()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_time() {
     test_credentials();
     let moto = Moto::start();
@@ -121,7 +132,7 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
     let wanted = scratch.join("adapters.json");
     let agent = Arc::new(
         Agent::new(AgentArgs {
-            vllm: vllm_url,
+            vllm: vllm_url.clone(),
             wanted: wanted.display().to_string(),
             cache: scratch.join("cache"),
             listen: String::new(),
@@ -140,7 +151,7 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
     let scene = Scene::new("shared").await;
     scene.gpu_node("kwok-l4", 8).await;
     let operator = scene.operator_with("replica-a", |s| s.agent_url = Some(agent_url)).await;
-    let kubelet = mount_config_map(&scene, "llama-engine-adapters", wanted.clone());
+    let kubelet = mount_config_map(&scene, "llama-engine-adapters", "adapters.json", wanted.clone());
 
     // An engine no endpoint names runs nothing.
     scene.apply(&engine(&scene, "llama", LLAMA)).await;
@@ -181,6 +192,17 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
         Some(json!(format!("http://llama-engine.{}.svc:8000/v1", scene.namespace)))
     );
     assert_eq!(var("TWIN_SERVE_UPSTREAM_MODEL"), Some(json!("ben")), "the gateway asks for its twin by name");
+    // What it serves is read from its lineage ConfigMap as it runs, not given to the pod.
+    assert_eq!(var("TWIN_SERVE_LINEAGE_FILE"), Some(json!("/var/run/twin/lineage/model.json")));
+    assert_eq!(var("TWIN_SERVE_UPSTREAM_ADAPTER"), None);
+    assert_eq!(gateway["spec"]["template"]["metadata"].get("annotations"), None, "{gateway}");
+    let volume = gateway["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "lineage")
+        .cloned();
+    assert_eq!(volume.map(|v| v["configMap"]["name"].clone()), Some(json!("ben-lineage")));
 
     for name in ["anna", "ben", "cleo"] {
         let ready = scene.wait_for_phase::<TwinEndpoint>(name, "Ready", "Serving").await;
@@ -203,6 +225,40 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
     let ready = scene.wait_for_phase::<TwinEngine>("llama", "Ready", "Serving").await;
     assert_eq!(ready["status"]["adapterSummary"], "3/3");
 
+    // ben's gateway, as its pod would run it: the real `twin serve`, its lineage file the
+    // ConfigMap as mounted, asking the scripted vLLM for ben.
+    let lineage_file = scratch.join("ben-lineage/model.json");
+    std::fs::create_dir_all(lineage_file.parent().unwrap()).unwrap();
+    let ben_lineage = mount_config_map(&scene, "ben-lineage", "model.json", lineage_file.clone());
+    eventually("ben's lineage file", || async { lineage_file.is_file().then_some(()) }).await;
+    let upstream = format!("{vllm_url}/v1");
+    let lineage_arg = lineage_file.display().to_string();
+    let args: Vec<String> =
+        ["--engine", "openai", "--upstream", &upstream, "--upstream-model", "ben", "--name", "ben"]
+            .into_iter()
+            .chain(["--lineage-file", &lineage_arg])
+            .map(String::from)
+            .collect();
+    let ben_gateway = tokio::task::block_in_place(|| {
+        let gateway = Gateway::start(&args);
+        gateway.wait_ready();
+        gateway
+    });
+    let ask_ben = || async {
+        let chat = format!("{}/v1/chat/completions", ben_gateway.url);
+        let body = json!({"model": "ben", "messages": [{"role": "user", "content": "Hi"}]});
+        let answer: Value = client().post(&chat).json(&body).send().await.unwrap().json().await.unwrap();
+        answer
+    };
+    let answer = ask_ben().await;
+    assert_eq!(answer["lineage"]["adapter"], adapter("ben"), "{answer}");
+    assert_eq!(answer["lineage"]["baseModel"], LLAMA);
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        format!("ben answers with {}", vllm.loaded()["ben"]),
+        "ben's adapter answers"
+    );
+
     // A twin of another base model makes a second engine.
     scene.apply(&endpoint(&scene, "dora", "qwen", QWEN, &adapter("dora"))).await;
     scene.wait_for::<Deployment>("qwen-engine").await;
@@ -218,11 +274,13 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
     let mismatch = scene.wait_for_phase::<TwinEndpoint>("finn", "Failed", "BaseModelMismatch").await;
     assert!(ready_message(&mismatch).contains("runs hf://Qwen/Qwen2.5-7B"), "{mismatch}");
 
-    // A new adapter for ben (what a retrain promotes): loaded in place, no engine pod and no other
-    // twin's gateway touched (ben's own gateway rolls, to name the new adapter in its lineage).
+    // A new adapter for ben (what a retrain promotes): loaded in place; no pod template changes,
+    // not the engine's and not a gateway's, ben's own included: its gateway reads the new lineage
+    // from its ConfigMap.
     let before = template(&scene.get::<Deployment>("llama-engine").await.unwrap());
     let others = [
         template(&scene.get::<Deployment>("anna").await.unwrap()),
+        template(&scene.get::<Deployment>("ben").await.unwrap()),
         template(&scene.get::<Deployment>("cleo").await.unwrap()),
     ];
     scene.apply(&endpoint(&scene, "ben", "llama", LLAMA, &adapter("ben-retrained"))).await;
@@ -245,10 +303,27 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
     );
     let after = [
         template(&scene.get::<Deployment>("anna").await.unwrap()),
+        template(&scene.get::<Deployment>("ben").await.unwrap()),
         template(&scene.get::<Deployment>("cleo").await.unwrap()),
     ];
-    assert_eq!(after, others, "the other twins' gateways are untouched");
+    assert_eq!(after, others, "no gateway's pods are touched");
     assert_eq!(vllm.calls_of("unload_lora_adapter"), Vec::<Value>::new(), "nothing unloaded to replace ben");
+    let lineage: ConfigMap = scene.api::<ConfigMap>().get("ben-lineage").await.unwrap();
+    let named: Value = serde_json::from_str(&lineage.data.unwrap()["model.json"]).unwrap();
+    assert_eq!(named["adapterUri"], adapter("ben-retrained"));
+    // The same gateway process answers with the new adapter and names it.
+    let answer = eventually("ben's gateway naming the new adapter", || async {
+        let answer = ask_ben().await;
+        (answer["lineage"]["adapter"] == adapter("ben-retrained")).then_some(answer)
+    })
+    .await;
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        format!("ben answers with {}", vllm.loaded()["ben"]),
+        "the adapter loaded in place answers"
+    );
+    ben_lineage.abort();
+    drop(ben_gateway);
 
     // An adapter vLLM refuses fails its endpoint alone, with vLLM's words.
     scene.apply(&endpoint(&scene, "eve", "llama", LLAMA, &adapter("eve"))).await;

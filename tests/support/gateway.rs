@@ -168,13 +168,15 @@ impl Upstream {
     }
 }
 
-fn chunk(content: &str) -> Bytes {
+/// One event of a streamed chat completion carrying `content`.
+pub fn chunk(content: &str) -> Bytes {
     let event = json!({"id": "up-1", "object": "chat.completion.chunk", "created": 0, "model": "scripted-model",
                        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]});
     Bytes::from(format!("data: {event}\n\n"))
 }
 
-fn sse(parts: Vec<(Duration, Bytes)>) -> Response {
+/// An event stream of `parts`, each sent after its delay.
+pub fn sse(parts: Vec<(Duration, Bytes)>) -> Response {
     let stream = futures::stream::unfold(parts.into_iter(), |mut parts| async move {
         let (delay, bytes) = parts.next()?;
         tokio::time::sleep(delay).await;

@@ -14,6 +14,9 @@
 //!   removed successfully.`; 400 without a name; 404 `NotFoundError` "The lora adapter '<name>'
 //!   cannot be found.".
 //! - `GET /v1/models`: the base model, then each adapter with its `root` (path) and `parent`.
+//! - `POST /v1/chat/completions`, streamed or not, answered by the model it names: an adapter
+//!   answers `<name> answers with <path>` (the version loaded now), the base model `<base>
+//!   answers`; any other name gets 404 `NotFoundError` "The model `<name>` does not exist.".
 //!
 //! Errors are `{"error": {"message", "type", "param", "code"}}` with `code` the status. It keeps
 //! every runtime LoRA call it received.
@@ -28,6 +31,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+
+use crate::support::gateway::{chunk, sse};
 
 /// The scripted engine's state.
 #[derive(Clone)]
@@ -63,6 +68,7 @@ impl ScriptedVllm {
             .route("/v1/models", get(models))
             .route("/v1/load_lora_adapter", post(load))
             .route("/v1/unload_lora_adapter", post(unload))
+            .route("/v1/chat/completions", post(chat))
             .with_state(self.clone());
         let addr: SocketAddr = crate::support::serve::serve(app).await;
         format!("http://{addr}")
@@ -148,4 +154,30 @@ async fn unload(State(vllm): State<ScriptedVllm>, axum::Json(body): axum::Json<V
         );
     }
     (StatusCode::OK, format!("Success: LoRA adapter '{name}' removed successfully.")).into_response()
+}
+
+async fn chat(State(vllm): State<ScriptedVllm>, axum::Json(body): axum::Json<Value>) -> Response {
+    let asked = body["model"].as_str().unwrap_or_default();
+    let text = match vllm.loaded().get(asked) {
+        Some(path) => format!("{asked} answers with {path}"),
+        None if asked == vllm.base => format!("{asked} answers"),
+        None => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "NotFoundError",
+                format!("The model `{asked}` does not exist."),
+            );
+        }
+    };
+    if !body["stream"].as_bool().unwrap_or(false) {
+        return axum::Json(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": asked,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
+        }))
+        .into_response();
+    }
+    let end = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": asked,
+                     "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+    let now = std::time::Duration::ZERO;
+    sse(vec![(now, chunk(&text)), (now, format!("data: {end}\n\ndata: [DONE]\n\n").into())])
 }

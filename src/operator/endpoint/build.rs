@@ -1,11 +1,12 @@
 //! Building the children of a TwinEndpoint (pure): the engine (vLLM) Deployment and Service,
-//! the gateway (`twin serve`) Deployment and Service, and their autoscalers, disruption
-//! budgets and ServiceMonitors. What the engine and gateway run is in [`super::engine`] and
-//! [`super::gateway`]; scaling and monitoring in [`super::scaling`].
+//! the gateway (`twin serve`) Deployment and Service (with its lineage ConfigMap on a shared
+//! engine), and their autoscalers, disruption budgets and ServiceMonitors. What the engine and
+//! gateway run is in [`super::engine`] and [`super::gateway`]; scaling and monitoring in
+//! [`super::scaling`].
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::DynamicObject;
 
@@ -23,6 +24,8 @@ pub struct EndpointChildren {
     pub engine: Option<Deployment>,
     /// Its Service.
     pub engine_service: Option<Service>,
+    /// The gateway's lineage ConfigMap (engine `shared`): what it serves, read at run time.
+    pub lineage: Option<ConfigMap>,
     /// The gateway Deployment.
     pub gateway: Deployment,
     /// Its Service, the endpoint's address.
@@ -43,6 +46,9 @@ impl EndpointChildren {
     /// longer wants (an autoscaler, a budget, the engine of an endpoint turned `external`) goes.
     pub fn child_set(&self) -> Result<ChildSet> {
         let mut set = ChildSet::new();
+        if let Some(lineage) = &self.lineage {
+            set.add(lineage, ApplyPolicy::Apply)?;
+        }
         for service in self.engine_service.iter().chain([&self.gateway_service]) {
             set.add(service, ApplyPolicy::Apply)?;
         }
@@ -61,6 +67,7 @@ impl EndpointChildren {
         for monitor in &self.monitors {
             set.add_dynamic(monitor, &scaling::service_monitor_resource(), ApplyPolicy::Apply)?;
         }
+        set.manage::<ConfigMap>();
         set.manage::<Service>();
         set.manage::<Deployment>();
         set.manage::<HorizontalPodAutoscaler>();
@@ -82,12 +89,14 @@ pub fn build(inputs: &Inputs, settings: &OperatorSettings) -> EndpointChildren {
         }
         EnginePlan::Shared { .. } | EnginePlan::External { .. } | EnginePlan::Embedded { .. } => (None, None),
     };
+    let lineage = gateway::lineage(inputs);
     let gateway = gateway::deployment(inputs, settings);
     let gateway_service = service(endpoint, gateway_name(endpoint), GATEWAY_COMPONENT, gateway::PORT);
     let scaling::Scaling { autoscalers, scaled_objects, budgets, monitors } = scaling::build(endpoint);
     EndpointChildren {
         engine,
         engine_service,
+        lineage,
         gateway,
         gateway_service,
         autoscalers,

@@ -7,24 +7,24 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, SecretVolumeSource, Volume,
+    ConfigMap, Container, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, SecretVolumeSource, Volume,
 };
 use kube::ResourceExt;
 
 use super::engine::{self, fetch_container};
 use super::parts::{
-    ADAPTER_ANNOTATION, GATEWAY_COMPONENT, Inputs, MODEL_ANNOTATION, REVISION_ANNOTATION, engine_name,
-    gateway_name, rolling_deployment,
+    ADAPTER_ANNOTATION, GATEWAY_COMPONENT, Inputs, LINEAGE_KEY, MODEL_ANNOTATION, REVISION_ANNOTATION,
+    engine_name, gateway_name, lineage_name, meta, rolling_deployment,
 };
 use super::plan::{ADAPTERS, EnginePlan};
 use crate::api::TwinEndpoint;
 use crate::api::endpoint::EngineKind;
 use crate::contract::gateway::GatewaySettings;
 use crate::contract::paths;
-use crate::contract::trainer::revision_folder_under;
+use crate::contract::trainer::{dataset_folder_under, revision_folder_under};
 use crate::operator::children::pod::{
-    claims, default_resources, empty_dir, env_var, http_port, in_pod, mount, mount_claims, probe,
-    s3_credentials, serving_pod,
+    claims, config_map_volume, default_resources, empty_dir, env_var, http_port, in_pod, mount, mount_claims,
+    probe, s3_credentials, serving_pod,
 };
 use crate::operator::settings::OperatorSettings;
 
@@ -34,11 +34,26 @@ pub const PORT: i32 = 8080;
 const GATEWAY_UID: i64 = 65532;
 /// Where the API key Secret is mounted.
 const API_KEY_DIR: &str = "/var/run/twin/api-key";
+/// Where the lineage ConfigMap is mounted (whole, so that the kubelet updates it in place).
+const LINEAGE_DIR: &str = "/var/run/twin/lineage";
 
 /// The OpenAI-compatible base URL of an endpoint inside the cluster.
 pub fn endpoint_url(endpoint: &TwinEndpoint) -> String {
     let namespace = endpoint.namespace().unwrap_or_default();
     format!("http://{}.{namespace}.svc:{}/v1", gateway_name(endpoint), PORT)
+}
+
+/// The lineage ConfigMap of a gateway on a shared engine: the model it names in its answers and
+/// whose dataset revision it retrieves from (`--lineage-file`), which it re-reads as it runs.
+pub fn lineage(inputs: &Inputs) -> Option<ConfigMap> {
+    let EnginePlan::Shared { .. } = inputs.engine else { return None };
+    let endpoint = inputs.endpoint;
+    let model = serde_json::to_string_pretty(inputs.gateway_model).expect("a served model serialises");
+    Some(ConfigMap {
+        metadata: meta(endpoint, lineage_name(endpoint), GATEWAY_COMPONENT),
+        data: Some([(LINEAGE_KEY.to_string(), model)].into()),
+        ..Default::default()
+    })
 }
 
 /// The gateway's Deployment.
@@ -72,7 +87,12 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Deployment {
             serve.upstream_wait_seconds = spec.autoscaling.as_ref().and_then(|s| s.wake_seconds());
         }
         EnginePlan::Shared { url, model, .. } => {
-            serve = serve.upstream(url.clone(), Some(model.clone()), Some(pinned));
+            // What it serves is not the pod's to say: the gateway reads it from its lineage
+            // ConfigMap while it runs, so a retrained adapter or a new revision moves no pod.
+            serve = serve.upstream(url.clone(), Some(model.clone()), None);
+            serve.lineage_file = Some(format!("{LINEAGE_DIR}/{LINEAGE_KEY}").into());
+            volumes.push(config_map_volume("lineage", &lineage_name(endpoint)));
+            mounts.push(mount("lineage", LINEAGE_DIR, true));
             let shared = inputs.shared_engine.map(|engine| &engine.spec);
             serve.context_tokens = shared.and_then(|s| s.vllm.max_model_len).map(|length| length as usize);
             // A shared engine scaled to zero wakes on the first request to any of its twins.
@@ -93,15 +113,24 @@ pub fn deployment(inputs: &Inputs, settings: &OperatorSettings) -> Deployment {
             serve = serve.embedded(model.clone(), fetched, pinned);
         }
     }
-    let model_json = serde_json::to_string(pinned).expect("a served model serialises");
-    annotations.insert(MODEL_ANNOTATION.to_string(), model_json);
-    if let Some(retrieval) = inputs.retrieval
-        && let Some(revision) = &pinned.dataset_revision
-    {
-        let folder = revision_folder_under(&retrieval.output, retrieval.dataset, revision).to_string();
-        serve.dataset = Some(in_pod(&folder));
-        places.push((folder, false));
-        annotations.insert(REVISION_ANNOTATION.to_string(), revision.to_string());
+    if serve.lineage_file.is_some() {
+        // The dataset's folder: the lineage file pins its revision.
+        if let Some(retrieval) = inputs.retrieval {
+            let folder = dataset_folder_under(&retrieval.output, retrieval.dataset).to_string();
+            serve.dataset = Some(in_pod(&folder));
+            places.push((folder, false));
+        }
+    } else {
+        let model_json = serde_json::to_string(pinned).expect("a served model serialises");
+        annotations.insert(MODEL_ANNOTATION.to_string(), model_json);
+        if let Some(retrieval) = inputs.retrieval
+            && let Some(revision) = &pinned.dataset_revision
+        {
+            let folder = revision_folder_under(&retrieval.output, retrieval.dataset, revision).to_string();
+            serve.dataset = Some(in_pod(&folder));
+            places.push((folder, false));
+            annotations.insert(REVISION_ANNOTATION.to_string(), revision.to_string());
+        }
     }
     if let Some(log) = &gateway.prompt_log_uri {
         serve.prompt_log = Some(in_pod(log));

@@ -1,8 +1,9 @@
 //! The TwinEndpoint controller. Each reconcile: fetch the training job and the dataset it
 //! names → validate (resolve the model, the dataset revision and how the engine loads the
-//! model) → observe the engine and gateway Deployments (which revision the gateway pins,
-//! whether the engine serves the new adapter yet) → build the children → apply them → observe
-//! the Deployments and pods → status.
+//! model) → observe the engine and gateway Deployments (which revision the gateway pins, by
+//! annotation or, on a shared engine, in its lineage ConfigMap; whether the engine serves the
+//! new adapter yet) → build the children → apply them → observe the Deployments and pods →
+//! status.
 
 pub mod build;
 pub mod engine;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use futures::Future;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -47,13 +48,7 @@ async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Act
     };
     let before = observe(&ctx, &endpoint, &namespace, shared.clone()).await?;
     let trained = engine::trained_model(&valid.model, training_job.as_ref(), before.engine.as_ref());
-    let gateway_model = status::gateway_model(
-        &endpoint,
-        &valid.model,
-        before.engine.as_ref(),
-        shared.as_ref(),
-        before.gateway.as_ref(),
-    );
+    let gateway_model = status::gateway_model(&endpoint, &valid.model, &before);
     let inputs = Inputs::new(&endpoint, &valid, trained.as_ref(), &gateway_model);
     let children = build::build(&inputs, &ctx.settings);
     apply_children(&ctx, &*endpoint, &children.child_set()?).await?;
@@ -105,8 +100,15 @@ async fn observe(
         EngineKind::Shared | EngineKind::External | EngineKind::Embedded => None,
     };
     let gateway = owned(ctx.fetch::<Deployment>(namespace, &parts::gateway_name(endpoint)).await?);
+    let lineage = match endpoint.spec.engine.kind {
+        EngineKind::Shared => ctx
+            .fetch::<ConfigMap>(namespace, &parts::lineage_name(endpoint))
+            .await?
+            .filter(|c| is_controlled_by(&c.metadata, &uid)),
+        EngineKind::Vllm | EngineKind::External | EngineKind::Embedded => None,
+    };
     let pods = labelled_pods(ctx, namespace, parts::ENDPOINT_NAME, &endpoint.name_any()).await?;
-    Ok(status::Observed { engine, gateway, pods, shared })
+    Ok(status::Observed { engine, gateway, pods, shared, lineage })
 }
 
 /// The controller: TwinEndpoints, woken by changes of their spec, of the TwinTrainingJobs and

@@ -35,6 +35,15 @@ pub const REVISION_ANNOTATION: &str = "llmtwin.dev/dataset-revision";
 /// answers' lineage and whose revision it pins (a `ServedModel` as JSON).
 pub const MODEL_ANNOTATION: &str = "llmtwin.dev/served-model";
 
+/// The key of the lineage ConfigMap holding the gateway's served model (a `ServedModel` as JSON).
+pub const LINEAGE_KEY: &str = "model.json";
+
+/// The name of the ConfigMap that tells a gateway on a shared engine what it serves (its
+/// `--lineage-file`), so that a new adapter or dataset revision changes no pod template.
+pub fn lineage_name(endpoint: &TwinEndpoint) -> String {
+    child_name(&endpoint.name_any(), "-lineage", NAME_LIMIT)
+}
+
 /// The name of the engine's Deployment, Service, autoscaler and budget.
 pub fn engine_name(endpoint: &TwinEndpoint) -> String {
     child_name(&endpoint.name_any(), "-engine", NAME_LIMIT)

@@ -4,12 +4,12 @@
 //! served while a new adapter rolls out.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 
 use super::gateway::endpoint_url;
-use super::parts::{ADAPTER_ANNOTATION, ENGINE_COMPONENT, GATEWAY_COMPONENT, MODEL_ANNOTATION};
+use super::parts::{ADAPTER_ANNOTATION, ENGINE_COMPONENT, GATEWAY_COMPONENT, LINEAGE_KEY, MODEL_ANNOTATION};
 use super::validate::RESOLVED_RECHECK;
 use crate::api::endpoint::{
     Autoscaling, EndpointPhase, EngineKind, ReplicaStatus, ServedModel, TwinEndpointStatus,
@@ -337,29 +337,24 @@ pub fn shared_part_health(
     }
 }
 
-/// Whether the gateway's Deployment pins `model` (its lineage and dataset revision).
-fn gateway_pins(gateway: &Deployment, model: &ServedModel) -> bool {
-    pinned_model(gateway).as_ref() == Some(model)
-}
-
-/// The model a gateway's Deployment pins, from its annotation.
-fn pinned_model(gateway: &Deployment) -> Option<ServedModel> {
-    let json = gateway.annotations().get(MODEL_ANNOTATION)?;
+/// The model the gateway is told to name in its answers' lineage and whose dataset revision it
+/// retrieves from: its lineage ConfigMap's (a gateway on a shared engine, which reads it as it
+/// runs), else its Deployment's annotation.
+pub fn pinned_model(observed: &Observed) -> Option<ServedModel> {
+    let json = match &observed.lineage {
+        Some(lineage) => lineage.data.as_ref()?.get(LINEAGE_KEY)?,
+        None => observed.gateway.as_ref()?.annotations().get(MODEL_ANNOTATION)?,
+    };
     serde_json::from_str(json).ok()
 }
 
 /// The model the gateway names in its answers' lineage and whose dataset revision it pins:
 /// the one wanted once the engine serves its adapter (retrieval, adapter and lineage then move
 /// together); until then, the one the gateway has now.
-pub fn gateway_model(
-    endpoint: &TwinEndpoint,
-    model: &ServedModel,
-    engine: Option<&Deployment>,
-    shared: Option<&TwinEngine>,
-    gateway: Option<&Deployment>,
-) -> ServedModel {
-    match gateway.and_then(pinned_model) {
-        Some(pinned) if !engine_serves(endpoint, model, engine, shared) => pinned,
+pub fn gateway_model(endpoint: &TwinEndpoint, model: &ServedModel, observed: &Observed) -> ServedModel {
+    let serves = engine_serves(endpoint, model, observed.engine.as_ref(), observed.shared.as_ref());
+    match pinned_model(observed) {
+        Some(pinned) if !serves => pinned,
         _ => model.clone(),
     }
 }
@@ -375,6 +370,8 @@ pub struct Observed {
     pub pods: Vec<Pod>,
     /// The TwinEngine it shares, for `engine.kind: shared`.
     pub shared: Option<TwinEngine>,
+    /// The gateway's lineage ConfigMap, for `engine.kind: shared`.
+    pub lineage: Option<ConfigMap>,
 }
 
 /// The verdict and status from what runs: the worst part speaks for the endpoint.
@@ -401,10 +398,8 @@ pub fn from_observed(
     // The new model serves once the engine answers with its adapter and the gateway, rolled
     // out, retrieves from its dataset revision and names it in its answers.
     let serves = engine_serves(endpoint, model, observed.engine.as_ref(), observed.shared.as_ref())
-        && observed
-            .gateway
-            .as_ref()
-            .is_some_and(|gateway| gateway_pins(gateway, model) && rolled_out(gateway));
+        && pinned_model(observed).as_ref() == Some(model)
+        && observed.gateway.as_ref().is_some_and(rolled_out);
     // A new adapter (or base model) rolls out while the previous one still answers; a new
     // dataset revision alone is the gateway's rollout.
     let replacing = !serves
