@@ -113,7 +113,7 @@ fn template(deployment: &Value) -> Value {
     deployment["spec"]["template"].clone()
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test]
 async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_time() {
     test_credentials();
     let moto = Moto::start();
@@ -239,11 +239,13 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
             .chain(["--lineage-file", &lineage_arg])
             .map(String::from)
             .collect();
-    let ben_gateway = tokio::task::block_in_place(|| {
+    let ben_gateway = tokio::task::spawn_blocking(move || {
         let gateway = Gateway::start(&args);
         gateway.wait_ready();
         gateway
-    });
+    })
+    .await
+    .unwrap();
     let ask_ben = || async {
         let chat = format!("{}/v1/chat/completions", ben_gateway.url);
         let body = json!({"model": "ben", "messages": [{"role": "user", "content": "Hi"}]});
