@@ -284,7 +284,10 @@ pub async fn serve(
         None => None,
     };
     // What the lineage file names, read before anything is served: it pins the revision.
-    let served = args.gateway.lineage_file.as_deref().map(lineage::read).transpose()?;
+    let lineage_file = match &args.gateway.lineage_file {
+        Some(path) => Some((path.clone(), lineage::read(path)?)),
+        None => None,
+    };
     let name = match (&args.gateway.name, &location) {
         (Some(name), _) => name.clone(),
         (None, Some(location)) => dataset_name(location).await,
@@ -359,7 +362,7 @@ pub async fn serve(
     // The lineage file pins the dataset's revision before its first load, and again as it moves.
     let pinned = Arc::new(tokio::sync::Notify::new());
     let mut follower = None;
-    if let (Some(served), Some(path)) = (served, args.gateway.lineage_file.clone()) {
+    if let Some((path, served)) = lineage_file {
         lineage::apply(&gateway, served, location.as_deref(), &pinned);
         let following = lineage::follow(gateway.clone(), path, location.clone(), pinned.clone());
         follower = Some(tokio::spawn(following));

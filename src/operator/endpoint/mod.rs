@@ -46,13 +46,15 @@ async fn reconcile(endpoint: Arc<TwinEndpoint>, ctx: Arc<Context>) -> Result<Act
         Validation::Proceed(valid) => valid,
         Validation::Wait(verdict) => return settle(&ctx, &*endpoint, &verdict, status).await,
     };
-    let before = observe(&ctx, &endpoint, &namespace, shared.clone()).await?;
+    let lineage = fetch_lineage(&ctx, &endpoint, &namespace).await?;
+    let before = observe(&ctx, &endpoint, &namespace, shared.clone(), lineage).await?;
     let trained = engine::trained_model(&valid.model, training_job.as_ref(), before.engine.as_ref());
     let gateway_model = status::gateway_model(&endpoint, &valid.model, &before);
     let inputs = Inputs::new(&endpoint, &valid, trained.as_ref(), &gateway_model);
     let children = build::build(&inputs, &ctx.settings);
     apply_children(&ctx, &*endpoint, &children.child_set()?).await?;
-    let observed = observe(&ctx, &endpoint, &namespace, shared.clone()).await?;
+    // The lineage ConfigMap holds no status: what the gateway is told now is what was applied.
+    let observed = observe(&ctx, &endpoint, &namespace, shared.clone(), children.lineage.clone()).await?;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let (verdict, mut status) =
         status::from_observed(&endpoint, &valid.model, &observed, status, now.clone());
@@ -86,12 +88,27 @@ async fn fetch_upstream(
     Ok((training_job, dataset, shared))
 }
 
-/// The endpoint's Deployments (those it controls) and pods as they are now.
+/// The lineage ConfigMap of a gateway on a shared engine (the one the endpoint controls), as
+/// it is now.
+async fn fetch_lineage(ctx: &Context, endpoint: &TwinEndpoint, namespace: &str) -> Result<Option<ConfigMap>> {
+    let uid = endpoint.uid().ok_or(Error::Unidentified("uid"))?;
+    Ok(match endpoint.spec.engine.kind {
+        EngineKind::Shared => ctx
+            .fetch::<ConfigMap>(namespace, &parts::lineage_name(endpoint))
+            .await?
+            .filter(|c| is_controlled_by(&c.metadata, &uid)),
+        EngineKind::Vllm | EngineKind::External | EngineKind::Embedded => None,
+    })
+}
+
+/// The endpoint's Deployments (those it controls) and pods as they are now, with the shared
+/// engine and the gateway's lineage ConfigMap given.
 async fn observe(
     ctx: &Context,
     endpoint: &TwinEndpoint,
     namespace: &str,
     shared: Option<TwinEngine>,
+    lineage: Option<ConfigMap>,
 ) -> Result<status::Observed> {
     let uid = endpoint.uid().ok_or(Error::Unidentified("uid"))?;
     let owned = |deployment: Option<Deployment>| deployment.filter(|d| is_controlled_by(&d.metadata, &uid));
@@ -100,13 +117,6 @@ async fn observe(
         EngineKind::Shared | EngineKind::External | EngineKind::Embedded => None,
     };
     let gateway = owned(ctx.fetch::<Deployment>(namespace, &parts::gateway_name(endpoint)).await?);
-    let lineage = match endpoint.spec.engine.kind {
-        EngineKind::Shared => ctx
-            .fetch::<ConfigMap>(namespace, &parts::lineage_name(endpoint))
-            .await?
-            .filter(|c| is_controlled_by(&c.metadata, &uid)),
-        EngineKind::Vllm | EngineKind::External | EngineKind::Embedded => None,
-    };
     let pods = labelled_pods(ctx, namespace, parts::ENDPOINT_NAME, &endpoint.name_any()).await?;
     Ok(status::Observed { engine, gateway, pods, shared, lineage })
 }
