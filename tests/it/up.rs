@@ -222,6 +222,42 @@ fn drawn(raw: &str) -> Vec<String> {
         .collect()
 }
 
+/// A `twin up` with its output piped and kept, from its start until its endpoints serve to
+/// its stop by SIGTERM.
+struct PipedUp {
+    child: std::process::Child,
+    reader: std::io::BufReader<std::process::ChildStdout>,
+    /// What it has said so far.
+    said: String,
+}
+
+impl PipedUp {
+    /// Starts `command` (a `twin up`) with the Hub offline and its output piped, and reads it
+    /// until `count` endpoints serve; their API URLs by name.
+    fn start(mut command: Command, count: usize) -> (Self, std::collections::BTreeMap<String, String>) {
+        let mut child = command
+            .env("HF_HUB_OFFLINE", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("twin up starts");
+        let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut said = String::new();
+        let urls = serving_urls(&mut reader, &mut said, count);
+        (Self { child, reader, said }, urls)
+    }
+
+    /// Stops it with SIGTERM, as Ctrl-C does, checks that it exits 0, and returns all it said.
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.reader, &mut rest).unwrap();
+        self.said.push_str(&rest);
+        assert_eq!(self.child.wait().unwrap().code(), Some(0), "{}", self.said);
+        self.said
+    }
+}
+
 /// Reads `twin up`'s output (kept in `said`) until `count` endpoints are `Ready (Serving)`;
 /// their API URLs by name.
 fn serving_urls(
@@ -307,20 +343,15 @@ fn twin_up_in_a_users_own_folder_trains_with_live_progress_on_a_terminal_and_ser
 
     // Piped, with the endpoint: the adapter trained above is served.
     scratch.write("twins/paul.yaml", trained_twin_yaml(&scratch.0, true));
-    let mut up = Command::new(twin)
+    let mut command = Command::new(twin);
+    command
         .args(["up", "-f", "twins", "--listen", "127.0.0.1:0", "--models-dir"])
         .arg(&models)
         .args(["--trainer-python", &python])
         .current_dir(&scratch.0)
-        .env("HF_HUB_OFFLINE", "1")
-        .env_remove("TWIN_STATE_DIR")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("twin up starts");
-    let mut reader = std::io::BufReader::new(up.stdout.take().unwrap());
-    let mut said = String::new();
-    let api = serving_urls(&mut reader, &mut said, 1).remove("paul").expect("paul's URL");
+        .env_remove("TWIN_STATE_DIR");
+    let (up, mut urls) = PipedUp::start(command, 1);
+    let api = urls.remove("paul").expect("paul's URL");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let answer: serde_json::Value = runtime.block_on(async {
         let body = serde_json::json!({"messages": [{"role": "user", "content": "Why do operators retry?"}], "max_tokens": 16});
@@ -331,11 +362,7 @@ fn twin_up_in_a_users_own_folder_trains_with_live_progress_on_a_terminal_and_ser
     });
     let adapter = answer["lineage"]["adapter"].as_str().unwrap_or_default().to_string();
     assert!(adapter.starts_with(&format!("{}/out/models/paul-v1/", scratch.0.display())), "{answer}");
-    let _ = Command::new("kill").args(["-TERM", &up.id().to_string()]).status();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
-    said.push_str(&rest);
-    assert_eq!(up.wait().unwrap().code(), Some(0), "{said}");
+    let said = up.stop();
     assert!(said.contains("twintrainingjob/paul-v1 Succeeded (AdapterReused)"), "{said}");
     let control: Vec<char> = said.chars().filter(|c| c.is_control() && *c != '\n').collect();
     assert!(control.is_empty(), "piped output has no control characters, found {control:?}: {said:?}");
@@ -403,23 +430,17 @@ fn twins_of_one_base_model_share_one_copy_of_it_in_twin_up_each_with_its_adapter
         ));
     }
     scratch.write("twins.yaml", yaml);
-    let mut up = Command::new(env!("CARGO_BIN_EXE_twin"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_twin"));
+    command
         .args(["up", "-f"])
         .arg(scratch.0.join("twins.yaml"))
         .arg("--state-dir")
         .arg(scratch.0.join("state"))
         .args(["--listen", "127.0.0.1:0", "--models-dir"])
-        .arg(crate::support::repo::path(".cache/models"))
-        .env("HF_HUB_OFFLINE", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("twin up starts");
-    let mut reader = std::io::BufReader::new(up.stdout.take().unwrap());
-    let mut said = String::new();
-    let urls = serving_urls(&mut reader, &mut said, twins.len());
+        .arg(crate::support::repo::path(".cache/models"));
+    let (up, urls) = PipedUp::start(command, twins.len());
     // The model is mapped into the process once, not once per twin.
-    let maps = std::fs::read_to_string(format!("/proc/{}/maps", up.id())).unwrap();
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", up.child.id())).unwrap();
     assert_eq!(maps.lines().filter(|l| l.ends_with(&smollm.display().to_string())).count(), 1, "{maps}");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let ask = |url: &str, body: serde_json::Value| {
@@ -457,8 +478,5 @@ fn twins_of_one_base_model_share_one_copy_of_it_in_twin_up_each_with_its_adapter
         assert_eq!(grounded["lineage"]["dataset"], *name, "{grounded}");
     }
     assert_eq!(greedy.len(), 3, "each twin answers with its own adapter: {greedy:?}");
-    let _ = Command::new("kill").args(["-TERM", &up.id().to_string()]).status();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
-    assert_eq!(up.wait().unwrap().code(), Some(0), "{said}{rest}");
+    up.stop();
 }
