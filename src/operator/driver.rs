@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -210,6 +211,24 @@ where
         }
     };
     (reader, controller)
+}
+
+/// A cache's first list, as a future any number of reconciles can await at once (`first_list`).
+pub type FirstList = Shared<BoxFuture<'static, bool>>;
+
+/// A cache's first list, as a future any number of reconciles can await at once.
+///
+/// kube-runtime's `Store::wait_until_ready` wakes only the last task that polled it (it waits on
+/// a oneshot channel, which keeps one waker): two engines reconciled together each awaited it,
+/// and the one polled first never woke, its status never written. A shared future polls the
+/// store alone and wakes every task that awaits a clone of it. `false` when the cache's writer
+/// was dropped before its first list: the controller is stopping.
+pub fn first_list<K>(store: Store<K>) -> FirstList
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    async move { store.wait_until_ready().await.is_ok() }.boxed().shared()
 }
 
 /// A mapper for `.watches()`: a changed object of kind `R` wakes the objects of `K` in its
@@ -415,4 +434,40 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::{reflector, watcher};
+
+    use super::first_list;
+
+    #[tokio::test]
+    async fn every_waiter_on_a_caches_first_list_wakes_when_it_comes() {
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        let first = first_list(store);
+        let waiters: Vec<_> = (0..3).map(|_| tokio::spawn(first.clone())).collect();
+        // Every waiter polls (and parks) before the list comes.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(waiters.iter().all(|waiter| !waiter.is_finished()), "no list yet, no waiter done");
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        for waiter in waiters {
+            let ready = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+            assert!(matches!(ready, Ok(Ok(true))), "a waiter woke with the first list: {ready:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cache_dropped_before_its_first_list_says_so() {
+        let (store, writer) = reflector::store::<ConfigMap>();
+        let first = first_list(store);
+        drop(writer);
+        assert!(!first.await);
+    }
 }

@@ -28,7 +28,7 @@ use super::children::apply_children;
 use super::children::job::{labelled_pods, twin_of_labelled};
 use super::children::naming::is_controlled_by;
 use super::context::Context;
-use super::driver::{Validation, run_controller, settle};
+use super::driver::{FirstList, Validation, first_list, run_controller, settle};
 use super::error::{Error, Result};
 use crate::api::engine::EnginePhase;
 use crate::api::{TwinEndpoint, TwinEngine, TwinTrainingJob};
@@ -50,6 +50,7 @@ async fn reconcile(
     engine: Arc<TwinEngine>,
     ctx: Arc<Context>,
     endpoints: Store<TwinEndpoint>,
+    endpoints_listed: FirstList,
 ) -> Result<Action> {
     let namespace = engine.namespace().ok_or(Error::Unidentified("namespace"))?;
     let status = engine.status.clone().unwrap_or_default();
@@ -58,8 +59,9 @@ async fn reconcile(
         Validation::Wait(verdict) => return settle(&ctx, &*engine, &verdict, status).await,
     };
     // Until the endpoints' cache has its first list, no endpoint would look like none, and the
-    // engine's children would be pruned.
-    if endpoints.wait_until_ready().await.is_err() {
+    // engine's children would be pruned. Engines reconcile side by side: each awaits the shared
+    // future, never the store itself (see `first_list`).
+    if !endpoints_listed.await {
         // The cache's watch has ended: the controller is stopping.
         return Ok(Action::await_change());
     }
@@ -119,6 +121,7 @@ async fn observe(
 /// reconcile), by their children and by their pods.
 pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinEngine>, impl Future<Output = ()>) {
     let (endpoint_store, cache) = reflector::store::<TwinEndpoint>();
+    let endpoints_listed = first_list(endpoint_store.clone());
     let endpoints = watcher(ctx.watched_api::<TwinEndpoint>(), watcher::Config::default())
         .default_backoff()
         .modify(|endpoint| endpoint.managed_fields_mut().clear())
@@ -145,6 +148,6 @@ pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinEngine>, im
                 .owns(config_maps, parts.clone())
                 .watches(pods, parts, twin_of_labelled(engines))
         },
-        move |engine, ctx| reconcile(engine, ctx, endpoint_store.clone()),
+        move |engine, ctx| reconcile(engine, ctx, endpoint_store.clone(), endpoints_listed.clone()),
     )
 }
