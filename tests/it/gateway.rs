@@ -804,9 +804,23 @@ async fn a_burst_on_the_embedded_engine_gets_429_at_the_first_token_timeout_not_
     let answers: Vec<_> = futures::future::join_all(burst).await.into_iter().map(Result::unwrap).collect();
     let refused: Vec<_> = answers.iter().filter(|(status, ..)| *status == 429).collect();
     let answered = answers.iter().filter(|(status, ..)| *status == 200).count();
+    // A request that got the place as the first-token timeout neared may still write no token
+    // before it (on a busy machine, the prompt alone takes a while on one thread): 504.
+    let late: Vec<_> = answers.iter().filter(|(status, ..)| *status == 504).collect();
     assert!(answered >= 1, "the engine answered some of the burst: {answers:?}");
     assert!(!refused.is_empty(), "most of the burst could not get a place within 2 s: {answers:?}");
-    assert_eq!(answered + refused.len(), answers.len(), "every answer is 200 or 429: {answers:?}");
+    assert_eq!(
+        answered + refused.len() + late.len(),
+        answers.len(),
+        "every answer is 200, 429 or 504: {answers:?}"
+    );
+    for (_, _, body, waited) in &late {
+        assert_eq!(body["error"]["code"], "upstream_timeout", "{body}");
+        assert!(
+            *waited >= Duration::from_secs(2) && *waited < Duration::from_secs(10),
+            "a request with no token leaves at the first-token timeout: {waited:?}"
+        );
+    }
     for (_, retry_after, body, waited) in &refused {
         assert_eq!(retry_after.as_deref(), Some("1"), "{body}");
         assert_eq!(body["error"]["code"], "engine_busy", "{body}");
