@@ -7,8 +7,10 @@
 //!
 //! kwok runs no containers: the test stands in for the kubelet by copying the engine's
 //! ConfigMap into the agent's file and a gateway's lineage ConfigMap into the lineage file of a
-//! real `twin serve`, and the operator reads the agent at `agent_url`. A retrained twin's
-//! gateway names its new adapter without a new pod.
+//! real `twin serve`, and the operator reads the agent at `agent_url`. One twin is trained by a
+//! TwinTrainingJob that retrains on each new revision of its dataset (the trainer's Job ended as
+//! kwok ends pods, with the trainer's result): the retrained adapter is loaded in place and its
+//! gateway names it without a new pod.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::DeleteParams;
 use serde_json::{Value, json};
 use twin_operator::agent::{Agent, AgentArgs};
-use twin_operator::api::{TwinEndpoint, TwinEngine};
+use twin_operator::api::{TwinEndpoint, TwinEngine, TwinTrainingJob};
 
 use crate::operator::ready_message;
 use crate::support::gateway::{Gateway, client};
@@ -34,17 +36,25 @@ fn adapter(name: &str) -> String {
     format!("s3://twins-bucket/adapters/{name}")
 }
 
-/// Puts a PEFT adapter of `rank` at `adapters/<name>` in moto's bucket.
-async fn publish_adapter(moto: &Moto, name: &str, rank: u32) {
+/// Where the TwinTrainingJob ben-v1 publishes the adapter of its run `run` (the example job's
+/// `output.uri`, then `models/<job>/<run>/adapter`).
+fn trained(run: &str) -> String {
+    format!("s3://twins-bucket/twins/models/ben-v1/{run}/adapter")
+}
+
+/// Puts a PEFT adapter of `rank` at `uri` (in moto's bucket twins-bucket).
+async fn publish_adapter(moto: &Moto, uri: &str, rank: u32) {
+    let key = uri.strip_prefix("s3://twins-bucket/").unwrap();
     let config =
         json!({"peft_type": "LORA", "r": rank, "lora_alpha": rank, "target_modules": ["q_proj", "v_proj"]});
-    moto.put("twins-bucket", &format!("adapters/{name}/adapter_config.json"), config.to_string()).await;
-    moto.put(
-        "twins-bucket",
-        &format!("adapters/{name}/adapter_model.safetensors"),
-        format!("weights of {name}"),
-    )
-    .await;
+    moto.put("twins-bucket", &format!("{key}/adapter_config.json"), config.to_string()).await;
+    moto.put("twins-bucket", &format!("{key}/adapter_model.safetensors"), format!("weights of {key}")).await;
+}
+
+/// What the trainer reports in its termination message after a run on `revision`.
+fn trainer_result(revision: &str) -> String {
+    json!({"status": "Succeeded", "sftTrainLoss": 1.25, "vllmMaxLoraRank": 16, "datasetRevision": revision})
+        .to_string()
 }
 
 fn engine(scene: &Scene, name: &str, base: &str) -> Value {
@@ -57,6 +67,21 @@ fn engine(scene: &Scene, name: &str, base: &str) -> Value {
                 "nodeSelector": {crate::support::scene::POOL_LABEL: scene.namespace},
                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}},
             "adapters": {"maxLoaded": 4, "maxCpu": 16}
+        }
+    })
+}
+
+/// An endpoint on the shared `engine` serving what the TwinTrainingJob `job` promotes, with
+/// retrieval from the dataset paul.
+fn trained_endpoint(scene: &Scene, name: &str, engine: &str, job: &str) -> Value {
+    json!({
+        "apiVersion": "llmtwin.dev/v1alpha1", "kind": "TwinEndpoint",
+        "metadata": {"name": name, "namespace": scene.namespace},
+        "spec": {
+            "model": {"trainingJobRef": {"name": job}},
+            "datasetRef": {"name": "paul"},
+            "engine": {"kind": "shared", "engineRef": {"name": engine}},
+            "gateway": {"replicas": 1}
         }
     })
 }
@@ -118,11 +143,14 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
     test_credentials();
     let moto = Moto::start();
     moto.create_bucket("twins-bucket").await;
-    for name in ["anna", "ben", "ben-retrained", "cleo", "dora"] {
-        publish_adapter(&moto, name, 16).await;
+    for name in ["anna", "cleo", "dora"] {
+        publish_adapter(&moto, &adapter(name), 16).await;
+    }
+    for run in ["g1-rev1", "g1-rev2"] {
+        publish_adapter(&moto, &trained(run), 16).await;
     }
     // Rank 64 on an engine sized for 16: vLLM refuses it.
-    publish_adapter(&moto, "eve", 64).await;
+    publish_adapter(&moto, &adapter("eve"), 64).await;
 
     // The engine's pod, as it would run: the scripted vLLM and the real agent beside it.
     let vllm = ScriptedVllm::new("llama", 16);
@@ -160,10 +188,24 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
     assert!(ready_message(&unused).contains("no TwinEndpoint names"), "{unused}");
     assert!(scene.get::<Deployment>("llama-engine").await.is_none());
 
+    // ben's adapter comes from the TwinTrainingJob ben-v1 (the example job, on Llama), which
+    // retrains on every new revision of the dataset paul; its first run trains on rev-1.
+    scene.apply_example("twindataset.yaml", |_| {}).await;
+    scene.publish_build("paul", "paul-build-1", "rev-1").await;
+    scene
+        .apply_example_as("twintrainingjob.yaml", "ben-v1", |job| {
+            job["spec"]["retrainOnNewRevision"] = json!(true)
+        })
+        .await;
+    scene.wait_for_phase::<TwinTrainingJob>("ben-v1", "Running", "Training").await;
+    scene.end_job("ben-v1-train-g1-rev1", 0, &trainer_result("rev-1")).await;
+    scene.wait_for_phase::<TwinTrainingJob>("ben-v1", "Succeeded", "AdapterPublished").await;
+    let served = |name: &str| if name == "ben" { trained("g1-rev1") } else { adapter(name) };
+
     // Three twins of Llama: one engine Deployment, runtime LoRA on, no adapter in its arguments.
-    for name in ["anna", "ben", "cleo"] {
-        scene.apply(&endpoint(&scene, name, "llama", LLAMA, &adapter(name))).await;
-    }
+    scene.apply(&endpoint(&scene, "anna", "llama", LLAMA, &adapter("anna"))).await;
+    scene.apply(&trained_endpoint(&scene, "ben", "llama", "ben-v1")).await;
+    scene.apply(&endpoint(&scene, "cleo", "llama", LLAMA, &adapter("cleo"))).await;
     let deployment = scene.wait_for::<Deployment>("llama-engine").await;
     let pod = &deployment["spec"]["template"]["spec"];
     let args: Vec<String> = serde_json::from_value(pod["containers"][0]["args"].clone()).unwrap();
@@ -206,7 +248,7 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
 
     for name in ["anna", "ben", "cleo"] {
         let ready = scene.wait_for_phase::<TwinEndpoint>(name, "Ready", "Serving").await;
-        assert_eq!(ready["status"]["model"]["adapterUri"], adapter(name));
+        assert_eq!(ready["status"]["model"]["adapterUri"], served(name));
         let engine_ready = ready["status"]["conditions"]
             .as_array()
             .unwrap()
@@ -253,7 +295,8 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
         answer
     };
     let answer = ask_ben().await;
-    assert_eq!(answer["lineage"]["adapter"], adapter("ben"), "{answer}");
+    assert_eq!(answer["lineage"]["adapter"], trained("g1-rev1"), "{answer}");
+    assert_eq!(answer["lineage"]["adapterRevision"], "rev-1", "{answer}");
     assert_eq!(answer["lineage"]["baseModel"], LLAMA);
     assert_eq!(
         answer["choices"][0]["message"]["content"],
@@ -276,20 +319,26 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
     let mismatch = scene.wait_for_phase::<TwinEndpoint>("finn", "Failed", "BaseModelMismatch").await;
     assert!(ready_message(&mismatch).contains("runs hf://Qwen/Qwen2.5-7B"), "{mismatch}");
 
-    // A new adapter for ben (what a retrain promotes): loaded in place; no pod template changes,
-    // not the engine's and not a gateway's, ben's own included: its gateway reads the new lineage
-    // from its ConfigMap.
+    // A new revision of paul: ben-v1 retrains on it and promotes a new adapter, loaded in place;
+    // no pod template changes, not the engine's and not a gateway's, ben's own included: its
+    // gateway reads the new lineage (adapter and dataset revision) from its ConfigMap.
     let before = template(&scene.get::<Deployment>("llama-engine").await.unwrap());
     let others = [
         template(&scene.get::<Deployment>("anna").await.unwrap()),
         template(&scene.get::<Deployment>("ben").await.unwrap()),
         template(&scene.get::<Deployment>("cleo").await.unwrap()),
     ];
-    scene.apply(&endpoint(&scene, "ben", "llama", LLAMA, &adapter("ben-retrained"))).await;
-    eventually("ben serving its new adapter", || async {
+    scene
+        .apply_example("twindataset.yaml", |dataset| dataset["spec"]["chunking"]["maxTokens"] = json!(384))
+        .await;
+    scene.publish_build("paul", "paul-build-2", "rev-2").await;
+    let retraining = scene.wait_for_phase::<TwinTrainingJob>("ben-v1", "Running", "Training").await;
+    assert_eq!(retraining["status"]["datasetRevision"], "rev-2");
+    scene.end_job("ben-v1-train-g1-rev2", 0, &trainer_result("rev-2")).await;
+    eventually("ben serving its retrained adapter", || async {
         let ben = scene.get::<TwinEndpoint>("ben").await?;
         (crate::support::wait::has_phase(&ben, "Ready", "Serving")
-            && ben["status"]["model"]["adapterUri"] == adapter("ben-retrained"))
+            && ben["status"]["model"]["adapterUri"] == trained("g1-rev2"))
         .then_some(())
     })
     .await;
@@ -312,11 +361,13 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
     assert_eq!(vllm.calls_of("unload_lora_adapter"), Vec::<Value>::new(), "nothing unloaded to replace ben");
     let lineage: ConfigMap = scene.api::<ConfigMap>().get("ben-lineage").await.unwrap();
     let named: Value = serde_json::from_str(&lineage.data.unwrap()["model.json"]).unwrap();
-    assert_eq!(named["adapterUri"], adapter("ben-retrained"));
+    assert_eq!(named["adapterUri"], trained("g1-rev2"));
+    assert_eq!(named["adapterRevision"], "rev-2");
+    assert_eq!(named["datasetRevision"], "rev-2", "retrieval moves to the new revision too");
     // The same gateway process answers with the new adapter and names it.
     let answer = eventually("ben's gateway naming the new adapter", || async {
         let answer = ask_ben().await;
-        (answer["lineage"]["adapter"] == adapter("ben-retrained")).then_some(answer)
+        (answer["lineage"]["adapter"] == trained("g1-rev2")).then_some(answer)
     })
     .await;
     assert_eq!(
