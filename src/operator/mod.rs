@@ -208,8 +208,9 @@ async fn supervise(
         let synced = {
             let health = health.clone();
             tokio::spawn(async move {
-                // Each store's readiness wakes only one waiter, and the controller itself waits on
-                // it too: poll again until all three have synced.
+                // Each store's readiness wakes only its last waiter, and the controller itself
+                // waits on it too (see `driver::first_list`): poll again until all four have
+                // synced.
                 loop {
                     let all = async {
                         tokio::join!(
