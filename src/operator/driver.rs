@@ -10,8 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::{BoxFuture, Shared};
-use futures::{FutureExt, StreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
@@ -23,6 +22,7 @@ use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -171,13 +171,13 @@ impl<P> Verdict<P> {
 /// their managedFields (woken by spec changes and finalizer changes, not by its own status
 /// writes), the extra watches `wire` adds,
 /// and `steps` for each reconcile, wrapped by [`drive`] and [`error_policy`]. Returns the
-/// objects' cache and the controller's future.
+/// objects' cache, whether it has had its first list, and the controller's future.
 pub fn run_controller<K, W, S, Fut>(
     ctx: Arc<Context>,
     stop: CancellationToken,
     wire: W,
     steps: S,
-) -> (Store<K>, impl Future<Output = ()>)
+) -> (Store<K>, FirstList, impl Future<Output = ()>)
 where
     K: TwinKind,
     W: FnOnce(Controller<K>, &Store<K>) -> Controller<K>,
@@ -185,18 +185,21 @@ where
     Fut: Future<Output = Result<Action>> + Send + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(ctx.watched_api::<K>(), watcher::Config::default())
-        .default_backoff()
-        // No step reads managedFields, and they are a large part of each cached object.
-        .modify(|object| object.managed_fields_mut().clear())
-        .reflect(writer)
+    let (events, first_list) = noting_first_list(
+        watcher(ctx.watched_api::<K>(), watcher::Config::default())
+            .default_backoff()
+            // No step reads managedFields, and they are a large part of each cached object.
+            .modify(|object| object.managed_fields_mut().clear())
+            .reflect(writer),
+    );
+    let stream = events
         .applied_objects()
         .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
     let runs = wire(Controller::for_stream(stream, reader.clone()), &reader)
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(move |object, ctx| drive(object, ctx, steps.clone()), error_policy::<K>, ctx)
         .for_each(|_| async {});
-    let store = reader.clone();
+    let listed = first_list.clone();
     let controller = async move {
         tokio::pin!(runs);
         tokio::select! {
@@ -206,29 +209,52 @@ where
         // kube-runtime's runner holds its queue until the cache has its first list, and a
         // stopped controller no longer polls the watch that would fill it: stopped before that
         // list, it would wait forever. Nothing can have run then, so there is nothing to drain.
-        if store.wait_until_ready().now_or_never().is_some_and(|ready| ready.is_ok()) {
+        if listed.done() {
             runs.await;
         }
     };
-    (reader, controller)
+    (reader, first_list, controller)
 }
 
-/// A cache's first list, as a future any number of reconciles can await at once (`first_list`).
-pub type FirstList = Shared<BoxFuture<'static, bool>>;
-
-/// A cache's first list, as a future any number of reconciles can await at once.
+/// Whether a cache has had its first list, told by the watch stream that fills it and read by
+/// any number of tasks.
 ///
-/// kube-runtime's `Store::wait_until_ready` wakes only the last task that polled it (it waits on
-/// a oneshot channel, which keeps one waker): two engines reconciled together each awaited it,
-/// and the one polled first never woke, its status never written. A shared future polls the
-/// store alone and wakes every task that awaits a clone of it. `false` when the cache's writer
-/// was dropped before its first list: the controller is stopping.
-pub fn first_list<K>(store: Store<K>) -> FirstList
+/// Never asked of the cache itself: kube-runtime's `Store::wait_until_ready` wakes only the last
+/// task that polled it (it waits on a oneshot channel, which keeps one waker). Two engines
+/// reconciled together each awaited it and the one polled first never woke, its status never
+/// written. The operator's readiness check, which polled the controllers' own caches every
+/// 200 ms, could likewise take the waker from kube's runner, whose first reconciles would then
+/// wait for the next event.
+#[derive(Clone, Debug)]
+pub struct FirstList(watch::Receiver<bool>);
+
+impl FirstList {
+    /// Waits for the first list; `false` when the stream ended before it (the controller is
+    /// stopping).
+    pub async fn wait(&self) -> bool {
+        self.0.clone().wait_for(|listed| *listed).await.is_ok()
+    }
+
+    /// Whether the first list has come.
+    pub fn done(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// A reflector's stream (after `.reflect()`, so the cache holds what it told) that notes its
+/// first `InitDone` in the [`FirstList`] returned with it.
+pub fn noting_first_list<K, S>(events: S) -> (impl Stream<Item = S::Item> + Send + use<K, S>, FirstList)
 where
-    K: Resource + Clone + Send + Sync + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+    K: Send,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
 {
-    async move { store.wait_until_ready().await.is_ok() }.boxed().shared()
+    let (listed, first_list) = watch::channel(false);
+    let events = events.inspect(move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            listed.send_if_modified(|done| !std::mem::replace(done, true));
+        }
+    });
+    (events, FirstList(first_list))
 }
 
 /// A mapper for `.watches()`: a changed object of kind `R` wakes the objects of `K` in its
@@ -440,34 +466,48 @@ fn truncate(text: &str, max: usize) -> String {
 mod tests {
     use std::time::Duration;
 
+    use futures::StreamExt;
     use k8s_openapi::api::core::v1::ConfigMap;
-    use kube::runtime::{reflector, watcher};
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
 
-    use super::first_list;
+    use super::noting_first_list;
 
     #[tokio::test]
     async fn every_waiter_on_a_caches_first_list_wakes_when_it_comes() {
-        let (store, mut writer) = reflector::store::<ConfigMap>();
-        let first = first_list(store);
-        let waiters: Vec<_> = (0..3).map(|_| tokio::spawn(first.clone())).collect();
-        // Every waiter polls (and parks) before the list comes.
+        let (store, writer) = reflector::store::<ConfigMap>();
+        let (sender, events) = futures::channel::mpsc::unbounded();
+        let (events, first_list) = noting_first_list(events.reflect(writer));
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let first_list = first_list.clone();
+                tokio::spawn(async move { first_list.wait().await })
+            })
+            .collect();
+        // Every waiter polls (and parks) before the list comes, and so does the cache's own.
+        let cache_waiter = tokio::spawn(async move { store.wait_until_ready().await.is_ok() });
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
-        assert!(waiters.iter().all(|waiter| !waiter.is_finished()), "no list yet, no waiter done");
-        writer.apply_watcher_event(&watcher::Event::Init);
-        writer.apply_watcher_event(&watcher::Event::InitDone);
-        for waiter in waiters {
-            let ready = tokio::time::timeout(Duration::from_secs(5), waiter).await;
-            assert!(matches!(ready, Ok(Ok(true))), "a waiter woke with the first list: {ready:?}");
+        assert!(!first_list.done() && waiters.iter().all(|w| !w.is_finished()), "no list yet");
+        sender.unbounded_send(Ok(watcher::Event::Init)).unwrap();
+        sender.unbounded_send(Ok(watcher::Event::InitDone)).unwrap();
+        drop(sender);
+        let _: Vec<_> = events.collect().await;
+        assert!(first_list.done());
+        for waiter in waiters.into_iter().chain([cache_waiter]) {
+            let woke = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+            assert!(matches!(woke, Ok(Ok(true))), "a waiter woke with the first list: {woke:?}");
         }
     }
 
     #[tokio::test]
-    async fn a_cache_dropped_before_its_first_list_says_so() {
-        let (store, writer) = reflector::store::<ConfigMap>();
-        let first = first_list(store);
-        drop(writer);
-        assert!(!first.await);
+    async fn a_stream_that_ends_before_its_first_list_says_so() {
+        let (_store, writer) = reflector::store::<ConfigMap>();
+        let (sender, events) = futures::channel::mpsc::unbounded();
+        let (events, first_list) = noting_first_list(events.reflect(writer));
+        sender.unbounded_send(Ok(watcher::Event::Init)).unwrap();
+        drop(sender);
+        let _: Vec<_> = events.collect().await;
+        assert!(!first_list.wait().await);
     }
 }

@@ -199,29 +199,19 @@ async fn supervise(
         info!("leading: starting the controllers");
         ctx.metrics.leader.set(1);
         let stop = shutdown.child_token();
-        let (datasets, run_datasets) = dataset::run(ctx.clone(), stop.clone());
-        let (jobs, run_jobs) = training::run(ctx.clone(), stop.clone());
-        let (endpoints, run_endpoints) = endpoint::run(ctx.clone(), stop.clone());
-        let (engines, run_engines) = engine::run(ctx.clone(), stop.clone());
-        *caches.0.lock().expect("caches lock") =
-            Some((datasets.clone(), jobs.clone(), endpoints.clone(), engines.clone()));
+        let (datasets, datasets_listed, run_datasets) = dataset::run(ctx.clone(), stop.clone());
+        let (jobs, jobs_listed, run_jobs) = training::run(ctx.clone(), stop.clone());
+        let (endpoints, endpoints_listed, run_endpoints) = endpoint::run(ctx.clone(), stop.clone());
+        let (engines, engines_listed, run_engines) = engine::run(ctx.clone(), stop.clone());
+        *caches.0.lock().expect("caches lock") = Some((datasets, jobs, endpoints, engines));
         let synced = {
             let health = health.clone();
             tokio::spawn(async move {
-                // Each store's readiness wakes only its last waiter, and the controller itself
-                // waits on it too (see `driver::first_list`): poll again until all four have
-                // synced.
-                loop {
-                    let all = async {
-                        tokio::join!(
-                            datasets.wait_until_ready(),
-                            jobs.wait_until_ready(),
-                            endpoints.wait_until_ready(),
-                            engines.wait_until_ready()
-                        )
-                    };
-                    if tokio::time::timeout(Duration::from_millis(200), all).await.is_ok() {
-                        break;
+                // Told by the watch streams, never asked of the caches, whose own waiters are
+                // kube's runners (see `driver::FirstList`).
+                for listed in [datasets_listed, jobs_listed, endpoints_listed, engines_listed] {
+                    if !listed.wait().await {
+                        return;
                     }
                 }
                 health.caches_synced.store(true, Ordering::SeqCst);

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::children::apply_children;
 use super::children::job::{ObservedJob, observe_job, twin_of_labelled};
 use super::context::Context;
-use super::driver::{Validation, run_controller, settle};
+use super::driver::{FirstList, Validation, run_controller, settle};
 use super::error::{Error, Result};
 use crate::api::TwinDataset;
 use crate::contract::labels;
@@ -77,7 +77,10 @@ async fn fetch_newest_build(ctx: &Context, dataset: &TwinDataset) -> Result<Obse
 }
 
 /// The controller: TwinDatasets, woken by changes of their spec and of their build Jobs.
-pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinDataset>, impl Future<Output = ()>) {
+pub fn run(
+    ctx: Arc<Context>,
+    stop: CancellationToken,
+) -> (Store<TwinDataset>, FirstList, impl Future<Output = ()>) {
     let jobs = watcher::Config::default().labels(&format!(
         "{}={}",
         labels::COMPONENT,

@@ -30,7 +30,7 @@ use super::children::apply_children;
 use super::children::job::{labelled_pods, twin_of_labelled};
 use super::children::naming::is_controlled_by;
 use super::context::Context;
-use super::driver::{Validation, publish_event, referrers, run_controller, settle};
+use super::driver::{FirstList, Validation, publish_event, referrers, run_controller, settle};
 use super::error::{Error, Result};
 use crate::api::endpoint::EngineKind;
 use crate::api::{TwinDataset, TwinEndpoint, TwinEngine, TwinTrainingJob};
@@ -124,7 +124,10 @@ async fn observe(
 /// The controller: TwinEndpoints, woken by changes of their spec, of the TwinTrainingJobs and
 /// TwinDatasets they reference, of their Deployments, and of their pods (a crash loop or an OOM
 /// kill shows at once, without waiting for the Deployment to change).
-pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinEndpoint>, impl Future<Output = ()>) {
+pub fn run(
+    ctx: Arc<Context>,
+    stop: CancellationToken,
+) -> (Store<TwinEndpoint>, FirstList, impl Future<Output = ()>) {
     let training_jobs = ctx.watched_api::<TwinTrainingJob>();
     let datasets = ctx.watched_api::<TwinDataset>();
     let engines = ctx.watched_api::<TwinEngine>();

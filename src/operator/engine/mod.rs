@@ -28,7 +28,7 @@ use super::children::apply_children;
 use super::children::job::{labelled_pods, twin_of_labelled};
 use super::children::naming::is_controlled_by;
 use super::context::Context;
-use super::driver::{FirstList, Validation, first_list, run_controller, settle};
+use super::driver::{FirstList, Validation, noting_first_list, run_controller, settle};
 use super::error::{Error, Result};
 use crate::api::engine::EnginePhase;
 use crate::api::{TwinEndpoint, TwinEngine, TwinTrainingJob};
@@ -59,9 +59,9 @@ async fn reconcile(
         Validation::Wait(verdict) => return settle(&ctx, &*engine, &verdict, status).await,
     };
     // Until the endpoints' cache has its first list, no endpoint would look like none, and the
-    // engine's children would be pruned. Engines reconcile side by side: each awaits the shared
-    // future, never the store itself (see `first_list`).
-    if !endpoints_listed.await {
+    // engine's children would be pruned. Engines reconcile side by side: each waits on the
+    // stream's word, never on the store itself (see `FirstList`).
+    if !endpoints_listed.wait().await {
         // The cache's watch has ended: the controller is stopping.
         return Ok(Action::await_change());
     }
@@ -119,14 +119,18 @@ async fn observe(
 /// The controller: TwinEngines, woken by their spec, by the TwinEndpoints that name them (one
 /// added, retrained, deleted: read from a cache of their own, rather than listed at every
 /// reconcile), by their children and by their pods.
-pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinEngine>, impl Future<Output = ()>) {
+pub fn run(
+    ctx: Arc<Context>,
+    stop: CancellationToken,
+) -> (Store<TwinEngine>, FirstList, impl Future<Output = ()>) {
     let (endpoint_store, cache) = reflector::store::<TwinEndpoint>();
-    let endpoints_listed = first_list(endpoint_store.clone());
-    let endpoints = watcher(ctx.watched_api::<TwinEndpoint>(), watcher::Config::default())
-        .default_backoff()
-        .modify(|endpoint| endpoint.managed_fields_mut().clear())
-        .reflect(cache)
-        .touched_objects();
+    let (endpoint_events, endpoints_listed) = noting_first_list(
+        watcher(ctx.watched_api::<TwinEndpoint>(), watcher::Config::default())
+            .default_backoff()
+            .modify(|endpoint| endpoint.managed_fields_mut().clear())
+            .reflect(cache),
+    );
+    let endpoints = endpoint_events.touched_objects();
     let deployments = ctx.watched_api::<Deployment>();
     let services = ctx.watched_api::<Service>();
     let config_maps = ctx.watched_api::<ConfigMap>();

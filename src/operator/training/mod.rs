@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::children::apply_children;
 use super::children::job::{observe_job, twin_of_labelled};
 use super::context::Context;
-use super::driver::{Validation, Verdict, referrers, run_controller, settle, with_finalizer};
+use super::driver::{FirstList, Validation, Verdict, referrers, run_controller, settle, with_finalizer};
 use super::error::{Error, Result};
 use crate::api::training::{BackendKind, KubernetesBackend, TrainingPhase, TwinTrainingJobStatus};
 use crate::api::{TwinDataset, TwinTrainingJob};
@@ -125,7 +125,10 @@ fn count_run(ctx: &Context, job: &TwinTrainingJob, phase: &TrainingPhase, status
 /// The controller: TwinTrainingJobs, woken by changes of their spec, of the TwinDatasets they
 /// reference, of their trainer Jobs, and of the trainers' pods (a pod the scheduler cannot place
 /// changes nothing in its Job).
-pub fn run(ctx: Arc<Context>, stop: CancellationToken) -> (Store<TwinTrainingJob>, impl Future<Output = ()>) {
+pub fn run(
+    ctx: Arc<Context>,
+    stop: CancellationToken,
+) -> (Store<TwinTrainingJob>, FirstList, impl Future<Output = ()>) {
     let datasets = ctx.watched_api::<TwinDataset>();
     let jobs = ctx.watched_api::<Job>();
     let pods = ctx.watched_api::<Pod>();
