@@ -11,6 +11,7 @@ pub mod control_plane;
 pub mod fault_proxy;
 pub mod gateway;
 pub mod git_http;
+pub mod logs;
 pub mod moto;
 pub mod repo;
 pub mod sagemaker;

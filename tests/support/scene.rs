@@ -92,6 +92,7 @@ impl Scene {
     pub async fn operator_with(&self, identity: &str, edit: impl FnOnce(&mut OperatorSettings)) -> Operator {
         let mut settings = self.plane.operator_settings(&self.namespace, identity).await;
         edit(&mut settings);
+        super::logs::capture();
         Operator::start(self.plane.as_operator().await, "the control plane", settings)
             .await
             .expect("the operator starts")
@@ -105,6 +106,7 @@ impl Scene {
     /// An operator replica whose every request goes through `proxy`.
     pub async fn operator_through(&self, proxy: &FaultProxy, identity: &str) -> Operator {
         let settings = self.plane.operator_settings(&self.namespace, identity).await;
+        super::logs::capture();
         Operator::start(proxy.client(), &proxy.url, settings).await.expect("the operator starts")
     }
 
