@@ -433,7 +433,11 @@ async fn twins_of_one_base_model_share_one_engine_whose_adapters_load_at_run_tim
     scene.api::<TwinEndpoint>().delete("cleo", &DeleteParams::default()).await.unwrap();
     eventually("cleo unloaded", || async { (!vllm.loaded().contains_key("cleo")).then_some(()) }).await;
     assert_eq!(vllm.calls_of("unload_lora_adapter"), [json!({"lora_name": "cleo"})]);
-    assert!(!scratch.join("cache/cleo").exists(), "its files leave the cache");
+    // The agent removes them once vLLM has answered the unload.
+    eventually("cleo's files to leave the cache", || async {
+        (!scratch.join("cache/cleo").exists()).then_some(())
+    })
+    .await;
     for name in ["anna", "ben", "eve"] {
         scene.api::<TwinEndpoint>().delete(name, &DeleteParams::default()).await.unwrap();
     }
