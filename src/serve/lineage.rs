@@ -38,8 +38,8 @@ pub fn read(path: &Path) -> Result<ServedModel, String> {
 /// Makes `served` what the gateway names, and the revision it pins the one `location` serves
 /// from the next refresh on (told through `pinned` when it moved).
 pub fn apply(gateway: &Gateway, served: ServedModel, location: Option<&DatasetLocation>, pinned: &Notify) {
-    let moved_revision = gateway.served.load().as_ref().map(|s| s.dataset_revision.clone())
-        != Some(served.dataset_revision.clone());
+    let moved_revision =
+        gateway.served.load().as_deref().map(|s| &s.dataset_revision) != Some(&served.dataset_revision);
     if let Some(location) = location
         && moved_revision
     {

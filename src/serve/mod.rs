@@ -372,41 +372,38 @@ pub async fn serve(
         let hub = HubOptions::from_env();
         let loading = gateway.clone();
         let interval = args.reload_interval;
-        reloader =
-            Some(tokio::spawn(async move {
-                // The first load, retried until it works (the dataset may not be published yet).
-                loop {
-                    match loading.shelf.refresh(&location, &hub).await {
-                        Ok(_) => {
-                            loading.metrics.index_swaps.inc();
-                            *loading.load_error.lock().expect("not poisoned") = None;
-                            break;
-                        }
-                        Err(message) => {
-                            warn!(
-                                "cannot load the dataset {}; retrying in {interval:?}: {message}",
-                                location.uri()
-                            );
-                            loading.metrics.index_reload_failures.inc();
-                            *loading.load_error.lock().expect("not poisoned") = Some(message);
-                            tokio::time::sleep(interval).await;
-                        }
+        reloader = Some(tokio::spawn(async move {
+            // The first load, retried until it works (the dataset may not be published yet).
+            loop {
+                match loading.shelf.refresh(&location, &hub).await {
+                    Ok(_) => {
+                        loading.metrics.index_swaps.inc();
+                        *loading.load_error.lock().expect("not poisoned") = None;
+                        break;
+                    }
+                    Err(message) => {
+                        warn!(
+                            "cannot load the dataset {}; retrying in {interval:?}: {message}",
+                            location.uri()
+                        );
+                        loading.metrics.index_reload_failures.inc();
+                        *loading.load_error.lock().expect("not poisoned") = Some(message);
+                        tokio::time::sleep(interval).await;
                     }
                 }
-                let metrics = loading.metrics.clone();
-                keep_fresh(loading.shelf.clone(), location, hub, interval, pinned, move |outcome| {
-                    match outcome {
-                        Ok(true) => {
-                            metrics.index_swaps.inc();
-                        }
-                        Ok(false) => {}
-                        Err(_) => {
-                            metrics.index_reload_failures.inc();
-                        }
-                    }
-                })
-                .await;
-            }));
+            }
+            let metrics = loading.metrics.clone();
+            let count = move |outcome: &Result<bool, String>| match outcome {
+                Ok(true) => {
+                    metrics.index_swaps.inc();
+                }
+                Ok(false) => {}
+                Err(_) => {
+                    metrics.index_reload_failures.inc();
+                }
+            };
+            keep_fresh(loading.shelf.clone(), location, hub, interval, pinned, count).await;
+        }));
     }
     let announcer = ready.map(|ready| {
         let gateway = gateway.clone();

@@ -128,16 +128,16 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
 
 fn model_object(gateway: &Gateway) -> Value {
     let info = gateway.engine.get().map(|e| e.info());
-    let (model, adapter, _) = info.map(|i| gateway.model_named(i)).unwrap_or_default();
+    let named = info.map(|i| gateway.model_named(i));
     json!({
         "id": gateway.name,
         "object": "model",
         "created": gateway.started,
         "owned_by": "twin-operator",
-        "root": info.map(|_| model),
+        "root": named.as_ref().map(|(model, ..)| model),
         "twin": {
             "engine": info.map(|i| i.kind),
-            "adapter": adapter,
+            "adapter": named.as_ref().and_then(|(_, adapter, _)| adapter.as_ref()),
             "contextTokens": info.map(|i| i.context_tokens),
             "revision": gateway.shelf.get().map(|k| k.revision.clone()),
         },
